@@ -45,5 +45,28 @@ check-proto: compile-proto
 	@git diff --exit-code -- api/v1 || { echo "api/v1: generated code is stale; run make compile-proto and commit"; exit 1; }
 
 ## gencert: CA, server and client certificates plus the ACL files, into $(CONFIG_DIR).
+## Skips the certificates that already exist (a new CA reissues everything it signed);
+## the ACL files are copied whenever they differ, so a policy edit in test/ takes effect.
+CFSSL = GOFLAGS=-buildvcs=false $(GO) run github.com/cloudflare/cfssl/cmd/cfssl@$(CFSSL_VERSION)
+CFSSLJSON = GOFLAGS=-buildvcs=false $(GO) run github.com/cloudflare/cfssl/cmd/cfssljson@$(CFSSL_VERSION)
 gencert:
-	@echo "gencert: not implemented yet (issue 4)"
+	@set -euo pipefail; dir='$(CONFIG_DIR)'; mkdir -p "$$dir"; \
+	sign() { $(CFSSL) gencert -loglevel=3 -ca="$$dir/ca.pem" -ca-key="$$dir/ca-key.pem" \
+		-config=test/ca-config.json "$$@"; }; \
+	if [ ! -s "$$dir/ca.pem" ] || [ ! -s "$$dir/ca-key.pem" ]; then \
+		echo "gencert: new CA in $$dir"; \
+		rm -f "$$dir"/server.pem "$$dir"/server-key.pem "$$dir"/*-client.pem "$$dir"/*-client-key.pem; \
+		$(CFSSL) gencert -loglevel=3 -initca test/ca-csr.json | $(CFSSLJSON) -bare "$$dir/ca"; \
+	fi; \
+	if [ ! -s "$$dir/server.pem" ] || [ ! -s "$$dir/server-key.pem" ]; then \
+		echo "gencert: server certificate (localhost, 127.0.0.1; server and client auth)"; \
+		sign -profile=server test/server-csr.json | $(CFSSLJSON) -bare "$$dir/server"; \
+	fi; \
+	for cn in root nobody; do \
+		if [ ! -s "$$dir/$$cn-client.pem" ] || [ ! -s "$$dir/$$cn-client-key.pem" ]; then \
+			echo "gencert: client certificate CN=$$cn"; \
+			sign -profile=client -cn="$$cn" test/client-csr.json | $(CFSSLJSON) -bare "$$dir/$$cn-client"; \
+		fi; \
+	done; \
+	rm -f "$$dir"/*.csr; \
+	for f in model.conf policy.csv; do cmp -s "test/$$f" "$$dir/$$f" || cp "test/$$f" "$$dir/$$f"; done
