@@ -1,0 +1,52 @@
+// Package discovery finds the other nodes of a proglog cluster by gossip and
+// tells the caller who joins and who leaves.
+//
+// Each node runs one Membership over HashiCorp Serf. The node's tags carry
+// RPCAddrTag, the address of its RPC port, so that when another node learns of
+// it the Handler receives both the node's name and where to reach it. The
+// agent's Handler turns those calls into Raft membership changes on the
+// leader: Join adds a voter, Leave removes a server.
+//
+// # Starting a cluster
+//
+// The first node starts with no StartJoinAddrs; every other node names one or
+// more Serf addresses of nodes already running:
+//
+//	m, err := discovery.New(handler, discovery.Config{
+//		NodeName:       "node-2",
+//		BindAddr:       "10.0.0.2:8401",
+//		Tags:           map[string]string{discovery.RPCAddrTag: "10.0.0.2:8400"},
+//		StartJoinAddrs: []string{"10.0.0.1:8401"},
+//	})
+//	if err != nil { ... }           // errors.Is(err, discovery.ErrJoin): nobody answered
+//	defer m.Close()                 // leaves gracefully, then shuts Serf down
+//
+// # Events
+//
+// The Handler hears about other members only, never the local one. A member
+// joining, coming back, or changing its tags is a Join; a member leaving
+// gracefully, being declared failed, or being reaped is a Leave, so both calls
+// must be idempotent. Calls come one at a time, in Serf's order, from a
+// goroutine the Membership owns. A Handler that returns an error, or takes a
+// long time, is logged; it stops neither the event loop nor Serf's gossip,
+// because events are queued between Serf and the Handler without bound.
+//
+// # Shutting down
+//
+// Leave tells the cluster this node is going, so the others report a leave
+// and not a failure. Close leaves first if Leave was not called, then shuts
+// Serf down and waits for the event goroutines. Close is idempotent.
+//
+// # Timings
+//
+// Config.Profile selects the gossip and failure-detection timings: ProfileLAN
+// (Serf's defaults) for production, ProfileWAN for slow links, ProfileLocal for
+// tests and single-host clusters, where it detects failures and finishes a
+// leave within about a second.
+//
+// # Logging
+//
+// Serf and memberlist log through the standard library's log package; their
+// lines go to Config.Logger at the level named by their "[LEVEL]" prefix,
+// under the names "discovery.serf" and "discovery.memberlist".
+package discovery

@@ -1,0 +1,178 @@
+package discovery
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"strconv"
+	"strings"
+	"sync"
+
+	"github.com/hashicorp/serf/serf"
+	"go.uber.org/zap"
+)
+
+// Handler is told when other members join and leave. Its methods are called
+// one at a time, in the order Serf reported the events, from one goroutine
+// that the Membership owns; never for the local member. An error is logged
+// and otherwise ignored: the next event is handled all the same. A call may
+// take its time (Serf keeps gossiping meanwhile), but Close waits for the one
+// in progress.
+type Handler interface {
+	// Join is called when member name joins, comes back after a failure, or
+	// changes its tags. addr is the member's RPCAddrTag. It may be called again
+	// for a member already known, possibly with a new addr, so it must be
+	// idempotent.
+	Join(name, addr string) error
+
+	// Leave is called when member name leaves gracefully, is declared failed
+	// by the failure detector, or is reaped (forgotten for good after a leave
+	// or a failure). It may therefore be called twice for one departure and
+	// must be idempotent.
+	Leave(name string) error
+}
+
+// memberState is where a Membership is in its life.
+type memberState int
+
+const (
+	stateAlive  memberState = iota // gossiping
+	stateLeft                      // left gracefully, Serf still running
+	stateClosed                    // Serf shut down, goroutines stopped
+)
+
+// Membership is this node's Serf membership: it gossips with the other
+// members and reports their joins and departures to a Handler. Its methods
+// are safe for concurrent use.
+type Membership struct {
+	cfg    Config
+	logger *zap.Logger
+	serf   *serf.Serf
+	loop   *eventLoop
+
+	// mu guards state. It is held across Serf's Leave and Shutdown so that
+	// Leave and Close never run into each other.
+	mu    sync.Mutex
+	state memberState
+}
+
+// New starts Serf on cfg.BindAddr with cfg.Tags, joins the cluster through
+// cfg.StartJoinAddrs (when given), and calls handler for the other members'
+// events until Close. It fails with ErrInvalidConfig for a bad config or a nil
+// handler, and with ErrJoin when no start-join address answers; it leaves
+// nothing running when it fails.
+func New(handler Handler, cfg Config) (*Membership, error) {
+	if handler == nil {
+		return nil, fmt.Errorf("%w: handler is nil", ErrInvalidConfig)
+	}
+	cfg = cfg.withDefaults()
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	logger := cfg.Logger.Named("discovery").With(zap.String("node", cfg.NodeName))
+
+	// The event loop runs before Serf starts: Serf reports the local member's
+	// join from Create on.
+	loop := startEventLoop(handler, cfg.NodeName, logger)
+	s, err := serf.Create(cfg.serfConfig(loop.events, logger))
+	if err != nil {
+		loop.close()
+		return nil, fmt.Errorf("discovery: start serf on %s: %w", cfg.BindAddr, err)
+	}
+	m := &Membership{cfg: cfg, logger: logger, serf: s, loop: loop}
+
+	if len(cfg.StartJoinAddrs) > 0 {
+		if err := m.join(cfg.StartJoinAddrs); err != nil {
+			// Nobody has heard of this member, so there is nobody to tell it
+			// leaves: shut down without a Leave.
+			shutdownErr := s.Shutdown()
+			loop.close()
+			return nil, errors.Join(err, shutdownErr)
+		}
+	}
+	logger.Info("membership started",
+		zap.String("serf_addr", m.Addr()), zap.String("rpc_addr", cfg.Tags[RPCAddrTag]),
+		zap.Strings("start_join_addrs", cfg.StartJoinAddrs), zap.String("profile", string(cfg.Profile)))
+	return m, nil
+}
+
+// join asks Serf to join through addrs; one answer is enough.
+func (m *Membership) join(addrs []string) error {
+	n, err := m.serf.Join(addrs, true)
+	if n == 0 {
+		if err == nil {
+			err = errors.New("no member answered")
+		}
+		return fmt.Errorf("%w: tried %s: %w", ErrJoin, strings.Join(addrs, ", "), err)
+	}
+	if err != nil {
+		// Joined, but announcing the join failed; gossip will spread it anyway.
+		m.logger.Warn("joined, but the join broadcast failed", zap.Int("contacted", n), zap.Error(err))
+	}
+	m.logger.Debug("joined cluster", zap.Int("contacted", n))
+	return nil
+}
+
+// Addr returns the host:port other members reach this one at, for their
+// StartJoinAddrs: the advertised Serf address, with the port the kernel
+// picked when Config.BindAddr asked for port 0.
+func (m *Membership) Addr() string {
+	local := m.serf.LocalMember()
+	return net.JoinHostPort(local.Addr.String(), strconv.Itoa(int(local.Port)))
+}
+
+// Members returns a snapshot of every member Serf knows, this one included,
+// with Status telling alive, leaving, left and failed members apart (left and
+// failed ones stay until reaped). The caller owns the slice.
+func (m *Membership) Members() []serf.Member {
+	return m.serf.Members()
+}
+
+// Leave leaves the cluster gracefully: the other members are told, so they
+// report a leave rather than a failure, and Serf stops gossiping. It blocks
+// until the leave has spread (bounded by the profile's broadcast timeout and
+// leave-propagation delay). Leaving twice is a no-op; Leave after Close
+// returns ErrClosed. Close still has to be called.
+func (m *Membership) Leave() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	switch m.state {
+	case stateClosed:
+		return ErrClosed
+	case stateLeft:
+		return nil
+	}
+	if err := m.serf.Leave(); err != nil {
+		return fmt.Errorf("discovery: leave: %w", err)
+	}
+	m.state = stateLeft
+	m.logger.Info("left cluster")
+	return nil
+}
+
+// Close leaves the cluster if Leave has not been called (Serf wants a leave
+// before a shutdown, or the others see a failure), shuts Serf down, and stops
+// the event goroutines, waiting for a handler call in progress to return.
+// Events not yet handled are dropped. It keeps going past errors and returns
+// them joined. Calling it again returns nil.
+func (m *Membership) Close() error {
+	m.mu.Lock()
+	defer m.mu.Unlock()
+	if m.state == stateClosed {
+		return nil
+	}
+	var errs []error
+	if m.state != stateLeft {
+		if err := m.serf.Leave(); err != nil {
+			errs = append(errs, fmt.Errorf("discovery: leave: %w", err))
+		}
+	}
+	if err := m.serf.Shutdown(); err != nil {
+		errs = append(errs, fmt.Errorf("discovery: shut down serf: %w", err))
+	}
+	// After Shutdown: Serf sends no more events, so the pump can stop.
+	m.loop.close()
+	m.state = stateClosed
+	m.logger.Info("membership closed")
+	return errors.Join(errs...)
+}
