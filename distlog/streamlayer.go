@@ -1,0 +1,237 @@
+package distlog
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"net"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+)
+
+// RaftRPC is the first byte of every Raft connection on the node's shared RPC
+// port. The agent's connection multiplexer routes connections that start with
+// it to the StreamLayer and everything else to gRPC; a gRPC (HTTP/2)
+// connection can never start with this byte, because its preface starts with
+// "PRI" and a TLS record starts with 0x16.
+const RaftRPC = 1
+
+// defaultHandshakeTimeout bounds the header read and the TLS handshake of one
+// connection when the caller gave no timeout of its own, so a peer that
+// connects and then stalls cannot hold a connection forever.
+const defaultHandshakeTimeout = 10 * time.Second
+
+// StreamLayer carries Raft's peer traffic: it implements raft.StreamLayer over
+// a listener that the agent shares with gRPC. Dial writes the RaftRPC byte and
+// then runs a TLS client handshake with the peer configuration; Accept hands
+// out connections that check that byte and run the TLS server handshake
+// (client certificate required and verified) on first use, within a deadline.
+//
+// With both TLS configurations nil the layer speaks plain TCP after the
+// header byte; that is meant for tests and never for a real deployment.
+type StreamLayer struct {
+	ln        net.Listener
+	serverTLS *tls.Config // nil: plain TCP; else ClientAuth forced to RequireAndVerifyClientCert
+	peerTLS   *tls.Config // nil: plain TCP
+
+	// handshakeTimeout bounds the header byte and TLS handshake of an
+	// accepted connection; tests shorten it.
+	handshakeTimeout time.Duration
+}
+
+var _ raft.StreamLayer = (*StreamLayer)(nil)
+
+// NewStreamLayer returns a StreamLayer that accepts on ln and dials peers.
+// serverTLS is used for connections accepted on ln: it is cloned and its
+// ClientAuth is forced to tls.RequireAndVerifyClientCert, because a Raft peer
+// that cannot prove who it is must never reach the log. peerTLS is used when
+// dialing: it must hold this node's client certificate and the CA that signed
+// the peers' server certificates; when its ServerName is empty, the host of the
+// dialed address is verified. ln may be a cmux branch already matched on the
+// RaftRPC byte (cmux replays the bytes it matched on, so the byte is still
+// there to be read and checked).
+func NewStreamLayer(ln net.Listener, serverTLS, peerTLS *tls.Config) *StreamLayer {
+	s := &StreamLayer{ln: ln, handshakeTimeout: defaultHandshakeTimeout}
+	if serverTLS != nil {
+		s.serverTLS = serverTLS.Clone()
+		s.serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
+	}
+	if peerTLS != nil {
+		s.peerTLS = peerTLS.Clone()
+	}
+	return s
+}
+
+// Dial connects to a peer's RPC port, writes the RaftRPC header byte and, when
+// the layer has a peer TLS configuration, completes the TLS handshake, all
+// within timeout (0 means a default of 10 s).
+func (s *StreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.Conn, error) {
+	if timeout <= 0 {
+		timeout = defaultHandshakeTimeout
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), timeout)
+	defer cancel()
+
+	var dialer net.Dialer
+	conn, err := dialer.DialContext(ctx, "tcp", string(addr))
+	if err != nil {
+		return nil, fmt.Errorf("distlog: dial raft peer %s: %w", addr, err)
+	}
+	deadline, _ := ctx.Deadline()
+	if err := conn.SetDeadline(deadline); err != nil {
+		return nil, errors.Join(fmt.Errorf("distlog: dial raft peer %s: %w", addr, err), conn.Close())
+	}
+	if _, err := conn.Write([]byte{RaftRPC}); err != nil {
+		return nil, errors.Join(fmt.Errorf("distlog: write raft header to %s: %w", addr, err), conn.Close())
+	}
+	var out net.Conn = conn
+	if s.peerTLS != nil {
+		cfg := s.peerTLS
+		if cfg.ServerName == "" {
+			host, _, err := net.SplitHostPort(string(addr))
+			if err != nil {
+				return nil, errors.Join(fmt.Errorf("distlog: raft peer address %q: %w", addr, err), conn.Close())
+			}
+			cfg = cfg.Clone()
+			cfg.ServerName = host
+		}
+		tlsConn := tls.Client(conn, cfg)
+		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			return nil, errors.Join(fmt.Errorf("distlog: tls handshake with raft peer %s: %w", addr, err), conn.Close())
+		}
+		out = tlsConn
+	}
+	// Raft sets its own deadlines per RPC from here on.
+	if err := conn.SetDeadline(time.Time{}); err != nil {
+		return nil, errors.Join(fmt.Errorf("distlog: dial raft peer %s: %w", addr, err), out.Close())
+	}
+	return out, nil
+}
+
+// Accept waits for the next connection. The header byte check and the TLS
+// handshake run on the connection's first Read or Write, that is on the
+// goroutine Raft starts for the connection, so one slow or hostile client
+// cannot stall Accept for everybody else; both are bounded by a deadline and a
+// connection that fails them returns the error from every Read and Write.
+func (s *StreamLayer) Accept() (net.Conn, error) {
+	conn, err := s.ln.Accept()
+	if err != nil {
+		return nil, err
+	}
+	c := &acceptedConn{raw: conn, active: conn, timeout: s.handshakeTimeout}
+	if s.serverTLS != nil {
+		c.tls = tls.Server(conn, s.serverTLS)
+		c.active = c.tls
+	}
+	return c, nil
+}
+
+// Close closes the listener.
+func (s *StreamLayer) Close() error {
+	return s.ln.Close()
+}
+
+// Addr returns the listener's address.
+func (s *StreamLayer) Addr() net.Addr {
+	return s.ln.Addr()
+}
+
+// ErrBadRaftHeader is returned from the first Read or Write of an accepted
+// connection whose first byte is not RaftRPC.
+var ErrBadRaftHeader = errors.New("distlog: connection does not start with the raft header byte")
+
+// acceptedConn is an accepted connection whose header check and TLS server
+// handshake run once, on first use.
+type acceptedConn struct {
+	raw     net.Conn
+	tls     *tls.Conn // nil in plain mode; built at accept time so Close never races setup
+	active  net.Conn  // tls, or raw in plain mode; fixed at accept time
+	timeout time.Duration
+
+	once    sync.Once
+	initErr error // set once by init
+}
+
+var _ net.Conn = (*acceptedConn)(nil)
+
+// init reads and checks the header byte, then runs the TLS handshake, within
+// the handshake timeout.
+func (c *acceptedConn) init() error {
+	c.once.Do(func() {
+		ctx, cancel := context.WithTimeout(context.Background(), c.timeout)
+		defer cancel()
+		deadline, _ := ctx.Deadline()
+		if err := c.raw.SetDeadline(deadline); err != nil {
+			c.initErr = fmt.Errorf("distlog: raft connection from %s: %w", c.raw.RemoteAddr(), err)
+			return
+		}
+		header := make([]byte, 1)
+		if _, err := io.ReadFull(c.raw, header); err != nil {
+			c.initErr = fmt.Errorf("distlog: read raft header from %s: %w", c.raw.RemoteAddr(), err)
+			return
+		}
+		if header[0] != RaftRPC {
+			c.initErr = fmt.Errorf("%w: got %#x from %s", ErrBadRaftHeader, header[0], c.raw.RemoteAddr())
+			return
+		}
+		if c.tls != nil {
+			if err := c.tls.HandshakeContext(ctx); err != nil {
+				c.initErr = fmt.Errorf("distlog: tls handshake with raft peer %s: %w", c.raw.RemoteAddr(), err)
+				return
+			}
+		}
+		if err := c.raw.SetDeadline(time.Time{}); err != nil {
+			c.initErr = fmt.Errorf("distlog: raft connection from %s: %w", c.raw.RemoteAddr(), err)
+		}
+	})
+	return c.initErr
+}
+
+// Read implements net.Conn.
+func (c *acceptedConn) Read(b []byte) (int, error) {
+	if err := c.init(); err != nil {
+		return 0, err
+	}
+	return c.active.Read(b)
+}
+
+// Write implements net.Conn.
+func (c *acceptedConn) Write(b []byte) (int, error) {
+	if err := c.init(); err != nil {
+		return 0, err
+	}
+	return c.active.Write(b)
+}
+
+// Close implements net.Conn; it may run concurrently with init, whose reads
+// then fail.
+func (c *acceptedConn) Close() error { return c.active.Close() }
+
+// LocalAddr implements net.Conn.
+func (c *acceptedConn) LocalAddr() net.Addr { return c.raw.LocalAddr() }
+
+// RemoteAddr implements net.Conn.
+func (c *acceptedConn) RemoteAddr() net.Addr { return c.raw.RemoteAddr() }
+
+// SetDeadline implements net.Conn.
+func (c *acceptedConn) SetDeadline(t time.Time) error { return c.active.SetDeadline(t) }
+
+// SetReadDeadline implements net.Conn.
+func (c *acceptedConn) SetReadDeadline(t time.Time) error { return c.active.SetReadDeadline(t) }
+
+// SetWriteDeadline implements net.Conn.
+func (c *acceptedConn) SetWriteDeadline(t time.Time) error { return c.active.SetWriteDeadline(t) }
+
+// ConnectionState runs the header check and handshake if they have not run
+// yet and returns the TLS state, which names the peer's certificate; ok is
+// false in plain mode or when the handshake failed.
+func (c *acceptedConn) ConnectionState() (state tls.ConnectionState, ok bool) {
+	if c.tls == nil || c.init() != nil {
+		return tls.ConnectionState{}, false
+	}
+	return c.tls.ConnectionState(), true
+}
