@@ -1,0 +1,435 @@
+package loadbalance
+
+import (
+	"context"
+	"crypto/tls"
+	"errors"
+	"fmt"
+	"io"
+	"math/rand/v2"
+	"strings"
+	"sync"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
+	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// Default values of Config fields.
+const (
+	DefaultRetryTimeout        = 10 * time.Second
+	DefaultInitialBackoff      = 50 * time.Millisecond
+	DefaultMaxBackoff          = time.Second
+	DefaultStreamResumeTimeout = 30 * time.Second
+)
+
+// Config configures a Client. Seeds and one of TLSConfig or Insecure are
+// required; every other field has a default.
+type Config struct {
+	// Seeds are host:port RPC addresses of some cluster members. The client
+	// learns the rest with GetServers; one live seed is enough to start.
+	Seeds []string
+	// TLSConfig is the client's TLS configuration (CA, client certificate
+	// for mTLS). Required unless Insecure is set.
+	TLSConfig *tls.Config
+	// Insecure dials without TLS. Only for tests and local experiments; it
+	// must be set explicitly so a forgotten TLSConfig is an error, not a
+	// plaintext connection.
+	Insecure bool
+	// ResolveInterval is how often the resolver refreshes the server list.
+	// Default DefaultResolveInterval (5 s).
+	ResolveInterval time.Duration
+	// ResolveTimeout bounds one GetServers call made by the resolver.
+	// Default DefaultResolveTimeout (2 s).
+	ResolveTimeout time.Duration
+	// RetryTimeout bounds Produce, ProduceBatch, Consume and GetServers,
+	// retries included, when the caller's context has no deadline. Default
+	// DefaultRetryTimeout (10 s).
+	RetryTimeout time.Duration
+	// InitialBackoff is the wait before the first retry; each retry doubles
+	// it up to MaxBackoff, with jitter. Default DefaultInitialBackoff (50 ms).
+	InitialBackoff time.Duration
+	// MaxBackoff caps the wait between retries. Default DefaultMaxBackoff
+	// (1 s).
+	MaxBackoff time.Duration
+	// StreamResumeTimeout is how long ConsumeStream keeps trying to resume a
+	// broken stream without receiving a record before it gives up. Default
+	// DefaultStreamResumeTimeout (30 s).
+	StreamResumeTimeout time.Duration
+	// DialOptions are added to the client's connection, after the ones the
+	// client sets itself. Default none.
+	DialOptions []grpc.DialOption
+	// Logger receives the client's and the resolver's logs. Default
+	// zap.NewNop().
+	Logger *zap.Logger
+}
+
+// withDefaults returns cfg with every zero field set to its default, the one
+// place defaults are filled in.
+func (cfg Config) withDefaults() Config {
+	if cfg.ResolveInterval == 0 {
+		cfg.ResolveInterval = DefaultResolveInterval
+	}
+	if cfg.ResolveTimeout == 0 {
+		cfg.ResolveTimeout = DefaultResolveTimeout
+	}
+	if cfg.RetryTimeout == 0 {
+		cfg.RetryTimeout = DefaultRetryTimeout
+	}
+	if cfg.InitialBackoff == 0 {
+		cfg.InitialBackoff = DefaultInitialBackoff
+	}
+	if cfg.MaxBackoff == 0 {
+		cfg.MaxBackoff = DefaultMaxBackoff
+	}
+	if cfg.StreamResumeTimeout == 0 {
+		cfg.StreamResumeTimeout = DefaultStreamResumeTimeout
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	return cfg
+}
+
+func (cfg Config) validate() error {
+	if len(cfg.Seeds) == 0 {
+		return fmt.Errorf("loadbalance: Config.Seeds: %w", ErrNoSeeds)
+	}
+	for _, s := range cfg.Seeds {
+		if strings.Contains(s, ",") {
+			return fmt.Errorf("loadbalance: Config.Seeds: %q holds a comma; give one address per entry", s)
+		}
+		if _, err := ParseSeeds(s); err != nil {
+			return fmt.Errorf("loadbalance: Config.Seeds: %w", err)
+		}
+	}
+	if cfg.TLSConfig == nil && !cfg.Insecure {
+		return errors.New("loadbalance: Config.TLSConfig is nil; set Insecure to dial without TLS")
+	}
+	if cfg.TLSConfig != nil && cfg.Insecure {
+		return errors.New("loadbalance: Config.TLSConfig and Config.Insecure are both set")
+	}
+	for name, d := range map[string]time.Duration{
+		"ResolveInterval": cfg.ResolveInterval, "ResolveTimeout": cfg.ResolveTimeout,
+		"RetryTimeout": cfg.RetryTimeout, "InitialBackoff": cfg.InitialBackoff,
+		"MaxBackoff": cfg.MaxBackoff, "StreamResumeTimeout": cfg.StreamResumeTimeout,
+	} {
+		if d < 0 {
+			return fmt.Errorf("loadbalance: Config.%s %v is negative", name, d)
+		}
+	}
+	if cfg.MaxBackoff != 0 && cfg.InitialBackoff > cfg.MaxBackoff {
+		return fmt.Errorf("loadbalance: Config.InitialBackoff %v exceeds MaxBackoff %v", cfg.InitialBackoff, cfg.MaxBackoff)
+	}
+	return nil
+}
+
+// Client is a proglog client balanced over the whole cluster: writes go to
+// the leader, reads to followers. It owns one gRPC connection (one resolver,
+// one balancer) and is safe for concurrent use.
+type Client struct {
+	cfg     Config
+	logger  *zap.Logger
+	builder *Builder
+	conn    *grpc.ClientConn
+	log     api.LogClient
+
+	closeOnce sync.Once
+	closeErr  error
+}
+
+// New validates cfg and returns a Client. It does not wait for a connection:
+// the first call does, within its deadline.
+func New(cfg Config) (*Client, error) {
+	if err := cfg.validate(); err != nil {
+		return nil, err
+	}
+	cfg = cfg.withDefaults()
+	logger := cfg.Logger.Named("loadbalance")
+	builder, err := NewBuilder(ResolverConfig{
+		ResolveInterval: cfg.ResolveInterval,
+		ResolveTimeout:  cfg.ResolveTimeout,
+		Logger:          logger,
+	})
+	if err != nil {
+		return nil, err
+	}
+	creds := insecure.NewCredentials()
+	if cfg.TLSConfig != nil {
+		creds = credentials.NewTLS(cfg.TLSConfig)
+	}
+	opts := append([]grpc.DialOption{
+		grpc.WithTransportCredentials(creds),
+		grpc.WithResolvers(builder),
+		// The resolver sends the same service config; this covers a
+		// ClientConn built with service configs disabled.
+		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, Name)),
+	}, cfg.DialOptions...)
+	target := Scheme + ":///" + strings.Join(cfg.Seeds, ",")
+	conn, err := grpc.NewClient(target, opts...)
+	if err != nil {
+		return nil, fmt.Errorf("loadbalance: new client for %s: %w", target, err)
+	}
+	return &Client{
+		cfg:     cfg,
+		logger:  logger,
+		builder: builder,
+		conn:    conn,
+		log:     api.NewLogClient(conn),
+	}, nil
+}
+
+// Conn returns the balanced connection, for calls the Client does not wrap
+// (ProduceStream, health). Do not close it; Close the Client.
+func (c *Client) Conn() *grpc.ClientConn { return c.conn }
+
+// LogClient returns a plain api.LogClient over the balanced connection:
+// routed like the Client's calls, without retries.
+func (c *Client) LogClient() api.LogClient { return c.log }
+
+// ResolveNow asks the resolver to refresh the server list now.
+func (c *Client) ResolveNow() { c.builder.ResolveNow() }
+
+// Close closes the connection and stops the resolver. Safe to call more than
+// once; later calls return the first result.
+func (c *Client) Close() error {
+	c.closeOnce.Do(func() {
+		if err := c.conn.Close(); err != nil {
+			c.closeErr = fmt.Errorf("loadbalance: close: %w", err)
+		}
+	})
+	return c.closeErr
+}
+
+// Produce appends value to the log at the leader and returns its offset.
+//
+// It retries on codes.Unavailable, which covers a follower's NOT_LEADER
+// refusal, no leader being known, and a lost connection, with exponential
+// backoff until ctx is done or, when ctx has no deadline, RetryTimeout has
+// passed. Beware: a retried write is only sure to be appended once if the
+// failed attempt was never sent. If the connection broke or the deadline
+// passed after the leader received it, the record may already be in the log
+// and the retry appends it a second time; callers that need exactly-once
+// must deduplicate (e.g. by an id inside the value).
+func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
+	var offset uint64
+	err := c.retry(ctx, "produce", func(ctx context.Context) error {
+		resp, err := c.log.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: value}})
+		if err != nil {
+			return err
+		}
+		offset = resp.GetOffset()
+		return nil
+	})
+	return offset, err
+}
+
+// ProduceBatch appends values contiguously, in order, as one unit at the
+// leader and returns the offset of the first; the records hold first ..
+// first+len(values)-1.
+//
+// It retries exactly like Produce, with the same caveat: a batch retried
+// after a timeout or a broken connection may be appended twice, unless the
+// failed attempt was never sent.
+func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (uint64, error) {
+	records := make([]*api.Record, len(values))
+	for i, v := range values {
+		records[i] = &api.Record{Value: v}
+	}
+	var first uint64
+	err := c.retry(ctx, "produce batch", func(ctx context.Context) error {
+		resp, err := c.log.ProduceBatch(ctx, &api.ProduceBatchRequest{Records: records})
+		if err != nil {
+			return err
+		}
+		if resp.GetCount() != uint64(len(values)) {
+			return fmt.Errorf("loadbalance: produce batch: server appended %d records, want %d", resp.GetCount(), len(values))
+		}
+		first = resp.GetFirstOffset()
+		return nil
+	})
+	return first, err
+}
+
+// Consume reads the record at offset from a follower (or the leader when no
+// follower is ready). Reads are idempotent, so it retries on
+// codes.Unavailable like Produce. An offset past the end fails with
+// codes.OutOfRange (api.ErrOffsetOutOfRange on the server side).
+func (c *Client) Consume(ctx context.Context, offset uint64) (*api.Record, error) {
+	var record *api.Record
+	err := c.retry(ctx, "consume", func(ctx context.Context) error {
+		resp, err := c.log.Consume(ctx, &api.ConsumeRequest{Offset: offset})
+		if err != nil {
+			return err
+		}
+		record = resp.GetRecord()
+		return nil
+	})
+	return record, err
+}
+
+// GetServers lists the cluster's servers as one of them sees it, retrying on
+// codes.Unavailable like Consume.
+func (c *Client) GetServers(ctx context.Context) ([]*api.Server, error) {
+	var servers []*api.Server
+	err := c.retry(ctx, "get servers", func(ctx context.Context) error {
+		resp, err := c.log.GetServers(ctx, &api.GetServersRequest{})
+		if err != nil {
+			return err
+		}
+		servers = resp.GetServers()
+		return nil
+	})
+	return servers, err
+}
+
+// ConsumeStream calls fn with every record from offset from on, in order,
+// each once, and keeps waiting for new records until ctx is done or fn
+// returns an error; it returns ctx's error or fn's.
+//
+// When the stream breaks (codes.Unavailable, or io.EOF from a server that is
+// stopping) it opens a new one, routed afresh so it lands on another server
+// if that one is gone, from the offset after the last record fn received.
+// It gives up when StreamResumeTimeout passes without a record. Any other
+// error ends it, wrapped.
+func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Record) error) error {
+	next := from
+	bo := c.newBackoff()
+	var failingSince time.Time
+	for {
+		received, err := c.consumeStreamOnce(ctx, &next, fn)
+		var fnErr callbackError
+		if errors.As(err, &fnErr) {
+			return fnErr.err
+		}
+		if ctx.Err() != nil {
+			return ctx.Err()
+		}
+		if !resumable(err) {
+			return fmt.Errorf("loadbalance: consume stream at offset %d: %w", next, err)
+		}
+		if received {
+			failingSince = time.Time{}
+			bo.reset()
+		}
+		if failingSince.IsZero() {
+			failingSince = time.Now()
+		} else if time.Since(failingSince) > c.cfg.StreamResumeTimeout {
+			return fmt.Errorf("loadbalance: consume stream at offset %d: no record for %v: %w",
+				next, c.cfg.StreamResumeTimeout, err)
+		}
+		c.logger.Info("consume stream broke; resuming", zap.Uint64("offset", next), zap.Error(err))
+		c.builder.ResolveNow()
+		if err := bo.wait(ctx); err != nil {
+			return err
+		}
+	}
+}
+
+// callbackError marks an error returned by the caller's fn, so it is passed
+// back untouched rather than taken for a stream failure.
+type callbackError struct{ err error }
+
+func (e callbackError) Error() string { return e.err.Error() }
+
+// consumeStreamOnce runs one stream from *next until it breaks, advancing
+// *next past each record handed to fn. It reports whether fn got a record.
+func (c *Client) consumeStreamOnce(ctx context.Context, next *uint64, fn func(*api.Record) error) (bool, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the stream on every return
+	stream, err := c.log.ConsumeStream(ctx, &api.ConsumeRequest{Offset: *next})
+	if err != nil {
+		return false, err
+	}
+	received := false
+	for {
+		resp, err := stream.Recv()
+		if err != nil {
+			return received, err
+		}
+		record := resp.GetRecord()
+		if record == nil {
+			return received, errors.New("loadbalance: consume stream: response without a record")
+		}
+		if record.GetOffset() < *next {
+			continue // already handed to fn; a server must not resend it
+		}
+		if err := fn(record); err != nil {
+			return received, callbackError{err}
+		}
+		received = true
+		*next = record.GetOffset() + 1
+	}
+}
+
+// resumable reports whether a broken stream is worth reopening elsewhere.
+func resumable(err error) bool {
+	return errors.Is(err, io.EOF) || status.Code(err) == codes.Unavailable
+}
+
+// retry runs call until it succeeds, fails with a code other than
+// Unavailable, or the deadline passes. Before each retry it asks the
+// resolver for a fresh server list, so a NOT_LEADER answer moves the next
+// attempt to the new leader as soon as a server knows it.
+func (c *Client) retry(ctx context.Context, op string, call func(context.Context) error) error {
+	if _, ok := ctx.Deadline(); !ok {
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(ctx, c.cfg.RetryTimeout)
+		defer cancel()
+	}
+	bo := c.newBackoff()
+	for attempt := 1; ; attempt++ {
+		err := call(ctx)
+		if err == nil {
+			return nil
+		}
+		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+			return err
+		}
+		fields := []zap.Field{zap.String("op", op), zap.Int("attempt", attempt), zap.Error(err)}
+		if st, ok := status.FromError(err); ok {
+			if nl, ok := api.NotLeaderFromStatus(st); ok {
+				fields = append(fields, zap.String("leader_addr", nl.LeaderAddr))
+			}
+		}
+		c.logger.Debug("retrying", fields...)
+		c.builder.ResolveNow()
+		if waitErr := bo.wait(ctx); waitErr != nil {
+			// The last RPC error first: status.Code of the result stays
+			// Unavailable, and errors.Is still finds the context's error.
+			return fmt.Errorf("loadbalance: %s: gave up after %d attempts: %w (%w)", op, attempt, err, waitErr)
+		}
+	}
+}
+
+// backoff is exponential with "equal jitter": half the step fixed, half
+// random, so clients retrying together spread out.
+type backoff struct {
+	initial, max, step time.Duration
+}
+
+func (c *Client) newBackoff() *backoff {
+	return &backoff{initial: c.cfg.InitialBackoff, max: c.cfg.MaxBackoff, step: c.cfg.InitialBackoff}
+}
+
+func (b *backoff) reset() { b.step = b.initial }
+
+// wait sleeps for the next step, or returns ctx's error if ctx ends first.
+func (b *backoff) wait(ctx context.Context) error {
+	d := b.step/2 + rand.N(b.step/2+1)
+	b.step = min(2*b.step, b.max)
+	timer := time.NewTimer(d)
+	defer timer.Stop()
+	select {
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-timer.C:
+		return nil
+	}
+}

@@ -1,0 +1,54 @@
+// Package loadbalance balances a gRPC client over a proglog cluster from the
+// client side: writes go to the Raft leader, reads spread over followers.
+//
+// It has three parts.
+//
+//   - A name resolver for the scheme "proglog" (Builder, made by NewBuilder).
+//     A target is "proglog:///host:port" or a comma-separated seed list
+//     "proglog:///h1:p1,h2:p2". The resolver asks a seed (or any server it
+//     learned before) for GetServers, reports every server to gRPC with its
+//     leadership in resolver.Address.BalancerAttributes, and asks again on
+//     ResolveNow and every ResolverConfig.ResolveInterval.
+//   - A balancer registered under the name "proglog" (Register). Its picker
+//     routes by exact method name: Produce, ProduceBatch and ProduceStream to
+//     the leader; Consume and ConsumeStream round-robin over ready followers,
+//     or the leader when no follower is ready; every other method (GetServers,
+//     health) to any ready server. When the leader is unknown or unreachable
+//     a write fails fast with codes.Unavailable instead of waiting forever.
+//   - Client, a small wrapper over both that retries writes on Unavailable
+//     (including a follower's NOT_LEADER refusal) with exponential backoff and
+//     resumes a broken ConsumeStream on another server from the next offset.
+//
+// # Using the resolver and balancer directly
+//
+//	loadbalance.Register() // once, before creating gRPC clients
+//	b, err := loadbalance.NewBuilder(loadbalance.ResolverConfig{})
+//	conn, err := grpc.NewClient("proglog:///10.0.0.1:8400,10.0.0.2:8400",
+//		grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)),
+//		grpc.WithResolvers(b))
+//	client := api.NewLogClient(conn)
+//
+// The resolver puts the balancer in the service config it reports, so no
+// grpc.WithDefaultServiceConfig is needed. Each grpc.ClientConn gets its own
+// resolver and its own balancer and picker; nothing is shared between
+// connections.
+//
+// # Using Client
+//
+//	c, err := loadbalance.New(loadbalance.Config{
+//		Seeds:     []string{"10.0.0.1:8400"},
+//		TLSConfig: tlsConfig,
+//	})
+//	defer c.Close()
+//	off, err := c.Produce(ctx, []byte("hello"))
+//	err = c.ConsumeStream(ctx, 0, func(r *api.Record) error { ...; return nil })
+//
+// # TLS
+//
+// The resolver dials seeds with the ClientConn's own transport credentials
+// (or ResolverConfig.Credentials). Every address it reports carries the host
+// of the server's rpc_addr as its ServerName, so each server's certificate is
+// checked against its own name, as if it had been dialled directly; the list
+// comes from a server that passed the same TLS verification. A non-empty
+// tls.Config.ServerName overrides this for every connection.
+package loadbalance
