@@ -1,0 +1,189 @@
+package server
+
+import (
+	"context"
+	"fmt"
+
+	"go.uber.org/zap"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// CommitLog is what the server needs from a log. The local distlog.Log (through
+// a small adapter) and the Raft-replicated distlog.DistributedLog both satisfy
+// it. Implementations must be safe for concurrent use.
+type CommitLog interface {
+	// Append appends record and returns the offset the log gave it.
+	Append(ctx context.Context, record *api.Record) (uint64, error)
+	// AppendBatch appends records contiguously, in order, as one unit, and
+	// returns the offset of the first; record i gets first+i.
+	AppendBatch(ctx context.Context, records []*api.Record) (first uint64, err error)
+	// Read returns the record at offset, or api.ErrOffsetOutOfRange when the
+	// log does not hold it. The caller must not modify the returned record.
+	Read(ctx context.Context, offset uint64) (*api.Record, error)
+	// Appended returns a channel that is closed at the log's next change. A
+	// reader waiting for new records takes it BEFORE a read that came back
+	// out of range, so that an append between the read and the wait is not
+	// missed.
+	Appended() <-chan struct{}
+}
+
+// Authorizer decides whether subject may perform action on object. It returns
+// nil when allowed and a gRPC status error (codes.PermissionDenied, or
+// codes.Unauthenticated for an empty subject) when not.
+type Authorizer interface {
+	Authorize(subject, object, action string) error
+}
+
+// ServerGetter lists the cluster's servers and which one leads.
+type ServerGetter interface {
+	GetServers() ([]*api.Server, error)
+}
+
+// Actions and the object the server asks its Authorizer about.
+const (
+	// ObjectWildcard is the object of every authorization check: proglog has
+	// one log, so policies name actions, not objects.
+	ObjectWildcard = "*"
+	// ProduceAction guards Produce, ProduceBatch and ProduceStream (and
+	// POST on the HTTP API).
+	ProduceAction = "produce"
+	// ConsumeAction guards Consume and ConsumeStream (and GET on the HTTP API).
+	ConsumeAction = "consume"
+)
+
+// Defaults for the zero values of Config's limits.
+const (
+	// DefaultMaxRecordBytes is the default largest record value: 1 MiB.
+	DefaultMaxRecordBytes = 1 << 20
+	// DefaultMaxBatchRecords is the default largest number of records in one
+	// ProduceBatch call.
+	DefaultMaxBatchRecords = 1000
+	// DefaultMaxBatchBytes is the default largest sum of record values in one
+	// ProduceBatch call: 4 MiB (raised to MaxRecordBytes when that is larger).
+	DefaultMaxBatchBytes = 4 << 20
+	// DefaultProduceStreamWindow is the default number of ProduceStream
+	// requests read ahead of the append in progress.
+	DefaultProduceStreamWindow = 64
+)
+
+// perRecordOverhead bounds the protobuf framing of one Record inside a
+// request: the field tag and length of the embedded message, and the tags and
+// varints of its value length, offset, term and type fields (about 40 bytes at
+// most), rounded up.
+const perRecordOverhead = 64
+
+// messageOverhead is slack for a request's own framing beyond its records.
+const messageOverhead = 1024
+
+// Config configures the gRPC service and the HTTP handler. The zero value of
+// every optional field selects its default; NewGRPCServer and NewHTTPHandler
+// copy the Config, so changing it afterwards has no effect.
+type Config struct {
+	// CommitLog is the log the server appends to and reads from. Required.
+	CommitLog CommitLog
+	// Authorizer checks every call: (subject, "*", "produce") for Produce,
+	// ProduceBatch, ProduceStream and HTTP POST; (subject, "*", "consume") for
+	// Consume, ConsumeStream and HTTP GET. The subject is auth.Subject of the
+	// call's context ("" when no authentication interceptor set one).
+	// Required: use an allow-all Authorizer to run without access control.
+	Authorizer Authorizer
+	// ServerGetter answers GetServers. Nil: GetServers returns this server
+	// alone, as leader, named by ID and RPCAddr.
+	ServerGetter ServerGetter
+	// ID is this server's name in GetServers when ServerGetter is nil.
+	ID string
+	// RPCAddr is this server's gRPC address in GetServers when ServerGetter
+	// is nil.
+	RPCAddr string
+
+	// MaxRecordBytes is the largest record value, in bytes, that Produce,
+	// ProduceBatch, ProduceStream and HTTP POST accept; larger values get
+	// codes.InvalidArgument (HTTP 413). Default DefaultMaxRecordBytes (1 MiB).
+	MaxRecordBytes int
+	// MaxBatchRecords is the largest number of records in one ProduceBatch.
+	// Default DefaultMaxBatchRecords (1000).
+	MaxBatchRecords int
+	// MaxBatchBytes is the largest sum of record value sizes, in bytes, in one
+	// ProduceBatch. Default DefaultMaxBatchBytes (4 MiB), or MaxRecordBytes
+	// when that is larger. The gRPC receive limit is set from it, so a request
+	// that cannot possibly be valid is refused by gRPC itself
+	// (codes.ResourceExhausted) before it is decoded.
+	MaxBatchBytes int
+	// ProduceStreamWindow is how many ProduceStream requests the server reads
+	// ahead of the append in progress; requests that arrive while an append
+	// runs are appended together as one batch. gRPC flow control holds the
+	// client back once the window is full. Default
+	// DefaultProduceStreamWindow (64).
+	ProduceStreamWindow int
+
+	// Stopping, when closed, ends every open stream so that
+	// grpc.Server.GracefulStop can return: a ConsumeStream returns
+	// codes.Unavailable, and a ProduceStream answers the append in progress
+	// and then returns codes.Unavailable (every request answered was
+	// appended; none after it was). Close it just before GracefulStop (see
+	// the GracefulStop function). Nil: streams end only when their clients
+	// end them or when grpc.Server.Stop is called.
+	Stopping <-chan struct{}
+
+	// Logger receives the server's logs. Default zap.NewNop().
+	Logger *zap.Logger
+}
+
+// withDefaults validates c and returns a copy with every default filled in.
+func (c *Config) withDefaults() (Config, error) {
+	if c == nil {
+		return Config{}, fmt.Errorf("server: nil Config")
+	}
+	cfg := *c
+	if cfg.CommitLog == nil {
+		return Config{}, fmt.Errorf("server: Config.CommitLog is required")
+	}
+	if cfg.Authorizer == nil {
+		return Config{}, fmt.Errorf("server: Config.Authorizer is required (use an allow-all Authorizer to disable access control)")
+	}
+	if cfg.MaxRecordBytes < 0 {
+		return Config{}, fmt.Errorf("server: Config.MaxRecordBytes = %d, want >= 0", cfg.MaxRecordBytes)
+	}
+	if cfg.MaxBatchRecords < 0 {
+		return Config{}, fmt.Errorf("server: Config.MaxBatchRecords = %d, want >= 0", cfg.MaxBatchRecords)
+	}
+	if cfg.MaxBatchBytes < 0 {
+		return Config{}, fmt.Errorf("server: Config.MaxBatchBytes = %d, want >= 0", cfg.MaxBatchBytes)
+	}
+	if cfg.ProduceStreamWindow < 0 {
+		return Config{}, fmt.Errorf("server: Config.ProduceStreamWindow = %d, want >= 0", cfg.ProduceStreamWindow)
+	}
+	if cfg.MaxRecordBytes == 0 {
+		cfg.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if cfg.MaxBatchRecords == 0 {
+		cfg.MaxBatchRecords = DefaultMaxBatchRecords
+	}
+	if cfg.MaxBatchBytes == 0 {
+		cfg.MaxBatchBytes = max(DefaultMaxBatchBytes, cfg.MaxRecordBytes)
+	}
+	if cfg.MaxBatchBytes < cfg.MaxRecordBytes {
+		return Config{}, fmt.Errorf("server: Config.MaxBatchBytes = %d is below MaxRecordBytes = %d",
+			cfg.MaxBatchBytes, cfg.MaxRecordBytes)
+	}
+	if cfg.ProduceStreamWindow == 0 {
+		cfg.ProduceStreamWindow = DefaultProduceStreamWindow
+	}
+	if cfg.Logger == nil {
+		cfg.Logger = zap.NewNop()
+	}
+	// Messages must fit in an int on 32-bit platforms too.
+	if cfg.maxRecvMsgSize() < 0 || cfg.maxRecvMsgSize() > 1<<31-1 {
+		return Config{}, fmt.Errorf("server: Config.MaxBatchBytes = %d with MaxBatchRecords = %d exceeds the 2 GiB gRPC message limit",
+			cfg.MaxBatchBytes, cfg.MaxBatchRecords)
+	}
+	return cfg, nil
+}
+
+// maxRecvMsgSize is the gRPC receive limit that matches the configured
+// limits: the largest valid ProduceBatchRequest (or ProduceRequest) plus its
+// framing. Anything larger cannot be valid.
+func (c *Config) maxRecvMsgSize() int {
+	return c.MaxBatchBytes + c.MaxBatchRecords*perRecordOverhead + messageOverhead
+}

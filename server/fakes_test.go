@@ -1,0 +1,149 @@
+package server
+
+import (
+	"context"
+	"sync"
+	"sync/atomic"
+
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// memLog is an in-memory CommitLog.
+type memLog struct {
+	mu sync.Mutex
+	// records and appended are guarded by mu; appended is closed and
+	// replaced at every append.
+	records  []*api.Record
+	appended chan struct{}
+}
+
+var _ CommitLog = (*memLog)(nil)
+
+func newMemLog() *memLog {
+	return &memLog{appended: make(chan struct{})}
+}
+
+func (l *memLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
+	return l.AppendBatch(ctx, []*api.Record{record})
+}
+
+func (l *memLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	first := uint64(len(l.records))
+	for i, r := range records {
+		l.records = append(l.records, &api.Record{Value: r.GetValue(), Offset: first + uint64(i)})
+	}
+	close(l.appended)
+	l.appended = make(chan struct{})
+	return first, nil
+}
+
+func (l *memLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if offset >= uint64(len(l.records)) {
+		return nil, api.ErrOffsetOutOfRange{Offset: offset}
+	}
+	return l.records[offset], nil
+}
+
+func (l *memLog) Appended() <-chan struct{} {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	return l.appended
+}
+
+// countingLog counts the calls a server makes to the CommitLog it wraps.
+type countingLog struct {
+	CommitLog
+	reads         atomic.Int64
+	appendedCalls atomic.Int64
+}
+
+func (l *countingLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
+	l.reads.Add(1)
+	return l.CommitLog.Read(ctx, offset)
+}
+
+func (l *countingLog) Appended() <-chan struct{} {
+	l.appendedCalls.Add(1)
+	return l.CommitLog.Appended()
+}
+
+// gatedLog holds every append until the test releases it, and reports the
+// size of each append on entered.
+type gatedLog struct {
+	CommitLog
+	entered chan int      // the number of records of an append that started
+	release chan struct{} // one receive lets one append through
+}
+
+func (l *gatedLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
+	if err := l.wait(ctx, 1); err != nil {
+		return 0, err
+	}
+	return l.CommitLog.Append(ctx, record)
+}
+
+func (l *gatedLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
+	if err := l.wait(ctx, len(records)); err != nil {
+		return 0, err
+	}
+	return l.CommitLog.AppendBatch(ctx, records)
+}
+
+func (l *gatedLog) wait(ctx context.Context, n int) error {
+	select {
+	case l.entered <- n:
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+	select {
+	case <-l.release:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	}
+}
+
+// authCall is one Authorize call.
+type authCall struct{ subject, object, action string }
+
+// recordingAuthorizer records every call and allows it unless deny is set.
+type recordingAuthorizer struct {
+	deny codes.Code // codes.OK allows
+
+	mu    sync.Mutex
+	calls []authCall // guarded by mu
+}
+
+func (a *recordingAuthorizer) Authorize(subject, object, action string) error {
+	a.mu.Lock()
+	a.calls = append(a.calls, authCall{subject, object, action})
+	a.mu.Unlock()
+	if a.deny != codes.OK {
+		return status.Errorf(a.deny, "%s may not %s", subject, action)
+	}
+	return nil
+}
+
+func (a *recordingAuthorizer) Calls() []authCall {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return append([]authCall(nil), a.calls...)
+}
+
+// allowAll is the Authorizer of tests that are not about access control.
+type allowAll struct{}
+
+func (allowAll) Authorize(string, string, string) error { return nil }

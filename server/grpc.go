@@ -1,0 +1,228 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"runtime/debug"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/reflection"
+	"google.golang.org/grpc/status"
+
+	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/auth"
+)
+
+// NewGRPCServer returns a gRPC server serving the Log service on cfg's
+// CommitLog, with server reflection registered (so grpcurl can list and call
+// it), the receive limit set to match cfg's record and batch limits, and a
+// recovery interceptor that turns a handler's panic into codes.Internal with a
+// generic message (the panic and its stack go to the log).
+//
+// opts are applied after the server's own options: authentication
+// interceptors (server/auth) go here and run inside the recovery interceptor;
+// a grpc.MaxRecvMsgSize here overrides the computed one.
+//
+// The caller owns the server: Serve it on a listener, and stop it with the
+// GracefulStop function after closing cfg.Stopping.
+func NewGRPCServer(cfg *Config, opts ...grpc.ServerOption) (*grpc.Server, error) {
+	c, err := cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	svc := &logService{cfg: c, logger: c.Logger.Named("grpc")}
+	serverOpts := append([]grpc.ServerOption{
+		grpc.MaxRecvMsgSize(c.maxRecvMsgSize()),
+		grpc.ChainUnaryInterceptor(svc.recoverUnary),
+		grpc.ChainStreamInterceptor(svc.recoverStream),
+	}, opts...)
+	srv := grpc.NewServer(serverOpts...)
+	api.RegisterLogServer(srv, svc)
+	reflection.Register(srv)
+	return srv, nil
+}
+
+// GracefulStop stops srv gracefully, but no longer than ctx allows: it calls
+// srv.GracefulStop, and if ctx ends first it calls srv.Stop, which closes every
+// connection and cancels every call still running, and returns ctx.Err().
+//
+// Close the Config.Stopping channel first, so that open streams end by
+// themselves; otherwise GracefulStop waits for clients to end them. A
+// ConsumeStream blocked sending to a client that stopped reading (gRPC flow
+// control) notices Stopping only once that send completes, which is what
+// ctx bounds.
+func GracefulStop(ctx context.Context, srv *grpc.Server) error {
+	stopped := make(chan struct{})
+	go func() {
+		defer close(stopped)
+		srv.GracefulStop()
+	}()
+	select {
+	case <-stopped:
+		return nil
+	case <-ctx.Done():
+		srv.Stop()
+		// Stop ends every connection, so GracefulStop returns promptly.
+		<-stopped
+		return fmt.Errorf("server: graceful stop forced: %w", ctx.Err())
+	}
+}
+
+// logService implements api.LogServer on a CommitLog.
+type logService struct {
+	api.UnimplementedLogServer
+
+	cfg    Config
+	logger *zap.Logger
+}
+
+var _ api.LogServer = (*logService)(nil)
+
+// Produce appends one record and returns its offset.
+func (s *logService) Produce(ctx context.Context, req *api.ProduceRequest) (*api.ProduceResponse, error) {
+	if err := s.authorize(ctx, ProduceAction); err != nil {
+		return nil, s.status(err)
+	}
+	record, err := s.checkRecord(req.GetRecord())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	offset, err := s.cfg.CommitLog.Append(ctx, record)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &api.ProduceResponse{Offset: offset}, nil
+}
+
+// ProduceBatch appends every record of the request contiguously, as one unit.
+func (s *logService) ProduceBatch(ctx context.Context, req *api.ProduceBatchRequest) (*api.ProduceBatchResponse, error) {
+	if err := s.authorize(ctx, ProduceAction); err != nil {
+		return nil, s.status(err)
+	}
+	records, err := s.checkBatch(req.GetRecords())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	first, err := s.cfg.CommitLog.AppendBatch(ctx, records)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &api.ProduceBatchResponse{FirstOffset: first, Count: uint64(len(records))}, nil
+}
+
+// Consume reads the record at the requested offset.
+func (s *logService) Consume(ctx context.Context, req *api.ConsumeRequest) (*api.ConsumeResponse, error) {
+	if err := s.authorize(ctx, ConsumeAction); err != nil {
+		return nil, s.status(err)
+	}
+	record, err := s.cfg.CommitLog.Read(ctx, req.GetOffset())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &api.ConsumeResponse{Record: record}, nil
+}
+
+// GetServers lists the cluster's servers. Any caller the authentication
+// interceptors let through may ask; there is no action to authorize.
+func (s *logService) GetServers(ctx context.Context, _ *api.GetServersRequest) (*api.GetServersResponse, error) {
+	if s.cfg.ServerGetter == nil {
+		return &api.GetServersResponse{Servers: []*api.Server{
+			{Id: s.cfg.ID, RpcAddr: s.cfg.RPCAddr, IsLeader: true},
+		}}, nil
+	}
+	servers, err := s.cfg.ServerGetter.GetServers()
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &api.GetServersResponse{Servers: servers}, nil
+}
+
+// authorize asks the Authorizer whether the call's subject may perform action.
+func (s *logService) authorize(ctx context.Context, action string) error {
+	return authorize(ctx, s.cfg.Authorizer, action)
+}
+
+// authorize is shared by the gRPC and HTTP paths.
+func authorize(ctx context.Context, authorizer Authorizer, action string) error {
+	subject, _ := auth.Subject(ctx)
+	return authorizer.Authorize(subject, ObjectWildcard, action)
+}
+
+// checkRecord validates a record a client sent and returns the record to
+// append: a fresh one holding only the value, so that an offset, term or type
+// the client set never reaches the log.
+func (s *logService) checkRecord(record *api.Record) (*api.Record, error) {
+	return checkRecord(record, s.cfg.MaxRecordBytes)
+}
+
+func checkRecord(record *api.Record, maxBytes int) (*api.Record, error) {
+	if record == nil {
+		return nil, ErrNoRecord
+	}
+	if n := len(record.GetValue()); n > maxBytes {
+		return nil, fmt.Errorf("%w: value is %d bytes, over the %d-byte limit", ErrRecordTooLarge, n, maxBytes)
+	}
+	return &api.Record{Value: record.GetValue()}, nil
+}
+
+// checkBatch validates a ProduceBatch's records and returns the records to
+// append.
+func (s *logService) checkBatch(records []*api.Record) ([]*api.Record, error) {
+	if len(records) == 0 {
+		return nil, ErrEmptyBatch
+	}
+	if len(records) > s.cfg.MaxBatchRecords {
+		return nil, fmt.Errorf("%w: %d records, over the limit of %d", ErrBatchTooLarge, len(records), s.cfg.MaxBatchRecords)
+	}
+	checked := make([]*api.Record, len(records))
+	total := 0
+	for i, record := range records {
+		r, err := s.checkRecord(record)
+		if err != nil {
+			return nil, fmt.Errorf("record %d: %w", i, err)
+		}
+		total += len(r.Value)
+		checked[i] = r
+	}
+	if total > s.cfg.MaxBatchBytes {
+		return nil, fmt.Errorf("%w: values total %d bytes, over the %d-byte limit", ErrBatchTooLarge, total, s.cfg.MaxBatchBytes)
+	}
+	return checked, nil
+}
+
+// status turns err into the gRPC status error a client sees.
+func (s *logService) status(err error) error {
+	return toStatus(s.logger, err)
+}
+
+// recoverUnary turns a panic below it into codes.Internal: a bug in one call
+// must not take the node down, and the panic's text must not reach a client.
+func (s *logService) recoverUnary(ctx context.Context, req any, info *grpc.UnaryServerInfo, handler grpc.UnaryHandler) (resp any, err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logPanic(info.FullMethod, r)
+			resp, err = nil, status.Error(codes.Internal, internalMessage)
+		}
+	}()
+	return handler(ctx, req)
+}
+
+// recoverStream is recoverUnary for streaming calls.
+func (s *logService) recoverStream(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, handler grpc.StreamHandler) (err error) {
+	defer func() {
+		if r := recover(); r != nil {
+			s.logPanic(info.FullMethod, r)
+			err = status.Error(codes.Internal, internalMessage)
+		}
+	}()
+	return handler(srv, ss)
+}
+
+func (s *logService) logPanic(method string, recovered any) {
+	s.logger.Error("panic in handler",
+		zap.String("method", method),
+		zap.Any("panic", recovered),
+		zap.ByteString("stack", debug.Stack()))
+}

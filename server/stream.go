@@ -1,0 +1,204 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"io"
+
+	"google.golang.org/grpc"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// ConsumeStream sends every record from the requested offset on, then waits
+// for new ones (woken by CommitLog.Appended, never by polling) until the
+// client cancels or Config.Stopping is closed (codes.Unavailable).
+//
+// It holds one record at a time: stream.Send blocks while the client's gRPC
+// flow-control window is full, so a slow consumer slows the reads instead of
+// making the server buffer.
+func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerStreamingServer[api.ConsumeResponse]) error {
+	ctx := stream.Context()
+	if err := s.authorize(ctx, ConsumeAction); err != nil {
+		return s.status(err)
+	}
+	for offset := req.GetOffset(); ; offset++ {
+		record, err := s.waitRead(ctx, offset)
+		if err != nil {
+			return s.status(err)
+		}
+		if err := stream.Send(&api.ConsumeResponse{Record: record}); err != nil {
+			// The stream is broken (client gone, server stopped); the error
+			// already carries the status gRPC will report.
+			return err
+		}
+	}
+}
+
+// waitRead returns the record at offset, waiting for the log to reach it.
+// It returns ctx's error when the call ends and ErrStopping when the server
+// stops.
+func (s *logService) waitRead(ctx context.Context, offset uint64) (*api.Record, error) {
+	for {
+		select {
+		case <-s.cfg.Stopping:
+			return nil, ErrStopping
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		default:
+		}
+		record, err := s.cfg.CommitLog.Read(ctx, offset)
+		if !isOutOfRange(err) {
+			return record, err
+		}
+		// Take the notification before reading again: an append between that
+		// read and the wait below then closes the channel we wait on, so it
+		// is never missed. Taking it only after a miss keeps the common
+		// catch-up path (every read succeeds) free of it.
+		appended := s.cfg.CommitLog.Appended()
+		record, err = s.cfg.CommitLog.Read(ctx, offset)
+		if !isOutOfRange(err) {
+			return record, err
+		}
+		select {
+		case <-appended:
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.cfg.Stopping:
+			return nil, ErrStopping
+		}
+	}
+}
+
+// ProduceStream appends each record it receives and answers with its offset,
+// in order. It pipelines: a reader goroutine receives requests into a channel
+// of Config.ProduceStreamWindow while the handler appends; the requests that
+// queued up during one append are appended together as one batch (one Raft
+// entry on a replicated log). Once the window is full the reader stops
+// receiving and gRPC flow control holds the client back.
+//
+// The client's CloseSend is a clean end: every request is answered and the
+// call returns OK. An invalid request ends the stream with
+// codes.InvalidArgument after the valid requests before it are appended and
+// answered. When Config.Stopping is closed the stream answers the append in
+// progress and returns codes.Unavailable; requests read but not answered were
+// not appended.
+func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse]) error {
+	ctx := stream.Context()
+	// Once per stream, not per record.
+	if err := s.authorize(ctx, ProduceAction); err != nil {
+		return s.status(err)
+	}
+
+	requests := make(chan *api.ProduceRequest, s.cfg.ProduceStreamWindow)
+	recvErr := make(chan error, 1)
+	handlerDone := make(chan struct{})
+	// The reader belongs to this call. It never blocks on requests after
+	// handlerDone is closed, and its Recv returns once the handler returns,
+	// because gRPC cancels the stream's context then; so it ends with the
+	// call.
+	defer close(handlerDone)
+	go receiveRequests(stream, requests, recvErr, handlerDone)
+
+	batch := make([]*api.Record, 0, s.cfg.ProduceStreamWindow)
+	for {
+		// Stopping first: with a request also ready, select would pick at
+		// random.
+		select {
+		case <-s.cfg.Stopping:
+			return s.status(ErrStopping)
+		default:
+		}
+		var req *api.ProduceRequest
+		var open bool
+		select {
+		case req, open = <-requests:
+		case <-ctx.Done():
+			return s.status(ctx.Err())
+		case <-s.cfg.Stopping:
+			return s.status(ErrStopping)
+		}
+		if !open {
+			// The reader has ended; its error is already in recvErr.
+			if err := <-recvErr; !errors.Is(err, io.EOF) {
+				// Recv's error already carries the stream's status.
+				return err
+			}
+			return nil
+		}
+
+		// Take the requests that queued up meanwhile, without waiting, and
+		// stop at the first invalid one.
+		batch = batch[:0]
+		var invalid error
+		for {
+			record, err := s.checkRecord(req.GetRecord())
+			if err != nil {
+				invalid = err
+				break
+			}
+			batch = append(batch, record)
+			if len(batch) == cap(batch) {
+				break
+			}
+			if req, open = tryReceive(requests); !open || req == nil {
+				break
+			}
+		}
+
+		if len(batch) > 0 {
+			first, err := s.appendRecords(ctx, batch)
+			if err != nil {
+				return s.status(err)
+			}
+			for i := range batch {
+				if err := stream.Send(&api.ProduceResponse{Offset: first + uint64(i)}); err != nil {
+					return err
+				}
+			}
+		}
+		if invalid != nil {
+			return s.status(invalid)
+		}
+	}
+}
+
+// appendRecords appends one record with Append and several with AppendBatch.
+func (s *logService) appendRecords(ctx context.Context, records []*api.Record) (uint64, error) {
+	if len(records) == 1 {
+		return s.cfg.CommitLog.Append(ctx, records[0])
+	}
+	return s.cfg.CommitLog.AppendBatch(ctx, records)
+}
+
+// tryReceive returns the next queued request without waiting: nil and true
+// when none is queued, nil and false when the channel is closed.
+func tryReceive(requests <-chan *api.ProduceRequest) (*api.ProduceRequest, bool) {
+	select {
+	case req, open := <-requests:
+		return req, open
+	default:
+		return nil, true
+	}
+}
+
+// receiveRequests receives ProduceStream requests into requests until Recv
+// fails (io.EOF after the client's CloseSend), then sends that error on errc
+// (buffered) and closes requests. It gives up when done is closed, so that it
+// never blocks on a channel nobody drains.
+func receiveRequests(stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse],
+	requests chan<- *api.ProduceRequest, errc chan<- error, done <-chan struct{}) {
+	defer close(requests)
+	for {
+		req, err := stream.Recv()
+		if err != nil {
+			errc <- err
+			return
+		}
+		select {
+		case requests <- req:
+		case <-done:
+			return
+		}
+	}
+}
