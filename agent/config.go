@@ -1,0 +1,168 @@
+package agent
+
+import (
+	"crypto/tls"
+	"fmt"
+	"net"
+	"time"
+
+	"go.uber.org/zap"
+)
+
+// Defaults for Config fields left at their zero value.
+const (
+	// DefaultBindAddr is where Serf gossips when BindAddr is empty.
+	DefaultBindAddr = "127.0.0.1:8301"
+	// DefaultRPCPort is the multiplexed Raft + gRPC port when RPCPort is 0
+	// and RandomPorts is false.
+	DefaultRPCPort = 8401
+	// DefaultHTTPPort is the JSON API / metrics / health port when HTTPPort is
+	// 0 and RandomPorts is false.
+	DefaultHTTPPort = 8080
+	// DefaultShutdownTimeout bounds how long Shutdown waits for in-flight
+	// calls before closing connections.
+	DefaultShutdownTimeout = 10 * time.Second
+)
+
+// Config configures one node. The zero value of each field means its
+// default; New validates it and names the field that is wrong.
+type Config struct {
+	// DataDir holds the node's data log, Raft log, stable store and
+	// snapshots. Required.
+	DataDir string
+	// NodeName is the node's unique name, used as its Raft server ID and Serf
+	// node name. Required.
+	NodeName string
+	// BindAddr is host:port for Serf gossip (TCP and UDP). The host is also
+	// where the RPC and HTTP ports listen. Default DefaultBindAddr.
+	BindAddr string
+	// RPCPort is the port of the multiplexed Raft + gRPC listener on the host
+	// of BindAddr. 0 means DefaultRPCPort unless RandomPorts is set.
+	RPCPort int
+	// HTTPPort is the port of the HTTPS listener (JSON API, /metrics,
+	// /healthz, /readyz). 0 means DefaultHTTPPort unless RandomPorts is set.
+	HTTPPort int
+	// RandomPorts makes a 0 RPCPort or HTTPPort (and a 0 port in BindAddr)
+	// mean "any free port" instead of the default: for tests.
+	RandomPorts bool
+	// StartJoinAddrs are Serf addresses of running nodes to join. Empty for
+	// the first node.
+	StartJoinAddrs []string
+	// Bootstrap makes this node bootstrap a new Raft cluster with itself as
+	// the only voter. Ignored when the node already has Raft state.
+	Bootstrap bool
+
+	// ServerTLSConfig secures the gRPC and HTTP servers: it must verify
+	// client certificates when given (tls.VerifyClientCertIfGiven). Required.
+	ServerTLSConfig *tls.Config
+	// PeerTLSConfig is the client side of Raft connections to other nodes:
+	// it presents this node's certificate and verifies the peer's. Required.
+	PeerTLSConfig *tls.Config
+	// PeerServerTLSConfig is the accepting side of Raft connections: it must
+	// require and verify client certificates. Default: ServerTLSConfig with
+	// ClientAuth raised to tls.RequireAndVerifyClientCert.
+	PeerServerTLSConfig *tls.Config
+
+	// ACLModelFile and ACLPolicyFile are the Casbin model and policy.
+	// Required.
+	ACLModelFile  string
+	ACLPolicyFile string
+
+	// MaxRecordBytes is the largest record value accepted, in bytes.
+	// Default 1 MiB.
+	MaxRecordBytes int
+	// MaxBatchRecords is the most records one ProduceBatch may carry.
+	// Default 1000.
+	MaxBatchRecords int
+	// SegmentMaxStoreBytes and SegmentMaxIndexBytes size the segments of the
+	// data log and the Raft log. 0 means distlog's defaults.
+	SegmentMaxStoreBytes uint64
+	SegmentMaxIndexBytes uint64
+
+	// Raft timing; 0 means hashicorp/raft's defaults. Tests shorten them.
+	RaftHeartbeatTimeout   time.Duration
+	RaftElectionTimeout    time.Duration
+	RaftLeaderLeaseTimeout time.Duration
+	RaftCommitTimeout      time.Duration
+	// RaftSnapshotThreshold is how many Raft entries since the last snapshot
+	// trigger a new one; 0 means raft's default (8192).
+	RaftSnapshotThreshold uint64
+	// RaftSnapshotInterval is how often Raft checks whether to snapshot; 0
+	// means raft's default (2 minutes).
+	RaftSnapshotInterval time.Duration
+	// RaftTrailingLogs is how many entries a snapshot leaves in the Raft log
+	// for slow followers; 0 means raft's default (10240).
+	RaftTrailingLogs uint64
+
+	// ShutdownTimeout bounds a graceful stop of the servers. Default
+	// DefaultShutdownTimeout.
+	ShutdownTimeout time.Duration
+	// Logger receives the node's logs; it is named per component. Default
+	// zap.NewNop().
+	Logger *zap.Logger
+}
+
+// withDefaults returns c with every zero field replaced by its default.
+func (c Config) withDefaults() Config {
+	if c.BindAddr == "" {
+		c.BindAddr = DefaultBindAddr
+	}
+	if !c.RandomPorts {
+		if c.RPCPort == 0 {
+			c.RPCPort = DefaultRPCPort
+		}
+		if c.HTTPPort == 0 {
+			c.HTTPPort = DefaultHTTPPort
+		}
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = 1 << 20
+	}
+	if c.MaxBatchRecords == 0 {
+		c.MaxBatchRecords = 1000
+	}
+	if c.ShutdownTimeout == 0 {
+		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.PeerServerTLSConfig == nil && c.ServerTLSConfig != nil {
+		peer := c.ServerTLSConfig.Clone()
+		peer.ClientAuth = tls.RequireAndVerifyClientCert
+		c.PeerServerTLSConfig = peer
+	}
+	return c
+}
+
+// validate reports the first field that is missing or wrong.
+func (c Config) validate() error {
+	switch {
+	case c.DataDir == "":
+		return fmt.Errorf("agent: DataDir is required")
+	case c.NodeName == "":
+		return fmt.Errorf("agent: NodeName is required")
+	case c.ServerTLSConfig == nil:
+		return fmt.Errorf("agent: ServerTLSConfig is required")
+	case c.PeerTLSConfig == nil:
+		return fmt.Errorf("agent: PeerTLSConfig is required")
+	case c.ACLModelFile == "" || c.ACLPolicyFile == "":
+		return fmt.Errorf("agent: ACLModelFile and ACLPolicyFile are required")
+	case c.RPCPort < 0 || c.RPCPort > 65535:
+		return fmt.Errorf("agent: RPCPort %d out of range", c.RPCPort)
+	case c.HTTPPort < 0 || c.HTTPPort > 65535:
+		return fmt.Errorf("agent: HTTPPort %d out of range", c.HTTPPort)
+	case c.MaxRecordBytes < 0 || c.MaxBatchRecords < 0:
+		return fmt.Errorf("agent: MaxRecordBytes and MaxBatchRecords must not be negative")
+	}
+	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
+		return fmt.Errorf("agent: BindAddr %q: %w", c.BindAddr, err)
+	}
+	return nil
+}
+
+// host is the host part of BindAddr, where every listener of the node binds.
+func (c Config) host() string {
+	h, _, _ := net.SplitHostPort(c.BindAddr)
+	return h
+}
