@@ -17,8 +17,8 @@ func Example() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	if err := authorizer.Authorize("root", auth.ObjectAll, auth.ActionProduce); err != nil {
-		log.Print(err) // codes.PermissionDenied: "root not permitted to produce to *"
+	if err := authorizer.Authorize("nobody", auth.ObjectAll, auth.ActionProduce); err != nil {
+		log.Print(err) // codes.PermissionDenied: "nobody not permitted to produce to *"
 	}
 
 	srv := grpc.NewServer(
