@@ -1,0 +1,89 @@
+package server
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net/http"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+var errSecret = errors.New("disk /dev/sda1 secret detail")
+
+// failingLog fails every call with err.
+type failingLog struct {
+	CommitLog
+	err error
+}
+
+func (l failingLog) Append(context.Context, *api.Record) (uint64, error)        { return 0, l.err }
+func (l failingLog) AppendBatch(context.Context, []*api.Record) (uint64, error) { return 0, l.err }
+func (l failingLog) Read(context.Context, uint64) (*api.Record, error)          { return nil, l.err }
+
+func TestToStatus(t *testing.T) {
+	tests := []struct {
+		name        string
+		err         error
+		wantCode    codes.Code
+		wantMessage string
+		wantHTTP    int
+	}{
+		{"nil", nil, codes.OK, "", http.StatusOK},
+		{"out of range", api.ErrOffsetOutOfRange{Offset: 7}, codes.OutOfRange, "offset out of range: 7", http.StatusNotFound},
+		{"out of range, wrapped", fmt.Errorf("read: %w", api.ErrOffsetOutOfRange{Offset: 7}), codes.OutOfRange, "read: offset out of range: 7", http.StatusNotFound},
+		{"out of range, pointer", &api.ErrOffsetOutOfRange{Offset: 7}, codes.OutOfRange, "offset out of range: 7", http.StatusNotFound},
+		{"not leader", api.ErrNotLeader{LeaderID: "n1", LeaderAddr: "a:1"}, codes.Unavailable, "the leader is n1 at a:1", http.StatusServiceUnavailable},
+		{"permission denied", status.Error(codes.PermissionDenied, "nobody may not produce"), codes.PermissionDenied, "nobody may not produce", http.StatusForbidden},
+		{"unauthenticated", status.Error(codes.Unauthenticated, "no certificate"), codes.Unauthenticated, "no certificate", http.StatusUnauthorized},
+		{"canceled", context.Canceled, codes.Canceled, "context canceled", 499},
+		{"canceled, wrapped", fmt.Errorf("apply: %w", context.Canceled), codes.Canceled, "apply: context canceled", 499},
+		{"deadline", fmt.Errorf("apply: %w", context.DeadlineExceeded), codes.DeadlineExceeded, "context deadline exceeded", http.StatusGatewayTimeout},
+		{"no record", ErrNoRecord, codes.InvalidArgument, "request has no record", http.StatusBadRequest},
+		{"record too large", fmt.Errorf("%w: 9 bytes", ErrRecordTooLarge), codes.InvalidArgument, "record too large: 9 bytes", http.StatusBadRequest},
+		{"empty batch", ErrEmptyBatch, codes.InvalidArgument, "batch has no records", http.StatusBadRequest},
+		{"batch too large", fmt.Errorf("record 3: %w", ErrBatchTooLarge), codes.InvalidArgument, "record 3: server: batch too large", http.StatusBadRequest},
+		{"invalid HTTP request", fmt.Errorf("%w: bad JSON", ErrInvalidRequest), codes.InvalidArgument, "bad JSON", http.StatusBadRequest},
+		{"stopping", ErrStopping, codes.Unavailable, "stopping", http.StatusServiceUnavailable},
+		{"unknown", errSecret, codes.Internal, "internal error", http.StatusInternalServerError},
+		{"unknown status code", status.Error(codes.Unknown, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := toStatus(zaptest.NewLogger(t), tt.err)
+			if tt.err == nil {
+				require.NoError(t, err)
+				return
+			}
+			st, ok := status.FromError(err)
+			require.True(t, ok)
+			require.Equalf(t, tt.wantCode, st.Code(), "toStatus(%v) code = %s, want %s", tt.err, st.Code(), tt.wantCode)
+			require.Containsf(t, st.Message(), tt.wantMessage, "toStatus(%v) message = %q, want it to contain %q", tt.err, st.Message(), tt.wantMessage)
+			require.NotContains(t, st.Message(), "secret")
+			require.Equalf(t, tt.wantHTTP, httpStatus(st.Code()), "httpStatus(%s) = %d, want %d", st.Code(), httpStatus(st.Code()), tt.wantHTTP)
+		})
+	}
+}
+
+// TestToStatusKeepsDetails: the api package's error details survive, so a
+// client can find the leader in a NOT_LEADER refusal.
+func TestToStatusKeepsDetails(t *testing.T) {
+	err := toStatus(zaptest.NewLogger(t), fmt.Errorf("append: %w", api.ErrNotLeader{LeaderID: "n1", LeaderAddr: "a:1"}))
+	leader, ok := api.NotLeaderFromStatus(status.Convert(err))
+	require.True(t, ok, "NOT_LEADER detail lost")
+	require.Equal(t, api.ErrNotLeader{LeaderID: "n1", LeaderAddr: "a:1"}, leader)
+
+	err = toStatus(zaptest.NewLogger(t), api.ErrOffsetOutOfRange{Offset: 3})
+	var found bool
+	for _, d := range status.Convert(err).Details() {
+		_, found = d.(*errdetails.LocalizedMessage)
+	}
+	require.True(t, found, "LocalizedMessage detail lost")
+}

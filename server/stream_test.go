@@ -1,0 +1,281 @@
+package server
+
+import (
+	"context"
+	"fmt"
+	"io"
+	"sync/atomic"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials/insecure"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// waitingFor returns a condition for require.Eventually that holds once a
+// ConsumeStream has caught up and asked the log for its next change.
+func waitingFor(log *countingLog, n int64) func() bool {
+	return func() bool { return log.appendedCalls.Load() >= n }
+}
+
+// TestConsumeStreamReceivesLaterAppends: a ConsumeStream that reached the end
+// of the log gets the records appended afterwards, and does not poll the log
+// while it waits.
+func TestConsumeStreamReceivesLaterAppends(t *testing.T) {
+	cfg := testConfig(t)
+	log := &countingLog{CommitLog: newMemLog()}
+	cfg.CommitLog = log
+	ts := newTestServer(t, cfg)
+	ctx := testContext(t)
+
+	_, err := ts.client.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: []byte("before")}})
+	require.NoError(t, err)
+	stream, err := ts.client.ConsumeStream(ctx, &api.ConsumeRequest{Offset: 0})
+	require.NoError(t, err)
+	res, err := stream.Recv()
+	require.NoError(t, err)
+	require.Equal(t, []byte("before"), res.Record.Value)
+
+	require.Eventually(t, waitingFor(log, 1), testTimeout, time.Millisecond, "ConsumeStream never waited for an append")
+	reads := log.reads.Load()
+	require.Never(t, func() bool { return log.reads.Load() != reads }, 300*time.Millisecond, 5*time.Millisecond,
+		"ConsumeStream read the log while waiting for an append: it polls")
+
+	for i := 1; i <= 3; i++ {
+		value := fmt.Appendf(nil, "after %d", i)
+		_, err := ts.client.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: value}})
+		require.NoError(t, err)
+		res, err := stream.Recv()
+		require.NoError(t, err)
+		require.Equalf(t, value, res.Record.Value, "ConsumeStream record %d = %q, want %q", i, res.Record.Value, value)
+		require.Equalf(t, uint64(i), res.Record.Offset, "ConsumeStream offset = %d, want %d", res.Record.Offset, i)
+	}
+}
+
+// TestConsumeStreamFromTheFuture: a stream may start past the end and gets
+// the record at its offset once the log reaches it.
+func TestConsumeStreamFromTheFuture(t *testing.T) {
+	ts := newTestServer(t, testConfig(t))
+	ctx := testContext(t)
+	stream, err := ts.client.ConsumeStream(ctx, &api.ConsumeRequest{Offset: 2})
+	require.NoError(t, err)
+	for i := range 3 {
+		_, err := ts.client.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: fmt.Append(nil, i)}})
+		require.NoError(t, err)
+	}
+	res, err := stream.Recv()
+	require.NoError(t, err)
+	require.Equalf(t, uint64(2), res.Record.Offset, "first record of ConsumeStream(2) has offset %d, want 2", res.Record.Offset)
+}
+
+// handlerResults is a stream interceptor that reports each stream handler's
+// return value, so a test can see a handler end.
+func handlerResults() (chan error, grpc.ServerOption) {
+	results := make(chan error, 16)
+	return results, grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		err := handler(srv, ss)
+		results <- err
+		return err
+	})
+}
+
+// receiveWithin waits for one value from ch.
+func receiveWithin[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(testTimeout):
+		require.FailNowf(t, "timed out", "waiting for %s", what)
+		var zero T
+		return zero
+	}
+}
+
+// TestConsumeStreamEndsOnCancel: cancelling a waiting ConsumeStream ends its
+// handler, and no goroutine is left behind.
+func TestConsumeStreamEndsOnCancel(t *testing.T) {
+	cfg := testConfig(t)
+	log := &countingLog{CommitLog: newMemLog()}
+	cfg.CommitLog = log
+	results, resultsOpt := handlerResults()
+	ts := newTestServer(t, cfg, resultsOpt)
+	// Warm the connection up, so that its goroutines are in the baseline.
+	_, err := ts.client.GetServers(testContext(t), &api.GetServersRequest{})
+	require.NoError(t, err)
+	baseline := goleak.IgnoreCurrent()
+
+	ctx, cancel := context.WithCancel(testContext(t))
+	stream, err := ts.client.ConsumeStream(ctx, &api.ConsumeRequest{Offset: 0})
+	require.NoError(t, err)
+	require.Eventually(t, waitingFor(log, 1), testTimeout, time.Millisecond, "ConsumeStream never waited for an append")
+	cancel()
+
+	handlerErr := receiveWithin(t, results, "the ConsumeStream handler to return after cancel")
+	requireCode(t, handlerErr, codes.Canceled)
+	_, err = stream.Recv()
+	requireCode(t, err, codes.Canceled)
+	goleak.VerifyNone(t, baseline)
+}
+
+// TestGracefulStopEndsOpenStreams: with Stopping closed, GracefulStop returns
+// although a ConsumeStream waits for records and a ProduceStream is open,
+// and both streams end with Unavailable.
+func TestGracefulStopEndsOpenStreams(t *testing.T) {
+	for _, closeStopping := range []bool{true, false} {
+		t.Run(fmt.Sprintf("close Stopping=%v", closeStopping), func(t *testing.T) {
+			cfg := testConfig(t)
+			log := &countingLog{CommitLog: newMemLog()}
+			cfg.CommitLog = log
+			stopping := make(chan struct{})
+			cfg.Stopping = stopping
+			ts := newTestServer(t, cfg)
+			ctx := testContext(t)
+
+			consume, err := ts.client.ConsumeStream(ctx, &api.ConsumeRequest{Offset: 0})
+			require.NoError(t, err)
+			produce, err := ts.client.ProduceStream(ctx)
+			require.NoError(t, err)
+			require.NoError(t, produce.Send(&api.ProduceRequest{Record: &api.Record{Value: []byte("x")}}))
+			_, err = produce.Recv()
+			require.NoError(t, err)
+			_, err = consume.Recv()
+			require.NoError(t, err)
+			require.Eventually(t, waitingFor(log, 1), testTimeout, time.Millisecond, "ConsumeStream never waited for an append")
+
+			if !closeStopping {
+				// Without Stopping, GracefulStop would wait for the clients:
+				// the deadline forces the stop.
+				stopCtx, cancel := context.WithTimeout(ctx, 200*time.Millisecond)
+				defer cancel()
+				require.ErrorIs(t, GracefulStop(stopCtx, ts.srv), context.DeadlineExceeded)
+				_, err = consume.Recv()
+				requireCode(t, err, codes.Unavailable)
+				return
+			}
+
+			close(stopping)
+			stopCtx, cancel := context.WithTimeout(ctx, testTimeout)
+			defer cancel()
+			require.NoError(t, GracefulStop(stopCtx, ts.srv), "GracefulStop did not return while streams were open")
+			_, err = consume.Recv()
+			st := requireCode(t, err, codes.Unavailable)
+			require.Contains(t, st.Message(), "stopping")
+			_, err = produce.Recv()
+			requireCode(t, err, codes.Unavailable)
+		})
+	}
+}
+
+// recvCounter is a stream interceptor that counts the messages stream
+// handlers receive.
+func recvCounter(n *atomic.Int64) grpc.ServerOption {
+	return grpc.ChainStreamInterceptor(func(srv any, ss grpc.ServerStream, _ *grpc.StreamServerInfo, handler grpc.StreamHandler) error {
+		return handler(srv, &countingStream{ServerStream: ss, received: n})
+	})
+}
+
+type countingStream struct {
+	grpc.ServerStream
+	received *atomic.Int64
+}
+
+func (s *countingStream) RecvMsg(m any) error {
+	err := s.ServerStream.RecvMsg(m)
+	if err == nil {
+		s.received.Add(1)
+	}
+	return err
+}
+
+// TestProduceStreamPipelines: while one append is in progress the server
+// keeps receiving requests, and appends those that queued up as one batch,
+// answering each in order.
+func TestProduceStreamPipelines(t *testing.T) {
+	cfg := testConfig(t)
+	log := &gatedLog{CommitLog: newMemLog(), entered: make(chan int), release: make(chan struct{})}
+	cfg.CommitLog = log
+	var received atomic.Int64
+	ts := newTestServer(t, cfg, recvCounter(&received))
+	ctx := testContext(t)
+
+	stream, err := ts.client.ProduceStream(ctx)
+	require.NoError(t, err)
+	send := func(v string) {
+		require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: []byte(v)}}))
+	}
+	send("r0")
+	require.Equal(t, 1, receiveWithin(t, log.entered, "the first append"), "first append size")
+	// The first append is held. A server that waited for it before reading on
+	// would receive nothing more.
+	send("r1")
+	send("r2")
+	send("r3")
+	require.Eventually(t, func() bool { return received.Load() == 4 }, testTimeout, time.Millisecond,
+		"server received %d requests while an append was in progress, want 4: it does not pipeline", received.Load())
+	log.release <- struct{}{}
+	require.Equal(t, 3, receiveWithin(t, log.entered, "the second append"),
+		"the requests that queued during the first append were not appended as one batch")
+	log.release <- struct{}{}
+	for want := range uint64(4) {
+		res, err := stream.Recv()
+		require.NoError(t, err)
+		require.Equalf(t, want, res.Offset, "answer %d has offset %d, want %d", want, res.Offset, want)
+	}
+	require.NoError(t, stream.CloseSend())
+	_, err = stream.Recv()
+	require.ErrorIs(t, err, io.EOF)
+}
+
+// TestConsumeStreamSlowConsumerIsBounded: a client that stops reading holds
+// the server back through gRPC flow control, instead of the server reading
+// the whole log into memory.
+func TestConsumeStreamSlowConsumerIsBounded(t *testing.T) {
+	const (
+		records    = 200
+		recordSize = 16 << 10
+		window     = 64 << 10
+	)
+	cfg := testConfig(t)
+	log := &countingLog{CommitLog: newMemLog()}
+	cfg.CommitLog = log
+	ts := newTestServer(t, cfg)
+	ctx := testContext(t)
+	batch := make([]*api.Record, 50)
+	for i := range batch {
+		batch[i] = &api.Record{Value: make([]byte, recordSize)}
+	}
+	for range records / len(batch) {
+		_, err := ts.client.ProduceBatch(ctx, &api.ProduceBatchRequest{Records: batch})
+		require.NoError(t, err)
+	}
+
+	// A client with fixed (not BDP-grown) flow-control windows that opens a
+	// stream and does not read.
+	conn, err := grpc.NewClient(ts.conn.Target(),
+		grpc.WithTransportCredentials(insecure.NewCredentials()),
+		grpc.WithInitialWindowSize(window),
+		grpc.WithInitialConnWindowSize(window))
+	require.NoError(t, err)
+	defer conn.Close()
+	stream, err := api.NewLogClient(conn).ConsumeStream(ctx, &api.ConsumeRequest{Offset: 0})
+	require.NoError(t, err)
+
+	require.Eventually(t, func() bool { return log.reads.Load() > 0 }, testTimeout, time.Millisecond)
+	// The window holds 4 records; gRPC buffers a few more on the server side.
+	const bound = 40
+	require.Never(t, func() bool { return log.reads.Load() > bound }, 300*time.Millisecond, 5*time.Millisecond,
+		"server read more than %d records for a client that reads nothing: it buffers", bound)
+	t.Logf("reads while the client did not read: %d", log.reads.Load())
+	// Reading drains it all.
+	for i := range records {
+		res, err := stream.Recv()
+		require.NoError(t, err)
+		require.Equal(t, uint64(i), res.Record.Offset)
+	}
+}
