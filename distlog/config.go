@@ -1,0 +1,78 @@
+package distlog
+
+import (
+	"fmt"
+
+	"go.uber.org/zap"
+)
+
+// Defaults applied by NewLog to zero Config fields.
+const (
+	// DefaultMaxStoreBytes is the default Config.Segment.MaxStoreBytes.
+	DefaultMaxStoreBytes = 1 << 20
+	// DefaultMaxIndexBytes is the default Config.Segment.MaxIndexBytes:
+	// room for 16384 entries, so that segments of small records are
+	// usually cut by the store size rather than the index.
+	DefaultMaxIndexBytes = entWidth * 16384
+	// DefaultMaxRecordBytes is the default Config.MaxRecordBytes.
+	DefaultMaxRecordBytes = 1 << 20
+)
+
+// Config configures a Log. The zero value is usable: every zero field takes
+// the default named in its comment.
+type Config struct {
+	Segment struct {
+		// MaxStoreBytes is the store-file size, in bytes, past which a
+		// segment takes no more records (a record larger than this gets a
+		// segment of its own). Default DefaultMaxStoreBytes (1 MiB).
+		MaxStoreBytes uint64
+		// MaxIndexBytes is the index-file size, in bytes; a segment holds at
+		// most MaxIndexBytes/12 records. Any value of at least 12 works, not
+		// only multiples of the 12-byte entry. Default DefaultMaxIndexBytes.
+		MaxIndexBytes uint64
+		// InitialOffset is the offset of the first record of a log created
+		// empty (by NewLog on an empty directory, or by Reset). Default 0.
+		InitialOffset uint64
+	}
+	// MaxRecordBytes is the largest record value, in bytes, that Append
+	// accepts; longer values get ErrRecordTooLarge. Default
+	// DefaultMaxRecordBytes (1 MiB).
+	MaxRecordBytes uint64
+	// SyncOnAppend makes Append and AppendBatch fsync before they return, so
+	// an acknowledged record survives a power failure. Concurrent appenders
+	// share fsyncs (group commit). Default false: records survive a crash of
+	// the process but not of the machine unless Sync is called.
+	SyncOnAppend bool
+	// Logger receives recovery and truncation events. Default zap.NewNop().
+	Logger *zap.Logger
+}
+
+// withDefaults returns c with defaults filled in, or an error naming the
+// first field it cannot use.
+func (c Config) withDefaults() (Config, error) {
+	if c.Segment.MaxStoreBytes == 0 {
+		c.Segment.MaxStoreBytes = DefaultMaxStoreBytes
+	}
+	if c.Segment.MaxIndexBytes == 0 {
+		c.Segment.MaxIndexBytes = DefaultMaxIndexBytes
+	}
+	if c.MaxRecordBytes == 0 {
+		c.MaxRecordBytes = DefaultMaxRecordBytes
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.Segment.MaxIndexBytes < entWidth {
+		return c, fmt.Errorf("%w: Segment.MaxIndexBytes = %d, must be at least %d (one index entry)",
+			ErrInvalidConfig, c.Segment.MaxIndexBytes, entWidth)
+	}
+	if c.Segment.MaxIndexBytes > maxIndexBytes {
+		return c, fmt.Errorf("%w: Segment.MaxIndexBytes = %d, must be at most %d",
+			ErrInvalidConfig, c.Segment.MaxIndexBytes, uint64(maxIndexBytes))
+	}
+	if c.MaxRecordBytes > maxRecordBytes {
+		return c, fmt.Errorf("%w: MaxRecordBytes = %d, must be at most %d",
+			ErrInvalidConfig, c.MaxRecordBytes, uint64(maxRecordBytes))
+	}
+	return c, nil
+}

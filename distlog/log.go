@@ -1,0 +1,595 @@
+package distlog
+
+import (
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"sort"
+	"sync"
+	"sync/atomic"
+	"syscall"
+
+	api "github.com/proglog/proglog/api/v1"
+	"go.uber.org/zap"
+)
+
+// lockFileName is the file a Log holds an exclusive flock on while open.
+const lockFileName = "LOCK"
+
+// maxRetainedScratch is the largest encoding buffer a Log keeps between
+// appends; a larger batch's buffer is left to the garbage collector.
+const maxRetainedScratch = 4 << 20
+
+// Log is a segmented, append-only log of records on disk: a list of
+// segments in offset order, the last of which (the active segment) takes
+// appends. It is safe for concurrent use.
+//
+// Lock order: appendMu, then mu, then a store's mutex. syncMu is taken
+// before mu and never together with appendMu. notifyMu is a leaf.
+type Log struct {
+	dir    string
+	config Config
+	logger *zap.Logger
+	lock   *os.File // holds the directory's flock
+
+	// appendMu serialises appends and every change to the segment list
+	// (roll, Truncate, TruncateFrom, Reset, ResetTo, Restore, Close).
+	// Readers never take it.
+	appendMu sync.Mutex
+	// scratch and starts are the frame-encoding buffers; guarded by
+	// appendMu.
+	scratch []byte
+	starts  []uint64
+
+	// mu guards segments, active and closed. Read holds it shared for the
+	// whole read, so readers run in parallel with each other and with
+	// appends; only changes to the segment list take it exclusively.
+	mu       sync.RWMutex
+	segments []*segment
+	active   *segment
+	closed   bool
+
+	// writeSeq counts write batches; syncedSeq is the highest batch known
+	// to be on disk. Group commit: an appender whose batch another
+	// appender's fsync already covered returns without its own.
+	writeSeq  atomic.Uint64
+	syncMu    sync.Mutex // serialises fsyncs of the active segment; guards syncedSeq
+	syncedSeq uint64
+
+	// truncations is bumped before TruncateFrom cuts a file in place, so a
+	// Reader stream can tell that bytes it captured may have changed.
+	truncations atomic.Uint64
+
+	notifyMu sync.Mutex
+	changed  chan struct{} // closed and replaced at every change; guarded by notifyMu
+	stopped  bool          // Close closed changed for good; guarded by notifyMu
+}
+
+// NewLog opens the log in dir, creating dir and an empty log at
+// c.Segment.InitialOffset when there is none, and recovering an existing
+// one: each segment is cut to its longest valid prefix of records (a torn
+// or corrupt tail is truncated, an index that disagrees with its store is
+// rebuilt), and segments after a gap in offsets are removed, so the log
+// reopens to a valid prefix of what was written.
+func NewLog(dir string, c Config) (*Log, error) {
+	c, err := c.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return nil, fmt.Errorf("distlog: create %s: %w", dir, err)
+	}
+	lock, err := lockDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	l := &Log{
+		dir:     dir,
+		config:  c,
+		logger:  c.Logger.Named("distlog").With(zap.String("dir", dir)),
+		lock:    lock,
+		changed: make(chan struct{}),
+	}
+	l.config.Logger = l.logger
+	if err := l.load(); err != nil {
+		return nil, errors.Join(err, lock.Close())
+	}
+	return l, nil
+}
+
+// lockDir takes an exclusive, non-blocking flock on dir's lock file. The
+// kernel drops it when the process dies, so a crash never leaves the
+// directory locked.
+func lockDir(dir string) (*os.File, error) {
+	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("distlog: open lock file: %w", err)
+	}
+	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
+		closeErr := f.Close()
+		if errors.Is(err, syscall.EWOULDBLOCK) {
+			return nil, errors.Join(fmt.Errorf("%w: %s", ErrLocked, dir), closeErr)
+		}
+		return nil, errors.Join(fmt.Errorf("distlog: lock %s: %w", dir, err), closeErr)
+	}
+	return f, nil
+}
+
+// load opens the segments found in dir, or creates the first one.
+func (l *Log) load() error {
+	entries, err := os.ReadDir(l.dir)
+	if err != nil {
+		return fmt.Errorf("distlog: read %s: %w", l.dir, err)
+	}
+	var bases []uint64
+	for _, e := range entries {
+		if base, ok := parseSegmentFileName(e.Name()); ok && !e.IsDir() {
+			bases = append(bases, base)
+		}
+	}
+	slices.Sort(bases)
+	bases = slices.Compact(bases)
+	for k, base := range bases {
+		if n := len(l.segments); n > 0 && l.segments[n-1].nextOffset.Load() != base {
+			// A gap (a torn or lost segment before this one): what follows
+			// is not part of the longest valid prefix.
+			l.logger.Warn("removing segments after a gap in offsets",
+				zap.Uint64("expected_base", l.segments[n-1].nextOffset.Load()), zap.Uint64s("removed_bases", bases[k:]))
+			if err := l.removeFiles(bases[k:]); err != nil {
+				return errors.Join(err, l.closeSegments())
+			}
+			break
+		}
+		s, err := openSegment(l.dir, base, l.config)
+		if err != nil {
+			return errors.Join(fmt.Errorf("distlog: %w", err), l.closeSegments())
+		}
+		l.segments = append(l.segments, s)
+	}
+	if len(l.segments) == 0 {
+		s, err := createSegment(l.dir, l.config.Segment.InitialOffset, l.config)
+		if err != nil {
+			return err
+		}
+		l.segments = append(l.segments, s)
+		if err := syncDir(l.dir); err != nil {
+			return errors.Join(err, l.closeSegments())
+		}
+	}
+	l.active = l.segments[len(l.segments)-1]
+	return nil
+}
+
+// removeFiles deletes the files of the segments at bases (not opened).
+func (l *Log) removeFiles(bases []uint64) error {
+	for _, base := range bases {
+		for _, ext := range []string{indexExt, storeExt} {
+			if err := os.Remove(filepath.Join(l.dir, segmentFileName(base, ext))); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return fmt.Errorf("distlog: remove segment %d: %w", base, err)
+			}
+		}
+	}
+	return syncDir(l.dir)
+}
+
+func (l *Log) closeSegments() error {
+	var errs []error
+	for _, s := range l.segments {
+		errs = append(errs, s.Close())
+	}
+	l.segments, l.active = nil, nil
+	return errors.Join(errs...)
+}
+
+// syncDir fsyncs a directory, making file creations and removals in it
+// durable.
+func syncDir(dir string) error {
+	d, err := os.Open(dir)
+	if err != nil {
+		return fmt.Errorf("distlog: open %s: %w", dir, err)
+	}
+	err = d.Sync()
+	if closeErr := d.Close(); err == nil {
+		err = closeErr
+	}
+	if err != nil {
+		return fmt.Errorf("distlog: fsync %s: %w", dir, err)
+	}
+	return nil
+}
+
+// Append adds record at the end of the log and returns its offset. The
+// record's Offset field is ignored and record is not modified. The record
+// is readable when Append returns, and on disk too if Config.SyncOnAppend.
+func (l *Log) Append(record *api.Record) (uint64, error) {
+	return l.AppendBatch([]*api.Record{record})
+}
+
+// AppendBatch adds records at consecutive offsets, the first of which it
+// returns, with one buffered write (more only when the batch crosses a
+// segment boundary) and, if Config.SyncOnAppend, one fsync: group commit.
+// The records are not modified. Sizes are checked before anything is
+// written: a batch with a record over Config.MaxRecordBytes is refused
+// whole. An I/O error can leave a prefix of the batch in the log.
+func (l *Log) AppendBatch(records []*api.Record) (uint64, error) {
+	for k, r := range records {
+		if r == nil {
+			return 0, fmt.Errorf("%w: record %d of %d", ErrNilRecord, k, len(records))
+		}
+		if n := uint64(len(r.GetValue())); n > l.config.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: record %d of %d has %d bytes, Config.MaxRecordBytes is %d",
+				ErrRecordTooLarge, k, len(records), n, l.config.MaxRecordBytes)
+		}
+	}
+	l.appendMu.Lock()
+	if l.closed {
+		l.appendMu.Unlock()
+		return 0, ErrClosed
+	}
+	first := l.active.nextOffset.Load()
+	buf, starts := l.scratch[:0], l.starts[:0]
+	var err error
+	for k, r := range records {
+		starts = append(starts, uint64(len(buf)))
+		// A fresh message carrying the caller's fields: the caller's record
+		// is never written to.
+		rec := &api.Record{Value: r.GetValue(), Offset: first + uint64(k), Term: r.GetTerm(), Type: r.GetType()}
+		if buf, err = appendFrame(buf, rec); err != nil {
+			break
+		}
+	}
+	if err == nil {
+		err = l.writeFramesLocked(buf, starts)
+	}
+	if cap(buf) <= maxRetainedScratch {
+		l.scratch, l.starts = buf[:0], starts[:0]
+	}
+	seq := l.writeSeq.Add(1)
+	l.appendMu.Unlock()
+	if len(records) > 0 {
+		l.notify()
+	}
+	if err != nil {
+		return 0, err
+	}
+	if l.config.SyncOnAppend {
+		if err := l.syncThrough(seq); err != nil {
+			return 0, err
+		}
+	}
+	return first, nil
+}
+
+// writeFramesLocked writes encoded frames (frame k starts at starts[k] in
+// frames and holds the active segment's next offset plus k) into the active
+// segment, rolling to new segments as they fill. Caller holds appendMu.
+func (l *Log) writeFramesLocked(frames []byte, starts []uint64) error {
+	ends := make([]uint64, len(starts))
+	for i := range starts {
+		if i+1 < len(starts) {
+			ends[i] = starts[i+1]
+		} else {
+			ends[i] = uint64(len(frames))
+		}
+	}
+	for i := 0; i < len(starts); {
+		// fits wants frame ends measured from the first frame it is offered.
+		base := starts[i]
+		rel := make([]uint64, len(starts)-i)
+		for k := range rel {
+			rel[k] = ends[i+k] - base
+		}
+		n := l.active.fits(rel)
+		if n == 0 {
+			if err := l.rollLocked(); err != nil {
+				return err
+			}
+			continue
+		}
+		chunkStarts := make([]uint64, n)
+		for k := range chunkStarts {
+			chunkStarts[k] = starts[i+k] - base
+		}
+		if err := l.active.appendFrames(frames[base:ends[i+n-1]], chunkStarts); err != nil {
+			return err
+		}
+		i += n
+	}
+	return nil
+}
+
+// rollLocked seals the active segment (flush and fsync, so that only the
+// newest segment can ever be torn) and starts a new one after it. Caller
+// holds appendMu.
+func (l *Log) rollLocked() error {
+	old := l.active
+	if err := old.Sync(); err != nil {
+		return err
+	}
+	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config)
+	if err != nil {
+		return err
+	}
+	if err := syncDir(l.dir); err != nil {
+		return errors.Join(err, s.Remove())
+	}
+	l.mu.Lock()
+	l.segments = append(l.segments, s)
+	l.active = s
+	l.mu.Unlock()
+	return nil
+}
+
+// syncThrough makes write batch seq durable, sharing one fsync among every
+// appender waiting at the same time.
+func (l *Log) syncThrough(seq uint64) error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	if l.syncedSeq >= seq {
+		return nil
+	}
+	// Every batch up to target is in the active segment or in a sealed one
+	// (fsynced when it was rolled).
+	target := l.writeSeq.Load()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil // Close flushed and fsynced every segment
+	}
+	if err := l.active.Sync(); err != nil {
+		return err
+	}
+	l.syncedSeq = target
+	return nil
+}
+
+// Sync writes buffered records to the files and fsyncs the active
+// segment's store and index (older segments were fsynced when they filled).
+func (l *Log) Sync() error {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	target := l.writeSeq.Load()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if err := l.active.Sync(); err != nil {
+		return err
+	}
+	l.syncedSeq = target
+	return nil
+}
+
+// Read returns the record at offset: api.ErrOffsetOutOfRange when the log
+// does not hold it, *CorruptionError (errors.Is ErrCorrupt) when it fails
+// validation. The returned record belongs to the caller.
+func (l *Log) Read(offset uint64) (*api.Record, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return nil, ErrClosed
+	}
+	// The last segment whose base is at most offset.
+	k := sort.Search(len(l.segments), func(k int) bool { return l.segments[k].baseOffset > offset }) - 1
+	if k < 0 {
+		return nil, api.ErrOffsetOutOfRange{Offset: offset}
+	}
+	return l.segments[k].Read(offset)
+}
+
+// LowestOffset returns the offset of the first record the log holds (or
+// would hold, when empty).
+func (l *Log) LowestOffset() (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	return l.segments[0].baseOffset, nil
+}
+
+// HighestOffset returns the offset of the last record, as the book defines
+// it: NextOffset()-1, or 0 when NextOffset() is 0. It cannot tell an empty
+// log from a log holding only offset 0; NextOffset can.
+func (l *Log) HighestOffset() (uint64, error) {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return 0, ErrClosed
+	}
+	next := l.active.nextOffset.Load()
+	if next == 0 {
+		return 0, nil
+	}
+	return next - 1, nil
+}
+
+// NextOffset returns the offset the next appended record will get.
+// NextOffset() - LowestOffset() is the number of records in the log.
+func (l *Log) NextOffset() uint64 {
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	return l.active.nextOffset.Load()
+}
+
+// Truncate removes the segments all of whose records are below lowest,
+// oldest first. It never removes the active segment, so records at or
+// above lowest are all kept and some below it may be.
+func (l *Log) Truncate(lowest uint64) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	removed := 0
+	var err error
+	for _, s := range l.segments {
+		if s == l.active || s.nextOffset.Load() > lowest {
+			break
+		}
+		if err = s.Remove(); err != nil {
+			break
+		}
+		removed++
+	}
+	if removed == 0 {
+		return err
+	}
+	l.segments = slices.Delete(l.segments, 0, removed)
+	l.logger.Info("truncated log", zap.Uint64("lowest", lowest), zap.Int("segments_removed", removed))
+	err = errors.Join(err, syncDir(l.dir))
+	l.notify()
+	return err
+}
+
+// TruncateFrom removes every record at or after offset, cutting into a
+// segment when offset falls inside one, so that NextOffset() == offset
+// afterwards. An offset at or below LowestOffset() empties the log (the next
+// record gets offset); one at or past NextOffset() changes nothing. Raft
+// uses it to drop a follower's diverged suffix. The cut is durable
+// (fsynced) when TruncateFrom returns.
+func (l *Log) TruncateFrom(offset uint64) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	if offset >= l.active.nextOffset.Load() {
+		return nil
+	}
+	if offset <= l.segments[0].baseOffset {
+		return l.resetToLocked(offset)
+	}
+	l.truncations.Add(1)
+	var err error
+	for err == nil {
+		last := l.segments[len(l.segments)-1]
+		if last.baseOffset < offset {
+			break
+		}
+		// Newest first: an interrupted TruncateFrom leaves a prefix.
+		err = last.Remove()
+		l.segments = l.segments[:len(l.segments)-1]
+	}
+	l.active = l.segments[len(l.segments)-1]
+	if err == nil && l.active.nextOffset.Load() > offset {
+		err = l.active.TruncateFrom(offset)
+	}
+	err = errors.Join(err, syncDir(l.dir))
+	l.logger.Info("truncated log suffix", zap.Uint64("from", offset), zap.Error(err))
+	l.notify()
+	return err
+}
+
+// Reset empties the log: afterwards it is usable and the next record gets
+// Config.Segment.InitialOffset.
+func (l *Log) Reset() error {
+	return l.ResetTo(l.config.Segment.InitialOffset)
+}
+
+// ResetTo empties the log so that the next record gets offset next (Raft
+// calls it after installing a snapshot). Segments are removed oldest first,
+// so a crash part-way leaves a valid suffix of the old log.
+func (l *Log) ResetTo(next uint64) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	return l.resetToLocked(next)
+}
+
+// resetToLocked removes every segment and starts an empty one at next.
+// Caller holds appendMu and mu.
+func (l *Log) resetToLocked(next uint64) error {
+	var errs []error
+	for _, s := range l.segments {
+		errs = append(errs, s.Remove())
+	}
+	s, err := createSegment(l.dir, next, l.config)
+	if err != nil {
+		// No segment to append to: the log cannot go on. Close it so that
+		// every call reports ErrClosed. l.active stays (closed) so that
+		// NextOffset has something to report.
+		l.segments = nil
+		l.closed = true
+		l.stopNotify()
+		return errors.Join(append(errs, err, l.lock.Close())...)
+	}
+	l.segments, l.active = []*segment{s}, s
+	errs = append(errs, syncDir(l.dir))
+	l.logger.Info("reset log", zap.Uint64("next", next))
+	l.notify()
+	return errors.Join(errs...)
+}
+
+// Appended returns a channel that is closed at the log's next change: an
+// append, a truncation, a reset, or Close. A consumer that found nothing to
+// read takes the channel before the read that came back out of range, then
+// waits on it: no polling, and no change can slip between the read and the
+// wait.
+func (l *Log) Appended() <-chan struct{} {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	return l.changed
+}
+
+// notify wakes everyone waiting on Appended.
+func (l *Log) notify() {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	if l.stopped {
+		return
+	}
+	close(l.changed)
+	l.changed = make(chan struct{})
+}
+
+// stopNotify closes the Appended channel for good.
+func (l *Log) stopNotify() {
+	l.notifyMu.Lock()
+	defer l.notifyMu.Unlock()
+	if !l.stopped {
+		l.stopped = true
+		close(l.changed)
+	}
+}
+
+// Close flushes, fsyncs and closes every segment and releases the
+// directory. It is idempotent; every other method returns ErrClosed after
+// it (NextOffset keeps returning the last value).
+func (l *Log) Close() error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if l.closed {
+		return nil
+	}
+	l.closed = true
+	var errs []error
+	for _, s := range l.segments {
+		errs = append(errs, s.Close())
+	}
+	errs = append(errs, l.lock.Close())
+	l.stopNotify()
+	return errors.Join(errs...)
+}
+
+// Remove closes the log and deletes its directory.
+func (l *Log) Remove() error {
+	err := l.Close()
+	if rmErr := os.RemoveAll(l.dir); rmErr != nil {
+		err = errors.Join(err, fmt.Errorf("distlog: remove %s: %w", l.dir, rmErr))
+	}
+	return err
+}

@@ -1,0 +1,256 @@
+package distlog
+
+import (
+	"bufio"
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"slices"
+)
+
+// A Reader stream is a header followed by the log's store frames, exactly
+// as they are on disk:
+//
+//	header: [8-byte magic "DLOGSNP1"][8-byte lowest offset][8-byte next offset][4-byte CRC32-C of the 24 before]
+//	frames: [8-byte length][4-byte CRC32-C][payload] ..., offsets lowest .. next-1
+//
+// The header lets Restore rebuild an empty log at the right offset and tell
+// a complete stream from a truncated one.
+const (
+	snapshotMagic       = "DLOGSNP1"
+	snapshotHeaderWidth = len(snapshotMagic) + 8 + 8 + crcWidth
+)
+
+// Reader returns the whole log, as it is at the call, as a stream that
+// Restore rebuilds (offsets kept): the records present at the instant of
+// the call and no others, even while appends continue (a point-in-time
+// snapshot for Raft). Truncate, Reset and ResetTo do not disturb a stream
+// being read (it reads its own handles on the files); a TruncateFrom that
+// cuts into its records makes it fail with ErrReaderInvalidated.
+//
+// The stream holds one open file per segment until it reaches each
+// segment's end; the returned value also implements io.Closer to release
+// them early.
+func (l *Log) Reader() io.Reader {
+	l.appendMu.Lock() // no append may land between the flush and the capture
+	defer l.appendMu.Unlock()
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if l.closed {
+		return &snapshotReader{err: ErrClosed}
+	}
+	r := &snapshotReader{log: l, truncations: l.truncations.Load()}
+	lowest, next := l.segments[0].baseOffset, l.active.nextOffset.Load()
+	copy(r.header[:], snapshotMagic)
+	binary.BigEndian.PutUint64(r.header[8:], lowest)
+	binary.BigEndian.PutUint64(r.header[16:], next)
+	binary.BigEndian.PutUint32(r.header[24:], frameChecksum(r.header[:24], nil))
+	for _, s := range l.segments {
+		if err := s.store.Flush(); err != nil {
+			return r.fail(err)
+		}
+		size := s.store.Size()
+		if size == 0 {
+			continue
+		}
+		f, err := os.Open(s.store.path)
+		if err != nil {
+			return r.fail(fmt.Errorf("distlog: Reader: %w", err))
+		}
+		r.parts = append(r.parts, snapshotPart{file: f, size: int64(size)})
+	}
+	return r
+}
+
+// snapshotReader is the stream Reader returns. It is not safe for
+// concurrent use (no io.Reader is).
+type snapshotReader struct {
+	log         *Log
+	truncations uint64 // Log.truncations when the stream was captured
+
+	header     [snapshotHeaderWidth]byte
+	headerRead int
+	parts      []snapshotPart
+	err        error // sticky
+}
+
+// snapshotPart is the captured extent of one segment's store.
+type snapshotPart struct {
+	file *os.File
+	size int64
+	read int64
+}
+
+func (r *snapshotReader) fail(err error) *snapshotReader {
+	r.err = err
+	r.closeFiles()
+	return r
+}
+
+// Read implements io.Reader.
+func (r *snapshotReader) Read(p []byte) (int, error) {
+	if r.err != nil {
+		return 0, r.err
+	}
+	if r.headerRead < len(r.header) {
+		n := copy(p, r.header[r.headerRead:])
+		r.headerRead += n
+		return n, nil
+	}
+	for len(r.parts) > 0 && r.parts[0].read == r.parts[0].size {
+		if err := r.parts[0].file.Close(); err != nil {
+			r.fail(fmt.Errorf("distlog: Reader: %w", err))
+			return 0, r.err
+		}
+		r.parts = r.parts[1:]
+	}
+	if len(r.parts) == 0 {
+		r.err = io.EOF
+		return 0, io.EOF
+	}
+	part := &r.parts[0]
+	want := min(int64(len(p)), part.size-part.read)
+	n, err := part.file.ReadAt(p[:want], part.read)
+	part.read += int64(n)
+	// Checked after the read: a TruncateFrom bumps the counter before it
+	// touches a file, so bytes read before an unchanged counter are the
+	// captured ones.
+	if r.log.truncations.Load() != r.truncations {
+		r.fail(ErrReaderInvalidated)
+		return 0, r.err
+	}
+	if err != nil && !(errors.Is(err, io.EOF) && int64(n) == want) {
+		if errors.Is(err, io.EOF) {
+			err = io.ErrUnexpectedEOF
+		}
+		r.fail(fmt.Errorf("distlog: Reader: %s: %w", part.file.Name(), err))
+		return n, r.err
+	}
+	return n, nil
+}
+
+// Close releases the files the stream still holds. It is idempotent.
+func (r *snapshotReader) Close() error {
+	if r.err == nil {
+		r.err = errors.New("distlog: Reader: closed")
+	}
+	return r.closeFiles()
+}
+
+func (r *snapshotReader) closeFiles() error {
+	var errs []error
+	for _, part := range r.parts {
+		errs = append(errs, part.file.Close())
+	}
+	r.parts = nil
+	return errors.Join(errs...)
+}
+
+// restoreChunkBytes is how many bytes of frames Restore gathers per write.
+const restoreChunkBytes = 1 << 20
+
+// Restore empties the log and rebuilds it from a stream that Reader
+// produced, keeping the records' offsets. Every frame is checked (CRC,
+// decoding, consecutive offsets) and the stream must hold exactly the
+// records its header announces; otherwise Restore returns ErrBadSnapshot
+// and the log holds a prefix of the stream. The result is fsynced.
+func (l *Log) Restore(r io.Reader) error {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	if l.closed {
+		return ErrClosed
+	}
+	br := bufio.NewReaderSize(r, 256<<10)
+	var header [snapshotHeaderWidth]byte
+	if _, err := io.ReadFull(br, header[:]); err != nil {
+		return fmt.Errorf("%w: header: %w", ErrBadSnapshot, err)
+	}
+	if string(header[:8]) != snapshotMagic {
+		return fmt.Errorf("%w: bad magic %q", ErrBadSnapshot, header[:8])
+	}
+	if got, want := frameChecksum(header[:24], nil), binary.BigEndian.Uint32(header[24:]); got != want {
+		return fmt.Errorf("%w: header checksum %#08x, stored %#08x", ErrBadSnapshot, got, want)
+	}
+	lowest, next := binary.BigEndian.Uint64(header[8:]), binary.BigEndian.Uint64(header[16:])
+	if next < lowest {
+		return fmt.Errorf("%w: next offset %d below lowest %d", ErrBadSnapshot, next, lowest)
+	}
+	l.mu.Lock()
+	err := l.resetToLocked(lowest)
+	l.mu.Unlock()
+	if err != nil {
+		return err
+	}
+
+	maxPayload := l.config.MaxRecordBytes + maxRecordOverhead
+	buf, starts := l.scratch[:0], l.starts[:0]
+	defer func() {
+		if cap(buf) <= maxRetainedScratch {
+			l.scratch, l.starts = buf[:0], starts[:0]
+		}
+	}()
+	flush := func() error {
+		if len(starts) == 0 {
+			return nil
+		}
+		err := l.writeFramesLocked(buf, starts)
+		buf, starts = buf[:0], starts[:0]
+		l.writeSeq.Add(1)
+		return err
+	}
+	expected := lowest
+	for {
+		start := len(buf)
+		buf = append(buf, make([]byte, frameHeaderWidth)...)
+		if _, err := io.ReadFull(br, buf[start:]); err != nil {
+			if errors.Is(err, io.EOF) { // clean end between frames
+				buf = buf[:start]
+				break
+			}
+			return errors.Join(fmt.Errorf("%w: frame of offset %d: %w", ErrBadSnapshot, expected, err), flush())
+		}
+		n, _ := parseFrameHeader(buf[start:])
+		if n > maxPayload {
+			return errors.Join(fmt.Errorf("%w: offset %d: frame of %d bytes exceeds Config.MaxRecordBytes (%d)",
+				ErrBadSnapshot, expected, n, l.config.MaxRecordBytes), flush())
+		}
+		buf = slices.Grow(buf, int(n))[:start+frameHeaderWidth+int(n)]
+		if _, err := io.ReadFull(br, buf[start+frameHeaderWidth:]); err != nil {
+			return errors.Join(fmt.Errorf("%w: frame of offset %d: %w", ErrBadSnapshot, expected, err), flush())
+		}
+		header, payload := buf[start:start+frameHeaderWidth], buf[start+frameHeaderWidth:]
+		err := checkFrame(header, payload)
+		if err == nil {
+			var rec interface{ GetOffset() uint64 }
+			if rec, err = decodeRecord(payload); err == nil && rec.GetOffset() != expected {
+				err = fmt.Errorf("%w: %d, want %d", errWrongOffset, rec.GetOffset(), expected)
+			}
+		}
+		if err != nil {
+			buf = buf[:start]
+			return errors.Join(fmt.Errorf("%w: offset %d: %w", ErrBadSnapshot, expected, err), flush())
+		}
+		starts = append(starts, uint64(start))
+		expected++
+		if len(buf) >= restoreChunkBytes {
+			if err := flush(); err != nil {
+				return err
+			}
+		}
+	}
+	if err := flush(); err != nil {
+		return err
+	}
+	if expected != next {
+		return fmt.Errorf("%w: stream ends at offset %d, header says %d", ErrBadSnapshot, expected, next)
+	}
+	l.mu.RLock()
+	defer l.mu.RUnlock()
+	if err := l.active.Sync(); err != nil {
+		return err
+	}
+	l.notify()
+	return nil
+}

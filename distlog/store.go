@@ -1,0 +1,165 @@
+package distlog
+
+import (
+	"bufio"
+	"errors"
+	"fmt"
+	"io"
+	"os"
+	"sync"
+	"sync/atomic"
+)
+
+// storeBufferBytes is the store's write buffer. AppendBatch encodes a whole
+// batch before writing, so the buffer mostly coalesces single Appends.
+const storeBufferBytes = 64 << 10
+
+// store is a segment's file of frames: appends go through a write buffer;
+// reads use pread (ReadAt) and take no lock unless they reach bytes still in
+// the buffer, in which case they flush it first.
+type store struct {
+	path string
+	file *os.File
+
+	// mu guards buf and serialises appends with flushes and truncation.
+	// It is never held across an fsync.
+	mu  sync.Mutex
+	buf *bufio.Writer
+
+	// size is the store's logical length: every appended byte, flushed or
+	// not. Written under mu.
+	size atomic.Uint64
+	// flushed is how many bytes have reached the file and can be read with
+	// pread without taking mu. Written under mu.
+	flushed atomic.Uint64
+}
+
+// openStore opens or creates the store at path.
+func openStore(path string) (*store, error) {
+	// O_APPEND: writes go to the end even after a TruncateFrom shortened
+	// the file.
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	if err != nil {
+		return nil, fmt.Errorf("distlog: open store: %w", err)
+	}
+	fi, err := f.Stat()
+	if err != nil {
+		return nil, errors.Join(fmt.Errorf("distlog: stat store: %w", err), f.Close())
+	}
+	s := &store{path: path, file: f, buf: bufio.NewWriterSize(f, storeBufferBytes)}
+	s.size.Store(uint64(fi.Size()))
+	s.flushed.Store(uint64(fi.Size()))
+	return s, nil
+}
+
+// Size returns the store's logical size in bytes.
+func (s *store) Size() uint64 { return s.size.Load() }
+
+// Append writes p (one or more whole frames) at the end of the store and
+// returns the position of its first byte. The bytes are buffered: ReadAt
+// sees them at once, the file after the next flush.
+func (s *store) Append(p []byte) (pos uint64, err error) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	pos = s.size.Load()
+	n, err := s.buf.Write(p)
+	s.size.Add(uint64(n))
+	if err != nil {
+		return pos, fmt.Errorf("distlog: write %s: %w", s.path, err)
+	}
+	return pos, nil
+}
+
+// ReadAt reads len(p) bytes at off, flushing the write buffer first when
+// they are not all in the file yet.
+func (s *store) ReadAt(p []byte, off int64) (int, error) {
+	if uint64(off)+uint64(len(p)) > s.flushed.Load() {
+		if err := s.Flush(); err != nil {
+			return 0, err
+		}
+	}
+	return s.file.ReadAt(p, off)
+}
+
+// Read returns the payload of the frame at pos after checking its length
+// and checksum. A frame that fails is reported with errShortFrame or
+// errBadChecksum; an I/O failure with its own error.
+func (s *store) Read(pos uint64) ([]byte, error) {
+	size := s.size.Load()
+	if pos > size || size-pos < frameHeaderWidth {
+		return nil, errShortFrame
+	}
+	var header [frameHeaderWidth]byte
+	if _, err := s.ReadAt(header[:], int64(pos)); err != nil {
+		return nil, fmt.Errorf("distlog: read %s at %d: %w", s.path, pos, err)
+	}
+	n, _ := parseFrameHeader(header[:])
+	if n > size-pos-frameHeaderWidth {
+		return nil, fmt.Errorf("%w: length %d at position %d, store is %d bytes", errShortFrame, n, pos, size)
+	}
+	payload := make([]byte, n)
+	if _, err := s.ReadAt(payload, int64(pos+frameHeaderWidth)); err != nil {
+		return nil, fmt.Errorf("distlog: read %s at %d: %w", s.path, pos, err)
+	}
+	if err := checkFrame(header[:], payload); err != nil {
+		return nil, err
+	}
+	return payload, nil
+}
+
+// Flush writes the buffer to the file.
+func (s *store) Flush() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.flushLocked()
+}
+
+func (s *store) flushLocked() error {
+	if err := s.buf.Flush(); err != nil {
+		return fmt.Errorf("distlog: flush %s: %w", s.path, err)
+	}
+	s.flushed.Store(s.size.Load())
+	return nil
+}
+
+// Sync flushes the buffer and fsyncs the file. The fsync runs without mu so
+// that appends continue while it waits on the disk.
+func (s *store) Sync() error {
+	if err := s.Flush(); err != nil {
+		return err
+	}
+	if err := s.file.Sync(); err != nil {
+		return fmt.Errorf("distlog: fsync %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Truncate cuts the store to size bytes and fsyncs it.
+func (s *store) Truncate(size uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	if err := s.file.Truncate(int64(size)); err != nil {
+		return fmt.Errorf("distlog: truncate %s to %d: %w", s.path, size, err)
+	}
+	s.size.Store(size)
+	s.flushed.Store(size)
+	if err := s.file.Sync(); err != nil {
+		return fmt.Errorf("distlog: fsync %s: %w", s.path, err)
+	}
+	return nil
+}
+
+// Close flushes, fsyncs and closes the file.
+func (s *store) Close() error {
+	err := s.Sync()
+	return errors.Join(err, s.file.Close())
+}
+
+// sectionReader reads the first size bytes of the file, bypassing the
+// buffer; used by recovery, which runs before any append.
+func (s *store) sectionReader(size uint64) io.Reader {
+	return io.NewSectionReader(s.file, 0, int64(size))
+}
