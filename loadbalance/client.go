@@ -124,7 +124,7 @@ func (cfg Config) validate() error {
 			return fmt.Errorf("loadbalance: Config.%s %v is negative", name, d)
 		}
 	}
-	if cfg.MaxBackoff != 0 && cfg.InitialBackoff > cfg.MaxBackoff {
+	if cfg.InitialBackoff > cfg.MaxBackoff {
 		return fmt.Errorf("loadbalance: Config.InitialBackoff %v exceeds MaxBackoff %v", cfg.InitialBackoff, cfg.MaxBackoff)
 	}
 	return nil
@@ -147,10 +147,10 @@ type Client struct {
 // New validates cfg and returns a Client. It does not wait for a connection:
 // the first call does, within its deadline.
 func New(cfg Config) (*Client, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
-	cfg = cfg.withDefaults()
 	logger := cfg.Logger.Named("loadbalance")
 	builder, err := NewBuilder(ResolverConfig{
 		ResolveInterval: cfg.ResolveInterval,

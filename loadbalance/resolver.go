@@ -95,12 +95,13 @@ var _ resolver.Builder = (*Builder)(nil)
 // the service config its resolvers report always names a registered
 // balancer.
 func NewBuilder(cfg ResolverConfig) (*Builder, error) {
+	cfg = cfg.withDefaults()
 	if err := cfg.validate(); err != nil {
 		return nil, err
 	}
 	Register()
 	return &Builder{
-		cfg:  cfg.withDefaults(),
+		cfg:  cfg,
 		live: make(map[*proglogResolver]struct{}),
 	}, nil
 }

@@ -1,0 +1,290 @@
+package loadbalance
+
+import (
+	"context"
+	"net"
+	"sync"
+	"sync/atomic"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
+	"google.golang.org/grpc"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+func TestMain(m *testing.M) {
+	// Register before any test creates a gRPC client: the registry is a
+	// plain map inside gRPC.
+	Register()
+	goleak.VerifyTestMain(m)
+}
+
+// fakeCluster is a set of in-process gRPC servers that share one log and one
+// notion of who leads, like a Raft cluster seen from outside. Each server
+// answers GetServers with the whole list, refuses writes with NOT_LEADER
+// unless it leads, and counts the RPCs it receives.
+type fakeCluster struct {
+	servers []*fakeServer
+
+	mu      sync.Mutex
+	leader  int      // index of the leader in servers; -1 for none. Guarded by mu.
+	records [][]byte // the shared log. Guarded by mu.
+	// appended is closed and replaced on every append, waking streams.
+	// Guarded by mu.
+	appended chan struct{}
+}
+
+// newFakeCluster starts n servers on 127.0.0.1:0, server 0 leading.
+func newFakeCluster(t *testing.T, n int) *fakeCluster {
+	t.Helper()
+	c := &fakeCluster{leader: 0, appended: make(chan struct{})}
+	for i := range n {
+		lis, err := net.Listen("tcp", "127.0.0.1:0")
+		require.NoError(t, err)
+		s := &fakeServer{
+			cluster:    c,
+			index:      i,
+			addr:       lis.Addr().String(),
+			lis:        &countingListener{Listener: lis},
+			stopping:   make(chan struct{}),
+			callsByRPC: make(map[string]int),
+		}
+		s.grpc = grpc.NewServer(
+			grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+				s.count(info.FullMethod)
+				return h(ctx, req)
+			}),
+			grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+				s.count(info.FullMethod)
+				return h(srv, ss)
+			}),
+		)
+		api.RegisterLogServer(s.grpc, s)
+		c.servers = append(c.servers, s)
+	}
+	for _, s := range c.servers {
+		s.serveDone = make(chan struct{})
+		go func() {
+			defer close(s.serveDone)
+			_ = s.grpc.Serve(s.lis) // returns when the server stops
+		}()
+	}
+	t.Cleanup(func() {
+		for _, s := range c.servers {
+			s.stop()
+		}
+	})
+	return c
+}
+
+func (c *fakeCluster) setLeader(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.leader = i
+}
+
+// append adds values to the log and returns the offset of the first.
+func (c *fakeCluster) append(values ...[]byte) uint64 {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	first := uint64(len(c.records))
+	c.records = append(c.records, values...)
+	close(c.appended)
+	c.appended = make(chan struct{})
+	return first
+}
+
+// addrs lists the servers' addresses in index order.
+func (c *fakeCluster) addrs() []string {
+	out := make([]string, len(c.servers))
+	for i, s := range c.servers {
+		out[i] = s.addr
+	}
+	return out
+}
+
+// callCounts returns how many calls of method each server received.
+func (c *fakeCluster) callCounts(method string) []int {
+	out := make([]int, len(c.servers))
+	for i, s := range c.servers {
+		out[i] = s.calls(method)
+	}
+	return out
+}
+
+// connections returns how many connections each server accepted.
+func (c *fakeCluster) connections() []int64 {
+	out := make([]int64, len(c.servers))
+	for i, s := range c.servers {
+		out[i] = s.lis.accepted.Load()
+	}
+	return out
+}
+
+type fakeServer struct {
+	api.UnimplementedLogServer
+
+	cluster   *fakeCluster
+	index     int
+	addr      string
+	lis       *countingListener
+	grpc      *grpc.Server
+	serveDone chan struct{} // closed when Serve returns
+
+	stopOnce sync.Once
+	stopping chan struct{} // closed by stop: open streams end with io.EOF
+
+	mu         sync.Mutex
+	callsByRPC map[string]int // full method name → calls. Guarded by mu.
+	streamFrom []uint64       // offsets ConsumeStream was opened at. Guarded by mu.
+}
+
+func (s *fakeServer) count(method string) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.callsByRPC[method]++
+}
+
+func (s *fakeServer) calls(method string) int {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.callsByRPC[method]
+}
+
+func (s *fakeServer) streamOffsets() []uint64 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint64(nil), s.streamFrom...)
+}
+
+// stop ends open streams cleanly (io.EOF at the client, as from a server
+// shutting down), then stops the server. Idempotent.
+func (s *fakeServer) stop() {
+	s.stopOnce.Do(func() {
+		close(s.stopping)
+		s.grpc.Stop()
+		<-s.serveDone
+	})
+}
+
+// notLeader returns the refusal a follower gives a write, or nil when s
+// leads.
+func (s *fakeServer) notLeader() error {
+	c := s.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.leader == s.index {
+		return nil
+	}
+	if c.leader < 0 {
+		return api.ErrNotLeader{}
+	}
+	l := c.servers[c.leader]
+	return api.ErrNotLeader{LeaderID: serverID(l.index), LeaderAddr: l.addr}
+}
+
+func (s *fakeServer) Produce(_ context.Context, req *api.ProduceRequest) (*api.ProduceResponse, error) {
+	if err := s.notLeader(); err != nil {
+		return nil, err
+	}
+	offset := s.cluster.append(req.GetRecord().GetValue())
+	return &api.ProduceResponse{Offset: offset}, nil
+}
+
+func (s *fakeServer) ProduceBatch(_ context.Context, req *api.ProduceBatchRequest) (*api.ProduceBatchResponse, error) {
+	if err := s.notLeader(); err != nil {
+		return nil, err
+	}
+	values := make([][]byte, len(req.GetRecords()))
+	for i, r := range req.GetRecords() {
+		values[i] = r.GetValue()
+	}
+	first := s.cluster.append(values...)
+	return &api.ProduceBatchResponse{FirstOffset: first, Count: uint64(len(values))}, nil
+}
+
+// record returns the record at offset, or ok false, and the channel closed
+// on the next append.
+func (c *fakeCluster) record(offset uint64) (rec *api.Record, ok bool, appended <-chan struct{}) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if offset >= uint64(len(c.records)) {
+		return nil, false, c.appended
+	}
+	return &api.Record{Value: c.records[offset], Offset: offset}, true, c.appended
+}
+
+func (s *fakeServer) Consume(_ context.Context, req *api.ConsumeRequest) (*api.ConsumeResponse, error) {
+	rec, ok, _ := s.cluster.record(req.GetOffset())
+	if !ok {
+		return nil, api.ErrOffsetOutOfRange{Offset: req.GetOffset()}
+	}
+	return &api.ConsumeResponse{Record: rec}, nil
+}
+
+func (s *fakeServer) ConsumeStream(req *api.ConsumeRequest, stream api.Log_ConsumeStreamServer) error {
+	s.mu.Lock()
+	s.streamFrom = append(s.streamFrom, req.GetOffset())
+	s.mu.Unlock()
+	for offset := req.GetOffset(); ; {
+		rec, ok, appended := s.cluster.record(offset)
+		if ok {
+			if err := stream.Send(&api.ConsumeResponse{Record: rec}); err != nil {
+				return err
+			}
+			offset++
+			continue
+		}
+		select {
+		case <-appended:
+		case <-s.stopping:
+			return nil
+		case <-stream.Context().Done():
+			return stream.Context().Err()
+		}
+	}
+}
+
+func (s *fakeServer) GetServers(context.Context, *api.GetServersRequest) (*api.GetServersResponse, error) {
+	c := s.cluster
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	resp := &api.GetServersResponse{}
+	for _, srv := range c.servers {
+		resp.Servers = append(resp.Servers, &api.Server{
+			Id:       serverID(srv.index),
+			RpcAddr:  srv.addr,
+			IsLeader: srv.index == c.leader,
+		})
+	}
+	return resp, nil
+}
+
+func serverID(i int) string { return "server-" + string(rune('0'+i)) }
+
+// countingListener counts accepted connections, to show a leader change does
+// not reconnect.
+type countingListener struct {
+	net.Listener
+	accepted atomic.Int64
+}
+
+func (l *countingListener) Accept() (net.Conn, error) {
+	conn, err := l.Listener.Accept()
+	if err == nil {
+		l.accepted.Add(1)
+	}
+	return conn, err
+}
+
+// deadAddr returns an address nothing listens on.
+func deadAddr(t *testing.T) string {
+	t.Helper()
+	lis, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	addr := lis.Addr().String()
+	require.NoError(t, lis.Close())
+	return addr
+}
