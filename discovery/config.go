@@ -168,8 +168,8 @@ func splitIPPort(hostport string, advertise bool) (string, int, error) {
 }
 
 // serfConfig builds the Serf configuration for c (defaults filled in and
-// validated), sending events to eventCh and logs to logger.
-func (c Config) serfConfig(eventCh chan<- serf.Event, logger *zap.Logger) *serf.Config {
+// validated), sending events to eventCh and logs to logger through gate.
+func (c Config) serfConfig(eventCh chan<- serf.Event, logger *zap.Logger, gate *logGate) *serf.Config {
 	sc := serf.DefaultConfig()
 	switch c.Profile {
 	case ProfileWAN:
@@ -197,9 +197,9 @@ func (c Config) serfConfig(eventCh chan<- serf.Event, logger *zap.Logger) *serf.
 	// Serf and memberlist refuse LogOutput and Logger together; DefaultConfig
 	// sets LogOutput to stderr.
 	sc.LogOutput = nil
-	sc.Logger = newStdLogger(logger.Named("serf"), "serf")
+	sc.Logger = newStdLogger(logger.Named("serf"), "serf", gate)
 	sc.MemberlistConfig.LogOutput = nil
-	sc.MemberlistConfig.Logger = newStdLogger(logger.Named("memberlist"), "memberlist")
+	sc.MemberlistConfig.Logger = newStdLogger(logger.Named("memberlist"), "memberlist", gate)
 
 	// validate has checked both addresses.
 	bindHost, bindPort, _ := splitIPPort(c.BindAddr, false)

@@ -41,12 +41,14 @@
 //
 // Config.Profile selects the gossip and failure-detection timings: ProfileLAN
 // (Serf's defaults) for production, ProfileWAN for slow links, ProfileLocal for
-// tests and single-host clusters, where it detects failures and finishes a
-// leave within about a second.
+// tests and single-host clusters, where a crash is detected in one to three
+// seconds and a graceful leave takes a fraction of one.
 //
 // # Logging
 //
 // Serf and memberlist log through the standard library's log package; their
 // lines go to Config.Logger at the level named by their "[LEVEL]" prefix,
-// under the names "discovery.serf" and "discovery.memberlist".
+// under the names "discovery.serf" and "discovery.memberlist". Once Close has
+// returned, nothing more is written to Config.Logger, even by the memberlist
+// goroutines that briefly outlive it.
 package discovery

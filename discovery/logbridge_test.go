@@ -30,7 +30,7 @@ func TestStdLoggerBridge(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.line, func(t *testing.T) {
 			core, logs := observer.New(zapcore.DebugLevel)
-			std := newStdLogger(zap.New(core), "memberlist")
+			std := newStdLogger(zap.New(core), "memberlist", &logGate{})
 			std.Print(tt.line) // adds the newline log.Logger always writes
 
 			entries := logs.All()
@@ -43,7 +43,7 @@ func TestStdLoggerBridge(t *testing.T) {
 
 func TestStdLoggerBridgeHonoursLevel(t *testing.T) {
 	core, logs := observer.New(zapcore.WarnLevel)
-	std := newStdLogger(zap.New(core), "serf")
+	std := newStdLogger(zap.New(core), "serf", &logGate{})
 	std.Print("[DEBUG] serf: noise")
 	std.Print("[WARN] serf: signal")
 	require.Equal(t, []string{"signal"}, messages(logs.All()))
@@ -55,4 +55,14 @@ func messages(entries []observer.LoggedEntry) []string {
 		msgs = append(msgs, e.Message)
 	}
 	return msgs
+}
+
+func TestStdLoggerBridgeSilentAfterGateCloses(t *testing.T) {
+	core, logs := observer.New(zapcore.DebugLevel)
+	gate := &logGate{}
+	std := newStdLogger(zap.New(core), "serf", gate)
+	std.Print("[INFO] serf: before")
+	gate.close()
+	std.Print("[INFO] serf: after")
+	require.Equal(t, []string{"before"}, messages(logs.All()))
 }

@@ -49,6 +49,8 @@ type Membership struct {
 	logger *zap.Logger
 	serf   *serf.Serf
 	loop   *eventLoop
+	// logGate is closed last in Close: Serf's stragglers log nothing after.
+	logGate *logGate
 
 	// mu guards state. It is held across Serf's Leave and Shutdown so that
 	// Leave and Close never run into each other.
@@ -74,12 +76,14 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 	// The event loop runs before Serf starts: Serf reports the local member's
 	// join from Create on.
 	loop := startEventLoop(handler, cfg.NodeName, logger)
-	s, err := serf.Create(cfg.serfConfig(loop.events, logger))
+	gate := &logGate{}
+	s, err := serf.Create(cfg.serfConfig(loop.events, logger, gate))
 	if err != nil {
 		loop.close()
+		gate.close()
 		return nil, fmt.Errorf("discovery: start serf on %s: %w", cfg.BindAddr, err)
 	}
-	m := &Membership{cfg: cfg, logger: logger, serf: s, loop: loop}
+	m := &Membership{cfg: cfg, logger: logger, serf: s, loop: loop, logGate: gate}
 
 	if len(cfg.StartJoinAddrs) > 0 {
 		if err := m.join(cfg.StartJoinAddrs); err != nil {
@@ -87,6 +91,7 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 			// leaves: shut down without a Leave.
 			shutdownErr := s.Shutdown()
 			loop.close()
+			gate.close()
 			return nil, errors.Join(err, shutdownErr)
 		}
 	}
@@ -153,8 +158,10 @@ func (m *Membership) Leave() error {
 // Close leaves the cluster if Leave has not been called (Serf wants a leave
 // before a shutdown, or the others see a failure), shuts Serf down, and stops
 // the event goroutines, waiting for a handler call in progress to return.
-// Events not yet handled are dropped. It keeps going past errors and returns
-// them joined. Calling it again returns nil.
+// Events not yet handled are dropped, and nothing is logged once it returns
+// (a few of memberlist's goroutines outlive Shutdown by up to a probe
+// timeout; their last lines are dropped). It keeps going past errors and
+// returns them joined. Calling it again returns nil.
 func (m *Membership) Close() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -174,5 +181,6 @@ func (m *Membership) Close() error {
 	m.loop.close()
 	m.state = stateClosed
 	m.logger.Info("membership closed")
+	m.logGate.close()
 	return errors.Join(errs...)
 }

@@ -14,6 +14,7 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
 	"go.uber.org/zap/zaptest/observer"
 )
@@ -317,4 +318,49 @@ func TestNewLogsSerfThroughZap(t *testing.T) {
 	joins := logs.FilterLoggerName("discovery.serf").FilterMessageSnippet("EventMemberJoin: n1").All()
 	require.NotEmpty(t, joins)
 	require.Equal(t, zap.InfoLevel, joins[0].Level)
+}
+
+func TestMembershipLogsNothingAfterClose(t *testing.T) {
+	before := goleak.IgnoreCurrent()
+	// n1 logs to an observer and signals when a probe of n2 has failed.
+	probeFailed := make(chan struct{}, 1)
+	core, logs := observer.New(zap.DebugLevel)
+	core = zapcore.RegisterHooks(core, func(e zapcore.Entry) error {
+		if strings.HasPrefix(e.Message, "Failed UDP ping: n2") {
+			select {
+			case probeFailed <- struct{}{}:
+			default:
+			}
+		}
+		return nil
+	})
+	cfg := testConfig(t, "n1")
+	cfg.Logger = zap.New(core)
+	h1 := &recordingHandler{}
+	m1, err := New(h1, cfg)
+	require.NoError(t, err)
+	m2, err := New(&recordingHandler{}, testConfig(t, "n2", m1.Addr()))
+	require.NoError(t, err)
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.Contains(c, h1.Joined(), "n2")
+	}, waitFor, tick)
+
+	// n1 leaves first so that its Close is quick; memberlist keeps probing
+	// n2, which then crashes. Close n1 in the middle of a failing probe: the
+	// probe outlives Close and logs its verdict afterwards.
+	require.NoError(t, m1.Leave())
+	require.NoError(t, m2.serf.Shutdown())
+	select {
+	case <-probeFailed:
+	case <-time.After(waitFor):
+		t.Fatalf("n1 never failed to probe n2")
+	}
+	require.NoError(t, m1.Close())
+	logged := logs.Len()
+	// n2 crashed: its Leave fails, but Close still stops its event loop.
+	require.Error(t, m2.Close(), "Close after a crash")
+
+	// Once memberlist's goroutines have all ended, nothing more was logged.
+	goleak.VerifyNone(t, before)
+	require.Equal(t, logged, logs.Len(), "entries logged after Close: %v", messages(logs.All()[logged:]))
 }
