@@ -11,58 +11,6 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 )
 
-// memLog is an in-memory CommitLog.
-type memLog struct {
-	mu sync.Mutex
-	// records and appended are guarded by mu; appended is closed and
-	// replaced at every append.
-	records  []*api.Record
-	appended chan struct{}
-}
-
-var _ CommitLog = (*memLog)(nil)
-
-func newMemLog() *memLog {
-	return &memLog{appended: make(chan struct{})}
-}
-
-func (l *memLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	return l.AppendBatch(ctx, []*api.Record{record})
-}
-
-func (l *memLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	first := uint64(len(l.records))
-	for i, r := range records {
-		l.records = append(l.records, &api.Record{Value: r.GetValue(), Offset: first + uint64(i)})
-	}
-	close(l.appended)
-	l.appended = make(chan struct{})
-	return first, nil
-}
-
-func (l *memLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if offset >= uint64(len(l.records)) {
-		return nil, api.ErrOffsetOutOfRange{Offset: offset}
-	}
-	return l.records[offset], nil
-}
-
-func (l *memLog) Appended() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.appended
-}
-
 // countingLog counts the calls a server makes to the CommitLog it wraps.
 type countingLog struct {
 	CommitLog

@@ -104,7 +104,7 @@ func TestHTTP(t *testing.T) {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.MaxRecordBytes = maxRecord
-			log := newMemLog()
+			log := newTestLog(t)
 			_, err := log.Append(t.Context(), &api.Record{Value: []byte("hello")})
 			require.NoError(t, err)
 			cfg.CommitLog = log
@@ -158,7 +158,7 @@ func TestHTTPAuthorization(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.method+"/"+tt.deny.String(), func(t *testing.T) {
 			cfg := testConfig(t)
-			log := newMemLog()
+			log := newTestLog(t)
 			_, err := log.Append(t.Context(), &api.Record{Value: []byte("hello")})
 			require.NoError(t, err)
 			cfg.CommitLog = log

@@ -32,7 +32,7 @@ const testTimeout = 10 * time.Second
 func testConfig(t *testing.T) *Config {
 	t.Helper()
 	return &Config{
-		CommitLog:  newMemLog(),
+		CommitLog:  newTestLog(t),
 		Authorizer: allowAll{},
 		ID:         "node-0",
 		RPCAddr:    "127.0.0.1:8400",
@@ -315,8 +315,8 @@ func TestBadInput(t *testing.T) {
 			cfg.MaxRecordBytes = maxRecord
 			cfg.MaxBatchRecords = maxBatch
 			cfg.MaxBatchBytes = maxBatchBytes
-			memLog := newMemLog()
-			cfg.CommitLog = memLog
+			commitLog := newTestLog(t)
+			cfg.CommitLog = commitLog
 			ts := newTestServer(t, cfg)
 			ctx := testContext(t)
 
@@ -326,10 +326,10 @@ func TestBadInput(t *testing.T) {
 			require.Equalf(t, tt.wantAcked, acked, "records acknowledged = %d, want %d", acked, tt.wantAcked)
 
 			// Only the records acknowledged before the error reached the log.
-			_, err = memLog.Read(ctx, uint64(acked))
+			_, err = commitLog.Read(ctx, uint64(acked))
 			require.Truef(t, isOutOfRange(err), "Read(%d) = %v, want out of range: a refused record reached the log", acked, err)
 			if acked > 0 {
-				_, err = memLog.Read(ctx, uint64(acked-1))
+				_, err = commitLog.Read(ctx, uint64(acked-1))
 				require.NoErrorf(t, err, "Read(%d) = %v, want the acknowledged record", acked-1, err)
 			}
 		})
@@ -455,12 +455,12 @@ func TestAuthorization(t *testing.T) {
 		for _, tt := range tests {
 			t.Run(fmt.Sprintf("%s/deny=%s", tt.name, deny), func(t *testing.T) {
 				cfg := testConfig(t)
-				memLog := newMemLog()
+				commitLog := newTestLog(t)
 				for range 3 {
-					_, err := memLog.Append(t.Context(), record)
+					_, err := commitLog.Append(t.Context(), record)
 					require.NoError(t, err)
 				}
-				cfg.CommitLog = memLog
+				cfg.CommitLog = commitLog
 				authorizer := &recordingAuthorizer{deny: deny}
 				cfg.Authorizer = authorizer
 				ts := newTestServer(t, cfg, subjectInterceptors("alice")...)

@@ -28,7 +28,7 @@ func waitingFor(log *countingLog, n int64) func() bool {
 // while it waits.
 func TestConsumeStreamReceivesLaterAppends(t *testing.T) {
 	cfg := testConfig(t)
-	log := &countingLog{CommitLog: newMemLog()}
+	log := &countingLog{CommitLog: newTestLog(t)}
 	cfg.CommitLog = log
 	ts := newTestServer(t, cfg)
 	ctx := testContext(t)
@@ -101,7 +101,7 @@ func receiveWithin[T any](t *testing.T, ch <-chan T, what string) T {
 // handler, and no goroutine is left behind.
 func TestConsumeStreamEndsOnCancel(t *testing.T) {
 	cfg := testConfig(t)
-	log := &countingLog{CommitLog: newMemLog()}
+	log := &countingLog{CommitLog: newTestLog(t)}
 	cfg.CommitLog = log
 	results, resultsOpt := handlerResults()
 	ts := newTestServer(t, cfg, resultsOpt)
@@ -130,7 +130,7 @@ func TestGracefulStopEndsOpenStreams(t *testing.T) {
 	for _, closeStopping := range []bool{true, false} {
 		t.Run(fmt.Sprintf("close Stopping=%v", closeStopping), func(t *testing.T) {
 			cfg := testConfig(t)
-			log := &countingLog{CommitLog: newMemLog()}
+			log := &countingLog{CommitLog: newTestLog(t)}
 			cfg.CommitLog = log
 			stopping := make(chan struct{})
 			cfg.Stopping = stopping
@@ -198,7 +198,7 @@ func (s *countingStream) RecvMsg(m any) error {
 // answering each in order.
 func TestProduceStreamPipelines(t *testing.T) {
 	cfg := testConfig(t)
-	log := &gatedLog{CommitLog: newMemLog(), entered: make(chan int), release: make(chan struct{})}
+	log := &gatedLog{CommitLog: newTestLog(t), entered: make(chan int), release: make(chan struct{})}
 	cfg.CommitLog = log
 	var received atomic.Int64
 	ts := newTestServer(t, cfg, recvCounter(&received))
@@ -242,7 +242,7 @@ func TestConsumeStreamSlowConsumerIsBounded(t *testing.T) {
 		window     = 64 << 10
 	)
 	cfg := testConfig(t)
-	log := &countingLog{CommitLog: newMemLog()}
+	log := &countingLog{CommitLog: newTestLog(t)}
 	cfg.CommitLog = log
 	ts := newTestServer(t, cfg)
 	ctx := testContext(t)
