@@ -5,7 +5,6 @@ import (
 	"fmt"
 	"net"
 	"strconv"
-	"strings"
 	"sync"
 
 	"github.com/hashicorp/serf/serf"
@@ -105,10 +104,7 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 func (m *Membership) join(addrs []string) error {
 	n, err := m.serf.Join(addrs, true)
 	if n == 0 {
-		if err == nil {
-			err = errors.New("no member answered")
-		}
-		return fmt.Errorf("%w: tried %s: %w", ErrJoin, strings.Join(addrs, ", "), err)
+		return newJoinError(addrs, err)
 	}
 	if err != nil {
 		// Joined, but announcing the join failed; gossip will spread it anyway.

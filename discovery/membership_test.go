@@ -260,6 +260,7 @@ func TestNewJoinFailsWithClearError(t *testing.T) {
 	require.ErrorIs(t, err, ErrJoin, "New with a dead start-join address")
 	require.Nil(t, m)
 	require.Contains(t, err.Error(), dead, "the error names the address tried")
+	require.NotContains(t, err.Error(), "\n", "the error fits on one line")
 
 	goleak.VerifyNone(t, before)
 }
