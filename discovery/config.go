@@ -28,7 +28,8 @@ const (
 	// ProfileLAN is Serf's and memberlist's own default for a data-centre LAN
 	// (memberlist.DefaultLANConfig): probe every 1 s, gossip every 200 ms,
 	// leave propagation wait 1 s, failed and left members kept for 24 h.
-	// A crashed node is declared failed after about 5 s.
+	// Measured on loopback with three members: a crash is reported after
+	// about 6 s, and Leave takes about 1.6 s.
 	ProfileLAN Profile = "lan"
 
 	// ProfileWAN is memberlist.DefaultWANConfig with Serf's defaults: slower
@@ -40,9 +41,10 @@ const (
 	// (probe every 500 ms with a 200 ms timeout, gossip every 50 ms, push/pull
 	// every 5 s, TCP timeout 1 s) and Serf's waits shortened (leave
 	// propagation 200 ms, broadcast timeout 2 s, reap every 1 s, reconnect
-	// every 2 s, failed and left members forgotten after 1 min). A crashed
-	// node is declared failed after one to three seconds. Too eager for a
-	// loaded production network: it mistakes pauses for failures.
+	// every 2 s, failed and left members forgotten after 1 min). Measured on
+	// loopback with three members: a crash is reported after about 2.5 s, and
+	// Leave takes about 0.3 s. Too eager for a loaded production network,
+	// where it would mistake pauses for failures.
 	ProfileLocal Profile = "local"
 )
 

@@ -41,8 +41,8 @@
 //
 // Config.Profile selects the gossip and failure-detection timings: ProfileLAN
 // (Serf's defaults) for production, ProfileWAN for slow links, ProfileLocal for
-// tests and single-host clusters, where a crash is detected in one to three
-// seconds and a graceful leave takes a fraction of one.
+// tests and single-host clusters (a crash reported in about 2.5 s instead of 6,
+// a graceful leave in 0.3 s instead of 1.6).
 //
 // # Logging
 //
