@@ -178,6 +178,9 @@ func (b *leaderBalancer) Close() {
 
 // ExitIdle implements balancer.Balancer: reconnect every idle SubConn.
 func (b *leaderBalancer) ExitIdle() {
+	if b.closed {
+		return
+	}
 	for _, entry := range b.subConns {
 		if entry.state == connectivity.Idle {
 			entry.sc.Connect()

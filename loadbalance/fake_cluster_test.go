@@ -36,8 +36,16 @@ type fakeCluster struct {
 	appended chan struct{}
 }
 
-// newFakeCluster starts n servers on 127.0.0.1:0, server 0 leading.
+// newFakeCluster starts n plaintext servers on 127.0.0.1:0, server 0
+// leading.
 func newFakeCluster(t *testing.T, n int) *fakeCluster {
+	t.Helper()
+	return newFakeClusterWith(t, n)
+}
+
+// newFakeClusterWith starts n servers with extra server options (e.g. TLS
+// credentials).
+func newFakeClusterWith(t *testing.T, n int, opts ...grpc.ServerOption) *fakeCluster {
 	t.Helper()
 	c := &fakeCluster{leader: 0, appended: make(chan struct{})}
 	for i := range n {
@@ -51,7 +59,7 @@ func newFakeCluster(t *testing.T, n int) *fakeCluster {
 			stopping:   make(chan struct{}),
 			callsByRPC: make(map[string]int),
 		}
-		s.grpc = grpc.NewServer(
+		s.grpc = grpc.NewServer(append([]grpc.ServerOption{
 			grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				s.count(info.FullMethod)
 				return h(ctx, req)
@@ -60,7 +68,7 @@ func newFakeCluster(t *testing.T, n int) *fakeCluster {
 				s.count(info.FullMethod)
 				return h(srv, ss)
 			}),
-		)
+		}, opts...)...)
 		api.RegisterLogServer(s.grpc, s)
 		c.servers = append(c.servers, s)
 	}
