@@ -74,8 +74,10 @@ func (s *logService) waitRead(ctx context.Context, offset uint64) (*api.Record, 
 // in order. It pipelines: a reader goroutine receives requests into a channel
 // of Config.ProduceStreamWindow while the handler appends; the requests that
 // queued up during one append are appended together as one batch (one Raft
-// entry on a replicated log). Once the window is full the reader stops
-// receiving and gRPC flow control holds the client back.
+// entry on a replicated log), within the ProduceBatch limits
+// (MaxBatchRecords, MaxBatchBytes). Once the window is full the reader stops
+// receiving and gRPC flow control holds the client back, so a stream holds
+// at most about ProduceStreamWindow requests in memory.
 //
 // The client's CloseSend is a clean end: every request is answered and the
 // call returns OK. An invalid request ends the stream with
@@ -100,7 +102,12 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 	defer close(handlerDone)
 	go receiveRequests(stream, requests, recvErr, handlerDone)
 
-	batch := make([]*api.Record, 0, s.cfg.ProduceStreamWindow)
+	// A batch is bounded like a ProduceBatch call, so that it makes a
+	// reasonable Raft entry.
+	maxBatch := min(s.cfg.ProduceStreamWindow, s.cfg.MaxBatchRecords)
+	batch := make([]*api.Record, 0, maxBatch)
+	// carried was received but did not fit in the last batch.
+	var carried *api.ProduceRequest
 	for {
 		// Stopping first: with a request also ready, select would pick at
 		// random.
@@ -109,27 +116,31 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 			return s.status(ErrStopping)
 		default:
 		}
-		var req *api.ProduceRequest
-		var open bool
-		select {
-		case req, open = <-requests:
-		case <-ctx.Done():
-			return s.status(ctx.Err())
-		case <-s.cfg.Stopping:
-			return s.status(ErrStopping)
-		}
-		if !open {
-			// The reader has ended; its error is already in recvErr.
-			if err := <-recvErr; !errors.Is(err, io.EOF) {
-				// Recv's error already carries the stream's status.
-				return err
+		req := carried
+		carried = nil
+		if req == nil {
+			var open bool
+			select {
+			case req, open = <-requests:
+			case <-ctx.Done():
+				return s.status(ctx.Err())
+			case <-s.cfg.Stopping:
+				return s.status(ErrStopping)
 			}
-			return nil
+			if !open {
+				// The reader has ended; its error is already in recvErr.
+				if err := <-recvErr; !errors.Is(err, io.EOF) {
+					// Recv's error already carries the stream's status.
+					return err
+				}
+				return nil
+			}
 		}
 
-		// Take the requests that queued up meanwhile, without waiting, and
-		// stop at the first invalid one.
+		// Take the requests that queued up meanwhile, without waiting, up
+		// to the batch limits, and stop at the first invalid one.
 		batch = batch[:0]
+		batchBytes := 0
 		var invalid error
 		for {
 			record, err := s.checkRecord(req.GetRecord())
@@ -137,10 +148,16 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 				invalid = err
 				break
 			}
-			batch = append(batch, record)
-			if len(batch) == cap(batch) {
+			if len(batch) > 0 && batchBytes+len(record.Value) > s.cfg.MaxBatchBytes {
+				carried = req
 				break
 			}
+			batch = append(batch, record)
+			batchBytes += len(record.Value)
+			if len(batch) == maxBatch {
+				break
+			}
+			var open bool
 			if req, open = tryReceive(requests); !open || req == nil {
 				break
 			}

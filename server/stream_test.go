@@ -194,42 +194,62 @@ func (s *countingStream) RecvMsg(m any) error {
 }
 
 // TestProduceStreamPipelines: while one append is in progress the server
-// keeps receiving requests, and appends those that queued up as one batch,
-// answering each in order.
+// keeps receiving requests, and appends those that queued up as batches
+// within the batch limits, answering each in order.
 func TestProduceStreamPipelines(t *testing.T) {
-	cfg := testConfig(t)
-	log := &gatedLog{CommitLog: newTestLog(t), entered: make(chan int), release: make(chan struct{})}
-	cfg.CommitLog = log
-	var received atomic.Int64
-	ts := newTestServer(t, cfg, recvCounter(&received))
-	ctx := testContext(t)
+	tests := []struct {
+		name          string
+		maxBatchBytes int
+		// queued are the value sizes sent while the first append is held.
+		queued []int
+		// wantBatches are the sizes of the appends that follow.
+		wantBatches []int
+	}{
+		{"queued requests make one batch", 0, []int{1, 1, 1}, []int{3}},
+		{"batches stay within MaxBatchBytes", 20, []int{10, 10, 10, 5, 20}, []int{2, 2, 1}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := testConfig(t)
+			cfg.MaxRecordBytes = 20
+			cfg.MaxBatchBytes = tt.maxBatchBytes
+			log := &gatedLog{CommitLog: cfg.CommitLog, entered: make(chan int), release: make(chan struct{})}
+			cfg.CommitLog = log
+			var received atomic.Int64
+			ts := newTestServer(t, cfg, recvCounter(&received))
+			ctx := testContext(t)
 
-	stream, err := ts.client.ProduceStream(ctx)
-	require.NoError(t, err)
-	send := func(v string) {
-		require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: []byte(v)}}))
+			stream, err := ts.client.ProduceStream(ctx)
+			require.NoError(t, err)
+			send := func(size int) {
+				require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: make([]byte, size)}}))
+			}
+			send(1)
+			require.Equal(t, 1, receiveWithin(t, log.entered, "the first append"), "first append size")
+			// The first append is held. A server that waited for it before
+			// reading on would receive nothing more.
+			for _, size := range tt.queued {
+				send(size)
+			}
+			want := int64(1 + len(tt.queued))
+			require.Eventuallyf(t, func() bool { return received.Load() == want }, testTimeout, time.Millisecond,
+				"server received fewer than %d requests while an append was in progress: it does not pipeline", want)
+			log.release <- struct{}{}
+			for i, wantSize := range tt.wantBatches {
+				got := receiveWithin(t, log.entered, "the next append")
+				require.Equalf(t, wantSize, got, "append %d has %d records, want %d", i+1, got, wantSize)
+				log.release <- struct{}{}
+			}
+			for want := range uint64(want) {
+				res, err := stream.Recv()
+				require.NoError(t, err)
+				require.Equalf(t, want, res.Offset, "answer %d has offset %d, want %d", want, res.Offset, want)
+			}
+			require.NoError(t, stream.CloseSend())
+			_, err = stream.Recv()
+			require.ErrorIs(t, err, io.EOF)
+		})
 	}
-	send("r0")
-	require.Equal(t, 1, receiveWithin(t, log.entered, "the first append"), "first append size")
-	// The first append is held. A server that waited for it before reading on
-	// would receive nothing more.
-	send("r1")
-	send("r2")
-	send("r3")
-	require.Eventually(t, func() bool { return received.Load() == 4 }, testTimeout, time.Millisecond,
-		"server received %d requests while an append was in progress, want 4: it does not pipeline", received.Load())
-	log.release <- struct{}{}
-	require.Equal(t, 3, receiveWithin(t, log.entered, "the second append"),
-		"the requests that queued during the first append were not appended as one batch")
-	log.release <- struct{}{}
-	for want := range uint64(4) {
-		res, err := stream.Recv()
-		require.NoError(t, err)
-		require.Equalf(t, want, res.Offset, "answer %d has offset %d, want %d", want, res.Offset, want)
-	}
-	require.NoError(t, stream.CloseSend())
-	_, err = stream.Recv()
-	require.ErrorIs(t, err, io.EOF)
 }
 
 // TestConsumeStreamSlowConsumerIsBounded: a client that stops reading holds
