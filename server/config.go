@@ -113,8 +113,9 @@ type Config struct {
 	// ProduceStreamWindow is how many ProduceStream requests the server reads
 	// ahead of the append in progress; requests that arrive while an append
 	// runs are appended together as one batch. gRPC flow control holds the
-	// client back once the window is full. Default
-	// DefaultProduceStreamWindow (64).
+	// client back once the window is full, so one stream holds at most
+	// about ProduceStreamWindow requests (each up to MaxRecordBytes) in
+	// memory. Default DefaultProduceStreamWindow (64).
 	ProduceStreamWindow int
 
 	// Stopping, when closed, ends every open stream so that

@@ -45,7 +45,7 @@ func (l localLog) Appended() <-chan struct{} { return l.log.Appended() }
 // newTestLog returns an empty distlog.Log in a temporary directory, closed at
 // the end of the test (after the servers on it, which are stopped by cleanups
 // registered later).
-func newTestLog(t *testing.T) CommitLog {
+func newTestLog(t testing.TB) CommitLog {
 	t.Helper()
 	log, err := distlog.NewLog(t.TempDir(), distlog.Config{})
 	require.NoError(t, err)

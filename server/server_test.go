@@ -50,7 +50,7 @@ type testServer struct {
 
 // newTestServer serves cfg on 127.0.0.1:0 and connects a client. The server
 // and client are stopped at the end of the test.
-func newTestServer(t *testing.T, cfg *Config, opts ...grpc.ServerOption) *testServer {
+func newTestServer(t testing.TB, cfg *Config, opts ...grpc.ServerOption) *testServer {
 	t.Helper()
 	lis, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
