@@ -1,0 +1,502 @@
+package distlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+	"os"
+	"path/filepath"
+	"strconv"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	raftboltdb "github.com/hashicorp/raft-boltdb"
+	api "github.com/proglog/proglog/api/v1"
+	"go.uber.org/zap"
+)
+
+// ErrEmptyBatch is returned by AppendBatch for a batch without records.
+var ErrEmptyBatch = errors.New("distlog: empty batch")
+
+// ErrBatchTooLarge is returned by AppendBatch for a batch whose encoding
+// exceeds DistributedConfig.MaxBatchBytes; nothing is appended.
+var ErrBatchTooLarge = errors.New("distlog: batch too large")
+
+// DistributedLog is a log replicated with Raft: every node holds the same
+// records at the same offsets. Appends go through the leader and are
+// acknowledged once a majority has stored them and the leader has applied
+// them; reads are served from the local data log.
+//
+// On disk, under the data directory:
+//
+//	log/            the data log (the records clients read), a Log
+//	raft/log/       Raft's log store, a Log keyed by Raft index (see logStore)
+//	raft/stable.db  Raft's term and vote (raft-boltdb)
+//	raft/snapshots/ Raft snapshots of the data log
+//
+// Records read from a DistributedLog carry, in Term, the Raft index of the
+// entry that appended them and, in Type, their position in that entry's
+// batch; that is how the state machine knows after a restart what it has
+// already applied (see fsm).
+type DistributedLog struct {
+	config   DistributedConfig
+	logger   *zap.Logger
+	log      *Log
+	fsm      *fsm
+	logStore *logStore
+	stable   *raftboltdb.BoltStore
+	raft     *raft.Raft
+
+	closeOnce sync.Once
+	closeErr  error
+	closed    chan struct{} // closed by Close
+}
+
+// NewDistributedLog opens (or creates) the replicated log in dataDir and
+// starts its Raft server on cfg.Raft.StreamLayer. With cfg.Raft.Bootstrap
+// and no Raft state on disk yet, it bootstraps a one-server cluster of
+// itself; other nodes are added with Join on the leader. If it fails part-way,
+// whatever it opened is closed again.
+func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog, err error) {
+	cfg, err = cfg.withDefaults()
+	if err != nil {
+		return nil, err
+	}
+	cfg.Logger = cfg.Logger.Named("distlog").With(zap.String("node", string(cfg.Raft.LocalID)))
+	raftConfig, err := cfg.raftConfig()
+	if err != nil {
+		return nil, err
+	}
+	d = &DistributedLog{config: cfg, logger: cfg.Logger, closed: make(chan struct{})}
+
+	var undo []func() error
+	defer func() {
+		if err == nil {
+			return
+		}
+		for k := len(undo) - 1; k >= 0; k-- {
+			err = errors.Join(err, undo[k]())
+		}
+	}()
+
+	dataConfig := cfg.Log
+	dataConfig.Logger = d.logger.Named("data")
+	if d.log, err = NewLog(filepath.Join(dataDir, "log"), dataConfig); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.log.Close)
+	if d.fsm, err = newFSM(d.log, cfg.Log.MaxRecordBytes, d.logger.Named("fsm")); err != nil {
+		return nil, err
+	}
+
+	raftDir := filepath.Join(dataDir, "raft")
+	if err := os.MkdirAll(raftDir, 0o755); err != nil {
+		return nil, fmt.Errorf("distlog: create %s: %w", raftDir, err)
+	}
+	storeConfig := cfg.Log
+	storeConfig.Logger = d.logger.Named("raftlog")
+	storeConfig.MaxRecordBytes = min(cfg.MaxBatchBytes+logEntryOverhead, maxRecordBytes)
+	if d.logStore, err = newLogStore(filepath.Join(raftDir, "log"), storeConfig); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.logStore.Close)
+	if d.stable, err = raftboltdb.NewBoltStore(filepath.Join(raftDir, "stable.db")); err != nil {
+		return nil, fmt.Errorf("distlog: open raft stable store: %w", err)
+	}
+	undo = append(undo, d.stable.Close)
+	snapshots, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.Raft.SnapshotRetain, raftConfig.Logger)
+	if err != nil {
+		return nil, fmt.Errorf("distlog: open raft snapshot store: %w", err)
+	}
+	logs, err := raft.NewLogCache(logCacheEntries, d.logStore)
+	if err != nil {
+		return nil, fmt.Errorf("distlog: raft log cache: %w", err)
+	}
+	hasState, err := raft.HasExistingState(logs, d.stable, snapshots)
+	if err != nil {
+		return nil, fmt.Errorf("distlog: read raft state: %w", err)
+	}
+
+	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+		Stream:  &advertisedStreamLayer{StreamLayer: cfg.Raft.StreamLayer, addr: tcpAddr(cfg.Raft.AdvertiseAddr)},
+		MaxPool: cfg.Raft.TransportMaxPool,
+		Timeout: cfg.Raft.TransportTimeout,
+		Logger:  raftConfig.Logger.Named("transport"),
+	})
+	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, snapshots, transport); err != nil {
+		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), transport.Close())
+	}
+	undo = append(undo, func() error { return d.raft.Shutdown().Error() })
+
+	if cfg.Raft.Bootstrap && !hasState {
+		bootstrap := raft.Configuration{Servers: []raft.Server{{
+			Suffrage: raft.Voter,
+			ID:       cfg.Raft.LocalID,
+			Address:  transport.LocalAddr(),
+		}}}
+		if err := d.raft.BootstrapCluster(bootstrap).Error(); err != nil {
+			return nil, fmt.Errorf("distlog: bootstrap raft cluster: %w", err)
+		}
+	}
+	lastIndex, lastPos := d.fsm.progress()
+	d.logger.Info("distributed log started",
+		zap.String("advertise_addr", cfg.Raft.AdvertiseAddr), zap.Bool("existing_state", hasState),
+		zap.Uint64("next_offset", d.log.NextOffset()), zap.Uint64("last_applied_raft_index", lastIndex),
+		zap.Uint32("last_batch_position", lastPos))
+	return d, nil
+}
+
+// Append appends one record through Raft and returns its offset. See
+// AppendBatch.
+func (d *DistributedLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
+	return d.AppendBatch(ctx, []*api.Record{record})
+}
+
+// AppendBatch appends records at consecutive offsets as ONE Raft entry and
+// returns the first offset. Only the records' values are used. It fails
+// with api.ErrNotLeader (naming the leader when known) on a follower, which
+// never appends locally; with ErrRecordTooLarge, ErrBatchTooLarge,
+// ErrNilRecord or ErrEmptyBatch before anything is replicated; and with the
+// state machine's error when applying the entry failed.
+//
+// The outcome of an entry is unknown when the leader loses its leadership
+// while the entry is in flight: that also returns api.ErrNotLeader, and a
+// client that retries may append the records twice (at-least-once).
+func (d *DistributedLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
+	if d.isClosed() {
+		return 0, ErrClosed
+	}
+	if len(records) == 0 {
+		return 0, ErrEmptyBatch
+	}
+	for k, r := range records {
+		if r == nil {
+			return 0, fmt.Errorf("%w: record %d of %d", ErrNilRecord, k, len(records))
+		}
+		if n := uint64(len(r.GetValue())); n > d.config.Log.MaxRecordBytes {
+			return 0, fmt.Errorf("%w: record %d of %d has %d bytes, Config.MaxRecordBytes is %d",
+				ErrRecordTooLarge, k, len(records), n, d.config.Log.MaxRecordBytes)
+		}
+	}
+	if size := appendBatchSize(records); size > d.config.MaxBatchBytes {
+		return 0, fmt.Errorf("%w: %d records take %d bytes, MaxBatchBytes is %d",
+			ErrBatchTooLarge, len(records), size, d.config.MaxBatchBytes)
+	}
+	timeout := d.config.ApplyTimeout
+	if deadline, ok := ctx.Deadline(); ok {
+		timeout = min(timeout, time.Until(deadline))
+	}
+	if err := ctx.Err(); err != nil {
+		return 0, err
+	}
+	if timeout <= 0 {
+		return 0, context.DeadlineExceeded
+	}
+	future := d.raft.Apply(encodeAppendBatch(records), timeout)
+	if err := future.Error(); err != nil {
+		return 0, d.raftError(err)
+	}
+	result, ok := future.Response().(applyResult)
+	if !ok {
+		return 0, fmt.Errorf("distlog: unexpected apply response %T", future.Response())
+	}
+	if result.err != nil {
+		return 0, result.err
+	}
+	if result.skipped {
+		// Entries are skipped only when an earlier run applied them; one
+		// submitted by this process cannot be.
+		return 0, fmt.Errorf("distlog: raft index %d was skipped as already applied", future.Index())
+	}
+	return result.first, nil
+}
+
+// raftError translates an error from Raft into the package's errors.
+func (d *DistributedLog) raftError(err error) error {
+	switch {
+	case errors.Is(err, raft.ErrNotLeader),
+		errors.Is(err, raft.ErrLeadershipLost),
+		errors.Is(err, raft.ErrLeadershipTransferInProgress),
+		errors.Is(err, raft.ErrNotVoter):
+		addr, id := d.raft.LeaderWithID()
+		return api.ErrNotLeader{LeaderID: string(id), LeaderAddr: string(addr)}
+	case errors.Is(err, raft.ErrRaftShutdown):
+		return ErrClosed
+	default:
+		return fmt.Errorf("distlog: raft: %w", err)
+	}
+}
+
+// Read returns the record at offset from the local data log. An offset this
+// node does not hold yet may be committed but not yet applied here (a client
+// that wrote through the leader and reads from a follower), so Read waits
+// for it, up to DistributedConfig.ReadWaitTimeout, before it fails with
+// api.ErrOffsetOutOfRange. It does not wait for an offset below the lowest
+// one, nor on a leader that has applied its whole log (nothing more can be
+// acknowledged there without it knowing). A cancelled ctx ends the wait
+// with ctx's error.
+func (d *DistributedLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
+	var timer *time.Timer
+	for {
+		changed := d.log.Appended() // taken before the read: no append slips between
+		record, err := d.log.Read(offset)
+		var outOfRange api.ErrOffsetOutOfRange
+		if err == nil || !errors.As(err, &outOfRange) || !d.mayArrive(offset) {
+			return record, err
+		}
+		if timer == nil {
+			timer = time.NewTimer(d.config.ReadWaitTimeout)
+			defer timer.Stop()
+		}
+		select {
+		case <-changed:
+		case <-timer.C:
+			return nil, err
+		case <-ctx.Done():
+			return nil, fmt.Errorf("distlog: read %d: %w", offset, ctx.Err())
+		}
+	}
+}
+
+// mayArrive reports whether a record at offset, not in the data log now,
+// may still come through Raft.
+func (d *DistributedLog) mayArrive(offset uint64) bool {
+	if d.isClosed() {
+		return false
+	}
+	if lowest, err := d.log.LowestOffset(); err != nil || offset < lowest {
+		return false
+	}
+	if d.raft.State() == raft.Leader && d.raft.AppliedIndex() >= d.raft.LastIndex() {
+		return false
+	}
+	return true
+}
+
+// Appended returns a channel closed at the data log's next change (an
+// append, a restore from a snapshot, or Close); see Log.Appended.
+func (d *DistributedLog) Appended() <-chan struct{} {
+	return d.log.Appended()
+}
+
+// NextOffset returns the offset the next record applied on this node gets.
+func (d *DistributedLog) NextOffset() uint64 {
+	return d.log.NextOffset()
+}
+
+// LowestOffset returns the lowest offset held on this node.
+func (d *DistributedLog) LowestOffset() (uint64, error) {
+	return d.log.LowestOffset()
+}
+
+// Join adds the server id at addr (its Raft and RPC address) to the cluster
+// as a voter. Only the leader can: elsewhere it returns api.ErrNotLeader,
+// which a membership handler running on every node may ignore. It is
+// idempotent; a known id at a new address has its address replaced, and a
+// different id at the same address (a node that came back with a new
+// identity) is removed first.
+func (d *DistributedLog) Join(id, addr string) error {
+	if d.isClosed() {
+		return ErrClosed
+	}
+	configFuture := d.raft.GetConfiguration()
+	if err := configFuture.Error(); err != nil {
+		return d.raftError(err)
+	}
+	serverID, serverAddr := raft.ServerID(id), raft.ServerAddress(addr)
+	for _, srv := range configFuture.Configuration().Servers {
+		switch {
+		case srv.ID == serverID && srv.Address == serverAddr:
+			return nil
+		case srv.ID != serverID && srv.Address == serverAddr:
+			if err := d.raft.RemoveServer(srv.ID, 0, d.config.ApplyTimeout).Error(); err != nil {
+				return d.raftError(err)
+			}
+			d.logger.Info("removed server replaced at its address", zap.String("id", string(srv.ID)), zap.String("addr", addr))
+		}
+	}
+	// AddVoter updates the address of an id Raft already knows.
+	if err := d.raft.AddVoter(serverID, serverAddr, 0, d.config.ApplyTimeout).Error(); err != nil {
+		return d.raftError(err)
+	}
+	d.logger.Info("server joined", zap.String("id", id), zap.String("addr", addr))
+	return nil
+}
+
+// Leave removes the server id from the cluster. Only the leader can (see
+// Join); leaving an id that is not a member does nothing.
+func (d *DistributedLog) Leave(id string) error {
+	if d.isClosed() {
+		return ErrClosed
+	}
+	configFuture := d.raft.GetConfiguration()
+	if err := configFuture.Error(); err != nil {
+		return d.raftError(err)
+	}
+	member := false
+	for _, srv := range configFuture.Configuration().Servers {
+		member = member || srv.ID == raft.ServerID(id)
+	}
+	if !member {
+		return nil
+	}
+	if err := d.raft.RemoveServer(raft.ServerID(id), 0, d.config.ApplyTimeout).Error(); err != nil {
+		return d.raftError(err)
+	}
+	d.logger.Info("server left", zap.String("id", id))
+	return nil
+}
+
+// WaitForLeader blocks until this node knows a leader (itself or another),
+// ctx ends, or the log is closed. It waits on Raft's leader observations,
+// without polling.
+func (d *DistributedLog) WaitForLeader(ctx context.Context) error {
+	observations := make(chan raft.Observation, 1)
+	observer := raft.NewObserver(observations, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	d.raft.RegisterObserver(observer)
+	defer d.raft.DeregisterObserver(observer)
+	for {
+		if addr, _ := d.raft.LeaderWithID(); addr != "" {
+			return nil
+		}
+		select {
+		case <-observations:
+		case <-ctx.Done():
+			return fmt.Errorf("distlog: wait for leader: %w", ctx.Err())
+		case <-d.closed:
+			return ErrClosed
+		}
+	}
+}
+
+// GetServers returns every server of the Raft configuration with its RPC
+// address and whether it is the leader this node knows of.
+func (d *DistributedLog) GetServers() ([]*api.Server, error) {
+	if d.isClosed() {
+		return nil, ErrClosed
+	}
+	configFuture := d.raft.GetConfiguration()
+	if err := configFuture.Error(); err != nil {
+		return nil, d.raftError(err)
+	}
+	_, leaderID := d.raft.LeaderWithID()
+	var servers []*api.Server
+	for _, srv := range configFuture.Configuration().Servers {
+		servers = append(servers, &api.Server{
+			Id:       string(srv.ID),
+			RpcAddr:  string(srv.Address),
+			IsLeader: leaderID != "" && srv.ID == leaderID,
+		})
+	}
+	return servers, nil
+}
+
+// IsLeader reports whether this node is the Raft leader.
+func (d *DistributedLog) IsLeader() bool {
+	return d.raft.State() == raft.Leader
+}
+
+// Leader returns the id and address of the leader this node knows of, both
+// empty when it knows none.
+func (d *DistributedLog) Leader() (id, addr string) {
+	a, i := d.raft.LeaderWithID()
+	return string(i), string(a)
+}
+
+// State returns this node's Raft state: "Follower", "Candidate", "Leader" or
+// "Shutdown".
+func (d *DistributedLog) State() string {
+	return d.raft.State().String()
+}
+
+// AppliedIndex returns the Raft index of the last entry applied to the data
+// log on this node.
+func (d *DistributedLog) AppliedIndex() uint64 {
+	return d.raft.AppliedIndex()
+}
+
+// Stats is a point-in-time view of a node's replication state, for metrics
+// and health checks.
+type Stats struct {
+	State         string // Raft state, see State
+	Term          uint64 // current Raft term
+	LastIndex     uint64 // last Raft index in the log store
+	CommitIndex   uint64 // last Raft index known committed
+	AppliedIndex  uint64 // last Raft index applied to the data log
+	LastContact   time.Time
+	NextOffset    uint64 // next data-log offset
+	SnapshotIndex uint64 // Raft index of the last snapshot (0: none)
+	// FSMError is the storage error that stopped the state machine (see
+	// ErrFSMFailed), nil while it is healthy.
+	FSMError error
+}
+
+// Stats returns this node's replication state.
+func (d *DistributedLog) Stats() Stats {
+	raw := d.raft.Stats()
+	snapshotIndex, _ := strconv.ParseUint(raw["last_snapshot_index"], 10, 64)
+	return Stats{
+		State:         d.raft.State().String(),
+		Term:          d.raft.CurrentTerm(),
+		LastIndex:     d.raft.LastIndex(),
+		CommitIndex:   d.raft.CommitIndex(),
+		AppliedIndex:  d.raft.AppliedIndex(),
+		LastContact:   d.raft.LastContact(),
+		NextOffset:    d.log.NextOffset(),
+		SnapshotIndex: snapshotIndex,
+		FSMError:      d.fsm.Err(),
+	}
+}
+
+// Raft returns the underlying Raft server, for observers and diagnostics.
+// Callers must not shut it down or change its configuration behind the
+// DistributedLog's back.
+func (d *DistributedLog) Raft() *raft.Raft {
+	return d.raft
+}
+
+func (d *DistributedLog) isClosed() bool {
+	select {
+	case <-d.closed:
+		return true
+	default:
+		return false
+	}
+}
+
+// Close shuts Raft down (which closes the StreamLayer's listener), then
+// closes the stores and the data log. It does not leave the cluster: call
+// Leave on the leader for that. It is idempotent.
+func (d *DistributedLog) Close() error {
+	d.closeOnce.Do(func() {
+		close(d.closed)
+		errs := []error{d.raft.Shutdown().Error()}
+		errs = append(errs, d.logStore.Close(), d.stable.Close(), d.log.Close())
+		d.closeErr = errors.Join(errs...)
+	})
+	return d.closeErr
+}
+
+// advertisedStreamLayer reports the advertised address to Raft instead of
+// the listener's, which may be unspecified ([::]:8400).
+type advertisedStreamLayer struct {
+	*StreamLayer
+	addr net.Addr
+}
+
+// Addr implements net.Listener.
+func (s *advertisedStreamLayer) Addr() net.Addr { return s.addr }
+
+// tcpAddr is a host:port string as a net.Addr.
+type tcpAddr string
+
+// Network implements net.Addr.
+func (a tcpAddr) Network() string { return "tcp" }
+
+// String implements net.Addr.
+func (a tcpAddr) String() string { return string(a) }

@@ -1,0 +1,235 @@
+package distlog
+
+import (
+	"errors"
+	"fmt"
+	"net"
+	"time"
+
+	"github.com/hashicorp/raft"
+	"go.uber.org/zap"
+)
+
+// Defaults applied by NewDistributedLog to zero DistributedConfig fields.
+const (
+	// DefaultApplyTimeout is the default DistributedConfig.ApplyTimeout.
+	DefaultApplyTimeout = 10 * time.Second
+	// DefaultReadWaitTimeout is the default DistributedConfig.ReadWaitTimeout.
+	DefaultReadWaitTimeout = 2 * time.Second
+	// DefaultMaxBatchBytes is the default DistributedConfig.MaxBatchBytes.
+	DefaultMaxBatchBytes = 8 << 20
+	// DefaultSnapshotRetain is the default RaftConfig.SnapshotRetain.
+	DefaultSnapshotRetain = 2
+	// DefaultTransportTimeout is the default RaftConfig.TransportTimeout.
+	DefaultTransportTimeout = 10 * time.Second
+	// DefaultTransportMaxPool is the default RaftConfig.TransportMaxPool.
+	DefaultTransportMaxPool = 5
+	// logCacheEntries is how many recent Raft entries are kept decoded in
+	// memory, so replicating them to followers does not read them back
+	// from the segments.
+	logCacheEntries = 512
+)
+
+// DistributedConfig configures a DistributedLog. Zero fields take the default
+// named in their comment; Raft.LocalID and Raft.StreamLayer are required.
+type DistributedConfig struct {
+	// Log configures the segments of both the data log (the records clients
+	// read) and the Raft log store. Log.MaxRecordBytes bounds each record's
+	// value and must be the same on every node: the state machine refuses
+	// an oversized record on every node alike only if they agree on the
+	// limit. Log.SyncOnAppend applies to the data log only; the Raft log
+	// store always fsyncs each batch before Raft counts it, and the data log
+	// can be rebuilt from it after a crash, so the data log needs no fsync
+	// of its own. Log.Segment.InitialOffset is ignored for the Raft log store,
+	// whose first index is always 1. Defaults: see Config.
+	Log Config
+
+	// Raft configures consensus.
+	Raft RaftConfig
+
+	// ApplyTimeout bounds how long Append and AppendBatch wait to hand an
+	// entry to Raft (a shorter context deadline wins). Once Raft holds the
+	// entry, they wait until it is applied or Raft gives up on it (for
+	// instance when the leader loses its lease). Default 10 s.
+	ApplyTimeout time.Duration
+
+	// ReadWaitTimeout bounds how long Read waits for an offset this node
+	// does not hold yet, in case it is committed but not yet applied here
+	// (a shorter context deadline wins). Default 2 s.
+	ReadWaitTimeout time.Duration
+
+	// MaxBatchBytes bounds the encoded size, in bytes, of one AppendBatch
+	// (its values plus a few bytes of framing each); it is the largest Raft
+	// entry the log makes. Default 8 MiB.
+	MaxBatchBytes uint64
+
+	// Logger receives the DistributedLog's and Raft's logs (Raft's hclog
+	// output is bridged into it), named "distlog" with the node id attached.
+	// Default zap.NewNop().
+	Logger *zap.Logger
+}
+
+// RaftConfig is the consensus part of a DistributedConfig. Zero durations and
+// counts take hashicorp/raft's defaults (raft.DefaultConfig), given in each
+// comment; tests set them small.
+type RaftConfig struct {
+	// LocalID identifies this server in the Raft configuration for all
+	// time; required.
+	LocalID raft.ServerID
+
+	// StreamLayer carries Raft's peer traffic; required.
+	StreamLayer *StreamLayer
+
+	// AdvertiseAddr is the host:port peers dial to reach this node's
+	// StreamLayer. Default: the StreamLayer's listener address, which must
+	// then not be an unspecified address such as [::]:8400, since peers
+	// cannot dial that.
+	AdvertiseAddr string
+
+	// Bootstrap makes this node bootstrap a one-server cluster of itself
+	// when it has no Raft state yet. With existing state it is ignored, so
+	// the first node can be restarted with the same flags.
+	Bootstrap bool
+
+	// HeartbeatTimeout: time without contact from a leader before a
+	// follower starts an election. Default 1 s.
+	HeartbeatTimeout time.Duration
+	// ElectionTimeout: time a candidate waits for votes before it starts a
+	// new election. Default 1 s.
+	ElectionTimeout time.Duration
+	// LeaderLeaseTimeout: time a leader keeps leading without hearing from
+	// a quorum; must not exceed HeartbeatTimeout. Default 500 ms.
+	LeaderLeaseTimeout time.Duration
+	// CommitTimeout: time without an Apply after which the leader sends an
+	// AppendEntries anyway, so commits reach followers. Default 50 ms.
+	CommitTimeout time.Duration
+
+	// SnapshotThreshold: number of Raft entries since the last snapshot
+	// before a new one is taken. Default 8192.
+	SnapshotThreshold uint64
+	// SnapshotInterval: how often Raft checks whether to snapshot. Default
+	// 120 s.
+	SnapshotInterval time.Duration
+	// TrailingLogs: number of Raft entries kept after a snapshot so slow
+	// followers can catch up without one. Default 10240.
+	TrailingLogs uint64
+	// SnapshotRetain: number of snapshots kept on disk. Default 2.
+	SnapshotRetain int
+
+	// TransportTimeout: I/O deadline of one Raft RPC (scaled up for
+	// snapshot installs) and of dialing a peer. Default 10 s.
+	TransportTimeout time.Duration
+	// TransportMaxPool: idle connections kept per peer. Default 5.
+	TransportMaxPool int
+}
+
+// withDefaults returns c with defaults filled in, or an error naming the
+// first field it cannot use.
+func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
+	if c.Raft.LocalID == "" {
+		return c, fmt.Errorf("%w: Raft.LocalID is empty", ErrInvalidConfig)
+	}
+	if c.Raft.StreamLayer == nil {
+		return c, fmt.Errorf("%w: Raft.StreamLayer is nil", ErrInvalidConfig)
+	}
+	if c.Raft.AdvertiseAddr == "" {
+		c.Raft.AdvertiseAddr = c.Raft.StreamLayer.Addr().String()
+	}
+	if err := checkAdvertiseAddr(c.Raft.AdvertiseAddr); err != nil {
+		return c, fmt.Errorf("%w: Raft.AdvertiseAddr = %q: %w", ErrInvalidConfig, c.Raft.AdvertiseAddr, err)
+	}
+	if c.ApplyTimeout == 0 {
+		c.ApplyTimeout = DefaultApplyTimeout
+	}
+	if c.ReadWaitTimeout == 0 {
+		c.ReadWaitTimeout = DefaultReadWaitTimeout
+	}
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = DefaultMaxBatchBytes
+	}
+	if c.Raft.SnapshotRetain == 0 {
+		c.Raft.SnapshotRetain = DefaultSnapshotRetain
+	}
+	if c.Raft.TransportTimeout == 0 {
+		c.Raft.TransportTimeout = DefaultTransportTimeout
+	}
+	if c.Raft.TransportMaxPool == 0 {
+		c.Raft.TransportMaxPool = DefaultTransportMaxPool
+	}
+	if c.Logger == nil {
+		c.Logger = zap.NewNop()
+	}
+	if c.ApplyTimeout < 0 || c.ReadWaitTimeout < 0 || c.Raft.TransportTimeout < 0 {
+		return c, fmt.Errorf("%w: negative timeout (ApplyTimeout %v, ReadWaitTimeout %v, Raft.TransportTimeout %v)",
+			ErrInvalidConfig, c.ApplyTimeout, c.ReadWaitTimeout, c.Raft.TransportTimeout)
+	}
+	if c.Raft.SnapshotRetain < 1 || c.Raft.TransportMaxPool < 1 {
+		return c, fmt.Errorf("%w: Raft.SnapshotRetain = %d, Raft.TransportMaxPool = %d, both must be at least 1",
+			ErrInvalidConfig, c.Raft.SnapshotRetain, c.Raft.TransportMaxPool)
+	}
+	log, err := c.Log.withDefaults()
+	if err != nil {
+		return c, err
+	}
+	c.Log = log
+	if c.MaxBatchBytes < c.Log.MaxRecordBytes {
+		return c, fmt.Errorf("%w: MaxBatchBytes = %d is below Log.MaxRecordBytes = %d",
+			ErrInvalidConfig, c.MaxBatchBytes, c.Log.MaxRecordBytes)
+	}
+	return c, nil
+}
+
+// raftConfig builds hashicorp/raft's configuration from c, which has had its
+// defaults filled in, and validates it.
+func (c DistributedConfig) raftConfig() (*raft.Config, error) {
+	rc := raft.DefaultConfig()
+	rc.LocalID = c.Raft.LocalID
+	if c.Raft.HeartbeatTimeout != 0 {
+		rc.HeartbeatTimeout = c.Raft.HeartbeatTimeout
+	}
+	if c.Raft.ElectionTimeout != 0 {
+		rc.ElectionTimeout = c.Raft.ElectionTimeout
+	}
+	if c.Raft.LeaderLeaseTimeout != 0 {
+		rc.LeaderLeaseTimeout = c.Raft.LeaderLeaseTimeout
+	}
+	if c.Raft.CommitTimeout != 0 {
+		rc.CommitTimeout = c.Raft.CommitTimeout
+	}
+	if c.Raft.SnapshotThreshold != 0 {
+		rc.SnapshotThreshold = c.Raft.SnapshotThreshold
+	}
+	if c.Raft.SnapshotInterval != 0 {
+		rc.SnapshotInterval = c.Raft.SnapshotInterval
+	}
+	if c.Raft.TrailingLogs != 0 {
+		rc.TrailingLogs = c.Raft.TrailingLogs
+	}
+	rc.Logger = newHCLogger(c.Logger.Named("raft"))
+	if err := raft.ValidateConfig(rc); err != nil {
+		return nil, fmt.Errorf("%w: Raft: %w", ErrInvalidConfig, err)
+	}
+	return rc, nil
+}
+
+// errUnspecifiedAddr explains why an advertise address is refused.
+var errUnspecifiedAddr = errors.New("peers cannot dial an unspecified or empty host; set Raft.AdvertiseAddr")
+
+// checkAdvertiseAddr refuses addresses peers cannot dial, such as
+// [::]:8400 or :8400.
+func checkAdvertiseAddr(addr string) error {
+	host, port, err := net.SplitHostPort(addr)
+	if err != nil {
+		return err
+	}
+	if port == "" || port == "0" {
+		return fmt.Errorf("port %q is not dialable", port)
+	}
+	if host == "" {
+		return errUnspecifiedAddr
+	}
+	if ip := net.ParseIP(host); ip != nil && ip.IsUnspecified() {
+		return errUnspecifiedAddr
+	}
+	return nil
+}
