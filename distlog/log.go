@@ -266,33 +266,15 @@ func (l *Log) AppendBatch(records []*api.Record) (uint64, error) {
 // frames and holds the active segment's next offset plus k) into the active
 // segment, rolling to new segments as they fill. Caller holds appendMu.
 func (l *Log) writeFramesLocked(frames []byte, starts []uint64) error {
-	ends := make([]uint64, len(starts))
-	for i := range starts {
-		if i+1 < len(starts) {
-			ends[i] = starts[i+1]
-		} else {
-			ends[i] = uint64(len(frames))
-		}
-	}
 	for i := 0; i < len(starts); {
-		// fits wants frame ends measured from the first frame it is offered.
-		base := starts[i]
-		rel := make([]uint64, len(starts)-i)
-		for k := range rel {
-			rel[k] = ends[i+k] - base
-		}
-		n := l.active.fits(rel)
+		n := l.active.fits(frames, starts[i:])
 		if n == 0 {
 			if err := l.rollLocked(); err != nil {
 				return err
 			}
 			continue
 		}
-		chunkStarts := make([]uint64, n)
-		for k := range chunkStarts {
-			chunkStarts[k] = starts[i+k] - base
-		}
-		if err := l.active.appendFrames(frames[base:ends[i+n-1]], chunkStarts); err != nil {
+		if err := l.active.appendFrames(frames[:frameEnd(frames, starts, i+n-1)], starts[i:i+n]); err != nil {
 			return err
 		}
 		i += n

@@ -30,13 +30,13 @@ const (
 	maxRecordBytes = 1 << 30
 )
 
-// castagnoli is the CRC32-C table. It is built once and only read: it is
+// crc32cTable is the CRC32-C (Castagnoli) table. It is built once and only read: it is
 // constant data, not mutable state.
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
+var crc32cTable = crc32.MakeTable(crc32.Castagnoli)
 
 // frameChecksum is the CRC32-C of a frame's length bytes and payload.
 func frameChecksum(lenBytes, payload []byte) uint32 {
-	return crc32.Update(crc32.Checksum(lenBytes, castagnoli), castagnoli, payload)
+	return crc32.Update(crc32.Checksum(lenBytes, crc32cTable), crc32cTable, payload)
 }
 
 // appendFrame appends the frame of rec to buf. rec is only read.

@@ -198,16 +198,28 @@ func (s *segment) IsMaxed() bool {
 	return s.index.IsMaxed() || s.store.Size() >= s.maxStoreBytes
 }
 
-// fits returns how many of the frames (frame k ends at ends[k], measured
-// from the start of the first) the segment takes. An empty segment takes a
-// first frame of any size: a record larger than MaxStoreBytes gets a
-// segment of its own.
-func (s *segment) fits(ends []uint64) int {
+// frameEnd returns where frame k of frames ends: the next frame's start,
+// or the end of frames.
+func frameEnd(frames []byte, starts []uint64, k int) uint64 {
+	if k+1 < len(starts) {
+		return starts[k+1]
+	}
+	return uint64(len(frames))
+}
+
+// fits returns how many of the frames (frame k starts at starts[k] in
+// frames) the segment takes. An empty segment takes a first frame of any
+// size: a record larger than MaxStoreBytes gets a segment of its own.
+func (s *segment) fits(frames []byte, starts []uint64) int {
+	if len(starts) == 0 {
+		return 0
+	}
 	storeSize := s.store.Size()
-	room := (s.index.limit - s.index.size.Load()) / entWidth
+	room := (s.index.limit - min(s.index.limit, s.index.size.Load())) / entWidth
 	n := 0
-	for n < len(ends) && uint64(n) < room {
-		if storeSize+ends[n] > s.maxStoreBytes && !(storeSize == 0 && n == 0) {
+	for n < len(starts) && uint64(n) < room {
+		chunk := frameEnd(frames, starts, n) - starts[0]
+		if storeSize+chunk > s.maxStoreBytes && !(storeSize == 0 && n == 0) {
 			break
 		}
 		n++
@@ -215,17 +227,17 @@ func (s *segment) fits(ends []uint64) int {
 	return n
 }
 
-// appendFrames writes frames, already encoded with offsets nextOffset,
-// nextOffset+1, ..., as one store write; starts[k] is where frame k begins
-// in frames. The caller checked with fits that they fit.
+// appendFrames writes frames[starts[0]:], already encoded with offsets
+// nextOffset, nextOffset+1, ..., as one store write; frame k starts at
+// starts[k]. The caller checked with fits that they fit.
 func (s *segment) appendFrames(frames []byte, starts []uint64) error {
-	pos, err := s.store.Append(frames)
+	pos, err := s.store.Append(frames[starts[0]:])
 	if err != nil {
 		return err
 	}
 	rel := s.Len()
 	for k, start := range starts {
-		if err := s.index.Write(rel+uint64(k), pos+start); err != nil {
+		if err := s.index.Write(rel+uint64(k), pos+start-starts[0]); err != nil {
 			return fmt.Errorf("distlog: segment %d: %w", s.baseOffset, err)
 		}
 	}
@@ -290,9 +302,11 @@ func (s *segment) Sync() error {
 	return s.index.Sync()
 }
 
-// Close closes the index (cutting it to its entries) and the store.
+// Close closes the store (flushed and fsynced) and then the index (cut to
+// its entries): if the process dies between the two, the index is the one
+// left to rebuild.
 func (s *segment) Close() error {
-	return errors.Join(s.index.Close(), s.store.Close())
+	return errors.Join(s.store.Close(), s.index.Close())
 }
 
 // Remove closes the segment and deletes its files.
