@@ -7,6 +7,8 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+
+	"github.com/proglog/proglog/discovery"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -22,6 +24,9 @@ const (
 	// DefaultShutdownTimeout bounds how long Shutdown waits for in-flight
 	// calls before closing connections.
 	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultReconcileInterval is how often the leader reconciles Serf's
+	// membership with the Raft configuration.
+	DefaultReconcileInterval = time.Second
 )
 
 // Config configures one node. The zero value of each field means its
@@ -51,6 +56,14 @@ type Config struct {
 	// Bootstrap makes this node bootstrap a new Raft cluster with itself as
 	// the only voter. Ignored when the node already has Raft state.
 	Bootstrap bool
+	// GossipProfile selects Serf's timings: discovery.ProfileLAN (default)
+	// or discovery.ProfileLocal for nodes on one host and for tests.
+	GossipProfile discovery.Profile
+	// ReconcileInterval is how often the leader compares Serf's members with
+	// the Raft configuration and repairs the difference (a node that joined
+	// while there was no leader, a node that left while it was a follower).
+	// Default DefaultReconcileInterval.
+	ReconcileInterval time.Duration
 
 	// ServerTLSConfig secures the gRPC and HTTP servers: it must verify
 	// client certificates when given (tls.VerifyClientCertIfGiven). Required.
@@ -123,6 +136,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout
+	}
+	if c.ReconcileInterval == 0 {
+		c.ReconcileInterval = DefaultReconcileInterval
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
