@@ -12,7 +12,6 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
-	raftboltdb "github.com/hashicorp/raft-boltdb"
 	api "github.com/proglog/proglog/api/v1"
 	"go.uber.org/zap"
 )
@@ -33,7 +32,7 @@ var ErrBatchTooLarge = errors.New("distlog: batch too large")
 //
 //	log/            the data log (the records clients read), a Log
 //	raft/log/       Raft's log store, a Log keyed by Raft index (see logStore)
-//	raft/stable.db  Raft's term and vote (raft-boltdb)
+//	raft/stable.json  Raft's term and vote (fileStableStore)
 //	raft/snapshots/ Raft snapshots of the data log
 //
 // Records read from a DistributedLog carry, in Term, the Raft index of the
@@ -46,7 +45,7 @@ type DistributedLog struct {
 	log      *Log
 	fsm      *fsm
 	logStore *logStore
-	stable   *raftboltdb.BoltStore
+	stable   *fileStableStore
 	raft     *raft.Raft
 
 	closeOnce sync.Once
@@ -102,7 +101,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		return nil, err
 	}
 	undo = append(undo, d.logStore.Close)
-	if d.stable, err = raftboltdb.NewBoltStore(filepath.Join(raftDir, "stable.db")); err != nil {
+	if d.stable, err = newFileStableStore(filepath.Join(raftDir, "stable.json")); err != nil {
 		return nil, fmt.Errorf("distlog: open raft stable store: %w", err)
 	}
 	undo = append(undo, d.stable.Close)
