@@ -169,11 +169,12 @@ func (a *Agent) setupGRPCServer() error {
 	if err != nil {
 		return err
 	}
-	a.grpcServer, err = server.NewGRPCServer(a.serverConfig(authorizer),
+	opts := append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(a.cfg.ServerTLSConfig)),
 		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor()),
 		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor()),
-	)
+	}, a.cfg.GRPCServerOptions...)
+	a.grpcServer, err = server.NewGRPCServer(a.serverConfig(authorizer), opts...)
 	return err
 }
 

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 
 	"github.com/proglog/proglog/discovery"
 )
@@ -106,6 +107,11 @@ type Config struct {
 	// RaftTrailingLogs is how many entries a snapshot leaves in the Raft log
 	// for slow followers; 0 means raft's default (10240).
 	RaftTrailingLogs uint64
+
+	// GRPCServerOptions are appended to the gRPC server's options, after the
+	// agent's own (TLS credentials, authentication interceptors), e.g.
+	// interceptors that count or trace calls. Default none.
+	GRPCServerOptions []grpc.ServerOption
 
 	// ShutdownTimeout bounds a graceful stop of the servers. Default
 	// DefaultShutdownTimeout.
