@@ -1,0 +1,198 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"net"
+
+	"github.com/spf13/cobra"
+	"go.uber.org/zap"
+
+	"github.com/proglog/proglog/agent"
+	"github.com/proglog/proglog/server/tlsconfig"
+)
+
+// agentSettings are the settings of `proglog agent`, with every file path
+// resolved: what the flags, variables and config file said.
+type agentSettings struct {
+	dataDir        string
+	nodeName       string
+	bindAddr       string
+	rpcPort        int
+	httpPort       int
+	startJoinAddrs []string
+	bootstrap      bool
+	aclModelFile   string
+	aclPolicyFile  string
+	// serverTLS secures the gRPC and HTTP servers; peerTLS, Raft between
+	// nodes (both directions).
+	serverTLS tlsconfig.Config
+	peerTLS   tlsconfig.Config
+	logLevel  string
+}
+
+// readAgentSettings reads and validates the settings of `proglog agent`.
+// Certificate and ACL paths left empty default to the files `make gencert`
+// writes into the config dir.
+func readAgentSettings(s *settings) (agentSettings, error) {
+	files := tlsconfig.Files(configDir(s))
+	as := agentSettings{
+		dataDir:        s.String(keyDataDir),
+		nodeName:       s.String(keyNodeName),
+		bindAddr:       s.String(keyBindAddr),
+		rpcPort:        s.Int(keyRPCPort),
+		httpPort:       s.Int(keyHTTPPort),
+		startJoinAddrs: s.List(keyStartJoinAddrs),
+		bootstrap:      s.Bool(keyBootstrap),
+		aclModelFile:   orDefault(s.String(keyACLModelFile), files.ACLModelFile),
+		aclPolicyFile:  orDefault(s.String(keyACLPolicyFile), files.ACLPolicyFile),
+		serverTLS: tlsconfig.Config{
+			CertFile: orDefault(s.String(keyServerTLSCertFile), files.ServerCertFile),
+			KeyFile:  orDefault(s.String(keyServerTLSKeyFile), files.ServerKeyFile),
+			CAFile:   orDefault(s.String(keyServerTLSCAFile), files.CAFile),
+			Server:   true,
+		},
+		peerTLS: tlsconfig.Config{
+			CertFile: orDefault(s.String(keyPeerTLSCertFile), files.ServerCertFile),
+			KeyFile:  orDefault(s.String(keyPeerTLSKeyFile), files.ServerKeyFile),
+			CAFile:   orDefault(s.String(keyPeerTLSCAFile), files.CAFile),
+			Peer:     true,
+		},
+		logLevel: s.String(keyLogLevel),
+	}
+	if err := s.Err(); err != nil {
+		return as, err
+	}
+	return as, as.validate()
+}
+
+// validate checks what can be checked without the files and the network;
+// agent.New checks the rest.
+func (as agentSettings) validate() error {
+	switch {
+	case as.dataDir == "":
+		return usageError(errors.New("--data-dir is required: the directory of this node's data"))
+	case as.nodeName == "":
+		return usageError(errors.New("--node-name is required (no host name to default to)"))
+	case as.rpcPort < 0 || as.rpcPort > 65535:
+		return usageError(fmt.Errorf("--rpc-port %d is not a port", as.rpcPort))
+	case as.httpPort < 0 || as.httpPort > 65535:
+		return usageError(fmt.Errorf("--http-port %d is not a port", as.httpPort))
+	}
+	if _, _, err := net.SplitHostPort(as.bindAddr); err != nil {
+		return usageError(fmt.Errorf("--bind-addr %q: %w", as.bindAddr, err))
+	}
+	for _, addr := range as.startJoinAddrs {
+		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
+			return usageError(fmt.Errorf("--start-join-addrs: %q is not host:port", addr))
+		}
+	}
+	if _, err := parseLogLevel(as.logLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+// config builds the agent's Config: it reads the certificates.
+func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
+	serverTLS, err := tlsconfig.SetupTLSConfig(as.serverTLS)
+	if err != nil {
+		return agent.Config{}, fmt.Errorf("server certificate: %w%s", err, gencertHint(err))
+	}
+	peerClientTLS, err := tlsconfig.SetupTLSConfig(as.peerTLS)
+	if err != nil {
+		return agent.Config{}, fmt.Errorf("peer certificate: %w%s", err, gencertHint(err))
+	}
+	peerServer := as.peerTLS
+	peerServer.Server = true
+	peerServerTLS, err := tlsconfig.SetupTLSConfig(peerServer)
+	if err != nil {
+		return agent.Config{}, fmt.Errorf("peer certificate: %w%s", err, gencertHint(err))
+	}
+	return agent.Config{
+		DataDir:             as.dataDir,
+		NodeName:            as.nodeName,
+		BindAddr:            as.bindAddr,
+		RPCPort:             as.rpcPort,
+		HTTPPort:            as.httpPort,
+		StartJoinAddrs:      as.startJoinAddrs,
+		Bootstrap:           as.bootstrap,
+		ServerTLSConfig:     serverTLS,
+		PeerTLSConfig:       peerClientTLS,
+		PeerServerTLSConfig: peerServerTLS,
+		ACLModelFile:        as.aclModelFile,
+		ACLPolicyFile:       as.aclPolicyFile,
+		Logger:              logger,
+	}, nil
+}
+
+func newAgentCmd(hostname string) (*cobra.Command, error) {
+	opts := agentOptions(hostname)
+	return newCommand(&cobra.Command{
+		Use:   "agent",
+		Short: "Run one node of a cluster",
+		Long: `Run one proglog node: Raft and gRPC on --rpc-port (one port, split by the first
+byte), the JSON API, /metrics, /healthz and /readyz over HTTPS on --http-port,
+and Serf gossip on --bind-addr, whose host is where every port listens.
+
+The first node of a new cluster runs with --bootstrap; the others name a
+running node's Serf address in --start-join-addrs and the leader adds them.
+Every connection is mutual TLS: the certificates and the ACL default to the
+files 'make gencert' writes into --config-dir.
+
+SIGINT or SIGTERM stops the node gracefully: it leaves the cluster, lets calls
+in flight finish, and closes its log. A second signal kills it at once.`,
+		Example: `  # A three-node cluster on one machine ('make run' does this):
+  proglog agent --data-dir .data/node-1 --node-name node-1 --bootstrap \
+    --bind-addr 127.0.0.1:8301 --rpc-port 8401 --http-port 8080
+  proglog agent --data-dir .data/node-2 --node-name node-2 \
+    --bind-addr 127.0.0.1:8302 --rpc-port 8402 --http-port 8081 \
+    --start-join-addrs 127.0.0.1:8301
+
+  # The same from the environment and a config file:
+  PROGLOG_DATA_DIR=/var/lib/proglog proglog agent --config-file /etc/proglog.yaml`,
+		RunE: func(cmd *cobra.Command, _ []string) error {
+			s, err := loadSettings(cmd.Flags(), opts, cmd.ErrOrStderr())
+			if err != nil {
+				return err
+			}
+			as, err := readAgentSettings(s)
+			if err != nil {
+				return err
+			}
+			return runAgent(cmd.Context(), as, cmd)
+		},
+	}, opts)
+}
+
+// runAgent runs a node until ctx is done (SIGINT or SIGTERM), then shuts it
+// down.
+func runAgent(ctx context.Context, as agentSettings, cmd *cobra.Command) error {
+	logger, err := newLogger(as.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	// Sync fails on a terminal; nothing to do about it.
+	defer func() { _ = logger.Sync() }()
+	cfg, err := as.config(logger)
+	if err != nil {
+		return fmt.Errorf("agent: %w", err)
+	}
+	a, err := agent.New(cfg)
+	if err != nil {
+		return fmt.Errorf("agent: start %s: %w", as.nodeName, err)
+	}
+	logger.Info("agent running",
+		zap.String("rpc_addr", a.RPCAddr()),
+		zap.String("http_addr", a.HTTPAddr()),
+		zap.String("serf_addr", a.SerfAddr()),
+		zap.String("data_dir", as.dataDir))
+	<-ctx.Done()
+	logger.Info("shutting down (a second signal kills at once)")
+	if err := a.Shutdown(); err != nil {
+		return fmt.Errorf("agent: shut down %s: %w", as.nodeName, err)
+	}
+	logger.Info("agent stopped")
+	return nil
+}

@@ -1,0 +1,144 @@
+package main
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io/fs"
+	"strings"
+	"time"
+
+	"go.uber.org/zap"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	"github.com/proglog/proglog/loadbalance"
+	"github.com/proglog/proglog/server/tlsconfig"
+)
+
+// clientSettings are the settings every client command shares: where the
+// cluster is and how to prove who we are.
+type clientSettings struct {
+	// addrs are RPC addresses of some cluster members (the proglog:///
+	// resolver's seeds).
+	addrs []string
+	// tls names the CA and the client certificate and key.
+	tls tlsconfig.Config
+	// timeout bounds each call, retries included.
+	timeout  time.Duration
+	logLevel string
+}
+
+// readClientSettings reads the client settings; certificate paths left empty
+// default to the files `make gencert` writes into the config dir.
+func readClientSettings(s *settings) clientSettings {
+	files := tlsconfig.Files(configDir(s))
+	return clientSettings{
+		addrs: s.List(keyAddr),
+		tls: tlsconfig.Config{
+			CAFile:   orDefault(s.String(keyTLSCAFile), files.CAFile),
+			CertFile: orDefault(s.String(keyTLSCertFile), files.RootClientCertFile),
+			KeyFile:  orDefault(s.String(keyTLSKeyFile), files.RootClientKeyFile),
+		},
+		timeout:  s.Duration(keyTimeout),
+		logLevel: s.String(keyLogLevel),
+	}
+}
+
+// validate checks the settings without touching the network or the files.
+func (c clientSettings) validate() error {
+	if len(c.addrs) == 0 {
+		return usageError(errors.New("--addr names no address"))
+	}
+	if _, err := loadbalance.ParseSeeds(strings.Join(c.addrs, ",")); err != nil {
+		return usageError(fmt.Errorf("--addr: %w", err))
+	}
+	if c.timeout <= 0 {
+		return usageError(fmt.Errorf("--timeout %v must be positive", c.timeout))
+	}
+	if _, err := parseLogLevel(c.logLevel); err != nil {
+		return err
+	}
+	return nil
+}
+
+// dial returns a client balanced over the cluster through the proglog:///
+// resolver. It does not wait for a connection: the first call does.
+func (c clientSettings) dial(logger *zap.Logger) (*loadbalance.Client, error) {
+	tlsConfig, err := tlsconfig.SetupTLSConfig(c.tls)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w%s", err, gencertHint(err))
+	}
+	client, err := loadbalance.New(loadbalance.Config{
+		Seeds:               c.addrs,
+		TLSConfig:           tlsConfig,
+		RetryTimeout:        c.timeout,
+		StreamResumeTimeout: c.timeout,
+		Logger:              logger,
+	})
+	if err != nil {
+		return nil, usageError(err)
+	}
+	return client, nil
+}
+
+// rpcError turns a failed call into one line that says what to check.
+func (c clientSettings) rpcError(op string, err error) error {
+	if errors.Is(err, context.Canceled) {
+		return fmt.Errorf("%s: interrupted", op)
+	}
+	st, ok := status.FromError(err)
+	if !ok {
+		return fmt.Errorf("%s: %w", op, err)
+	}
+	switch st.Code() {
+	case codes.Unavailable, codes.DeadlineExceeded:
+		return fmt.Errorf("%s: no answer from a cluster at %s within %v (is it running? 'make run' starts one): %s",
+			op, strings.Join(c.addrs, ","), c.timeout, briefCause(st.Message()))
+	case codes.Unauthenticated, codes.PermissionDenied:
+		return fmt.Errorf("%s: refused for the client certificate %s: %s", op, c.tls.CertFile, st.Message())
+	default:
+		return fmt.Errorf("%s: %s: %s", op, st.Code(), st.Message())
+	}
+}
+
+// briefCause shortens a message of gRPC's transport, which nests the real
+// cause in quotes several layers deep, to that cause: "dial tcp
+// 127.0.0.1:8401: connect: connection refused", "tls: failed to verify
+// certificate: ...". Other messages are returned whole.
+func briefCause(msg string) string {
+	const marker = `desc = "`
+	i := strings.LastIndex(msg, marker)
+	if i < 0 {
+		return msg
+	}
+	cause := msg[i+len(marker):]
+	if j := strings.Index(cause, `"`); j >= 0 {
+		cause = cause[:j]
+	}
+	cause = strings.TrimPrefix(cause, "transport: ")
+	cause = strings.TrimPrefix(cause, "Error while dialing: ")
+	cause = strings.TrimPrefix(cause, "authentication handshake failed: ")
+	return cause
+}
+
+// configDir is the directory of the certificates and ACL files.
+func configDir(s *settings) string {
+	return orDefault(s.String(keyConfigDir), tlsconfig.ConfigDir())
+}
+
+// orDefault returns v, or def when v is empty.
+func orDefault(v, def string) string {
+	if v == "" {
+		return def
+	}
+	return v
+}
+
+// gencertHint tells how to create missing certificates.
+func gencertHint(err error) string {
+	if errors.Is(err, fs.ErrNotExist) {
+		return " (run 'make gencert' to create the certificates, or point --config-dir at them)"
+	}
+	return ""
+}

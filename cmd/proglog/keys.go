@@ -1,0 +1,165 @@
+package main
+
+import (
+	"strings"
+	"time"
+)
+
+// Setting keys. Each key is, all at once, a command-line flag (--key), a key
+// of the YAML file named by --config-file, and an environment variable
+// (PROGLOG_ + the key upper-cased, dashes turned into underscores). Code reads
+// settings only through these constants and only through settings, which
+// refuses a key its command did not declare: a misspelt key is a compile
+// error, not a setting that silently reads as empty (the book's
+// "acl-mode-file").
+const (
+	// Every command.
+	keyConfigFile = "config-file"
+	keyConfigDir  = "config-dir"
+	keyLogLevel   = "log-level"
+
+	// proglog agent (issue 5).
+	keyDataDir           = "data-dir"
+	keyNodeName          = "node-name"
+	keyBindAddr          = "bind-addr"
+	keyRPCPort           = "rpc-port"
+	keyHTTPPort          = "http-port"
+	keyStartJoinAddrs    = "start-join-addrs"
+	keyBootstrap         = "bootstrap"
+	keyACLModelFile      = "acl-model-file"
+	keyACLPolicyFile     = "acl-policy-file"
+	keyServerTLSCertFile = "server-tls-cert-file"
+	keyServerTLSKeyFile  = "server-tls-key-file"
+	keyServerTLSCAFile   = "server-tls-ca-file"
+	keyPeerTLSCertFile   = "peer-tls-cert-file"
+	keyPeerTLSKeyFile    = "peer-tls-key-file"
+	keyPeerTLSCAFile     = "peer-tls-ca-file"
+
+	// Client commands: produce, consume, servers, bench.
+	keyAddr        = "addr"
+	keyTLSCAFile   = "tls-ca-file"
+	keyTLSCertFile = "tls-cert-file"
+	keyTLSKeyFile  = "tls-key-file"
+	keyTimeout     = "timeout"
+
+	// consume.
+	keyFrom   = "from"
+	keyFollow = "follow"
+	keyCount  = "count"
+	keyJSON   = "json"
+
+	// servers.
+	keyExpect = "expect"
+
+	// bench.
+	keyMode        = "mode"
+	keyRecords     = "records"
+	keySize        = "size"
+	keyConcurrency = "concurrency"
+	keyBatch       = "batch"
+)
+
+// envPrefix starts every environment variable proglog reads. It matches
+// tlsconfig.ConfigDirEnv: PROGLOG_CONFIG_DIR is the config-dir setting.
+const envPrefix = "PROGLOG_"
+
+// envName is the environment variable of a setting key.
+func envName(key string) string {
+	return envPrefix + strings.ToUpper(strings.ReplaceAll(key, "-", "_"))
+}
+
+// Defaults of the client commands: the cluster `make run` starts.
+const (
+	defaultAddrs         = "127.0.0.1:8401,127.0.0.1:8402,127.0.0.1:8403"
+	defaultClientTimeout = 10 * time.Second
+)
+
+// option declares one setting of a command: its key (flag name, config-file
+// key, environment variable), its default and its help text.
+type option struct {
+	key   string
+	short string
+	// def is the default and fixes the type: string, bool, int,
+	// time.Duration or []string.
+	def   any
+	usage string
+}
+
+// commonOptions are declared by every command; logLevel is the command's
+// default log level.
+func commonOptions(logLevel string) []option {
+	return []option{
+		{key: keyConfigFile, def: "", usage: "YAML file of settings (keys are the flag names); flags and PROGLOG_* variables override it"},
+		{key: keyConfigDir, def: "", usage: "directory of the certificates and ACL files `make gencert` writes (default $PROGLOG_CONFIG_DIR, else ~/.proglog)"},
+		{key: keyLogLevel, def: logLevel, usage: "log level: debug, info, warn or error"},
+	}
+}
+
+// agentOptions are the settings of `proglog agent`: the book's flag names
+// plus --log-level.
+func agentOptions(hostname string) []option {
+	return append(commonOptions("info"),
+		option{key: keyDataDir, def: "", usage: "directory of this node's data log, Raft log and snapshots (required)"},
+		option{key: keyNodeName, def: hostname, usage: "unique node name: the Raft server ID and Serf node name"},
+		option{key: keyBindAddr, def: "127.0.0.1:8301", usage: "host:port Serf gossips on (TCP and UDP); the RPC and HTTP ports listen on its host"},
+		option{key: keyRPCPort, def: 8401, usage: "port of the multiplexed Raft + gRPC listener"},
+		option{key: keyHTTPPort, def: 8080, usage: "port of the HTTPS listener: JSON API, /metrics, /healthz, /readyz"},
+		option{key: keyStartJoinAddrs, def: []string{}, usage: "Serf addresses (host:port, comma-separated) of running nodes to join"},
+		option{key: keyBootstrap, def: false, usage: "bootstrap a new cluster with this node as its only voter (ignored when the node has Raft state)"},
+		option{key: keyACLModelFile, def: "", usage: "Casbin ACL model (default model.conf in --config-dir)"},
+		option{key: keyACLPolicyFile, def: "", usage: "Casbin ACL policy (default policy.csv in --config-dir)"},
+		option{key: keyServerTLSCertFile, def: "", usage: "certificate of the gRPC and HTTP servers (default server.pem in --config-dir)"},
+		option{key: keyServerTLSKeyFile, def: "", usage: "key of --server-tls-cert-file (default server-key.pem in --config-dir)"},
+		option{key: keyServerTLSCAFile, def: "", usage: "CA that verifies client certificates (default ca.pem in --config-dir)"},
+		option{key: keyPeerTLSCertFile, def: "", usage: "certificate this node presents to Raft peers (default server.pem in --config-dir)"},
+		option{key: keyPeerTLSKeyFile, def: "", usage: "key of --peer-tls-cert-file (default server-key.pem in --config-dir)"},
+		option{key: keyPeerTLSCAFile, def: "", usage: "CA that verifies Raft peers (default ca.pem in --config-dir)"},
+	)
+}
+
+// clientOptions are declared by every command that talks to a cluster. Their
+// logs are quiet by default: a failure ends the command with one line saying
+// why.
+func clientOptions() []option {
+	return append(commonOptions("error"),
+		option{key: keyAddr, def: strings.Split(defaultAddrs, ","), usage: "RPC addresses (host:port, comma-separated) of some cluster members; the client learns the rest"},
+		option{key: keyTLSCAFile, def: "", usage: "CA that verifies the servers (default ca.pem in --config-dir)"},
+		option{key: keyTLSCertFile, def: "", usage: "client certificate (default root-client.pem in --config-dir)"},
+		option{key: keyTLSKeyFile, def: "", usage: "key of --tls-cert-file (default root-client-key.pem in --config-dir)"},
+		option{key: keyTimeout, def: defaultClientTimeout, usage: "how long to keep trying a call (retries included) before giving up"},
+	)
+}
+
+// produceOptions are the settings of `proglog produce`.
+func produceOptions() []option {
+	return clientOptions()
+}
+
+// consumeOptions are the settings of `proglog consume`.
+func consumeOptions() []option {
+	return append(clientOptions(),
+		option{key: keyFrom, def: 0, usage: "offset of the first record to print"},
+		option{key: keyFollow, short: "f", def: false, usage: "keep waiting for new records, like tail -f"},
+		option{key: keyCount, short: "n", def: 0, usage: "stop after this many records (0: no limit)"},
+		option{key: keyJSON, def: false, usage: `print one JSON object per record: {"offset": N, "value": "<base64>"}`},
+	)
+}
+
+// serversOptions are the settings of `proglog servers`.
+func serversOptions() []option {
+	return append(clientOptions(),
+		option{key: keyExpect, def: 0, usage: "wait (up to --timeout) until the cluster lists at least this many servers and a leader"},
+	)
+}
+
+// benchOptions are the settings of `proglog bench`.
+func benchOptions() []option {
+	return append(clientOptions(),
+		option{key: keyMode, def: "produce", usage: "what to measure: produce, batch, stream or consume"},
+		option{key: keyRecords, def: 10000, usage: "how many records to write or read"},
+		option{key: keySize, def: 100, usage: "bytes per record value"},
+		option{key: keyConcurrency, def: 8, usage: "concurrent callers (one stream each in stream mode)"},
+		option{key: keyBatch, def: 100, usage: "records per ProduceBatch call (batch mode), or records in flight per stream (stream mode)"},
+		option{key: keyJSON, def: false, usage: "print the report as one JSON object"},
+	)
+}
