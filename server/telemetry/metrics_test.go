@@ -1,0 +1,257 @@
+package telemetry_test
+
+import (
+	"errors"
+	"net/http"
+	"net/http/httptest"
+	"strings"
+	"testing"
+	"time"
+
+	"github.com/prometheus/client_golang/prometheus"
+	"github.com/prometheus/client_golang/prometheus/testutil/promlint"
+	"github.com/prometheus/common/expfmt"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
+
+	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/telemetry"
+	"github.com/proglog/proglog/server/telemetry/telemetrytest"
+)
+
+func TestMetricsCountCallsAndAppends(t *testing.T) {
+	h := newHarness(t, harnessOptions{logger: zaptest.NewLogger(t)})
+	ctx := callCtx(t)
+	root := h.client(t, "root")
+
+	values := []string{"a", "bb", "ccc"}
+	for _, v := range values {
+		_, err := root.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: []byte(v)}})
+		require.NoError(t, err)
+	}
+	_, err := root.ProduceBatch(ctx, &api.ProduceBatchRequest{Records: []*api.Record{
+		{Value: []byte("dddd")}, {Value: []byte("eeeee")},
+	}})
+	require.NoError(t, err)
+	_, err = root.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: []byte(failValue)}})
+	require.Equal(t, codes.Internal, status.Code(err), "Produce(%q) code", failValue)
+	_, err = root.Consume(ctx, &api.ConsumeRequest{Offset: 99})
+	require.Equal(t, codes.OutOfRange, status.Code(err), "Consume(99) code")
+	_, err = h.client(t, "").Consume(ctx, &api.ConsumeRequest{Offset: 0})
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "Consume without certificate code")
+
+	srv := httptest.NewServer(h.metrics.Handler())
+	t.Cleanup(srv.Close)
+	m := telemetrytest.Scrape(t, srv.Client(), srv.URL)
+
+	tests := []struct {
+		name   string
+		metric string
+		labels map[string]string
+		want   float64
+	}{
+		{"records appended", "proglog_records_appended_total", nil, 5},
+		{"bytes appended", "proglog_bytes_appended_total", nil, 1 + 2 + 3 + 4 + 5},
+		{"produce ok", "grpc_server_handled_total", map[string]string{"grpc_method": "Produce", "grpc_code": "OK"}, 3},
+		{"produce internal", "grpc_server_handled_total", map[string]string{"grpc_method": "Produce", "grpc_code": "Internal"}, 1},
+		{"batch ok", "grpc_server_handled_total", map[string]string{"grpc_method": "ProduceBatch", "grpc_code": "OK"}, 1},
+		{"consume out of range", "grpc_server_handled_total", map[string]string{"grpc_method": "Consume", "grpc_code": "OutOfRange"}, 1},
+		{"consume refused before auth", "grpc_server_handled_total", map[string]string{"grpc_method": "Consume", "grpc_code": "Unauthenticated"}, 1},
+		{"produce latency observed", "grpc_server_handling_seconds", map[string]string{"grpc_method": "Produce"}, 4},
+		{"unused method initialized", "grpc_server_handled_total", map[string]string{"grpc_method": "ProduceStream", "grpc_code": "OK"}, 0},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			got, ok := m.Value(tt.metric, tt.labels)
+			require.True(t, ok, "%s%v missing", tt.metric, tt.labels)
+			require.Equal(t, tt.want, got, "%s%v = %v, want %v", tt.metric, tt.labels, got, tt.want)
+		})
+	}
+}
+
+func TestMetricsRegistryPerNode(t *testing.T) {
+	// Two nodes in one process each get a registry of their own.
+	a, err := telemetry.NewMetrics(telemetry.MetricsConfig{})
+	require.NoError(t, err)
+	b, err := telemetry.NewMetrics(telemetry.MetricsConfig{})
+	require.NoError(t, err)
+	require.NotSame(t, a.Registry(), b.Registry())
+
+	// A registry given twice refuses the second set of metrics.
+	reg := prometheus.NewRegistry()
+	_, err = telemetry.NewMetrics(telemetry.MetricsConfig{Registry: reg})
+	require.NoError(t, err)
+	_, err = telemetry.NewMetrics(telemetry.MetricsConfig{Registry: reg})
+	require.Error(t, err, "NewMetrics on a registry that already holds them")
+}
+
+func TestMetricNamesFollowConventions(t *testing.T) {
+	m, err := telemetry.NewMetrics(telemetry.MetricsConfig{Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	require.NoError(t, m.Register(telemetry.NewStatsCollector(fakeSources(nil))))
+	families, err := m.Registry().Gather()
+	require.NoError(t, err)
+	problems, err := promlint.NewWithMetricFamilies(families).Lint()
+	require.NoError(t, err)
+	require.Empty(t, problems, "promlint problems")
+}
+
+// fakeSources returns fixed stats, or err from every source when set.
+func fakeSources(err error) telemetry.StatsSources {
+	return telemetry.StatsSources{
+		Log: func() (telemetry.LogStats, error) {
+			return telemetry.LogStats{LowestOffset: 10, NextOffset: 15, Segments: 2}, err
+		},
+		Raft: func() (telemetry.RaftStats, error) {
+			return telemetry.RaftStats{
+				State: "Follower", Term: 3, CommitIndex: 20, AppliedIndex: 19, LastLogIndex: 21,
+				HasLeader: true, LastContact: 1500 * time.Millisecond,
+			}, err
+		},
+		Members: func() (map[string]int, error) {
+			return map[string]int{"alive": 3, "failed": 1}, err
+		},
+	}
+}
+
+func TestStatsCollector(t *testing.T) {
+	const want = `
+# HELP proglog_log_highest_offset Offset of the last record the node's data log holds; absent while it holds none.
+# TYPE proglog_log_highest_offset gauge
+proglog_log_highest_offset 14
+# HELP proglog_log_lowest_offset Offset of the first record the node's data log holds.
+# TYPE proglog_log_lowest_offset gauge
+proglog_log_lowest_offset 10
+# HELP proglog_log_records Records the node's data log holds.
+# TYPE proglog_log_records gauge
+proglog_log_records 5
+# HELP proglog_log_segments Segments of the node's data log.
+# TYPE proglog_log_segments gauge
+proglog_log_segments 2
+# HELP proglog_raft_applied_index Highest Raft log index applied to the data log.
+# TYPE proglog_raft_applied_index gauge
+proglog_raft_applied_index 19
+# HELP proglog_raft_commit_index Highest Raft log index known to be committed.
+# TYPE proglog_raft_commit_index gauge
+proglog_raft_commit_index 20
+# HELP proglog_raft_has_leader 1 when the node knows a Raft leader, else 0.
+# TYPE proglog_raft_has_leader gauge
+proglog_raft_has_leader 1
+# HELP proglog_raft_last_contact_seconds Seconds since the node last heard from the Raft leader (0 on the leader); absent until it has.
+# TYPE proglog_raft_last_contact_seconds gauge
+proglog_raft_last_contact_seconds 1.5
+# HELP proglog_raft_last_log_index Highest index in the node's Raft log.
+# TYPE proglog_raft_last_log_index gauge
+proglog_raft_last_log_index 21
+# HELP proglog_raft_state 1 for the node's current Raft state, 0 for the others.
+# TYPE proglog_raft_state gauge
+proglog_raft_state{state="candidate"} 0
+proglog_raft_state{state="follower"} 1
+proglog_raft_state{state="leader"} 0
+proglog_raft_state{state="shutdown"} 0
+# HELP proglog_raft_term Current Raft term.
+# TYPE proglog_raft_term gauge
+proglog_raft_term 3
+# HELP proglog_serf_members Serf members this node knows, by status.
+# TYPE proglog_serf_members gauge
+proglog_serf_members{status="alive"} 3
+proglog_serf_members{status="failed"} 1
+`
+	got := collectText(t, telemetry.NewStatsCollector(fakeSources(nil)))
+	require.Equal(t, strings.TrimPrefix(want, "\n"), got)
+}
+
+// collectText gathers c alone and returns it in the text exposition
+// format, families sorted by name.
+func collectText(t *testing.T, c prometheus.Collector) string {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	var b strings.Builder
+	for _, f := range families {
+		_, err := expfmt.MetricFamilyToText(&b, f)
+		require.NoError(t, err)
+	}
+	return b.String()
+}
+
+// collectCount gathers c alone and counts the samples of the named metric.
+func collectCount(t *testing.T, c prometheus.Collector, name string) int {
+	t.Helper()
+	reg := prometheus.NewPedanticRegistry()
+	require.NoError(t, reg.Register(c))
+	families, err := reg.Gather()
+	require.NoError(t, err)
+	for _, f := range families {
+		if f.GetName() == name {
+			return len(f.GetMetric())
+		}
+	}
+	return 0
+}
+
+func TestStatsCollectorOmitsUnknowns(t *testing.T) {
+	c := telemetry.NewStatsCollector(telemetry.StatsSources{
+		Log: func() (telemetry.LogStats, error) {
+			return telemetry.LogStats{LowestOffset: 0, NextOffset: 0, Segments: 1}, nil
+		},
+		Raft: func() (telemetry.RaftStats, error) {
+			return telemetry.RaftStats{State: "Candidate", LastContact: -1}, nil
+		},
+	})
+	tests := []struct {
+		metric string
+		want   int
+	}{
+		{"proglog_log_highest_offset", 0}, // empty log: no last record
+		{"proglog_log_records", 1},
+		{"proglog_raft_last_contact_seconds", 0}, // never heard from a leader
+		{"proglog_raft_state", 4},
+		{"proglog_serf_members", 0}, // no source
+	}
+	for _, tt := range tests {
+		t.Run(tt.metric, func(t *testing.T) {
+			got := collectCount(t, c, tt.metric)
+			require.Equal(t, tt.want, got, "collectCount(%s) = %d, want %d", tt.metric, got, tt.want)
+		})
+	}
+}
+
+func TestMetricsHandlerServesPastAFailingSource(t *testing.T) {
+	m, err := telemetry.NewMetrics(telemetry.MetricsConfig{Logger: zaptest.NewLogger(t)})
+	require.NoError(t, err)
+	sources := fakeSources(nil)
+	sources.Raft = func() (telemetry.RaftStats, error) {
+		return telemetry.RaftStats{}, errors.New("raft is shut down")
+	}
+	require.NoError(t, m.Register(telemetry.NewStatsCollector(sources)))
+
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	got := telemetrytest.Scrape(t, srv.Client(), srv.URL)
+	_, ok := got.Value("proglog_log_segments", nil)
+	require.True(t, ok, "proglog_log_segments missing when only Raft failed")
+	_, ok = got.Value("proglog_raft_term", nil)
+	require.False(t, ok, "proglog_raft_term present although Raft failed")
+	// The handler counts a scrape's error after serving it: the next scrape
+	// shows the first one's.
+	got = telemetrytest.Scrape(t, srv.Client(), srv.URL)
+	errs, ok := got.Value("promhttp_metric_handler_errors_total", map[string]string{"cause": "gathering"})
+	require.True(t, ok, "promhttp_metric_handler_errors_total missing")
+	require.Equal(t, 1.0, errs, "gathering errors before the second scrape")
+}
+
+func TestScrapeStatus(t *testing.T) {
+	// The handler answers plain GETs, as Prometheus sends them.
+	m, err := telemetry.NewMetrics(telemetry.MetricsConfig{})
+	require.NoError(t, err)
+	rec := httptest.NewRecorder()
+	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
+	require.Equal(t, http.StatusOK, rec.Code)
+	require.Contains(t, rec.Body.String(), "go_goroutines", "default registry has the Go collector")
+	require.Contains(t, rec.Body.String(), "proglog_records_appended_total 0")
+}
