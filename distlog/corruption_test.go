@@ -126,14 +126,18 @@ func TestCorruption(t *testing.T) {
 			next: corruptRecords,
 		},
 		{
-			name:   "a torn last frame is cut",
-			damage: func(t *testing.T, dir string) { mutateFile(t, segmentPath(dir, 20, storeExt), cutTo(framePos(t, 22)+15)) },
-			next:   22,
+			name: "a torn last frame is cut",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 20, storeExt), cutTo(framePos(t, 22)+15))
+			},
+			next: 22,
 		},
 		{
-			name:   "a torn frame header is cut",
-			damage: func(t *testing.T, dir string) { mutateFile(t, segmentPath(dir, 20, storeExt), cutTo(framePos(t, 22)+5)) },
-			next:   22,
+			name: "a torn frame header is cut",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 20, storeExt), cutTo(framePos(t, 22)+5))
+			},
+			next: 22,
 		},
 		{
 			name: "index entries past the end of the store (buffered writes lost) are dropped",
@@ -183,33 +187,43 @@ func TestCorruption(t *testing.T) {
 			corrupt: map[uint64]uint64{7: 5},
 		},
 		{
-			name:    "a flipped value byte in a sealed segment reads as corrupt",
-			damage:  func(t *testing.T, dir string) { mutateFile(t, segmentPath(dir, 5, storeExt), flipAt(framePos(t, 7)+20)) },
+			name: "a flipped value byte in a sealed segment reads as corrupt",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 5, storeExt), flipAt(framePos(t, 7)+20))
+			},
 			next:    corruptRecords,
 			corrupt: map[uint64]uint64{7: 5},
 		},
 		{
-			name:    "a flipped checksum reads as corrupt",
-			damage:  func(t *testing.T, dir string) { mutateFile(t, segmentPath(dir, 10, storeExt), flipAt(framePos(t, 10)+lenWidth+1)) },
+			name: "a flipped checksum reads as corrupt",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 10, storeExt), flipAt(framePos(t, 10)+lenWidth+1))
+			},
 			next:    corruptRecords,
 			corrupt: map[uint64]uint64{10: 10},
 		},
 		{
-			name:    "a flipped length reads as corrupt",
-			damage:  func(t *testing.T, dir string) { mutateFile(t, segmentPath(dir, 15, storeExt), flipAt(framePos(t, 16)+lenWidth-1)) },
+			name: "a flipped length reads as corrupt",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 15, storeExt), flipAt(framePos(t, 16)+lenWidth-1))
+			},
 			next:    corruptRecords,
 			corrupt: map[uint64]uint64{16: 15},
 		},
 		{
-			name:    "a flipped byte in the active segment's middle reads as corrupt",
-			damage:  func(t *testing.T, dir string) { mutateFile(t, segmentPath(dir, 20, storeExt), flipAt(framePos(t, 21)+18)) },
+			name: "a flipped byte in the active segment's middle reads as corrupt",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 20, storeExt), flipAt(framePos(t, 21)+18))
+			},
 			next:    corruptRecords,
 			corrupt: map[uint64]uint64{21: 20},
 		},
 		{
-			name:   "a flipped byte in the last record is cut by recovery",
-			damage: func(t *testing.T, dir string) { mutateFile(t, segmentPath(dir, 20, storeExt), flipAt(framePos(t, 22)+18)) },
-			next:   22,
+			name: "a flipped byte in the last record is cut by recovery",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 20, storeExt), flipAt(framePos(t, 22)+18))
+			},
+			next: 22,
 		},
 		{
 			name: "a valid frame holding another offset reads as corrupt",
