@@ -39,6 +39,9 @@ type Agent struct {
 	grpcServer   *grpc.Server
 	httpServer   *http.Server
 	membership   *discovery.Membership
+	// obs holds metrics, tracing, call logging and health (metrics.go,
+	// health.go).
+	obs *observability
 
 	// stopping is closed first thing in Shutdown: it ends open gRPC streams
 	// (server.Config.Stopping) and the reconcile loop.
@@ -71,6 +74,7 @@ func New(cfg Config) (*Agent, error) {
 	}{
 		{"listeners", a.setupListeners},
 		{"log", a.setupLog},
+		{"telemetry", a.setupTelemetry},
 		{"grpc server", a.setupGRPCServer},
 		{"http server", a.setupHTTPServer},
 		{"membership", a.setupMembership},
@@ -171,16 +175,19 @@ func (a *Agent) setupGRPCServer() error {
 	}
 	opts := append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(a.cfg.ServerTLSConfig)),
-		grpc.ChainUnaryInterceptor(auth.UnaryServerInterceptor()),
-		grpc.ChainStreamInterceptor(auth.StreamServerInterceptor()),
-	}, a.cfg.GRPCServerOptions...)
+	}, a.obs.grpcServerOptions(auth.UnaryServerInterceptor(), auth.StreamServerInterceptor())...)
+	opts = append(opts, a.cfg.GRPCServerOptions...)
 	a.grpcServer, err = server.NewGRPCServer(a.serverConfig(authorizer), opts...)
-	return err
+	if err != nil {
+		return err
+	}
+	a.obs.registerGRPC(a.grpcServer)
+	return nil
 }
 
 func (a *Agent) serverConfig(authorizer server.Authorizer) *server.Config {
 	return &server.Config{
-		CommitLog:       a.log,
+		CommitLog:       a.obs.metrics.CountAppends(a.log),
 		Authorizer:      authorizer,
 		ServerGetter:    a.log,
 		ID:              a.cfg.NodeName,
@@ -203,6 +210,7 @@ func (a *Agent) setupHTTPServer() error {
 	}
 	mux := http.NewServeMux()
 	mux.Handle("/", auth.HTTPMiddleware(api))
+	a.obs.registerHTTP(mux)
 	a.httpServer = &http.Server{
 		Handler:           mux,
 		TLSConfig:         a.cfg.ServerTLSConfig.Clone(),
@@ -256,6 +264,11 @@ func (a *Agent) serve() {
 		defer a.wg.Done()
 		a.reconcileLoop()
 	}()
+	a.wg.Add(1)
+	go func() {
+		defer a.wg.Done()
+		a.watchReadiness()
+	}()
 }
 
 func isClosedErr(err error) bool {
@@ -276,6 +289,10 @@ func (a *Agent) Shutdown() error {
 }
 
 func (a *Agent) shutdown() error {
+	if a.obs != nil {
+		// Probes and clients watching health move away before anything stops.
+		a.obs.health.Shutdown()
+	}
 	a.logger.Info("agent shutting down")
 	close(a.stopping)
 	var errs []error
@@ -313,6 +330,11 @@ func (a *Agent) shutdown() error {
 		}
 	}
 	a.wg.Wait()
+	if a.obs != nil {
+		if err := a.obs.close(a.cfg.ShutdownTimeout); err != nil {
+			errs = append(errs, err)
+		}
+	}
 	a.logger.Info("agent stopped")
 	return errors.Join(errs...)
 }

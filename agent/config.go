@@ -6,10 +6,13 @@ import (
 	"net"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
+	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 
 	"github.com/proglog/proglog/discovery"
+	"github.com/proglog/proglog/server/telemetry"
 )
 
 // Defaults for Config fields left at their zero value.
@@ -113,6 +116,25 @@ type Config struct {
 	// interceptors that count or trace calls. Default none.
 	GRPCServerOptions []grpc.ServerOption
 
+	// MetricsRegistry receives the node's Prometheus metrics, served on
+	// /metrics of the HTTP port. Default: a new registry for this agent
+	// alone, with the Go runtime and process collectors. Never give two
+	// agents the same registry: their metrics have the same names.
+	MetricsRegistry *prometheus.Registry
+	// TraceExporter is where OpenTelemetry spans go: "" or "none" (default:
+	// no tracing), "stdout" (JSON on standard output) or "otlp" (OTLP/gRPC
+	// to OTLPEndpoint).
+	TraceExporter string
+	// OTLPEndpoint is the host:port of the OTLP/gRPC receiver for the "otlp"
+	// exporter. Default: $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317.
+	OTLPEndpoint string
+	// OTLPInsecure sends spans to OTLPEndpoint without TLS (a collector on
+	// the same host or pod). Default false.
+	OTLPInsecure bool
+	// SpanExporter, when set, receives every span synchronously and
+	// TraceExporter is ignored: for tests and embedding. Default none.
+	SpanExporter sdktrace.SpanExporter
+
 	// ShutdownTimeout bounds a graceful stop of the servers. Default
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -176,6 +198,10 @@ func (c Config) validate() error {
 		return fmt.Errorf("agent: HTTPPort %d out of range", c.HTTPPort)
 	case c.MaxRecordBytes < 0 || c.MaxBatchRecords < 0:
 		return fmt.Errorf("agent: MaxRecordBytes and MaxBatchRecords must not be negative")
+	case c.TraceExporter != "" && c.TraceExporter != telemetry.ExporterNone &&
+		c.TraceExporter != telemetry.ExporterStdout && c.TraceExporter != telemetry.ExporterOTLP:
+		return fmt.Errorf("agent: TraceExporter %q: want %q, %q or %q",
+			c.TraceExporter, telemetry.ExporterNone, telemetry.ExporterStdout, telemetry.ExporterOTLP)
 	}
 	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
 		return fmt.Errorf("agent: BindAddr %q: %w", c.BindAddr, err)

@@ -1,0 +1,106 @@
+package agent
+
+import (
+	"fmt"
+	"time"
+
+	"github.com/hashicorp/raft"
+
+	"github.com/proglog/proglog/distlog"
+)
+
+// readinessRecheck is how often the readiness watcher looks again when no
+// notification woke it: Raft announces leader changes, and the data log
+// announces appends, but nothing announces the application of a Raft entry
+// that carries no records (a configuration change, a new leader's no-op)
+// or a failure of the state machine.
+const readinessRecheck = 250 * time.Millisecond
+
+// readiness is the rule the node's health follows: it is ready once it
+// knows a leader and has applied the Raft log up to the point it saw when
+// it first found one, and stays ready while it knows a leader and its state
+// machine works. The watcher goroutine owns it.
+type readiness struct {
+	// lastIndexAtStart is the last Raft index on disk when the node started:
+	// what a restarted node must apply before it serves reads.
+	lastIndexAtStart uint64
+	// target is the Raft index to apply before the node is first ready, set
+	// when a leader is first known; 0 until then.
+	target    uint64
+	targetSet bool
+	// caughtUp latches once target has been applied.
+	caughtUp bool
+}
+
+// evaluate returns whether the node is ready, and why not when it is not.
+func (r *readiness) evaluate(s distlog.Stats, hasLeader bool) (bool, string) {
+	switch {
+	case s.FSMError != nil:
+		return false, fmt.Sprintf("state machine stopped: %v", s.FSMError)
+	case s.State == raft.Shutdown.String():
+		return false, "raft is shut down"
+	case !hasLeader:
+		return false, "no raft leader"
+	}
+	if !r.targetSet {
+		// The commit index a follower learns from the leader's first
+		// message; on a restarted node also the entries it already holds
+		// (unless the leader has since cut them off).
+		r.target = max(s.CommitIndex, min(r.lastIndexAtStart, s.LastIndex))
+		r.targetSet = true
+	}
+	if !r.caughtUp {
+		if s.AppliedIndex < r.target {
+			return false, fmt.Sprintf("catching up: applied raft index %d of %d", s.AppliedIndex, r.target)
+		}
+		r.caughtUp = true
+	}
+	return true, ""
+}
+
+// watchReadiness keeps the node's health (gRPC health service, /readyz) up
+// to date until Shutdown. It wakes on Raft's leader and state
+// observations, on appends to the data log while it is catching up, and
+// every readinessRecheck for what has no notification.
+func (a *Agent) watchReadiness() {
+	observations := make(chan raft.Observation, 1)
+	observer := raft.NewObserver(observations, false, func(o *raft.Observation) bool {
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		default:
+			return false
+		}
+	})
+	r := a.log.Raft()
+	r.RegisterObserver(observer)
+	defer r.DeregisterObserver(observer)
+	recheck := time.NewTicker(readinessRecheck)
+	defer recheck.Stop()
+
+	state := readiness{lastIndexAtStart: a.obs.startIndex}
+	for {
+		// Take the channel before reading the state, so that an append
+		// between the two is not missed.
+		var appended <-chan struct{}
+		if !state.caughtUp {
+			appended = a.log.Appended()
+		}
+		leaderID, _ := a.log.Leader()
+		stats := a.log.Stats()
+		ready, reason := state.evaluate(stats, leaderID != "")
+		a.obs.health.Set(ready, reason)
+		if stats.State == raft.Shutdown.String() {
+			// The log is closing (or crashed, in fault tests): its Appended
+			// channel stays closed from now on and would spin this loop.
+			appended = nil
+		}
+		select {
+		case <-a.stopping:
+			return
+		case <-observations:
+		case <-appended:
+		case <-recheck.C:
+		}
+	}
+}
