@@ -1,0 +1,637 @@
+package distlog
+
+import (
+	"context"
+	"fmt"
+	"net"
+	"path/filepath"
+	"slices"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/hashicorp/raft"
+	api "github.com/proglog/proglog/api/v1"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+)
+
+// waitTimeout bounds every wait of the cluster tests; Raft with the small
+// timeouts below settles in well under a second even under -race.
+const waitTimeout = 15 * time.Second
+
+// testNode is one member of a testCluster.
+type testNode struct {
+	id   string
+	dir  string
+	addr string // advertised Raft address; kept across restarts
+	log  *DistributedLog
+}
+
+// testCluster is n DistributedLogs on 127.0.0.1 with mutual TLS between
+// them, node 0 bootstrapping and the others joined through the leader.
+type testCluster struct {
+	t      *testing.T
+	pki    *testPKI
+	nodes  []*testNode
+	config func(*DistributedConfig) // applied to every node's config, may be nil
+}
+
+func newTestCluster(t *testing.T, n int, config func(*DistributedConfig)) *testCluster {
+	t.Helper()
+	c := &testCluster{t: t, pki: newTestPKI(t), config: config}
+	for i := 0; i < n; i++ {
+		node := &testNode{id: fmt.Sprintf("node-%d", i), dir: filepath.Join(t.TempDir(), fmt.Sprintf("node-%d", i))}
+		c.nodes = append(c.nodes, node)
+		c.start(i)
+		if i == 0 {
+			c.waitLeader()
+			continue
+		}
+		c.join(i)
+	}
+	t.Cleanup(func() {
+		for _, node := range c.nodes {
+			if node.log != nil {
+				require.NoError(t, node.log.Close())
+			}
+		}
+	})
+	return c
+}
+
+// start opens node i on its address (a fresh 127.0.0.1 port the first time).
+func (c *testCluster) start(i int) {
+	c.t.Helper()
+	node := c.nodes[i]
+	addr := node.addr
+	if addr == "" {
+		addr = "127.0.0.1:0"
+	}
+	ln, err := net.Listen("tcp", addr)
+	require.NoError(c.t, err)
+	node.addr = ln.Addr().String()
+
+	cfg := DistributedConfig{Logger: zaptest.NewLogger(c.t).Named(node.id)}
+	cfg.Log.Segment.MaxIndexBytes = 64 * entWidth
+	cfg.Log.MaxRecordBytes = 4096
+	cfg.MaxBatchBytes = 64 << 10
+	cfg.ReadWaitTimeout = 5 * time.Second
+	cfg.Raft.LocalID = raft.ServerID(node.id)
+	cfg.Raft.StreamLayer = NewStreamLayer(ln, c.pki.serverTLS(), c.pki.peerTLS())
+	cfg.Raft.Bootstrap = i == 0
+	cfg.Raft.HeartbeatTimeout = 150 * time.Millisecond
+	cfg.Raft.ElectionTimeout = 150 * time.Millisecond
+	cfg.Raft.LeaderLeaseTimeout = 100 * time.Millisecond
+	cfg.Raft.CommitTimeout = 10 * time.Millisecond
+	cfg.Raft.TransportTimeout = 2 * time.Second
+	if c.config != nil {
+		c.config(&cfg)
+	}
+	node.log, err = NewDistributedLog(node.dir, cfg)
+	require.NoError(c.t, err)
+}
+
+// stop closes node i.
+func (c *testCluster) stop(i int) {
+	c.t.Helper()
+	require.NoError(c.t, c.nodes[i].log.Close())
+	c.nodes[i].log = nil
+}
+
+// join adds node i through the leader and waits until it follows.
+func (c *testCluster) join(i int) {
+	c.t.Helper()
+	node := c.nodes[i]
+	require.Eventually(c.t, func() bool {
+		return c.waitLeader().log.Join(node.id, node.addr) == nil
+	}, waitTimeout, 10*time.Millisecond, "Join(%s)", node.id)
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	require.NoError(c.t, node.log.WaitForLeader(ctx))
+}
+
+// waitLeader waits until a running node leads and returns it.
+func (c *testCluster) waitLeader() *testNode {
+	c.t.Helper()
+	var leader *testNode
+	require.Eventually(c.t, func() bool {
+		for _, node := range c.nodes {
+			if node.log != nil && node.log.IsLeader() {
+				leader = node
+				return true
+			}
+		}
+		return false
+	}, waitTimeout, 5*time.Millisecond, "no leader")
+	return leader
+}
+
+func (c *testCluster) followers(leader *testNode) []*testNode {
+	var out []*testNode
+	for _, node := range c.nodes {
+		if node != leader && node.log != nil {
+			out = append(out, node)
+		}
+	}
+	return out
+}
+
+// appendValues appends each value through the leader and returns the
+// acknowledged offsets, retrying across a leader change.
+func (c *testCluster) appendValues(values ...string) []uint64 {
+	c.t.Helper()
+	offsets := make([]uint64, len(values))
+	for k, v := range values {
+		require.Eventually(c.t, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			off, err := c.waitLeader().log.Append(ctx, &api.Record{Value: []byte(v)})
+			offsets[k] = off
+			return err == nil
+		}, waitTimeout, 10*time.Millisecond, "Append(%q)", v)
+	}
+	return offsets
+}
+
+// requireHolds checks that node holds exactly want at offsets 0..len-1 (it
+// waits, through Read, for records not applied there yet).
+func requireHolds(t *testing.T, node *testNode, want []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	for off, v := range want {
+		rec, err := node.log.Read(ctx, uint64(off))
+		require.NoError(t, err, "%s: Read(%d)", node.id, off)
+		require.Equal(t, v, string(rec.GetValue()), "%s: Read(%d) = %q, want %q", node.id, off, rec.GetValue(), v)
+		require.Equal(t, uint64(off), rec.GetOffset())
+	}
+	require.Eventually(t, func() bool { return node.log.NextOffset() == uint64(len(want)) }, waitTimeout, 5*time.Millisecond,
+		"%s: NextOffset() = %d, want %d", node.id, node.log.NextOffset(), len(want))
+}
+
+func values(prefix string, n int) []string {
+	out := make([]string, n)
+	for k := range out {
+		out[k] = fmt.Sprintf("%s-%d", prefix, k)
+	}
+	return out
+}
+
+func TestDistributedLogReplicates(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader()
+	ctx := context.Background()
+
+	want := values("record", 10)
+	for k, v := range want[:5] {
+		off, err := leader.log.Append(ctx, &api.Record{Value: []byte(v)})
+		require.NoError(t, err)
+		require.Equal(t, uint64(k), off, "Append(%q) = %d, want %d", v, off, k)
+	}
+	// A batch is one Raft entry, at consecutive offsets.
+	lastIndex := leader.log.Stats().LastIndex
+	batch := make([]*api.Record, 5)
+	for k, v := range want[5:] {
+		batch[k] = &api.Record{Value: []byte(v)}
+	}
+	first, err := leader.log.AppendBatch(ctx, batch)
+	require.NoError(t, err)
+	require.Equal(t, uint64(5), first)
+	require.Equal(t, lastIndex+1, leader.log.Stats().LastIndex, "a batch of 5 took %d Raft entries, want 1",
+		leader.log.Stats().LastIndex-lastIndex)
+
+	// Every node, read right away (followers wait for what they have not
+	// applied yet), holds the same records at the same offsets.
+	for _, node := range c.nodes {
+		requireHolds(t, node, want)
+		servers, err := node.log.GetServers()
+		require.NoError(t, err)
+		require.Len(t, servers, 3)
+		for _, srv := range servers {
+			n := c.nodes[slices.IndexFunc(c.nodes, func(n *testNode) bool { return n.id == srv.GetId() })]
+			require.Equal(t, n.addr, srv.GetRpcAddr())
+			require.Equal(t, n == leader, srv.GetIsLeader(), "%s sees %s is_leader = %v", node.id, srv.GetId(), srv.GetIsLeader())
+		}
+	}
+
+	// The leader has applied everything: a read past the end fails at
+	// once rather than waiting.
+	start := time.Now()
+	_, err = leader.log.Read(ctx, 1000)
+	var outOfRange api.ErrOffsetOutOfRange
+	require.ErrorAs(t, err, &outOfRange)
+	require.Equal(t, uint64(1000), outOfRange.Offset)
+	require.Less(t, time.Since(start), time.Second, "the leader waited on a read past the end")
+}
+
+func TestDistributedLogFollowerReadWaitIsBounded(t *testing.T) {
+	c := newTestCluster(t, 2, func(cfg *DistributedConfig) { cfg.ReadWaitTimeout = 200 * time.Millisecond })
+	follower := c.followers(c.waitLeader())[0]
+	c.appendValues("a")
+	requireHolds(t, follower, []string{"a"})
+
+	start := time.Now()
+	_, err := follower.log.Read(context.Background(), 5)
+	elapsed := time.Since(start)
+	var outOfRange api.ErrOffsetOutOfRange
+	require.ErrorAs(t, err, &outOfRange)
+	require.GreaterOrEqual(t, elapsed, 200*time.Millisecond, "follower did not wait for an unapplied offset")
+	require.Less(t, elapsed, 3*time.Second, "follower wait not bounded by ReadWaitTimeout")
+
+	// A cancelled context ends the wait with its error.
+	ctx, cancel := context.WithCancel(context.Background())
+	cancel()
+	_, err = follower.log.Read(ctx, 5)
+	require.ErrorIs(t, err, context.Canceled)
+
+	// A record that arrives during the wait is returned.
+	done := make(chan error, 1)
+	go func() {
+		rec, err := follower.log.Read(context.Background(), 1)
+		if err == nil && string(rec.GetValue()) != "b" {
+			err = fmt.Errorf("Read(1) = %q, want %q", rec.GetValue(), "b")
+		}
+		done <- err
+	}()
+	c.appendValues("b")
+	select {
+	case err := <-done:
+		require.NoError(t, err)
+	case <-time.After(waitTimeout):
+		t.Fatal("Read(1) on the follower did not return")
+	}
+}
+
+func TestDistributedLogFollowerAppendReturnsNotLeader(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader()
+	c.appendValues("a")
+	for _, follower := range c.followers(leader) {
+		requireHolds(t, follower, []string{"a"})
+		for _, appendFn := range []func() error{
+			func() error {
+				_, err := follower.log.Append(context.Background(), &api.Record{Value: []byte("x")})
+				return err
+			},
+			func() error {
+				_, err := follower.log.AppendBatch(context.Background(), []*api.Record{{Value: []byte("x")}, {Value: []byte("y")}})
+				return err
+			},
+		} {
+			err := appendFn()
+			var notLeader api.ErrNotLeader
+			require.ErrorAs(t, err, &notLeader, "%s: Append = %v, want ErrNotLeader", follower.id, err)
+			require.Equal(t, leader.id, notLeader.LeaderID)
+			require.Equal(t, leader.addr, notLeader.LeaderAddr)
+		}
+		require.Equal(t, uint64(1), follower.log.NextOffset(), "%s appended locally", follower.id)
+		// Membership changes also go through the leader only.
+		var notLeader api.ErrNotLeader
+		require.ErrorAs(t, follower.log.Join("node-9", "127.0.0.1:1"), &notLeader)
+	}
+	requireHolds(t, leader, []string{"a"})
+}
+
+func TestDistributedLogRefusesBadAppendsBeforeRaft(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	leader := c.waitLeader()
+	ctx := context.Background()
+	before := leader.log.Stats().LastIndex
+	big := make([]byte, 4097)
+	tests := []struct {
+		name    string
+		records []*api.Record
+		wantErr error
+	}{
+		{name: "record too large", records: []*api.Record{{Value: []byte("ok")}, {Value: big}}, wantErr: ErrRecordTooLarge},
+		{name: "batch too large", records: slices.Repeat([]*api.Record{{Value: make([]byte, 4000)}}, 17), wantErr: ErrBatchTooLarge},
+		{name: "empty batch", records: nil, wantErr: ErrEmptyBatch},
+		{name: "nil record", records: []*api.Record{nil}, wantErr: ErrNilRecord},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := leader.log.AppendBatch(ctx, tt.records)
+			require.ErrorIs(t, err, tt.wantErr)
+			require.Equal(t, before, leader.log.Stats().LastIndex, "a refused batch reached Raft")
+		})
+	}
+	// An expired context is refused too.
+	expired, cancel := context.WithTimeout(ctx, -time.Second)
+	defer cancel()
+	_, err := leader.log.Append(expired, &api.Record{Value: []byte("late")})
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+
+	off, err := leader.log.Append(ctx, &api.Record{Value: []byte("fine")})
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), off)
+}
+
+func TestDistributedLogApplyErrorReachesTheCaller(t *testing.T) {
+	// A command the FSM refuses (here malformed: it cannot come from
+	// AppendBatch) reports its error through the Apply response.
+	c := newTestCluster(t, 1, nil)
+	leader := c.waitLeader()
+	future := leader.log.Raft().Apply([]byte{cmdAppendBatch, 5}, time.Second)
+	require.NoError(t, future.Error())
+	res, ok := future.Response().(applyResult)
+	require.True(t, ok)
+	require.ErrorIs(t, res.err, ErrBadCommand)
+	c.appendValues("after")
+	requireHolds(t, leader, []string{"after"})
+}
+
+func TestDistributedLogLeaderFailover(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	old := c.waitLeader()
+	oldIndex := slices.Index(c.nodes, old)
+	want := values("before", 20)
+	c.appendValues(want...)
+
+	c.stop(oldIndex)
+	leader := c.waitLeader()
+	require.NotEqual(t, old.id, leader.id)
+	after := values("after", 20)
+	offsets := c.appendValues(after...)
+	for k, off := range offsets {
+		require.Equal(t, uint64(20+k), off, "Append after failover = %d, want %d", off, 20+k)
+	}
+	want = append(want, after...)
+	for _, node := range c.followers(nil) {
+		requireHolds(t, node, want) // no acknowledged record lost
+	}
+
+	// The old leader comes back and catches up.
+	c.start(oldIndex)
+	requireHolds(t, c.nodes[oldIndex], want)
+	want = append(want, "rejoined")
+	c.appendValues("rejoined")
+	for _, node := range c.nodes {
+		requireHolds(t, node, want)
+	}
+}
+
+func TestDistributedLogCatchUpThroughSnapshot(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *DistributedConfig) {
+		cfg.Raft.SnapshotThreshold = 16
+		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
+		cfg.Raft.TrailingLogs = 4
+	})
+	leader := c.waitLeader()
+	want := values("early", 10)
+	c.appendValues(want...)
+	away := c.followers(leader)[0]
+	awayIndex := slices.Index(c.nodes, away)
+	requireHolds(t, away, want)
+	awayLast := away.log.Stats().LastIndex
+	c.stop(awayIndex)
+
+	// While it is away, the log is compacted past everything it has.
+	more := values("while-away", 100)
+	c.appendValues(more...)
+	want = append(want, more...)
+	require.Eventually(t, func() bool {
+		first, err := leader.log.logStore.FirstIndex()
+		return err == nil && first > awayLast+1
+	}, waitTimeout, 10*time.Millisecond, "the leader never compacted its log")
+
+	c.start(awayIndex)
+	requireHolds(t, away, want)
+	require.GreaterOrEqual(t, away.log.fsm.restores, uint64(1), "the node caught up without installing a snapshot")
+	want = append(want, "after")
+	c.appendValues("after")
+	for _, node := range c.nodes {
+		requireHolds(t, node, want)
+	}
+}
+
+func TestDistributedLogRestartAllNodes(t *testing.T) {
+	tests := []struct {
+		name   string
+		config func(*DistributedConfig)
+	}{
+		// Raft replays every entry into the FSM after the restart.
+		{name: "replay from the log", config: nil},
+		// Raft restores the latest snapshot (which the data log already
+		// holds), then replays the entries after it.
+		{name: "snapshot then replay", config: func(cfg *DistributedConfig) {
+			cfg.Raft.SnapshotThreshold = 8
+			cfg.Raft.SnapshotInterval = 20 * time.Millisecond
+			cfg.Raft.TrailingLogs = 4
+		}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			c := newTestCluster(t, 3, tt.config)
+			want := values("record", 40)
+			c.appendValues(want[:30]...)
+			// Some as one batch.
+			batch := make([]*api.Record, 10)
+			for k, v := range want[30:] {
+				batch[k] = &api.Record{Value: []byte(v)}
+			}
+			first, err := c.waitLeader().log.AppendBatch(context.Background(), batch)
+			require.NoError(t, err)
+			require.Equal(t, uint64(30), first)
+			for _, node := range c.nodes {
+				requireHolds(t, node, want)
+			}
+			if tt.config != nil {
+				require.Eventually(t, func() bool {
+					return c.waitLeader().log.Stats().SnapshotIndex > 0
+				}, waitTimeout, 10*time.Millisecond, "no snapshot taken")
+			}
+
+			for i := range c.nodes {
+				c.stop(i)
+			}
+			for i := range c.nodes {
+				c.start(i) // node 0 again with Bootstrap, over existing state
+			}
+			// The next append gets offset 40 and, since every node applies
+			// in order, a node holding it has finished replaying the rest.
+			offsets := c.appendValues("next")
+			require.Equal(t, uint64(40), offsets[0], "first append after restart = %d, want 40", offsets[0])
+			want = append(want, "next")
+			for _, node := range c.nodes {
+				requireHolds(t, node, want) // offsets 0..40 and NextOffset 41: nothing twice
+			}
+		})
+	}
+}
+
+func TestDistributedLogConcurrentAppends(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader()
+	const writers, perWriter = 4, 50
+	var (
+		mu      sync.Mutex
+		offsets []uint64
+		byValue = map[uint64]string{}
+		wg      sync.WaitGroup
+		errs    = make(chan error, writers)
+	)
+	for w := 0; w < writers; w++ {
+		wg.Add(1)
+		go func() {
+			defer wg.Done()
+			for k := 0; k < perWriter; k++ {
+				v := fmt.Sprintf("w%d-%d", w, k)
+				off, err := leader.log.Append(context.Background(), &api.Record{Value: []byte(v)})
+				if err != nil {
+					errs <- fmt.Errorf("Append(%q): %w", v, err)
+					return
+				}
+				mu.Lock()
+				offsets = append(offsets, off)
+				byValue[off] = v
+				mu.Unlock()
+			}
+		}()
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	slices.Sort(offsets)
+	want := make([]string, writers*perWriter)
+	for k, off := range offsets {
+		require.Equal(t, uint64(k), off, "offsets are not 0..%d without gaps or duplicates", writers*perWriter-1)
+		want[k] = byValue[off]
+	}
+	for _, node := range c.nodes {
+		requireHolds(t, node, want)
+	}
+}
+
+func TestDistributedLogMembership(t *testing.T) {
+	c := newTestCluster(t, 3, nil)
+	leader := c.waitLeader()
+	follower := c.followers(leader)[0]
+	followerIndex := slices.Index(c.nodes, follower)
+
+	serverAddrs := func() map[string]string {
+		servers, err := leader.log.GetServers()
+		require.NoError(t, err)
+		out := map[string]string{}
+		for _, srv := range servers {
+			out[srv.GetId()] = srv.GetRpcAddr()
+		}
+		return out
+	}
+
+	// Join is idempotent.
+	before := leader.log.Stats().LastIndex
+	require.NoError(t, leader.log.Join(follower.id, follower.addr))
+	require.Len(t, serverAddrs(), 3)
+	require.Equal(t, before, leader.log.Stats().LastIndex, "a repeated Join changed the configuration")
+
+	// Leave removes the server: it is gone from GetServers and no longer
+	// replicated to.
+	c.appendValues("a")
+	requireHolds(t, follower, []string{"a"})
+	require.NoError(t, leader.log.Leave(follower.id))
+	require.NotContains(t, serverAddrs(), follower.id)
+	require.NoError(t, leader.log.Leave(follower.id), "a repeated Leave")
+	c.appendValues("b")
+	for _, node := range c.followers(leader) {
+		if node != follower {
+			requireHolds(t, node, []string{"a", "b"})
+		}
+	}
+	require.Equal(t, uint64(1), follower.log.NextOffset(), "a removed server is still replicated to")
+
+	// The node comes back on a new address under the same id: Join
+	// records the new address, and it catches up.
+	c.stop(followerIndex)
+	follower.addr = ""
+	c.start(followerIndex)
+	require.NoError(t, leader.log.Join(follower.id, follower.addr))
+	require.Equal(t, follower.addr, serverAddrs()[follower.id])
+	requireHolds(t, follower, []string{"a", "b"})
+
+	// A known id re-joining at yet another address has it replaced.
+	c.stop(followerIndex)
+	oldAddr := follower.addr
+	follower.addr = ""
+	c.start(followerIndex)
+	require.NotEqual(t, oldAddr, follower.addr)
+	require.NoError(t, leader.log.Join(follower.id, follower.addr))
+	require.Equal(t, follower.addr, serverAddrs()[follower.id])
+	require.Len(t, serverAddrs(), 3)
+	c.appendValues("c")
+	requireHolds(t, follower, []string{"a", "b", "c"})
+}
+
+func TestDistributedLogCloseIsIdempotent(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	node := c.nodes[0]
+	c.appendValues("a")
+	require.NoError(t, node.log.Close())
+	require.NoError(t, node.log.Close())
+	_, err := node.log.Append(context.Background(), &api.Record{Value: []byte("b")})
+	require.ErrorIs(t, err, ErrClosed)
+	_, err = node.log.Read(context.Background(), 0)
+	require.ErrorIs(t, err, ErrClosed)
+	require.ErrorIs(t, node.log.WaitForLeader(context.Background()), ErrClosed)
+	require.ErrorIs(t, node.log.Join("x", "127.0.0.1:1"), ErrClosed)
+	_, err = node.log.GetServers()
+	require.ErrorIs(t, err, ErrClosed)
+	node.log = nil
+}
+
+func TestNewDistributedLogValidatesConfig(t *testing.T) {
+	ln := newTestListener(t)
+	wildcard, err := net.Listen("tcp", ":0")
+	require.NoError(t, err)
+	defer func() { _ = wildcard.Close() }()
+
+	tests := []struct {
+		name string
+		cfg  DistributedConfig
+	}{
+		{name: "no local id", cfg: DistributedConfig{Raft: RaftConfig{StreamLayer: NewStreamLayer(ln, nil, nil)}}},
+		{name: "no stream layer", cfg: DistributedConfig{Raft: RaftConfig{LocalID: "a"}}},
+		{name: "unspecified listener address", cfg: DistributedConfig{Raft: RaftConfig{LocalID: "a", StreamLayer: NewStreamLayer(wildcard, nil, nil)}}},
+		{name: "unspecified advertise address", cfg: DistributedConfig{Raft: RaftConfig{LocalID: "a", StreamLayer: NewStreamLayer(ln, nil, nil), AdvertiseAddr: "[::]:8400"}}},
+		{name: "bad raft timeouts", cfg: DistributedConfig{Raft: RaftConfig{LocalID: "a", StreamLayer: NewStreamLayer(ln, nil, nil),
+			HeartbeatTimeout: 100 * time.Millisecond, LeaderLeaseTimeout: time.Second}}},
+		{name: "batch smaller than a record", cfg: DistributedConfig{MaxBatchBytes: 10, Raft: RaftConfig{LocalID: "a", StreamLayer: NewStreamLayer(ln, nil, nil)}}},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			_, err := NewDistributedLog(t.TempDir(), tt.cfg)
+			require.ErrorIs(t, err, ErrInvalidConfig)
+		})
+	}
+}
+
+func TestDistributedLogAdvertisesConfiguredAddress(t *testing.T) {
+	pki := newTestPKI(t)
+	wildcard, err := net.Listen("tcp", "0.0.0.0:0")
+	require.NoError(t, err)
+	_, port, err := net.SplitHostPort(wildcard.Addr().String())
+	require.NoError(t, err)
+	cfg := DistributedConfig{Logger: zaptest.NewLogger(t)}
+	cfg.Raft.LocalID = "solo"
+	cfg.Raft.StreamLayer = NewStreamLayer(wildcard, pki.serverTLS(), pki.peerTLS())
+	cfg.Raft.AdvertiseAddr = net.JoinHostPort("127.0.0.1", port)
+	cfg.Raft.Bootstrap = true
+	cfg.Raft.HeartbeatTimeout = 100 * time.Millisecond
+	cfg.Raft.ElectionTimeout = 100 * time.Millisecond
+	cfg.Raft.LeaderLeaseTimeout = 100 * time.Millisecond
+	d, err := NewDistributedLog(t.TempDir(), cfg)
+	require.NoError(t, err)
+	defer func() { require.NoError(t, d.Close()) }()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	require.NoError(t, d.WaitForLeader(ctx))
+	servers, err := d.GetServers()
+	require.NoError(t, err)
+	require.Len(t, servers, 1)
+	require.Equal(t, cfg.Raft.AdvertiseAddr, servers[0].GetRpcAddr())
+	id, addr := d.Leader()
+	require.Equal(t, "solo", id)
+	require.Equal(t, cfg.Raft.AdvertiseAddr, addr)
+}
