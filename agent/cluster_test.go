@@ -136,6 +136,18 @@ func (c *testCluster) stop(i int) {
 	c.nodes[i].agent = nil
 }
 
+// crash kills node i the hard way (Agent.Crash): its RPC port, gRPC
+// connections and Raft stop at once and Serf is not told. The other helpers
+// treat it as stopped; the rest of it is shut down when the test ends. It
+// cannot be restarted.
+func (c *testCluster) crash(i int) {
+	c.t.Helper()
+	a := c.nodes[i].agent
+	require.NoError(c.t, a.Crash())
+	c.nodes[i].agent = nil
+	c.t.Cleanup(func() { _ = a.Shutdown() })
+}
+
 // restart starts a stopped node again on the same ports and data, joining
 // through the Serf addresses of the nodes still running.
 func (c *testCluster) restart(i int) {
