@@ -7,8 +7,8 @@
 //
 // CallLogger's gRPC interceptors log each call once, when it ends, with the
 // constant message "grpc call" and the fields method, code, duration, peer
-// and subject; the level follows the code (DefaultCallLevel). NewLogger
-// and WithMinLevel turn a level name from configuration into a zap logger.
+// and subject; the level follows the code (DefaultCallLevel), and the
+// logger's own level (cmd/proglog's --log-level) decides what is written.
 //
 // # Metrics
 //

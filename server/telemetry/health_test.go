@@ -1,17 +1,23 @@
 package telemetry_test
 
 import (
+	"context"
+	"io"
 	"net"
 	"net/http"
 	"net/http/httptest"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	"google.golang.org/grpc/status"
 
+	"github.com/proglog/proglog/server"
 	"github.com/proglog/proglog/server/telemetry"
 )
 
@@ -96,9 +102,72 @@ func TestHealthLifecycle(t *testing.T) {
 		})
 	}
 
+	// After NOT_SERVING, Shutdown ended the stream, so that a graceful stop
+	// of the server need not wait for the client.
+	_, err = watch.Recv()
+	require.ErrorIs(t, err, io.EOF, "Watch after Shutdown")
+
 	// Nothing makes a node that is shutting down ready again.
 	h.Set(true, "")
 	got := check("")
 	require.Equal(t, healthpb.HealthCheckResponse_NOT_SERVING, got, "Check after Set(true) past Shutdown")
 	h.Shutdown() // idempotent
+}
+
+func TestHealthUnknownService(t *testing.T) {
+	h := telemetry.NewHealth("log.v1.Log")
+	h.Set(true, "")
+	client := healthClient(t, h)
+	ctx := callCtx(t)
+
+	_, err := client.Check(ctx, &healthpb.HealthCheckRequest{Service: "nope"})
+	require.Equal(t, codes.NotFound, status.Code(err), "Check(nope) code")
+
+	watch, err := client.Watch(ctx, &healthpb.HealthCheckRequest{Service: "nope"})
+	require.NoError(t, err)
+	resp, err := watch.Recv()
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVICE_UNKNOWN, resp.GetStatus(), "Watch(nope)")
+
+	list, err := client.List(ctx, &healthpb.HealthListRequest{})
+	require.NoError(t, err)
+	got := map[string]healthpb.HealthCheckResponse_ServingStatus{}
+	for name, s := range list.GetStatuses() {
+		got[name] = s.GetStatus()
+	}
+	require.Equal(t, map[string]healthpb.HealthCheckResponse_ServingStatus{
+		"":           healthpb.HealthCheckResponse_SERVING,
+		"log.v1.Log": healthpb.HealthCheckResponse_SERVING,
+	}, got, "List")
+}
+
+func TestHealthShutdownLetsGracefulStopReturn(t *testing.T) {
+	h := telemetry.NewHealth()
+	srv := grpc.NewServer()
+	h.Register(srv)
+	ln, err := net.Listen("tcp", "127.0.0.1:0")
+	require.NoError(t, err)
+	served := make(chan struct{})
+	go func() {
+		defer close(served)
+		_ = srv.Serve(ln) // returns when stopped below
+	}()
+	t.Cleanup(func() {
+		srv.Stop()
+		<-served
+	})
+	conn, err := grpc.NewClient(ln.Addr().String(), grpc.WithTransportCredentials(insecure.NewCredentials()))
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = conn.Close() })
+	watch, err := healthpb.NewHealthClient(conn).Watch(callCtx(t), &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	_, err = watch.Recv() // the stream is open on the server
+	require.NoError(t, err)
+
+	h.Shutdown()
+	// server.GracefulStop falls back to Stop and fails at the deadline: a
+	// Watch still open would make it fail.
+	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+	defer cancel()
+	require.NoError(t, server.GracefulStop(ctx, srv), "GracefulStop with a watcher after Shutdown")
 }

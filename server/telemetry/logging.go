@@ -2,7 +2,6 @@ package telemetry
 
 import (
 	"context"
-	"fmt"
 	"strings"
 	"sync"
 	"time"
@@ -20,54 +19,6 @@ import (
 // DefaultSlowCallThreshold is CallLogConfig.SlowCallThreshold's default: a
 // unary call that takes longer is logged at Warn whatever its code.
 const DefaultSlowCallThreshold = time.Second
-
-// ParseLevel parses a log level name ("debug", "info", "warn", "error",
-// "dpanic", "panic", "fatal", any case). The empty string is Info.
-func ParseLevel(name string) (zapcore.Level, error) {
-	if name == "" {
-		return zapcore.InfoLevel, nil
-	}
-	level, err := zapcore.ParseLevel(name)
-	if err != nil {
-		return level, fmt.Errorf("%w: log level %q: %w", ErrInvalidConfig, name, err)
-	}
-	return level, nil
-}
-
-// WithMinLevel returns logger dropping entries below level. A zap logger's
-// level can only be raised after it is built, so a level below what
-// logger's core already enables changes nothing: build the logger with the
-// lowest level you may want (NewLogger does this from the same name).
-func WithMinLevel(logger *zap.Logger, level zapcore.Level) *zap.Logger {
-	// zap.IncreaseLevel writes a complaint to the logger's error output when
-	// asked to lower the level; skip the call instead.
-	if level <= zapcore.LevelOf(logger.Core()) {
-		return logger
-	}
-	return logger.WithOptions(zap.IncreaseLevel(level))
-}
-
-// NewLogger builds a production zap logger (JSON to stderr, ISO-8601 times)
-// at the named level, for binaries; libraries take a *zap.Logger instead. A
-// development logger (console encoding, stack traces on Warn) is built when
-// development is true.
-func NewLogger(levelName string, development bool) (*zap.Logger, error) {
-	level, err := ParseLevel(levelName)
-	if err != nil {
-		return nil, err
-	}
-	cfg := zap.NewProductionConfig()
-	if development {
-		cfg = zap.NewDevelopmentConfig()
-	}
-	cfg.Level = zap.NewAtomicLevelAt(level)
-	cfg.EncoderConfig.EncodeTime = zapcore.ISO8601TimeEncoder
-	logger, err := cfg.Build()
-	if err != nil {
-		return nil, fmt.Errorf("telemetry: build logger: %w", err)
-	}
-	return logger, nil
-}
 
 // CallLogConfig configures a CallLogger.
 type CallLogConfig struct {
