@@ -57,6 +57,7 @@ type Log struct {
 	writeSeq  atomic.Uint64
 	syncMu    sync.Mutex // serialises fsyncs of the active segment; guards syncedSeq
 	syncedSeq uint64
+	fsyncs    atomic.Uint64 // fsyncs made by syncThrough, for tests of group commit
 
 	// truncations is bumped before TruncateFrom cuts a file in place, so a
 	// Reader stream can tell that bytes it captured may have changed.
@@ -323,6 +324,7 @@ func (l *Log) syncThrough(seq uint64) error {
 	if err := l.active.Sync(); err != nil {
 		return err
 	}
+	l.fsyncs.Add(1)
 	l.syncedSeq = target
 	return nil
 }
