@@ -10,12 +10,25 @@ TEST_FLAGS ?=
 BENCH ?= .
 BENCH_FLAGS ?= -benchtime=2s -count=1
 
-.PHONY: all build test bench lint compile-proto check-proto gencert
+.PHONY: all build run test bench lint compile-proto check-proto gencert
 
 all: build
 
+## build: the single binary, bin/proglog.
 build:
 	$(GO) build -o bin/proglog ./cmd/proglog
+
+## run: a three-node cluster of bin/proglog processes on $(RUN_HOST), node 1 bootstrapping, data and
+## logs in $(RUN_DIR)/; Ctrl-C stops every node. Override e.g. RPC_PORTS="9401 9402 9403".
+RUN_DIR ?= .data
+RUN_HOST ?= 127.0.0.1
+RPC_PORTS ?= 8401 8402 8403
+HTTP_PORTS ?= 8080 8081 8082
+SERF_PORTS ?= 8301 8302 8303
+run: gencert build
+	@RUN_BIN=bin/proglog RUN_DIR='$(RUN_DIR)' RUN_CONFIG_DIR='$(CONFIG_DIR)' RUN_HOST='$(RUN_HOST)' \
+		RUN_RPC_PORTS='$(RPC_PORTS)' RUN_HTTP_PORTS='$(HTTP_PORTS)' RUN_SERF_PORTS='$(SERF_PORTS)' \
+		bash deploy/run-local.sh
 
 ## test: the full suite, with the race detector (needs certificates: gencert).
 test: gencert

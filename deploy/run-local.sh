@@ -1,0 +1,166 @@
+#!/usr/bin/env bash
+# run-local.sh starts a proglog cluster on this machine, one `proglog agent`
+# process per node: node-1 bootstraps it, the others join node-1 by Serf.
+# It prints where the nodes listen and what to type next, waits, and on
+# Ctrl-C (SIGINT) or SIGTERM stops every node gracefully and waits for all of
+# them. A second Ctrl-C while they stop kills them.
+#
+# `make run` calls it with the Makefile's variables. Settings, from the
+# environment (the defaults are `make run`'s):
+#   RUN_BIN          the proglog binary                    bin/proglog
+#   RUN_DIR          data and logs, node-N/ and node-N.log .data
+#   RUN_CONFIG_DIR   certificates and ACL (make gencert)   $PROGLOG_CONFIG_DIR or ~/.proglog
+#   RUN_HOST         the address every node listens on     127.0.0.1
+#   RUN_RPC_PORTS    RPC (Raft + gRPC) port of each node   "8401 8402 8403"
+#   RUN_HTTP_PORTS   HTTPS port of each node               "8080 8081 8082"
+#   RUN_SERF_PORTS   Serf port of each node                "8301 8302 8303"
+#   RUN_READY_TIMEOUT seconds to wait for the cluster      60
+# The number of nodes is the number of RPC ports. Works with bash 3.2 (macOS).
+set -euo pipefail
+
+bin=${RUN_BIN:-bin/proglog}
+dir=${RUN_DIR:-.data}
+config_dir=${RUN_CONFIG_DIR:-${PROGLOG_CONFIG_DIR:-$HOME/.proglog}}
+host=${RUN_HOST:-127.0.0.1}
+read -r -a rpc_ports <<<"${RUN_RPC_PORTS:-8401 8402 8403}"
+read -r -a http_ports <<<"${RUN_HTTP_PORTS:-8080 8081 8082}"
+read -r -a serf_ports <<<"${RUN_SERF_PORTS:-8301 8302 8303}"
+ready_timeout=${RUN_READY_TIMEOUT:-60}
+
+say() { printf 'run-local: %s\n' "$*"; }
+fail() {
+	printf 'run-local: %s\n' "$*" >&2
+	exit 1
+}
+
+n=${#rpc_ports[@]}
+[ "$n" -ge 1 ] || fail "RUN_RPC_PORTS names no port"
+[ "${#http_ports[@]}" -eq "$n" ] && [ "${#serf_ports[@]}" -eq "$n" ] ||
+	fail "RUN_RPC_PORTS, RUN_HTTP_PORTS and RUN_SERF_PORTS must name as many ports each ($n)"
+[ -x "$bin" ] || fail "$bin is not an executable: run 'make build' (or 'make run', which builds it)"
+for f in ca.pem server.pem server-key.pem root-client.pem root-client-key.pem model.conf policy.csv; do
+	[ -s "$config_dir/$f" ] || fail "$config_dir/$f is missing: run 'make gencert' (or 'make run', which makes it)"
+done
+mkdir -p "$dir"
+
+addrs=""
+for port in "${rpc_ports[@]}"; do addrs="${addrs:+$addrs,}$host:$port"; done
+# The client flags a user needs: none with `make run`'s defaults.
+client_flags=""
+[ "$addrs" = "127.0.0.1:8401,127.0.0.1:8402,127.0.0.1:8403" ] || client_flags="$client_flags --addr $addrs"
+[ "$config_dir" = "${PROGLOG_CONFIG_DIR:-$HOME/.proglog}" ] || client_flags="$client_flags --config-dir $config_dir"
+
+pids=()
+stopping=""
+
+# stop stops every node that was started, waits for each, and exits: with
+# status 1 when a node failed or when status is 1.
+stop() {
+	local status=$1 i pid rc
+	[ -z "$stopping" ] || return 0
+	stopping=1
+	# A second signal while the nodes stop is passed on: they then exit at once.
+	trap 'say "killing the nodes"; kill -INT ${pids[@]+"${pids[@]}"} 2>/dev/null || true' INT TERM
+	[ "${#pids[@]}" -gt 0 ] && say "stopping ${#pids[@]} nodes (Ctrl-C again to kill them)"
+	# One at a time, the last started first: a node that leaves while the
+	# others still run has its leave acknowledged at once, where nodes leaving
+	# together each wait out Serf's leave timeout.
+	i=${#pids[@]}
+	while [ "$i" -gt 0 ]; do
+		pid=${pids[$((i - 1))]}
+		kill -INT "$pid" 2>/dev/null || true
+		rc=0
+		wait "$pid" || rc=$?
+		if [ "$rc" -ne 0 ]; then
+			say "node-$i exited with status $rc; see $dir/node-$i.log"
+			status=1
+		fi
+		i=$((i - 1))
+	done
+	[ "${#pids[@]}" -gt 0 ] && say "every node stopped"
+	exit "$status"
+}
+trap 'stop 0' INT TERM
+trap 'stop 1' EXIT
+
+# start_node starts node $1 in the background. Each node runs in its own
+# process group (set -m), so a Ctrl-C on the terminal reaches only this
+# script, which passes it on once: a node that got it twice would take the
+# second for "kill now".
+start_node() {
+	local i=$1 k=$(($1 - 1))
+	local args=(agent
+		--node-name "node-$i"
+		--data-dir "$dir/node-$i"
+		--config-dir "$config_dir"
+		--bind-addr "$host:${serf_ports[$k]}"
+		--rpc-port "${rpc_ports[$k]}"
+		--http-port "${http_ports[$k]}")
+	if [ "$i" -eq 1 ]; then
+		args+=(--bootstrap)
+	else
+		args+=(--start-join-addrs "$host:${serf_ports[0]}")
+	fi
+	set -m
+	"$bin" "${args[@]}" >>"$dir/node-$i.log" 2>&1 &
+	pids+=($!)
+	set +m
+}
+
+# wait_for waits until the servers at addresses $1 answer, listing at least
+# $2 servers and a leader when $2 is not 0; it fails when a node exits or the
+# deadline passes.
+deadline=$((SECONDS + ready_timeout))
+wait_for() {
+	local addr=$1 want=$2 i pid
+	until "$bin" servers --addr "$addr" --config-dir "$config_dir" --expect "$want" --timeout 2s >/dev/null 2>&1; do
+		i=0
+		for pid in "${pids[@]}"; do
+			i=$((i + 1))
+			if ! kill -0 "$pid" 2>/dev/null; then
+				say "node-$i exited while starting; the end of $dir/node-$i.log:" >&2
+				tail -n 15 "$dir/node-$i.log" >&2
+				stop 1
+			fi
+		done
+		if [ "$SECONDS" -ge "$deadline" ]; then
+			say "the cluster did not form within ${ready_timeout}s; see $dir/node-*.log" >&2
+			stop 1
+		fi
+	done
+}
+
+# node-1 must be up before the others join it by Serf. It need not lead yet:
+# after a restart it cannot, until enough of the others are back.
+start_node 1
+wait_for "$host:${rpc_ports[0]}" 0
+for i in $(seq 2 "$n"); do start_node "$i"; done
+wait_for "$addrs" "$n"
+
+say "a $n-node proglog cluster is running on $host; data and logs in $dir/"
+i=0
+for pid in "${pids[@]}"; do
+	i=$((i + 1))
+	k=$((i - 1))
+	printf '  node-%d  rpc %s:%s  https://%s:%s  serf %s:%s  log %s/node-%d.log\n' "$i" \
+		"$host" "${rpc_ports[$k]}" "$host" "${http_ports[$k]}" "$host" "${serf_ports[$k]}" "$dir" "$i"
+done
+# shellcheck disable=SC2086 # client_flags is a list of words
+"$bin" servers $client_flags | sed 's/^/  /'
+cat <<EOF
+
+In another terminal:
+  $bin produce$client_flags hello world         # prints the offsets
+  $bin consume$client_flags --from 0            # prints the records
+  $bin consume$client_flags --from 0 --follow   # and waits for more
+  $bin bench$client_flags --mode batch          # load test
+  curl --cacert $config_dir/ca.pem --cert $config_dir/root-client.pem --key $config_dir/root-client-key.pem \\
+    -d '{"record": {"value": "aGVsbG8="}}' https://$host:${http_ports[0]}/
+
+Ctrl-C stops every node.
+EOF
+
+# Wait for the nodes; a signal interrupts the wait and runs stop.
+wait
+say "every node exited on its own"
+exit 1
