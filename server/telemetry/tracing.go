@@ -8,6 +8,7 @@ import (
 	"sync"
 
 	"go.opentelemetry.io/contrib/instrumentation/google.golang.org/grpc/otelgrpc"
+	"go.opentelemetry.io/otel"
 	"go.opentelemetry.io/otel/attribute"
 	"go.opentelemetry.io/otel/exporters/otlp/otlptrace/otlptracegrpc"
 	"go.opentelemetry.io/otel/exporters/stdout/stdouttrace"
@@ -17,6 +18,7 @@ import (
 	sdktrace "go.opentelemetry.io/otel/sdk/trace"
 	"go.opentelemetry.io/otel/trace"
 	tracenoop "go.opentelemetry.io/otel/trace/noop"
+	"go.uber.org/zap"
 	"google.golang.org/grpc/stats"
 )
 
@@ -167,4 +169,17 @@ func (t *Tracing) Shutdown(ctx context.Context) error {
 		}
 	})
 	return t.shutdownErr
+}
+
+// OTelErrorHandler returns an OpenTelemetry error handler that logs to
+// logger. The SDK reports failures it cannot return — an exporter that
+// cannot reach its collector, a full span queue — only to its global error
+// handler, which by default prints them with the standard library's log
+// package. Install it once, in main: otel.SetErrorHandler is global, so a
+// library must not call it.
+func OTelErrorHandler(logger *zap.Logger) otel.ErrorHandler {
+	logger = logger.Named("otel")
+	return otel.ErrorHandlerFunc(func(err error) {
+		logger.Warn("opentelemetry error", zap.Error(err))
+	})
 }

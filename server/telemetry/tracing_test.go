@@ -3,6 +3,7 @@ package telemetry_test
 import (
 	"bytes"
 	"context"
+	"errors"
 	"testing"
 	"time"
 
@@ -11,7 +12,10 @@ import (
 	otelcodes "go.opentelemetry.io/otel/codes"
 	"go.opentelemetry.io/otel/sdk/trace/tracetest"
 	"go.opentelemetry.io/otel/trace"
+	"go.uber.org/zap"
+	"go.uber.org/zap/zapcore"
 	"go.uber.org/zap/zaptest"
+	"go.uber.org/zap/zaptest/observer"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -148,4 +152,13 @@ func TestNewTracingExporters(t *testing.T) {
 			require.NoError(t, tracing.Shutdown(context.Background()), "second Shutdown")
 		})
 	}
+}
+
+func TestOTelErrorHandler(t *testing.T) {
+	core, logs := observer.New(zapcore.WarnLevel)
+	telemetry.OTelErrorHandler(zap.New(core)).Handle(errors.New("collector unreachable"))
+	entries := logs.FilterMessage("opentelemetry error").All()
+	require.Len(t, entries, 1, "entries")
+	require.Equal(t, "collector unreachable", entries[0].ContextMap()["error"], "error field")
+	require.Equal(t, "otel", entries[0].LoggerName, "logger name")
 }
