@@ -192,6 +192,13 @@ func (f *fsm) progress() (lastIndex uint64, lastPos uint32) {
 	return f.lastIndex, f.lastPos
 }
 
+// restoreCount returns how many snapshots were restored into the data log.
+func (f *fsm) restoreCount() uint64 {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	return f.restores
+}
+
 // Err returns the storage error that stopped the fsm, or nil.
 func (f *fsm) Err() error {
 	f.mu.Lock()

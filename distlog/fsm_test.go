@@ -217,7 +217,7 @@ func TestFSMSnapshotIsPointInTime(t *testing.T) {
 	lastIndex, lastPos := rf.progress()
 	require.Equal(t, uint64(20), lastIndex)
 	require.Equal(t, uint32(0), lastPos)
-	require.Equal(t, uint64(1), rf.restores)
+	require.Equal(t, uint64(1), rf.restoreCount())
 	// The restored FSM goes on from the snapshot: entry 21 is applied, 20 is not.
 	requireSkipped(t, rf.Apply(command(20, "r20")))
 	requireResult(t, rf.Apply(command(21, "r21")), 20, 1)
@@ -272,7 +272,7 @@ func TestFSMRestore(t *testing.T) {
 			f := newTestFSM(t, l)
 			tt.local(f)
 			require.NoError(t, f.Restore(io.NopCloser(bytes.NewReader(data))))
-			require.Equal(t, tt.wantRebuild, f.restores == 1, "rebuilt = %v, want %v", f.restores == 1, tt.wantRebuild)
+			require.Equal(t, tt.wantRebuild, f.restoreCount() == 1, "rebuilt = %v, want %v", f.restoreCount() == 1, tt.wantRebuild)
 			requireValues(t, l, tt.wantValues...)
 		})
 	}
