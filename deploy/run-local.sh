@@ -142,7 +142,7 @@ i=0
 for pid in "${pids[@]}"; do
 	i=$((i + 1))
 	k=$((i - 1))
-	printf '  node-%d  rpc %s:%s  https://%s:%s  serf %s:%s  log %s/node-%d.log\n' "$i" \
+	printf '  node-%d  pid %s  rpc %s:%s  https://%s:%s  serf %s:%s  log %s/node-%d.log\n' "$i" "$pid" \
 		"$host" "${rpc_ports[$k]}" "$host" "${http_ports[$k]}" "$host" "${serf_ports[$k]}" "$dir" "$i"
 done
 # shellcheck disable=SC2086 # client_flags is a list of words
