@@ -29,7 +29,7 @@ type commandReader struct {
 // command is missing, so a new command cannot skip the checks below.
 func commandReaders() map[string]commandReader {
 	return map[string]commandReader{
-		"agent": {agentOptions("host-name"), func(s *settings) (any, error) { return readAgentSettings(s) }},
+		"agent":   {agentOptions("host-name"), func(s *settings) (any, error) { return readAgentSettings(s) }},
 		"produce": {produceOptions(), func(s *settings) (any, error) { return readProduceSettings(s) }},
 		"consume": {consumeOptions(), func(s *settings) (any, error) { return readConsumeSettings(s) }},
 		"servers": {serversOptions(), func(s *settings) (any, error) { return readServersSettings(s) }},
