@@ -58,8 +58,9 @@ type Config struct {
 	// MaxBackoff caps the wait between retries. Default DefaultMaxBackoff
 	// (1 s).
 	MaxBackoff time.Duration
-	// StreamResumeTimeout is how long ConsumeStream keeps trying to resume a
-	// broken stream without receiving a record before it gives up. Default
+	// StreamResumeTimeout is how long ConsumeStream keeps trying to reopen
+	// a broken stream before it gives up; a stream that opened, even one
+	// that then waited for records without any, stops the clock. Default
 	// DefaultStreamResumeTimeout (30 s).
 	StreamResumeTimeout time.Duration
 	// DialOptions are added to the client's connection, after the ones the
@@ -296,14 +297,16 @@ func (c *Client) GetServers(ctx context.Context) ([]*api.Server, error) {
 // When the stream breaks (codes.Unavailable, or io.EOF from a server that is
 // stopping) it opens a new one, routed afresh so it lands on another server
 // if that one is gone, from the offset after the last record fn received.
-// It gives up when StreamResumeTimeout passes without a record. Any other
-// error ends it, wrapped.
+// It gives up when it has failed to open a stream for StreamResumeTimeout:
+// a stream counts as open once the server has answered with its headers
+// (proglog servers do so at once) or a record. Any other error ends it,
+// wrapped.
 func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Record) error) error {
 	next := from
 	bo := c.newBackoff()
 	var failingSince time.Time
 	for {
-		received, err := c.consumeStreamOnce(ctx, &next, fn)
+		opened, received, err := c.consumeStreamOnce(ctx, &next, fn)
 		var fnErr callbackError
 		if errors.As(err, &fnErr) {
 			return fnErr.err
@@ -314,14 +317,22 @@ func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Re
 		if !resumable(err) {
 			return fmt.Errorf("loadbalance: consume stream at offset %d: %w", next, err)
 		}
-		if received {
+		if opened {
+			// The stream worked, however long it then sat idle: this break
+			// starts a new failure period. Counting from an earlier break
+			// instead would end a caught-up consumer on the first break
+			// after StreamResumeTimeout of quiet.
 			failingSince = time.Time{}
+		}
+		if received {
+			// Only records reset the backoff: a server that accepts streams
+			// and breaks them at once is retried ever more slowly.
 			bo.reset()
 		}
 		if failingSince.IsZero() {
 			failingSince = time.Now()
 		} else if time.Since(failingSince) > c.cfg.StreamResumeTimeout {
-			return fmt.Errorf("loadbalance: consume stream at offset %d: no record for %v: %w",
+			return fmt.Errorf("loadbalance: consume stream at offset %d: no stream opened for %v: %w",
 				next, c.cfg.StreamResumeTimeout, err)
 		}
 		c.logger.Info("consume stream broke; resuming", zap.Uint64("offset", next), zap.Error(err))
@@ -339,29 +350,39 @@ type callbackError struct{ err error }
 func (e callbackError) Error() string { return e.err.Error() }
 
 // consumeStreamOnce runs one stream from *next until it breaks, advancing
-// *next past each record handed to fn. It reports whether fn got a record.
-func (c *Client) consumeStreamOnce(ctx context.Context, next *uint64, fn func(*api.Record) error) (bool, error) {
+// *next past each record handed to fn. It reports whether the stream opened
+// (the server sent its headers or a record) and whether fn got a record.
+func (c *Client) consumeStreamOnce(ctx context.Context, next *uint64, fn func(*api.Record) error) (opened, received bool, err error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the stream on every return
 	stream, err := c.log.ConsumeStream(ctx, &api.ConsumeRequest{Offset: *next})
 	if err != nil {
-		return false, err
+		return false, false, err
 	}
-	received := false
+	// Header blocks until the server's headers arrive (a proglog server
+	// sends them as soon as it accepts the stream; an older one with the
+	// first record). It returns nil headers, and no error, when the stream
+	// failed first; the failure itself comes from Recv.
+	header, err := stream.Header()
+	if err != nil {
+		return false, false, err
+	}
+	opened = header != nil
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
-			return received, err
+			return opened, received, err
 		}
 		record := resp.GetRecord()
 		if record == nil {
-			return received, errors.New("loadbalance: consume stream: response without a record")
+			return opened, received, errors.New("loadbalance: consume stream: response without a record")
 		}
 		if record.GetOffset() < *next {
 			continue // already handed to fn; a server must not resend it
 		}
+		opened = true
 		if err := fn(record); err != nil {
-			return received, callbackError{err}
+			return opened, received, callbackError{err}
 		}
 		received = true
 		*next = record.GetOffset() + 1

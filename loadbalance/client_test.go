@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"slices"
 	"strings"
 	"sync"
 	"testing"
@@ -348,4 +349,85 @@ func diff(after, before []int) []int {
 		out[i] = after[i] - before[i]
 	}
 	return out
+}
+
+// A consumer that has caught up sits on an open stream without records. Two
+// breaks far apart (more than StreamResumeTimeout) must not end it: the
+// stream resumed after the first break was up, so the second break starts a
+// new failure period instead of continuing the first.
+func TestConsumeStreamSurvivesBreaksWhileIdle(t *testing.T) {
+	const resumeTimeout = 300 * time.Millisecond
+	cluster := newFakeCluster(t, 3)
+	cluster.append([]byte("v0"))
+	client := newTestClient(t, Config{
+		Seeds: cluster.addrs(), StreamResumeTimeout: resumeTimeout,
+		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
+	})
+	ctx := testContext(t)
+	require.Eventually(t, func() bool {
+		_, err := client.Consume(ctx, 0)
+		require.NoError(t, err)
+		got := cluster.callCounts(api.Log_Consume_FullMethodName)
+		return got[1] > 0 && got[2] > 0
+	}, 5*time.Second, 10*time.Millisecond, "reads never reached both followers")
+
+	records := make(chan *api.Record, 16)
+	done := make(chan error, 1)
+	go func() {
+		done <- client.ConsumeStream(ctx, 0, func(r *api.Record) error {
+			records <- r
+			return nil
+		})
+	}()
+	select {
+	case r := <-records:
+		require.Equal(t, uint64(0), r.GetOffset())
+	case err := <-done:
+		t.Fatalf("ConsumeStream ended: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no first record")
+	}
+
+	// serving is the server holding the one stream opened at offset 0.
+	serving := func() int {
+		for i, s := range cluster.servers {
+			if slices.Contains(s.streamOffsets(), 0) && s.calls(api.Log_ConsumeStream_FullMethodName) == 1 {
+				return i
+			}
+		}
+		return -1
+	}
+	first := serving()
+	require.NotEqual(t, -1, first, "no server holds the stream")
+	// resumedOn is a server, other than skip, with a stream opened at
+	// offset 1: one resumed after a break.
+	resumedOn := func(skip ...int) int {
+		for i, s := range cluster.servers {
+			if !slices.Contains(skip, i) && slices.Contains(s.streamOffsets(), 1) {
+				return i
+			}
+		}
+		return -1
+	}
+
+	cluster.servers[first].stop()
+	var second int
+	require.Eventually(t, func() bool { second = resumedOn(first); return second >= 0 },
+		5*time.Second, 10*time.Millisecond, "the stream never resumed after the first break")
+	// Idle on the resumed stream for longer than StreamResumeTimeout.
+	require.Never(t, func() bool { return len(done) > 0 }, 2*resumeTimeout, 10*time.Millisecond,
+		"ConsumeStream ended while idle on a working stream")
+
+	cluster.servers[second].stop()
+	require.Eventually(t, func() bool { return resumedOn(first, second) >= 0 || len(done) > 0 },
+		5*time.Second, 10*time.Millisecond, "the stream never resumed after the second break")
+	cluster.append([]byte("v1"))
+	select {
+	case r := <-records:
+		require.Equal(t, uint64(1), r.GetOffset())
+	case err := <-done:
+		t.Fatalf("ConsumeStream ended after the second break: %v", err)
+	case <-ctx.Done():
+		t.Fatal("no record after the second break")
+	}
 }

@@ -236,6 +236,11 @@ func (s *fakeServer) ConsumeStream(req *api.ConsumeRequest, stream api.Log_Consu
 	s.mu.Lock()
 	s.streamFrom = append(s.streamFrom, req.GetOffset())
 	s.mu.Unlock()
+	// Like the real server: headers first, so the client knows the stream
+	// is up before any record.
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	for offset := req.GetOffset(); ; {
 		rec, ok, appended := s.cluster.record(offset)
 		if ok {

@@ -22,6 +22,12 @@ func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerSt
 	if err := s.authorize(ctx, ConsumeAction); err != nil {
 		return s.status(err)
 	}
+	// Headers now, before any record: they tell the client the stream is
+	// open even while it waits for records (loadbalance.Client counts a
+	// resumed stream as working from then on).
+	if err := stream.SendHeader(nil); err != nil {
+		return err
+	}
 	for offset := req.GetOffset(); ; offset++ {
 		record, err := s.waitRead(ctx, offset)
 		if err != nil {
