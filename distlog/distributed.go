@@ -96,7 +96,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	}
 	storeConfig := cfg.Log
 	storeConfig.Logger = d.logger.Named("raftlog")
-	storeConfig.MaxRecordBytes = min(cfg.MaxBatchBytes+logEntryOverhead, maxRecordBytes)
+	storeConfig.MaxRecordBytes = cfg.MaxBatchBytes + logEntryOverhead
 	if d.logStore, err = newLogStore(filepath.Join(raftDir, "log"), storeConfig); err != nil {
 		return nil, err
 	}

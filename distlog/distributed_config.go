@@ -59,8 +59,9 @@ type DistributedConfig struct {
 	ReadWaitTimeout time.Duration
 
 	// MaxBatchBytes bounds the encoded size, in bytes, of one AppendBatch
-	// (its values plus a few bytes of framing each); it is the largest Raft
-	// entry the log makes. Default 8 MiB.
+	// (its values plus one to ten bytes of framing each); it is the largest
+	// Raft entry the log makes. It must leave room for one record of
+	// Log.MaxRecordBytes. Default 8 MiB, or one maximum record if larger.
 	MaxBatchBytes uint64
 
 	// Logger receives the DistributedLog's and Raft's logs (Raft's hclog
@@ -144,9 +145,6 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 	if c.ReadWaitTimeout == 0 {
 		c.ReadWaitTimeout = DefaultReadWaitTimeout
 	}
-	if c.MaxBatchBytes == 0 {
-		c.MaxBatchBytes = DefaultMaxBatchBytes
-	}
 	if c.Raft.SnapshotRetain == 0 {
 		c.Raft.SnapshotRetain = DefaultSnapshotRetain
 	}
@@ -172,9 +170,16 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 		return c, err
 	}
 	c.Log = log
-	if c.MaxBatchBytes < c.Log.MaxRecordBytes {
-		return c, fmt.Errorf("%w: MaxBatchBytes = %d is below Log.MaxRecordBytes = %d",
-			ErrInvalidConfig, c.MaxBatchBytes, c.Log.MaxRecordBytes)
+	if c.MaxBatchBytes == 0 {
+		c.MaxBatchBytes = max(DefaultMaxBatchBytes, c.Log.MaxRecordBytes+batchFramingBytes)
+	}
+	if c.MaxBatchBytes < c.Log.MaxRecordBytes+batchFramingBytes {
+		return c, fmt.Errorf("%w: MaxBatchBytes = %d leaves no room for one record of Log.MaxRecordBytes = %d (needs %d)",
+			ErrInvalidConfig, c.MaxBatchBytes, c.Log.MaxRecordBytes, c.Log.MaxRecordBytes+batchFramingBytes)
+	}
+	if c.MaxBatchBytes > maxRecordBytes-logEntryOverhead {
+		return c, fmt.Errorf("%w: MaxBatchBytes = %d, must be at most %d",
+			ErrInvalidConfig, c.MaxBatchBytes, uint64(maxRecordBytes-logEntryOverhead))
 	}
 	return c, nil
 }

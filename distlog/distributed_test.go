@@ -636,3 +636,34 @@ func TestDistributedLogAdvertisesConfiguredAddress(t *testing.T) {
 	require.Equal(t, "solo", id)
 	require.Equal(t, cfg.Raft.AdvertiseAddr, addr)
 }
+
+func TestDistributedConfigBatchLimit(t *testing.T) {
+	ln := newTestListener(t)
+	tests := []struct {
+		name           string
+		maxRecordBytes uint64
+		maxBatchBytes  uint64
+		want           uint64 // 0: an ErrInvalidConfig
+	}{
+		{name: "defaults", want: DefaultMaxBatchBytes},
+		{name: "records larger than the default batch", maxRecordBytes: 16 << 20, want: 16<<20 + batchFramingBytes},
+		{name: "explicit", maxRecordBytes: 100, maxBatchBytes: 1000, want: 1000},
+		{name: "no room for one record", maxRecordBytes: 100, maxBatchBytes: 100},
+		{name: "beyond the log store", maxBatchBytes: maxRecordBytes},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			cfg := DistributedConfig{MaxBatchBytes: tt.maxBatchBytes}
+			cfg.Log.MaxRecordBytes = tt.maxRecordBytes
+			cfg.Raft.LocalID = "a"
+			cfg.Raft.StreamLayer = NewStreamLayer(ln, nil, nil)
+			got, err := cfg.withDefaults()
+			if tt.want == 0 {
+				require.ErrorIs(t, err, ErrInvalidConfig)
+				return
+			}
+			require.NoError(t, err)
+			require.Equal(t, tt.want, got.MaxBatchBytes, "MaxBatchBytes = %d, want %d", got.MaxBatchBytes, tt.want)
+		})
+	}
+}

@@ -23,6 +23,9 @@ import (
 // entries in the same order.
 const (
 	cmdAppendBatch byte = 1
+	// batchFramingBytes is the most an append-batch command of one record
+	// adds to its value: the type byte and two uvarints.
+	batchFramingBytes = 1 + 2*binary.MaxVarintLen64
 )
 
 // ErrBadCommand is returned (through the Apply response) for a Raft entry
