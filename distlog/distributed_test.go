@@ -31,13 +31,13 @@ type testNode struct {
 // testCluster is n DistributedLogs on 127.0.0.1 with mutual TLS between
 // them, node 0 bootstrapping and the others joined through the leader.
 type testCluster struct {
-	t      *testing.T
+	t      testing.TB
 	pki    *testPKI
 	nodes  []*testNode
 	config func(*DistributedConfig) // applied to every node's config, may be nil
 }
 
-func newTestCluster(t *testing.T, n int, config func(*DistributedConfig)) *testCluster {
+func newTestCluster(t testing.TB, n int, config func(*DistributedConfig)) *testCluster {
 	t.Helper()
 	c := &testCluster{t: t, pki: newTestPKI(t), config: config}
 	for i := 0; i < n; i++ {
