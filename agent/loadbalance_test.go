@@ -329,6 +329,19 @@ func TestLoadBalanceRouting(t *testing.T) {
 		})
 	}
 
+	t.Run("ConsumeStream opens before any record", func(t *testing.T) {
+		// The server's headers come at once, so the client can tell an
+		// open stream waiting for records from one that never opened.
+		ctx, cancel := context.WithTimeout(ctx, 5*time.Second)
+		defer cancel()
+		stream, err := client.LogClient().ConsumeStream(ctx, &api.ConsumeRequest{Offset: 1 << 40})
+		require.NoError(t, err)
+		header, err := stream.Header()
+		require.NoError(t, err)
+		require.NotNil(t, header, "ConsumeStream past the end: no headers before the deadline")
+		require.NoError(t, ctx.Err(), "ConsumeStream past the end: headers only at the deadline")
+	})
+
 	t.Run("GetServers goes to any server", func(t *testing.T) {
 		before := counters.perNode(c, api.Log_GetServers_FullMethodName)
 		for range 3 * n {
