@@ -9,6 +9,8 @@ import (
 	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/loadbalance"
@@ -91,13 +93,22 @@ func waitForServers(ctx context.Context, client *loadbalance.Client, n int, time
 	ticker := time.NewTicker(expectPollInterval)
 	defer ticker.Stop()
 	var servers []*api.Server
+	// lastErr is the last failure that says more than "deadline exceeded",
+	// which the last call, cut short by the overall timeout, usually says.
 	var lastErr error
 	for {
 		callCtx, callCancel := context.WithTimeout(ctx, time.Second)
-		servers, lastErr = client.GetServers(callCtx)
+		var err error
+		servers, err = client.GetServers(callCtx)
 		callCancel()
-		if lastErr == nil && len(servers) >= n && hasLeader(servers) {
+		if err == nil && len(servers) >= n && hasLeader(servers) {
 			return servers, nil
+		}
+		if err != nil && (lastErr == nil || status.Code(err) != codes.DeadlineExceeded) {
+			lastErr = err
+		}
+		if err == nil {
+			lastErr = nil
 		}
 		select {
 		case <-ctx.Done():

@@ -1,0 +1,177 @@
+package main
+
+import (
+	"strconv"
+	"strings"
+	"testing"
+
+	"github.com/stretchr/testify/require"
+
+	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+)
+
+// runInProcess runs the command line args as main would and returns the
+// exit status and what it printed.
+func runInProcess(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	var stdout, stderr strings.Builder
+	code := run(args, strings.NewReader(stdin), &stdout, &stderr)
+	return result{stdout: stdout.String(), stderr: stderr.String(), code: code}
+}
+
+// requireOneLine checks that a failure printed exactly one line on stderr,
+// starting with "proglog: " and holding want.
+func requireOneLine(t *testing.T, r result, want string) {
+	t.Helper()
+	require.Equal(t, 1, strings.Count(r.stderr, "\n"), "stderr is not one line: %q", r.stderr)
+	require.True(t, strings.HasPrefix(r.stderr, "proglog: "), "stderr = %q", r.stderr)
+	require.Contains(t, r.stderr, want)
+	require.NotContains(t, r.stderr, "goroutine ", "a stack trace")
+}
+
+func TestHelp(t *testing.T) {
+	for _, args := range [][]string{
+		{"--help"}, {"agent", "--help"}, {"produce", "--help"}, {"consume", "--help"},
+		{"servers", "--help"}, {"bench", "--help"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runInProcess(t, "", args...)
+			require.Equal(t, exitOK, r.code, "stderr: %s", r.stderr)
+			require.Contains(t, r.stdout, "Usage:")
+			require.Contains(t, r.stdout, "Examples:")
+			require.Empty(t, r.stderr)
+		})
+	}
+	r := runInProcess(t, "", "agent", "--help")
+	for _, flag := range []string{"--config-file", "--data-dir", "--node-name", "--bind-addr", "--rpc-port", "--http-port",
+		"--start-join-addrs", "--bootstrap", "--acl-model-file", "--acl-policy-file", "--server-tls-cert-file",
+		"--server-tls-key-file", "--server-tls-ca-file", "--peer-tls-cert-file", "--peer-tls-key-file",
+		"--peer-tls-ca-file", "--log-level"} {
+		require.Contains(t, r.stdout, flag)
+	}
+}
+
+// TestUsageErrors: a bad command line is one line on stderr and exit
+// status 2, before anything touches the network.
+func TestUsageErrors(t *testing.T) {
+	clearProglogEnv(t)
+	tests := []struct {
+		name string
+		args []string
+		want string
+	}{
+		{name: "unknown flag", args: []string{"produce", "--bogus", "x"}, want: "produce: unknown flag: --bogus (see 'proglog produce --help')"},
+		{name: "unknown root flag", args: []string{"--bogus"}, want: "unknown flag: --bogus"},
+		{name: "unknown command", args: []string{"prodce"}, want: `unknown command "prodce"`},
+		{name: "bad flag value", args: []string{"consume", "--from", "x"}, want: "invalid argument"},
+		{name: "produce without values", args: []string{"produce"}, want: "produce: needs VALUE arguments"},
+		{name: "servers with an argument", args: []string{"servers", "extra"}, want: `takes no arguments, got "extra"`},
+		{name: "negative offset", args: []string{"consume", "--from", "-1"}, want: "--from -1 must not be negative"},
+		{name: "bench mode", args: []string{"bench", "--mode", "fast"}, want: `--mode "fast"`},
+		{name: "bench records", args: []string{"bench", "--records", "0"}, want: "--records 0 must be positive"},
+		{name: "address without port", args: []string{"servers", "--addr", "localhost"}, want: "--addr"},
+		{name: "zero timeout", args: []string{"servers", "--timeout", "0s"}, want: "--timeout 0s must be positive"},
+		{name: "log level", args: []string{"servers", "--log-level", "loud"}, want: `invalid --log-level "loud"`},
+		{name: "agent without data dir", args: []string{"agent"}, want: "--data-dir is required"},
+		{name: "agent bad port", args: []string{"agent", "--data-dir", "/d", "--rpc-port", "70000"}, want: "--rpc-port 70000"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			r := runInProcess(t, "", tt.args...)
+			require.Equal(t, exitUsage, r.code, "exit status; stderr: %s", r.stderr)
+			requireOneLine(t, r, tt.want)
+			require.Empty(t, r.stdout)
+		})
+	}
+}
+
+// TestMissingCertificates: a client or node without its certificates says
+// how to make them.
+func TestMissingCertificates(t *testing.T) {
+	clearProglogEnv(t)
+	empty := t.TempDir()
+	for _, args := range [][]string{
+		{"servers", "--config-dir", empty},
+		{"produce", "--config-dir", empty, "x"},
+		{"agent", "--config-dir", empty, "--data-dir", t.TempDir()},
+	} {
+		t.Run(args[0], func(t *testing.T) {
+			r := runInProcess(t, "", args...)
+			require.Equal(t, exitError, r.code, "stderr: %s", r.stderr)
+			requireOneLine(t, r, "run 'make gencert'")
+		})
+	}
+}
+
+// TestUnreachableCluster: every client command fails with one line naming
+// the addresses and the cause when nothing listens there.
+func TestUnreachableCluster(t *testing.T) {
+	clearProglogEnv(t)
+	files := tlsconfigtest.Files(t)
+	addr := "127.0.0.1:" + strconv.Itoa(freePorts(t, 1)[0])
+	common := []string{"--addr", addr, "--config-dir", files.Dir, "--timeout", "300ms"}
+	for _, args := range [][]string{
+		{"produce", "x"},
+		{"consume"},
+		{"consume", "--follow"},
+		{"servers"},
+		{"servers", "--expect", "3"},
+		{"bench", "--records", "10"},
+	} {
+		t.Run(strings.Join(args, " "), func(t *testing.T) {
+			r := runInProcess(t, "", append(args, common...)...)
+			require.Equal(t, exitError, r.code, "stderr: %s", r.stderr)
+			requireOneLine(t, r, "no answer from a cluster at "+addr)
+			require.Contains(t, r.stderr, "connection refused")
+		})
+	}
+}
+
+func TestBriefCause(t *testing.T) {
+	tests := []struct{ msg, want string }{
+		{
+			msg:  `loadbalance: produce: gave up after 7 attempts: rpc error: code = Unavailable desc = connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:1: connect: connection refused" (context deadline exceeded)`,
+			want: "dial tcp 127.0.0.1:1: connect: connection refused",
+		},
+		{
+			msg:  `connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`,
+			want: "tls: failed to verify certificate: x509: certificate signed by unknown authority",
+		},
+		{msg: "no leader", want: "no leader"},
+	}
+	for _, tt := range tests {
+		require.Equal(t, tt.want, briefCause(tt.msg), "briefCause(%q)", tt.msg)
+	}
+}
+
+func TestWriteServers(t *testing.T) {
+	var out strings.Builder
+	require.NoError(t, writeServers(&out, []*api.Server{
+		{Id: "node-2", RpcAddr: "127.0.0.1:8402"},
+		{Id: "node-1", RpcAddr: "127.0.0.1:8401", IsLeader: true},
+	}))
+	require.Equal(t, "ID      ADDRESS         LEADER\n"+
+		"node-1  127.0.0.1:8401  yes\n"+
+		"node-2  127.0.0.1:8402  no\n", out.String())
+}
+
+func TestWriteRecord(t *testing.T) {
+	tests := []struct {
+		name   string
+		record *api.Record
+		json   bool
+		want   string
+	}{
+		{name: "raw", record: &api.Record{Value: []byte("hello"), Offset: 3}, want: "hello\n"},
+		{name: "json", record: &api.Record{Value: []byte("hello"), Offset: 3}, json: true, want: `{"offset":3,"value":"aGVsbG8="}` + "\n"},
+		{name: "json empty", record: &api.Record{Offset: 4}, json: true, want: `{"offset":4,"value":""}` + "\n"},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			var out strings.Builder
+			require.NoError(t, writeRecord(&out, tt.record, tt.json))
+			require.Equal(t, tt.want, out.String())
+		})
+	}
+}
