@@ -216,3 +216,38 @@ func TestLogSyncOnAppend(t *testing.T) {
 		})
 	}
 }
+
+// A roll only flushes; Sync (and a SyncOnAppend append) fsyncs every
+// segment filled since the last sync, and segments removed meanwhile are
+// forgotten, not synced after their files are closed.
+func TestLogSyncCoversFilledSegments(t *testing.T) {
+	for _, syncOnAppend := range []bool{false, true} {
+		t.Run(fmt.Sprint("SyncOnAppend=", syncOnAppend), func(t *testing.T) {
+			l := openStorageLog(t, t.TempDir(), func(c *Config) {
+				fiveRecordSegments(c)
+				c.SyncOnAppend = syncOnAppend
+			})
+			unsynced := func() int {
+				l.unsyncedMu.Lock()
+				defer l.unsyncedMu.Unlock()
+				return len(l.unsynced)
+			}
+			batch := make([]*api.Record, 12) // crosses two segment boundaries
+			for k := range batch {
+				batch[k] = &api.Record{Value: storageValue(uint64(k))}
+			}
+			_, err := l.AppendBatch(batch)
+			require.NoError(t, err)
+			if syncOnAppend {
+				require.Zero(t, unsynced(), "a synced batch leaves no segment unsynced")
+				return
+			}
+			require.Equal(t, 2, unsynced())
+			require.NoError(t, l.Truncate(5))
+			require.Equal(t, 1, unsynced(), "removed segment forgotten")
+			require.NoError(t, l.Sync())
+			require.Zero(t, unsynced())
+			requireStorageRecords(t, l, 5, 12)
+		})
+	}
+}

@@ -6,7 +6,8 @@
 // and an index file mapping offsets to store positions, both named by the
 // segment's base offset (the offset of its first record). The last segment
 // is active and takes appends; when it is full (Config.Segment.MaxStoreBytes
-// or MaxIndexBytes) it is fsynced and a new one starts.
+// or MaxIndexBytes) it is flushed and a new one starts; the next Sync
+// fsyncs it.
 //
 //	store:  [8-byte length][4-byte CRC32-C][protobuf api.Record] ...
 //	index:  [4-byte relative offset][8-byte store position] ...   (memory-mapped)
@@ -30,7 +31,8 @@
 // Append returns once the record is in the process's write buffer and
 // readable. It survives a crash of the process once it reaches the file
 // (at the next flush: a read of it, Sync, a segment roll, Close) and a
-// power failure once fsynced: set Config.SyncOnAppend, or call Sync.
+// power failure once fsynced: set Config.SyncOnAppend, or call Sync (each
+// fsyncs the active segment and every segment filled since the last one).
 // AppendBatch writes a batch with one write and at most one fsync, and
 // concurrent appenders with SyncOnAppend share fsyncs.
 //

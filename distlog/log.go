@@ -26,8 +26,8 @@ const maxRetainedScratch = 4 << 20
 // segments in offset order, the last of which (the active segment) takes
 // appends. It is safe for concurrent use.
 //
-// Lock order: appendMu, then mu, then a store's mutex. syncMu is taken
-// before mu and never together with appendMu. notifyMu is a leaf.
+// Lock order: appendMu, syncMu, mu; a store's mutex, unsyncedMu and
+// notifyMu are leaves.
 type Log struct {
 	dir    string
 	config Config
@@ -59,12 +59,21 @@ type Log struct {
 	syncedSeq uint64
 	fsyncs    atomic.Uint64 // fsyncs made by syncThrough, for tests of group commit
 
+	// unsynced lists the segments filled since the last fsync and
+	// dirDirty says segment files were created since: a roll only flushes,
+	// and the next Sync (or SyncOnAppend append) fsyncs them. Guarded by
+	// unsyncedMu.
+	unsyncedMu sync.Mutex
+	unsynced   []*segment
+	dirDirty   bool
+
 	// truncations is bumped before TruncateFrom cuts a file in place, so a
 	// Reader stream can tell that bytes it captured may have changed.
 	truncations atomic.Uint64
 
 	notifyMu sync.Mutex
 	changed  chan struct{} // closed and replaced at every change; guarded by notifyMu
+	taken    bool          // someone holds changed: the next change must close it; guarded by notifyMu
 	stopped  bool          // Close closed changed for good; guarded by notifyMu
 }
 
@@ -283,21 +292,24 @@ func (l *Log) writeFramesLocked(frames []byte, starts []uint64) error {
 	return nil
 }
 
-// rollLocked seals the active segment (flush and fsync, so that only the
-// newest segment can ever be torn) and starts a new one after it. Caller
-// holds appendMu.
+// rollLocked seals the active segment and starts a new one after it.
+// The old segment is flushed, so its records survive a crash of the
+// process, but not fsynced: appends that did not ask for durability do not
+// wait on the disk every MaxStoreBytes. The next sync fsyncs it (and the
+// directory). Caller holds appendMu.
 func (l *Log) rollLocked() error {
 	old := l.active
-	if err := old.Sync(); err != nil {
+	if err := old.store.Flush(); err != nil {
 		return err
 	}
 	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config)
 	if err != nil {
 		return err
 	}
-	if err := syncDir(l.dir); err != nil {
-		return errors.Join(err, s.Remove())
-	}
+	l.unsyncedMu.Lock()
+	l.unsynced = append(l.unsynced, old)
+	l.dirDirty = true
+	l.unsyncedMu.Unlock()
 	l.mu.Lock()
 	l.segments = append(l.segments, s)
 	l.active = s
@@ -313,15 +325,15 @@ func (l *Log) syncThrough(seq uint64) error {
 	if l.syncedSeq >= seq {
 		return nil
 	}
-	// Every batch up to target is in the active segment or in a sealed one
-	// (fsynced when it was rolled).
+	// Every batch up to target is in the active segment or in one filled
+	// since the last sync (in unsynced) or before it (already on disk).
 	target := l.writeSeq.Load()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
 		return nil // Close flushed and fsynced every segment
 	}
-	if err := l.active.Sync(); err != nil {
+	if err := l.syncLocked(); err != nil {
 		return err
 	}
 	l.fsyncs.Add(1)
@@ -329,8 +341,45 @@ func (l *Log) syncThrough(seq uint64) error {
 	return nil
 }
 
-// Sync writes buffered records to the files and fsyncs the active
-// segment's store and index (older segments were fsynced when they filled).
+// syncLocked fsyncs the segments filled since the last sync, the directory
+// when segments were created, and the active segment. Caller holds syncMu
+// and mu (shared is enough).
+func (l *Log) syncLocked() error {
+	l.unsyncedMu.Lock()
+	pending, dirDirty := l.unsynced, l.dirDirty
+	l.unsynced, l.dirDirty = nil, false
+	l.unsyncedMu.Unlock()
+	requeue := func(segments []*segment) {
+		l.unsyncedMu.Lock()
+		l.unsynced = append(segments, l.unsynced...)
+		l.dirDirty = l.dirDirty || dirDirty
+		l.unsyncedMu.Unlock()
+	}
+	for k, s := range pending {
+		if err := s.Sync(); err != nil {
+			requeue(pending[k:])
+			return err
+		}
+	}
+	if dirDirty {
+		if err := syncDir(l.dir); err != nil {
+			requeue(nil)
+			return err
+		}
+	}
+	return l.active.Sync()
+}
+
+// forgetUnsyncedLocked drops removed segments from the unsynced list.
+// Caller holds mu exclusively.
+func (l *Log) forgetUnsyncedLocked() {
+	l.unsyncedMu.Lock()
+	defer l.unsyncedMu.Unlock()
+	l.unsynced = slices.DeleteFunc(l.unsynced, func(s *segment) bool { return !slices.Contains(l.segments, s) })
+}
+
+// Sync writes buffered records to the files and fsyncs them: the active
+// segment's store and index, and any segment filled since the last sync.
 func (l *Log) Sync() error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
@@ -340,7 +389,7 @@ func (l *Log) Sync() error {
 	if l.closed {
 		return ErrClosed
 	}
-	if err := l.active.Sync(); err != nil {
+	if err := l.syncLocked(); err != nil {
 		return err
 	}
 	l.syncedSeq = target
@@ -425,6 +474,7 @@ func (l *Log) Truncate(lowest uint64) error {
 		return err
 	}
 	l.segments = slices.Delete(l.segments, 0, removed)
+	l.forgetUnsyncedLocked()
 	l.logger.Info("truncated log", zap.Uint64("lowest", lowest), zap.Int("segments_removed", removed))
 	err = errors.Join(err, syncDir(l.dir))
 	l.notify()
@@ -463,6 +513,7 @@ func (l *Log) TruncateFrom(offset uint64) error {
 		l.segments = l.segments[:len(l.segments)-1]
 	}
 	l.active = l.segments[len(l.segments)-1]
+	l.forgetUnsyncedLocked()
 	if err == nil && l.active.nextOffset.Load() > offset {
 		err = l.active.TruncateFrom(offset)
 	}
@@ -505,11 +556,13 @@ func (l *Log) resetToLocked(next uint64) error {
 		// every call reports ErrClosed. l.active stays (closed) so that
 		// NextOffset has something to report.
 		l.segments = nil
+		l.forgetUnsyncedLocked()
 		l.closed = true
 		l.stopNotify()
 		return errors.Join(append(errs, err, l.lock.Close())...)
 	}
 	l.segments, l.active = []*segment{s}, s
+	l.forgetUnsyncedLocked()
 	errs = append(errs, syncDir(l.dir))
 	l.logger.Info("reset log", zap.Uint64("next", next))
 	l.notify()
@@ -524,18 +577,21 @@ func (l *Log) resetToLocked(next uint64) error {
 func (l *Log) Appended() <-chan struct{} {
 	l.notifyMu.Lock()
 	defer l.notifyMu.Unlock()
+	l.taken = true
 	return l.changed
 }
 
-// notify wakes everyone waiting on Appended.
+// notify wakes everyone waiting on Appended. A channel nobody has taken
+// is kept: appends without consumers allocate nothing.
 func (l *Log) notify() {
 	l.notifyMu.Lock()
 	defer l.notifyMu.Unlock()
-	if l.stopped {
+	if l.stopped || !l.taken {
 		return
 	}
 	close(l.changed)
 	l.changed = make(chan struct{})
+	l.taken = false
 }
 
 // stopNotify closes the Appended channel for good.
@@ -564,6 +620,9 @@ func (l *Log) Close() error {
 	for _, s := range l.segments {
 		errs = append(errs, s.Close())
 	}
+	l.unsyncedMu.Lock()
+	l.unsynced = nil
+	l.unsyncedMu.Unlock()
 	errs = append(errs, l.lock.Close())
 	l.stopNotify()
 	return errors.Join(errs...)

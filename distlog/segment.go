@@ -112,7 +112,7 @@ func (s *segment) recover() error {
 // checkFrameAt reports whether a valid frame for offset off is at pos, and
 // where it ends.
 func (s *segment) checkFrameAt(pos, off uint64) (end uint64, ok bool) {
-	payload, err := s.store.Read(pos)
+	payload, err := s.store.Read(pos, 0)
 	if err != nil {
 		return 0, false
 	}
@@ -258,7 +258,11 @@ func (s *segment) Read(off uint64) (*api.Record, error) {
 	corrupt := func(err error) error {
 		return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.path, Position: pos, Err: err}
 	}
-	payload, err := s.store.Read(pos)
+	var frameLen uint64 // known from the next entry, except for the last record
+	if next, ok := s.index.Read(off - s.baseOffset + 1); ok && next > pos {
+		frameLen = next - pos
+	}
+	payload, err := s.store.Read(pos, frameLen)
 	switch {
 	case errors.Is(err, errShortFrame) || errors.Is(err, errBadChecksum):
 		return nil, corrupt(err)

@@ -155,7 +155,8 @@ const restoreChunkBytes = 1 << 20
 // produced, keeping the records' offsets. Every frame is checked (CRC,
 // decoding, consecutive offsets) and the stream must hold exactly the
 // records its header announces; otherwise Restore returns ErrBadSnapshot
-// and the log holds a prefix of the stream. The result is fsynced.
+// and the log holds a prefix of the stream. The result is fsynced when
+// Restore returns nil.
 func (l *Log) Restore(r io.Reader) error {
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
@@ -246,9 +247,11 @@ func (l *Log) Restore(r io.Reader) error {
 	if expected != next {
 		return fmt.Errorf("%w: stream ends at offset %d, header says %d", ErrBadSnapshot, expected, next)
 	}
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if err := l.active.Sync(); err != nil {
+	if err := l.syncLocked(); err != nil {
 		return err
 	}
 	l.notify()

@@ -24,7 +24,7 @@ func TestStoreAppendRead(t *testing.T) {
 	require.Zero(t, s.flushed.Load(), "appends are buffered")
 	for off, pos := range positions {
 		// Readable while still buffered: the read flushes.
-		payload, err := s.Read(pos)
+		payload, err := s.Read(pos, 0)
 		require.NoError(t, err, "Read(%d)", pos)
 		rec, err := decodeRecord(payload)
 		require.NoError(t, err)
@@ -35,7 +35,18 @@ func TestStoreAppendRead(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, frameHeaderWidth, n)
 
-	_, err = s.Read(s.Size() - 3)
+	// With the frame length from the index: one pread, same result; a
+	// wrong length falls back to the header.
+	frameLen := positions[2] - positions[1]
+	for _, hint := range []uint64{frameLen, frameLen - 1, frameLen + 5, 3} {
+		payload, err := s.Read(positions[1], hint)
+		require.NoError(t, err, "Read(%d, %d)", positions[1], hint)
+		rec, err := decodeRecord(payload)
+		require.NoError(t, err)
+		require.Equal(t, storageValue(1), rec.GetValue())
+	}
+
+	_, err = s.Read(s.Size()-3, 0)
 	require.ErrorIs(t, err, errShortFrame)
 
 	require.NoError(t, s.Truncate(positions[2]))
@@ -45,7 +56,7 @@ func TestStoreAppendRead(t *testing.T) {
 	s, err = openStore(path)
 	require.NoError(t, err)
 	require.Equal(t, positions[2], s.Size(), "size after reopen")
-	_, err = s.Read(positions[1])
+	_, err = s.Read(positions[1], 0)
 	require.NoError(t, err)
 	require.NoError(t, s.Close())
 }

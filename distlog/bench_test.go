@@ -1,0 +1,149 @@
+package distlog
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"testing"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// Storage benchmarks: `make bench` (see README.md, "Storage benchmarks").
+// Every benchmark reports record-value bytes per second (b.SetBytes), on
+// default segments (1 MiB stores).
+
+func benchLog(b *testing.B, syncOnAppend bool) *Log {
+	b.Helper()
+	l, err := NewLog(b.TempDir(), Config{SyncOnAppend: syncOnAppend})
+	if err != nil {
+		b.Fatal(err)
+	}
+	b.Cleanup(func() {
+		if err := l.Close(); err != nil {
+			b.Error(err)
+		}
+	})
+	return l
+}
+
+func sizeName(n int) string {
+	if n >= 1<<10 {
+		return fmt.Sprintf("%dKiB", n>>10)
+	}
+	return fmt.Sprintf("%dB", n)
+}
+
+func BenchmarkAppend(b *testing.B) {
+	for _, sync := range []bool{false, true} {
+		for _, size := range []int{100, 1 << 10, 16 << 10} {
+			b.Run(fmt.Sprintf("sync=%t/size=%s", sync, sizeName(size)), func(b *testing.B) {
+				l := benchLog(b, sync)
+				rec := &api.Record{Value: make([]byte, size)}
+				b.SetBytes(int64(size))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := l.Append(rec); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAppendBatch: one op is a batch of 64 records (group commit: one
+// write, at most one fsync).
+func BenchmarkAppendBatch(b *testing.B) {
+	const batchLen = 64
+	for _, sync := range []bool{false, true} {
+		for _, size := range []int{100, 1 << 10} {
+			b.Run(fmt.Sprintf("sync=%t/size=%s/batch=%d", sync, sizeName(size), batchLen), func(b *testing.B) {
+				l := benchLog(b, sync)
+				batch := make([]*api.Record, batchLen)
+				for k := range batch {
+					batch[k] = &api.Record{Value: make([]byte, size)}
+				}
+				b.SetBytes(int64(size * batchLen))
+				b.ReportAllocs()
+				for b.Loop() {
+					if _, err := l.AppendBatch(batch); err != nil {
+						b.Fatal(err)
+					}
+				}
+			})
+		}
+	}
+}
+
+// BenchmarkAppendParallel: concurrent Appends with SyncOnAppend share
+// fsyncs.
+func BenchmarkAppendParallel(b *testing.B) {
+	const size = 1 << 10
+	b.Run(fmt.Sprintf("sync=true/size=%s", sizeName(size)), func(b *testing.B) {
+		l := benchLog(b, true)
+		b.SetBytes(size)
+		b.SetParallelism(8)
+		b.RunParallel(func(pb *testing.PB) {
+			rec := &api.Record{Value: make([]byte, size)}
+			for pb.Next() {
+				if _, err := l.Append(rec); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}
+
+// BenchmarkRead reads a log of 8 MiB of 1 KiB records, in order and at
+// random; the parallel case runs readers concurrently.
+func BenchmarkRead(b *testing.B) {
+	const size, records = 1 << 10, 8 << 10
+	l := benchLog(b, false)
+	batch := make([]*api.Record, 256)
+	for k := range batch {
+		batch[k] = &api.Record{Value: make([]byte, size)}
+	}
+	for range records / len(batch) {
+		if _, err := l.AppendBatch(batch); err != nil {
+			b.Fatal(err)
+		}
+	}
+	if err := l.Sync(); err != nil {
+		b.Fatal(err)
+	}
+	read := func(b *testing.B, off uint64) {
+		if _, err := l.Read(off); err != nil {
+			b.Fatal(err)
+		}
+	}
+	b.Run("sequential/size=1KiB", func(b *testing.B) {
+		b.SetBytes(size)
+		b.ReportAllocs()
+		off := uint64(0)
+		for b.Loop() {
+			read(b, off)
+			off = (off + 1) % records
+		}
+	})
+	b.Run("random/size=1KiB", func(b *testing.B) {
+		rng := rand.New(rand.NewPCG(1, 2))
+		b.SetBytes(size)
+		b.ReportAllocs()
+		for b.Loop() {
+			read(b, rng.Uint64N(records))
+		}
+	})
+	b.Run("random-parallel/size=1KiB", func(b *testing.B) {
+		b.SetBytes(size)
+		b.RunParallel(func(pb *testing.PB) {
+			rng := rand.New(rand.NewPCG(rand.Uint64(), 2))
+			for pb.Next() {
+				if _, err := l.Read(rng.Uint64N(records)); err != nil {
+					b.Error(err)
+					return
+				}
+			}
+		})
+	})
+}

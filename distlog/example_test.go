@@ -1,0 +1,78 @@
+package distlog_test
+
+import (
+	"errors"
+	"fmt"
+	"log"
+	"os"
+
+	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog"
+)
+
+func ExampleLog() {
+	dir, err := os.MkdirTemp("", "distlog-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+
+	l, err := distlog.NewLog(dir, distlog.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+
+	for _, v := range []string{"first", "second"} {
+		if _, err := l.Append(&api.Record{Value: []byte(v)}); err != nil {
+			log.Fatal(err)
+		}
+	}
+	rec, err := l.Read(1)
+	if err != nil {
+		log.Fatal(err)
+	}
+	fmt.Printf("%d: %s\n", rec.GetOffset(), rec.GetValue())
+
+	_, err = l.Read(2)
+	var outOfRange api.ErrOffsetOutOfRange
+	fmt.Println(errors.As(err, &outOfRange), outOfRange.Offset)
+	// Output:
+	// 1: second
+	// true 2
+}
+
+// A consumer that reaches the end of the log waits on Appended, taken
+// before the read that found nothing: no polling, and no append can slip
+// in between.
+func ExampleLog_Appended() {
+	dir, err := os.MkdirTemp("", "distlog-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := distlog.NewLog(dir, distlog.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+
+	go func() {
+		if _, err := l.Append(&api.Record{Value: []byte("late")}); err != nil {
+			log.Print(err)
+		}
+	}()
+	for {
+		changed := l.Appended()
+		rec, err := l.Read(0)
+		if err == nil {
+			fmt.Printf("%s\n", rec.GetValue())
+			return
+		}
+		if !errors.As(err, new(api.ErrOffsetOutOfRange)) {
+			log.Fatal(err)
+		}
+		<-changed // in real code, also select on ctx.Done()
+	}
+	// Output: late
+}
