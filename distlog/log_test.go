@@ -213,16 +213,17 @@ func TestLogAnyMaxIndexBytes(t *testing.T) {
 			dir := t.TempDir()
 			configure := func(c *Config) { c.Segment.MaxIndexBytes = maxIndex }
 			l := openStorageLog(t, dir, configure)
-			appendStorageRecords(t, l, 200)
-			requireStorageRecords(t, l, 0, 200)
 			perSegment := maxIndex / entWidth
+			n := 3*perSegment + 2 // at least three full segments and a partial one
+			appendStorageRecords(t, l, int(n))
+			requireStorageRecords(t, l, 0, n)
 			for _, s := range l.segments {
 				require.LessOrEqual(t, s.Len(), perSegment, "segment %d", s.baseOffset)
 			}
-			require.Len(t, l.segments, int((200+perSegment-1)/perSegment))
+			require.Len(t, l.segments, int((n+perSegment-1)/perSegment))
 			require.NoError(t, l.Close())
 			l = openStorageLog(t, dir, configure)
-			requireStorageRecords(t, l, 0, 200)
+			requireStorageRecords(t, l, 0, n)
 		})
 	}
 }
