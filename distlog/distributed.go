@@ -46,7 +46,10 @@ type DistributedLog struct {
 	fsm      *fsm
 	logStore *logStore
 	stable   *fileStableStore
-	raft     *raft.Raft
+	// transport is Raft's; kept to close its pooled outgoing connections,
+	// which Raft's shutdown leaves open.
+	transport *raft.NetworkTransport
+	raft      *raft.Raft
 
 	closeOnce sync.Once
 	closeErr  error
@@ -118,14 +121,14 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		return nil, fmt.Errorf("distlog: read raft state: %w", err)
 	}
 
-	transport := raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
+	d.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &advertisedStreamLayer{StreamLayer: cfg.Raft.StreamLayer, addr: tcpAddr(cfg.Raft.AdvertiseAddr)},
 		MaxPool: cfg.Raft.TransportMaxPool,
 		Timeout: cfg.Raft.TransportTimeout,
 		Logger:  raftConfig.Logger.Named("transport"),
 	})
-	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, snapshots, transport); err != nil {
-		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), transport.Close())
+	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, snapshots, d.transport); err != nil {
+		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), d.transport.Close())
 	}
 	undo = append(undo, func() error { return d.raft.Shutdown().Error() })
 
@@ -133,7 +136,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		bootstrap := raft.Configuration{Servers: []raft.Server{{
 			Suffrage: raft.Voter,
 			ID:       cfg.Raft.LocalID,
-			Address:  transport.LocalAddr(),
+			Address:  d.transport.LocalAddr(),
 		}}}
 		if err := d.raft.BootstrapCluster(bootstrap).Error(); err != nil {
 			return nil, fmt.Errorf("distlog: bootstrap raft cluster: %w", err)
@@ -474,7 +477,8 @@ func (d *DistributedLog) isClosed() bool {
 func (d *DistributedLog) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.closed)
-		errs := []error{d.raft.Shutdown().Error()}
+		errs := []error{d.raft.Shutdown().Error()} // also closes the StreamLayer
+		d.transport.CloseStreams()
 		errs = append(errs, d.logStore.Close(), d.stable.Close(), d.log.Close())
 		d.closeErr = errors.Join(errs...)
 	})

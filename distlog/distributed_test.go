@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"net"
 	"path/filepath"
+	"runtime"
 	"slices"
 	"sync"
 	"testing"
@@ -13,6 +14,7 @@ import (
 	"github.com/hashicorp/raft"
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/stretchr/testify/require"
+	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
 )
 
@@ -666,4 +668,29 @@ func TestDistributedConfigBatchLimit(t *testing.T) {
 			require.Equal(t, tt.want, got.MaxBatchBytes, "MaxBatchBytes = %d, want %d", got.MaxBatchBytes, tt.want)
 		})
 	}
+}
+
+func TestDistributedLogCloseLeavesNoGoroutines(t *testing.T) {
+	ignore := goleak.IgnoreCurrent()
+	c := newTestCluster(t, 3, nil)
+	c.appendValues(values("v", 5)...)
+	for _, node := range c.followers(nil) {
+		requireHolds(t, node, values("v", 5))
+	}
+	// Close the leader first, then the followers: every accepted and
+	// pooled Raft connection must go, with the goroutines serving them.
+	// The closed logs stay reachable, so that no finalizer closes a socket
+	// that Close forgot.
+	var closed []*DistributedLog
+	leader := slices.Index(c.nodes, c.waitLeader())
+	closed = append(closed, c.nodes[leader].log)
+	c.stop(leader)
+	for i := range c.nodes {
+		if i != leader {
+			closed = append(closed, c.nodes[i].log)
+			c.stop(i)
+		}
+	}
+	goleak.VerifyNone(t, ignore)
+	runtime.KeepAlive(closed)
 }

@@ -8,6 +8,7 @@ import (
 	"io"
 	"net"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -41,6 +42,13 @@ type StreamLayer struct {
 	// handshakeTimeout bounds the header byte and TLS handshake of an
 	// accepted connection; tests shorten it.
 	handshakeTimeout time.Duration
+
+	// mu guards accepted and closed. Raft's transport does not close the
+	// connections it accepted when it shuts down (their goroutines would
+	// block on reads until the peers hang up), so Close closes them.
+	mu       sync.Mutex
+	accepted map[*acceptedConn]struct{}
+	closed   bool
 }
 
 var _ raft.StreamLayer = (*StreamLayer)(nil)
@@ -55,7 +63,7 @@ var _ raft.StreamLayer = (*StreamLayer)(nil)
 // RaftRPC byte (cmux replays the bytes it matched on, so the byte is still
 // there to be read and checked).
 func NewStreamLayer(ln net.Listener, serverTLS, peerTLS *tls.Config) *StreamLayer {
-	s := &StreamLayer{ln: ln, handshakeTimeout: defaultHandshakeTimeout}
+	s := &StreamLayer{ln: ln, handshakeTimeout: defaultHandshakeTimeout, accepted: map[*acceptedConn]struct{}{}}
 	if serverTLS != nil {
 		s.serverTLS = serverTLS.Clone()
 		s.serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
@@ -122,17 +130,49 @@ func (s *StreamLayer) Accept() (net.Conn, error) {
 	if err != nil {
 		return nil, err
 	}
-	c := &acceptedConn{raw: conn, active: conn, timeout: s.handshakeTimeout}
+	c := &acceptedConn{layer: s, raw: conn, active: conn, timeout: s.handshakeTimeout}
 	if s.serverTLS != nil {
 		c.tls = tls.Server(conn, s.serverTLS)
 		c.active = c.tls
 	}
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.closed {
+		return nil, errors.Join(net.ErrClosed, conn.Close())
+	}
+	s.accepted[c] = struct{}{}
 	return c, nil
 }
 
-// Close closes the listener.
+// Close closes the listener and every accepted connection still open; their
+// next (or pending) Read returns io.EOF, which Raft takes as a clean hang-up.
+// It is idempotent.
 func (s *StreamLayer) Close() error {
-	return s.ln.Close()
+	err := s.ln.Close()
+	s.mu.Lock()
+	if s.closed {
+		s.mu.Unlock()
+		return nil
+	}
+	s.closed = true
+	conns := make([]*acceptedConn, 0, len(s.accepted))
+	for c := range s.accepted {
+		conns = append(conns, c)
+	}
+	clear(s.accepted)
+	s.mu.Unlock()
+	for _, c := range conns {
+		c.closedByLayer.Store(true)
+		_ = c.active.Close() // the peer may be gone already; nothing to report
+	}
+	return err
+}
+
+// forget drops a connection closed by its owner from the accepted set.
+func (s *StreamLayer) forget(c *acceptedConn) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	delete(s.accepted, c)
 }
 
 // Addr returns the listener's address.
@@ -147,6 +187,7 @@ var ErrBadRaftHeader = errors.New("distlog: connection does not start with the r
 // acceptedConn is an accepted connection whose header check and TLS server
 // handshake run once, on first use.
 type acceptedConn struct {
+	layer   *StreamLayer
 	raw     net.Conn
 	tls     *tls.Conn // nil in plain mode; built at accept time so Close never races setup
 	active  net.Conn  // tls, or raw in plain mode; fixed at accept time
@@ -154,6 +195,9 @@ type acceptedConn struct {
 
 	once    sync.Once
 	initErr error // set once by init
+
+	// closedByLayer is set when StreamLayer.Close closed the connection.
+	closedByLayer atomic.Bool
 }
 
 var _ net.Conn = (*acceptedConn)(nil)
@@ -194,9 +238,19 @@ func (c *acceptedConn) init() error {
 // Read implements net.Conn.
 func (c *acceptedConn) Read(b []byte) (int, error) {
 	if err := c.init(); err != nil {
-		return 0, err
+		return 0, c.closedErr(err)
 	}
-	return c.active.Read(b)
+	n, err := c.active.Read(b)
+	return n, c.closedErr(err)
+}
+
+// closedErr turns the error of a connection that StreamLayer.Close closed
+// into io.EOF: a shutdown, not a failure worth logging.
+func (c *acceptedConn) closedErr(err error) error {
+	if err != nil && c.closedByLayer.Load() {
+		return io.EOF
+	}
+	return err
 }
 
 // Write implements net.Conn.
@@ -209,7 +263,10 @@ func (c *acceptedConn) Write(b []byte) (int, error) {
 
 // Close implements net.Conn; it may run concurrently with init, whose reads
 // then fail.
-func (c *acceptedConn) Close() error { return c.active.Close() }
+func (c *acceptedConn) Close() error {
+	c.layer.forget(c)
+	return c.active.Close()
+}
 
 // LocalAddr implements net.Conn.
 func (c *acceptedConn) LocalAddr() net.Addr { return c.raw.LocalAddr() }

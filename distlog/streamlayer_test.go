@@ -329,3 +329,36 @@ func TestStreamLayerDialTimeout(t *testing.T) {
 	require.Error(t, err)
 	require.Less(t, time.Since(start), 5*time.Second, "Dial ignored its timeout")
 }
+
+func TestStreamLayerCloseClosesAcceptedConnections(t *testing.T) {
+	pki := newTestPKI(t)
+	server := NewStreamLayer(newTestListener(t), pki.serverTLS(), nil)
+	client := NewStreamLayer(newTestListener(t), nil, pki.peerTLS())
+	accepted := acceptOne(t, server)
+	out, err := client.Dial(raft.ServerAddress(server.Addr().String()), 5*time.Second)
+	require.NoError(t, err)
+	defer func() { _ = out.Close() }()
+	in := receiveConn(t, accepted)
+
+	// A read blocked on the accepted side ends with io.EOF when the layer
+	// closes, as if the peer had hung up.
+	readErr := make(chan error, 1)
+	go func() {
+		_, err := in.Read(make([]byte, 1))
+		readErr <- err
+	}()
+	require.NoError(t, server.Close())
+	require.NoError(t, server.Close(), "a second Close")
+	select {
+	case err := <-readErr:
+		require.ErrorIs(t, err, io.EOF)
+	case <-time.After(5 * time.Second):
+		t.Fatal("Read on an accepted connection still blocked after Close")
+	}
+	// The dialing side sees the connection go.
+	require.NoError(t, out.SetReadDeadline(time.Now().Add(5*time.Second)))
+	_, err = out.Read(make([]byte, 1))
+	require.Error(t, err)
+	var netErr net.Error
+	require.False(t, errors.As(err, &netErr) && netErr.Timeout(), "the peer's connection stayed open: %v", err)
+}
