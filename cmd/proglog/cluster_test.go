@@ -1,0 +1,261 @@
+package main
+
+import (
+	"bytes"
+	"encoding/json"
+	"fmt"
+	"os"
+	"os/exec"
+	"path/filepath"
+	"strconv"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+
+	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+)
+
+// Deadlines of the end-to-end tests.
+const (
+	clusterFormTimeout = 60 * time.Second
+	commandTimeout     = 60 * time.Second
+	exitTimeout        = 30 * time.Second
+)
+
+// syncBuffer is a bytes.Buffer safe to write from a process's output copier
+// while the test reads it.
+type syncBuffer struct {
+	mu  sync.Mutex // guards buf
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// process is a proglog process running in the background.
+type process struct {
+	cmd    *exec.Cmd
+	stdout *syncBuffer
+	stderr *syncBuffer
+	// exited is closed when the process has exited and waitErr is set.
+	exited  chan struct{}
+	waitErr error
+}
+
+// startProcess starts bin with args; its output goes to the buffers, or to
+// logFile when given. A t.Cleanup kills it if it still runs.
+func startProcess(t *testing.T, bin, logFile string, args ...string) *process {
+	t.Helper()
+	p := &process{cmd: exec.Command(bin, args...), stdout: &syncBuffer{}, stderr: &syncBuffer{}, exited: make(chan struct{})}
+	if logFile != "" {
+		f, err := os.Create(logFile)
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = f.Close() })
+		p.cmd.Stdout, p.cmd.Stderr = f, f
+	} else {
+		p.cmd.Stdout, p.cmd.Stderr = p.stdout, p.stderr
+	}
+	require.NoError(t, p.cmd.Start())
+	go func() {
+		p.waitErr = p.cmd.Wait()
+		close(p.exited)
+	}()
+	t.Cleanup(func() {
+		_ = p.cmd.Process.Kill() // fails harmlessly when it already exited
+		<-p.exited
+	})
+	return p
+}
+
+// wait waits for the process to exit and returns its exit code.
+func (p *process) wait(t *testing.T, timeout time.Duration) int {
+	t.Helper()
+	select {
+	case <-p.exited:
+	case <-time.After(timeout):
+		t.Fatalf("%v did not exit within %v; stdout: %s; stderr: %s", p.cmd.Args, timeout, p.stdout, p.stderr)
+	}
+	return p.cmd.ProcessState.ExitCode()
+}
+
+// testCluster is a cluster of `proglog agent` processes on free ports of
+// 127.0.0.1, with the certificates of `make gencert`.
+type testCluster struct {
+	bin       string
+	configDir string
+	dir       string
+	rpcAddrs  []string
+	logs      []string
+	nodes     []*process
+}
+
+// startCluster starts n agents: node-1 bootstraps, the others join it. It
+// returns once every node is in the Raft configuration and one leads.
+func startCluster(t *testing.T, n int) *testCluster {
+	t.Helper()
+	files := tlsconfigtest.Files(t)
+	c := &testCluster{bin: proglogBinary(t), configDir: files.Dir, dir: t.TempDir()}
+	ports := freePorts(t, 3*n)
+	t.Cleanup(func() {
+		if t.Failed() {
+			c.dumpLogs(t)
+		}
+	})
+	serfAddr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[3*i+2]) }
+	for i := 0; i < n; i++ {
+		name := fmt.Sprintf("node-%d", i+1)
+		args := []string{"agent",
+			"--node-name", name,
+			"--data-dir", filepath.Join(c.dir, name),
+			"--config-dir", c.configDir,
+			"--bind-addr", serfAddr(i),
+			"--rpc-port", strconv.Itoa(ports[3*i]),
+			"--http-port", strconv.Itoa(ports[3*i+1]),
+		}
+		if i == 0 {
+			args = append(args, "--bootstrap")
+		} else {
+			args = append(args, "--start-join-addrs", serfAddr(0))
+		}
+		c.rpcAddrs = append(c.rpcAddrs, "127.0.0.1:"+strconv.Itoa(ports[3*i]))
+		c.logs = append(c.logs, filepath.Join(c.dir, name+".log"))
+		c.nodes = append(c.nodes, startProcess(t, c.bin, c.logs[i], args...))
+		if i == 0 {
+			// The others join node-1 by Serf: it must be up first.
+			r := runBinary(t, c.bin, "", clusterFormTimeout, "servers", "--addr", c.rpcAddrs[0],
+				"--config-dir", c.configDir, "--expect", "1", "--timeout", clusterFormTimeout.String())
+			require.Equal(t, 0, r.code, "node-1 did not come up: %s", r.stderr)
+		}
+	}
+	r := c.run(t, "", "servers", "--expect", strconv.Itoa(n), "--timeout", clusterFormTimeout.String())
+	require.Equal(t, 0, r.code, "the cluster did not form: %s", r.stderr)
+	return c
+}
+
+// clientArgs are the flags that point a client command at the cluster.
+func (c *testCluster) clientArgs() []string {
+	return []string{"--addr", strings.Join(c.rpcAddrs, ","), "--config-dir", c.configDir}
+}
+
+// run runs a client command against the cluster and returns its result.
+func (c *testCluster) run(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	return runBinary(t, c.bin, stdin, commandTimeout, append(args, c.clientArgs()...)...)
+}
+
+// mustRun is run that requires exit status 0.
+func (c *testCluster) mustRun(t *testing.T, stdin string, args ...string) result {
+	t.Helper()
+	r := c.run(t, stdin, args...)
+	require.Equal(t, 0, r.code, "proglog %s: exit status %d; stderr: %s", strings.Join(args, " "), r.code, r.stderr)
+	return r
+}
+
+// dumpLogs logs the end of each node's log, to see why a test failed.
+func (c *testCluster) dumpLogs(t *testing.T) {
+	for _, path := range c.logs {
+		data, err := os.ReadFile(path)
+		if err != nil {
+			t.Logf("%s: %v", path, err)
+			continue
+		}
+		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
+		t.Logf("--- the end of %s:\n%s", path, strings.Join(lines[max(0, len(lines)-30):], "\n"))
+	}
+}
+
+// TestCommandsAgainstACluster drives the client commands as a user would,
+// against three `proglog agent` processes.
+func TestCommandsAgainstACluster(t *testing.T) {
+	clearProglogEnv(t)
+	c := startCluster(t, 3)
+
+	// produce: arguments, then standard input, one record per line.
+	r := c.mustRun(t, "", "produce", "hello", "world")
+	require.Equal(t, "0\n1\n", r.stdout)
+	r = c.mustRun(t, "a\nb\r\n\nc", "produce", "-")
+	require.Equal(t, "2\n3\n4\n5\n", r.stdout)
+
+	// consume without --follow: to the end of the log, then exit.
+	r = c.mustRun(t, "", "consume")
+	require.Equal(t, "hello\nworld\na\nb\n\nc\n", r.stdout)
+	r = c.mustRun(t, "", "consume", "--from", "1", "--count", "2")
+	require.Equal(t, "world\na\n", r.stdout)
+	r = c.mustRun(t, "", "consume", "--from", "3", "--json")
+	require.Equal(t, `{"offset":3,"value":"Yg=="}`+"\n"+`{"offset":4,"value":""}`+"\n"+`{"offset":5,"value":"Yw=="}`+"\n", r.stdout)
+	r = c.mustRun(t, "", "consume", "--from", "6")
+	require.Empty(t, r.stdout, "past the end")
+
+	// consume --follow waits for records produced after it started and ends
+	// after --count of them.
+	follow := startProcess(t, c.bin, "", append([]string{"consume", "--from", "6", "--follow", "--count", "2"}, c.clientArgs()...)...)
+	c.mustRun(t, "", "produce", "x", "y")
+	require.Equal(t, 0, follow.wait(t, exitTimeout), "consume --follow: stderr: %s", follow.stderr)
+	require.Equal(t, "x\ny\n", follow.stdout.String())
+
+	// consume --follow without --count runs until interrupted (Ctrl-C), then
+	// exits with status 0.
+	tail := startProcess(t, c.bin, "", append([]string{"consume", "--follow"}, c.clientArgs()...)...)
+	require.Eventually(t, func() bool { return strings.Count(tail.stdout.String(), "\n") == 8 },
+		exitTimeout, 10*time.Millisecond, "consume --follow printed %q", tail.stdout)
+	require.NoError(t, tail.cmd.Process.Signal(os.Interrupt))
+	require.Equal(t, 0, tail.wait(t, exitTimeout), "consume --follow after SIGINT: stderr: %s", tail.stderr)
+	require.Equal(t, "hello\nworld\na\nb\n\nc\nx\ny\n", tail.stdout.String())
+
+	// servers: a table of every node, one leader.
+	r = c.mustRun(t, "", "servers")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Len(t, lines, 4, "servers printed %q", r.stdout)
+	require.Equal(t, []string{"ID", "ADDRESS", "LEADER"}, strings.Fields(lines[0]))
+	leaders := 0
+	for i, line := range lines[1:] {
+		fields := strings.Fields(line)
+		require.Len(t, fields, 3, "line %q", line)
+		require.Equal(t, fmt.Sprintf("node-%d", i+1), fields[0])
+		require.Equal(t, c.rpcAddrs[i], fields[1])
+		if fields[2] == "yes" {
+			leaders++
+		}
+	}
+	require.Equal(t, 1, leaders, "servers printed %q", r.stdout)
+
+	// bench, every mode: the JSON report of the issue.
+	for _, mode := range []string{benchProduce, benchBatch, benchStream, benchConsume} {
+		t.Run("bench "+mode, func(t *testing.T) {
+			r := c.mustRun(t, "", "bench", "--mode", mode, "--records", "200", "--size", "64",
+				"--concurrency", "4", "--batch", "20", "--json")
+			require.Empty(t, r.stderr, "no progress bar when stderr is not a terminal")
+			var got benchResult
+			dec := json.NewDecoder(strings.NewReader(r.stdout))
+			require.NoError(t, dec.Decode(&got), "bench printed %q", r.stdout)
+			require.False(t, dec.More(), "one JSON object")
+			require.Equal(t, mode, got.Mode)
+			require.EqualValues(t, 200, got.Records)
+			require.EqualValues(t, 0, got.Errors)
+			require.Positive(t, got.Seconds)
+			require.InDelta(t, 200/got.Seconds, got.RecordsPerSec, 1e-6*got.RecordsPerSec)
+			require.InDelta(t, 200*64/1e6/got.Seconds, got.MBPerSec, 1e-6*got.MBPerSec)
+			l := got.LatencyMS
+			require.Positive(t, l.P50)
+			require.True(t, l.P50 <= l.P90 && l.P90 <= l.P99 && l.P99 <= l.P999 && l.P999 <= l.Max, "latencies %+v", l)
+		})
+	}
+
+	// The bench records are in the log: 8 + 200 (produce) + 200 (batch) +
+	// 200 (stream) + 200 (consume's setup).
+	r = c.mustRun(t, "", "consume", "--from", "807", "--json")
+	require.Equal(t, `"offset":807`, strings.Split(strings.TrimPrefix(r.stdout, "{"), ",")[0])
+	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "the log ends at 807")
+}
