@@ -222,14 +222,7 @@ func (l *Log) Restore(r io.Reader) error {
 			return errors.Join(fmt.Errorf("%w: frame of offset %d: %w", ErrBadSnapshot, expected, err), flush())
 		}
 		header, payload := buf[start:start+frameHeaderWidth], buf[start+frameHeaderWidth:]
-		err := checkFrame(header, payload)
-		if err == nil {
-			var rec interface{ GetOffset() uint64 }
-			if rec, err = decodeRecord(payload); err == nil && rec.GetOffset() != expected {
-				err = fmt.Errorf("%w: %d, want %d", errWrongOffset, rec.GetOffset(), expected)
-			}
-		}
-		if err != nil {
+		if err := checkRestoredFrame(header, payload, expected); err != nil {
 			buf = buf[:start]
 			return errors.Join(fmt.Errorf("%w: offset %d: %w", ErrBadSnapshot, expected, err), flush())
 		}
@@ -255,5 +248,21 @@ func (l *Log) Restore(r io.Reader) error {
 		return err
 	}
 	l.notify()
+	return nil
+}
+
+// checkRestoredFrame verifies a frame of a snapshot stream: checksum,
+// decoding, and the offset it must hold.
+func checkRestoredFrame(header, payload []byte, offset uint64) error {
+	if err := checkFrame(header, payload); err != nil {
+		return err
+	}
+	rec, err := decodeRecord(payload)
+	if err != nil {
+		return err
+	}
+	if rec.GetOffset() != offset {
+		return fmt.Errorf("%w: %d, want %d", errWrongOffset, rec.GetOffset(), offset)
+	}
 	return nil
 }
