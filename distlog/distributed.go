@@ -471,18 +471,48 @@ func (d *DistributedLog) isClosed() bool {
 	}
 }
 
-// Close shuts Raft down (which closes the StreamLayer's listener), then
-// closes the stores and the data log. It does not leave the cluster: call
-// Leave on the leader for that. It is idempotent.
+// Close shuts Raft down (which closes the StreamLayer and the connections
+// it accepted), then closes the stores and the data log. A leader first
+// hands its leadership to an up-to-date follower, so the cluster elects a
+// new leader at once instead of after a heartbeat timeout. Close does not
+// leave the cluster: call Leave on the leader for that. It is idempotent.
 func (d *DistributedLog) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.closed)
-		errs := []error{d.raft.Shutdown().Error()} // also closes the StreamLayer
+		d.transferLeadership()
+		errs := []error{d.raft.Shutdown().Error()}
 		d.transport.CloseStreams()
 		errs = append(errs, d.logStore.Close(), d.stable.Close(), d.log.Close())
 		d.closeErr = errors.Join(errs...)
 	})
 	return d.closeErr
+}
+
+// transferLeadership hands leadership to another voter when this node
+// leads and has one; Raft bounds the attempt by its election timeout. A
+// failure only costs the cluster a normal election.
+func (d *DistributedLog) transferLeadership() {
+	if d.raft.State() != raft.Leader {
+		return
+	}
+	configFuture := d.raft.GetConfiguration()
+	if configFuture.Error() != nil {
+		return
+	}
+	voters := 0
+	for _, srv := range configFuture.Configuration().Servers {
+		if srv.Suffrage == raft.Voter {
+			voters++
+		}
+	}
+	if voters < 2 {
+		return
+	}
+	if err := d.raft.LeadershipTransfer().Error(); err != nil {
+		d.logger.Warn("leadership transfer before shutdown failed", zap.Error(err))
+		return
+	}
+	d.logger.Info("handed leadership over before shutdown")
 }
 
 // advertisedStreamLayer reports the advertised address to Raft instead of

@@ -694,3 +694,31 @@ func TestDistributedLogCloseLeavesNoGoroutines(t *testing.T) {
 	goleak.VerifyNone(t, ignore)
 	runtime.KeepAlive(closed)
 }
+
+func TestDistributedLogCloseHandsLeadershipOver(t *testing.T) {
+	// Heartbeats so slow that an election after a silent leader would take
+	// seconds: a new leader within a second means Close handed it over.
+	const heartbeat = 2 * time.Second
+	c := newTestCluster(t, 3, func(cfg *DistributedConfig) {
+		cfg.Raft.HeartbeatTimeout = heartbeat
+		cfg.Raft.ElectionTimeout = heartbeat
+		cfg.Raft.LeaderLeaseTimeout = heartbeat
+	})
+	old := c.waitLeader()
+	c.appendValues("a")
+	start := time.Now()
+	c.stop(slices.Index(c.nodes, old))
+	var leader *testNode
+	require.Eventually(t, func() bool {
+		for _, node := range c.followers(nil) {
+			if node.log.IsLeader() {
+				leader = node
+				return true
+			}
+		}
+		return false
+	}, heartbeat, 5*time.Millisecond, "no new leader within the heartbeat timeout")
+	require.Less(t, time.Since(start), heartbeat/3, "a new leader took %v", time.Since(start))
+	c.appendValues("b")
+	requireHolds(t, leader, []string{"a", "b"})
+}
