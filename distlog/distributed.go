@@ -59,8 +59,10 @@ type DistributedLog struct {
 // NewDistributedLog opens (or creates) the replicated log in dataDir and
 // starts its Raft server on cfg.Raft.StreamLayer. With cfg.Raft.Bootstrap
 // and no Raft state on disk yet, it bootstraps a one-server cluster of
-// itself; other nodes are added with Join on the leader. If it fails part-way,
-// whatever it opened is closed again.
+// itself; other nodes are added with Join on the leader. The DistributedLog
+// owns the StreamLayer once the configuration is valid: Close closes it, and
+// so does a NewDistributedLog that fails part-way, along with whatever else
+// it opened.
 func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog, err error) {
 	cfg, err = cfg.withDefaults()
 	if err != nil {
@@ -73,7 +75,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	}
 	d = &DistributedLog{config: cfg, logger: cfg.Logger, closed: make(chan struct{})}
 
-	var undo []func() error
+	undo := []func() error{cfg.Raft.StreamLayer.Close}
 	defer func() {
 		if err == nil {
 			return

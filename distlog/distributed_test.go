@@ -722,3 +722,21 @@ func TestDistributedLogCloseHandsLeadershipOver(t *testing.T) {
 	c.appendValues("b")
 	requireHolds(t, leader, []string{"a", "b"})
 }
+
+func TestNewDistributedLogFailureClosesWhatItOpened(t *testing.T) {
+	dir := t.TempDir()
+	// Hold the data log's directory so that NewDistributedLog fails after
+	// validating its configuration.
+	held, err := NewLog(filepath.Join(dir, "log"), Config{})
+	require.NoError(t, err)
+	defer func() { require.NoError(t, held.Close()) }()
+
+	ln := newTestListener(t)
+	cfg := DistributedConfig{Logger: zaptest.NewLogger(t)}
+	cfg.Raft.LocalID = "a"
+	cfg.Raft.StreamLayer = NewStreamLayer(ln, nil, nil)
+	_, err = NewDistributedLog(dir, cfg)
+	require.ErrorIs(t, err, ErrLocked)
+	_, err = ln.Accept()
+	require.ErrorIs(t, err, net.ErrClosed, "the StreamLayer's listener is still open")
+}
