@@ -2,6 +2,7 @@ package main
 
 import (
 	"bytes"
+	"context"
 	"encoding/json"
 	"fmt"
 	"os"
@@ -14,7 +15,12 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
+	"google.golang.org/grpc/credentials"
+	healthpb "google.golang.org/grpc/health/grpc_health_v1"
+	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 
+	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
 )
 
@@ -253,9 +259,53 @@ func TestCommandsAgainstACluster(t *testing.T) {
 		})
 	}
 
+	// What the README's grpcurl examples rely on: server reflection for a
+	// client with a certificate, the health service for any TLS client.
+	t.Run("grpcurl", func(t *testing.T) {
+		requireReflectionAndHealth(t, c.rpcAddrs[0], c.configDir)
+	})
+
 	// The bench records are in the log: 8 + 200 (produce) + 200 (batch) +
 	// 200 (stream) + 200 (consume's setup).
 	r = c.mustRun(t, "", "consume", "--from", "807", "--json")
 	require.Equal(t, `"offset":807`, strings.Split(strings.TrimPrefix(r.stdout, "{"), ",")[0])
 	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "the log ends at 807")
+}
+
+// requireReflectionAndHealth checks that the node at addr lists the Log
+// service through server reflection to the root client, and answers the
+// health service to a client without a certificate.
+func requireReflectionAndHealth(t *testing.T, addr, configDir string) {
+	t.Helper()
+	files := tlsconfig.Files(configDir)
+	dial := func(cfg tlsconfig.Config) *grpc.ClientConn {
+		tlsConfig, err := tlsconfig.SetupTLSConfig(cfg)
+		require.NoError(t, err)
+		conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+		require.NoError(t, err)
+		t.Cleanup(func() { _ = conn.Close() })
+		return conn
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), commandTimeout)
+	defer cancel()
+
+	root := dial(tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile})
+	stream, err := reflectionpb.NewServerReflectionClient(root).ServerReflectionInfo(ctx)
+	require.NoError(t, err)
+	require.NoError(t, stream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{ListServices: "*"},
+	}))
+	resp, err := stream.Recv()
+	require.NoError(t, err)
+	var services []string
+	for _, s := range resp.GetListServicesResponse().GetService() {
+		services = append(services, s.GetName())
+	}
+	require.Contains(t, services, "log.v1.Log")
+	require.NoError(t, stream.CloseSend())
+
+	anonymous := dial(tlsconfig.Config{CAFile: files.CAFile})
+	health, err := healthpb.NewHealthClient(anonymous).Check(ctx, &healthpb.HealthCheckRequest{})
+	require.NoError(t, err)
+	require.Equal(t, healthpb.HealthCheckResponse_SERVING, health.GetStatus())
 }
