@@ -35,9 +35,9 @@ var ErrBatchTooLarge = errors.New("distlog: batch too large")
 //	raft/stable.json  Raft's term and vote (fileStableStore)
 //	raft/snapshots/ Raft snapshots of the data log
 //
-// Records read from a DistributedLog carry, in Term, the Raft index of the
-// entry that appended them and, in Type, their position in that entry's
-// batch; that is how the state machine knows after a restart what it has
+// Records read from a DistributedLog carry the Raft index (RaftIndex) and
+// term (Term) of the entry that appended them and, in Type, their position in
+// that entry's batch; that is how the state machine knows after a restart what it has
 // already applied (see fsm).
 type DistributedLog struct {
 	config   DistributedConfig

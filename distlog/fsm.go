@@ -124,7 +124,7 @@ type applyResult struct {
 // the data log.
 //
 // Restart safety: every record the fsm appends carries, in the data log, the
-// Raft index of the entry that produced it (Record.Term) and its position in
+// Raft index of the entry that produced it (Record.RaftIndex) and its position in
 // that entry's batch (Record.Type). The data log is the only durable state of
 // the fsm, so "what has been applied" is written atomically with the data:
 // on open the fsm reads its last record, and when Raft replays entries after
@@ -184,7 +184,7 @@ func (f *fsm) loadProgress() error {
 	if err != nil {
 		return fmt.Errorf("distlog: fsm: read last record %d: %w", next-1, err)
 	}
-	f.lastIndex, f.lastPos = last.GetTerm(), last.GetType()
+	f.lastIndex, f.lastPos = last.GetRaftIndex(), last.GetType()
 	return nil
 }
 
@@ -269,7 +269,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		}
 		pending = append(pending, pendingEntry{response: i, records: len(records), skip: skip, count: len(values)})
 		for pos := int(skip); pos < len(values); pos++ {
-			records = append(records, &api.Record{Value: values[pos], Term: l.Index, Type: uint32(pos)})
+			records = append(records, &api.Record{Value: values[pos], Term: l.Term, RaftIndex: l.Index, Type: uint32(pos)})
 		}
 	}
 	if len(records) == 0 {
@@ -290,7 +290,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		responses[p.response] = applyResult{first: first + uint64(p.records) - uint64(p.skip), count: p.count}
 	}
 	last := records[len(records)-1]
-	f.lastIndex, f.lastPos = last.Term, last.Type
+	f.lastIndex, f.lastPos = last.RaftIndex, last.Type
 	return responses
 }
 
@@ -422,7 +422,7 @@ func (f *fsm) holdsLocked(h fsmSnapshotHeader) bool {
 	if err != nil {
 		return false
 	}
-	return rec.GetTerm() == h.lastIndex && rec.GetType() == h.lastPos
+	return rec.GetRaftIndex() == h.lastIndex && rec.GetType() == h.lastPos
 }
 
 // fsmSnapshot is a point-in-time capture of the data log.

@@ -96,7 +96,7 @@ func TestFSMApply(t *testing.T) {
 	}{{3, 0}, {5, 0}, {5, 1}, {5, 2}, {6, 0}} {
 		rec, err := l.Read(uint64(off))
 		require.NoError(t, err)
-		require.Equal(t, want.index, rec.GetTerm(), "Read(%d).Term (raft index)", off)
+		require.Equal(t, want.index, rec.GetRaftIndex(), "Read(%d).RaftIndex", off)
 		require.Equal(t, want.pos, rec.GetType(), "Read(%d).Type (batch position)", off)
 	}
 }
@@ -156,8 +156,8 @@ func TestFSMCompletesABatchCutShortByACrash(t *testing.T) {
 	// A crash left only the first two records of entry 4's batch (the data
 	// log keeps a prefix of a torn batch write).
 	_, err := l.AppendBatch([]*api.Record{
-		{Value: []byte("b0"), Term: 4, Type: 0},
-		{Value: []byte("b1"), Term: 4, Type: 1},
+		{Value: []byte("b0"), Term: 1, RaftIndex: 4, Type: 0},
+		{Value: []byte("b1"), Term: 1, RaftIndex: 4, Type: 1},
 	})
 	require.NoError(t, err)
 	require.NoError(t, l.Close())
@@ -172,7 +172,8 @@ func TestFSMCompletesABatchCutShortByACrash(t *testing.T) {
 	requireResult(t, f.Apply(command(5, "c")), 5, 1)
 	rec, err := l.Read(4)
 	require.NoError(t, err)
-	require.Equal(t, uint64(4), rec.GetTerm())
+	require.Equal(t, uint64(4), rec.GetRaftIndex())
+	require.Equal(t, uint64(1), rec.GetTerm())
 	require.Equal(t, uint32(3), rec.GetType())
 }
 

@@ -245,7 +245,7 @@ func (l *Log) AppendBatch(records []*api.Record) (uint64, error) {
 		starts = append(starts, uint64(len(buf)))
 		// A fresh message carrying the caller's fields: the caller's record
 		// is never written to.
-		rec := &api.Record{Value: r.GetValue(), Offset: first + uint64(k), Term: r.GetTerm(), Type: r.GetType()}
+		rec := &api.Record{Value: r.GetValue(), Offset: first + uint64(k), Term: r.GetTerm(), Type: r.GetType(), RaftIndex: r.GetRaftIndex()}
 		if buf, err = appendFrame(buf, rec); err != nil {
 			break
 		}

@@ -96,7 +96,7 @@ func fiveRecordSegments(c *Config) {
 
 func TestLogAppendRead(t *testing.T) {
 	l := openStorageLog(t, t.TempDir(), smallSegments)
-	in := &api.Record{Value: []byte("hello world"), Term: 3, Type: 2}
+	in := &api.Record{Value: []byte("hello world"), Term: 3, Type: 2, RaftIndex: 9}
 	for want := uint64(0); want < 30; want++ {
 		off, err := l.Append(in)
 		require.NoError(t, err)
@@ -106,6 +106,7 @@ func TestLogAppendRead(t *testing.T) {
 		require.Equal(t, in.GetValue(), got.GetValue())
 		require.Equal(t, off, got.GetOffset())
 		require.Equal(t, in.GetTerm(), got.GetTerm())
+		require.Equal(t, in.GetRaftIndex(), got.GetRaftIndex())
 		require.Equal(t, in.GetType(), got.GetType())
 	}
 	require.Equal(t, uint64(0), in.GetOffset(), "Append must not mutate its record")

@@ -23,15 +23,23 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Record is one entry of the log. The server assigns offset; term and type
-// are filled in by the replication layer and are zero for records a client
-// sends.
+// Record is one entry of the log. The server assigns offset; term, type and
+// raft_index are filled in by the replication layer and ignored in records a
+// client sends.
 type Record struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Value         []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
-	Offset        uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	Term          uint64                 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
-	Type          uint32                 `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Value  []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
+	Offset uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
+	// term is the Raft term of the entry that wrote the record (in Raft's own
+	// log store: the entry's term).
+	Term uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	// type is the record's position in the batch its entry carried (in Raft's
+	// own log store: the entry's type).
+	Type uint32 `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
+	// raft_index is the Raft index of the entry that wrote the record; the
+	// records of one ProduceBatch share it. Nodes use it to apply each entry
+	// exactly once across restarts.
+	RaftIndex     uint64 `protobuf:"varint,5,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -90,6 +98,13 @@ func (x *Record) GetTerm() uint64 {
 func (x *Record) GetType() uint32 {
 	if x != nil {
 		return x.Type
+	}
+	return 0
+}
+
+func (x *Record) GetRaftIndex() uint64 {
+	if x != nil {
+		return x.RaftIndex
 	}
 	return 0
 }
@@ -515,12 +530,14 @@ var File_api_v1_log_proto protoreflect.FileDescriptor
 
 const file_api_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x10api/v1/log.proto\x12\x06log.v1\"^\n" +
+	"\x10api/v1/log.proto\x12\x06log.v1\"}\n" +
 	"\x06Record\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
-	"\x04type\x18\x04 \x01(\rR\x04type\"8\n" +
+	"\x04type\x18\x04 \x01(\rR\x04type\x12\x1d\n" +
+	"\n" +
+	"raft_index\x18\x05 \x01(\x04R\traftIndex\"8\n" +
 	"\x0eProduceRequest\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\")\n" +
 	"\x0fProduceResponse\x12\x16\n" +
