@@ -3,18 +3,27 @@ package distlog
 import (
 	"errors"
 	"fmt"
+
+	"google.golang.org/grpc/codes"
+
+	api "github.com/proglog/proglog/api/v1"
 )
 
+// The sentinels a client can meet through the server are api.CodedErrors, so
+// the server reports them with the right gRPC code (a closed log is
+// Unavailable: retry elsewhere; bad input is InvalidArgument) without
+// importing this package.
+
 // ErrClosed is returned by every Log method called after Close.
-var ErrClosed = errors.New("distlog: log is closed")
+var ErrClosed = api.NewCodedError(codes.Unavailable, "distlog: log is closed")
 
 // ErrRecordTooLarge is returned by Append and AppendBatch when a record's
 // value is longer than Config.MaxRecordBytes. Nothing is written and the log
 // stays usable.
-var ErrRecordTooLarge = errors.New("distlog: record too large")
+var ErrRecordTooLarge = api.NewCodedError(codes.InvalidArgument, "distlog: record too large")
 
 // ErrNilRecord is returned by Append and AppendBatch when given a nil record.
-var ErrNilRecord = errors.New("distlog: nil record")
+var ErrNilRecord = api.NewCodedError(codes.InvalidArgument, "distlog: nil record")
 
 // ErrCorrupt matches (with errors.Is) every *CorruptionError.
 var ErrCorrupt = errors.New("distlog: corrupt record")

@@ -52,6 +52,8 @@ func TestToStatus(t *testing.T) {
 		{"batch too large", fmt.Errorf("record 3: %w", ErrBatchTooLarge), codes.InvalidArgument, "record 3: server: batch too large", http.StatusBadRequest},
 		{"invalid HTTP request", fmt.Errorf("%w: bad JSON", ErrInvalidRequest), codes.InvalidArgument, "bad JSON", http.StatusBadRequest},
 		{"stopping", ErrStopping, codes.Unavailable, "stopping", http.StatusServiceUnavailable},
+		{"log closed, wrapped", fmt.Errorf("read 3: %w", api.NewCodedError(codes.Unavailable, "log is closed")), codes.Unavailable, "read 3: log is closed", http.StatusServiceUnavailable},
+		{"log refuses input", api.NewCodedError(codes.InvalidArgument, "record too large"), codes.InvalidArgument, "record too large", http.StatusBadRequest},
 		{"unknown", errSecret, codes.Internal, "internal error", http.StatusInternalServerError},
 		{"unknown status code", status.Error(codes.Unknown, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},
 	}

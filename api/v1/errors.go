@@ -84,3 +84,28 @@ func NotLeaderFromStatus(st *status.Status) (ErrNotLeader, bool) {
 	}
 	return ErrNotLeader{}, false
 }
+
+// CodedError is a sentinel error that names the gRPC code it reaches clients
+// with. The layers below the server (the storage engine, the replicated log)
+// declare their sentinels with it, so the server reports, say, a closed log
+// as Unavailable and an oversized record as InvalidArgument without
+// importing those layers. Match it with errors.Is against the sentinel.
+type CodedError struct {
+	code codes.Code
+	msg  string
+}
+
+// NewCodedError returns a sentinel with message msg that gRPC reports with
+// code.
+func NewCodedError(code codes.Code, msg string) *CodedError {
+	return &CodedError{code: code, msg: msg}
+}
+
+// Error implements error.
+func (e *CodedError) Error() string { return e.msg }
+
+// Code is the gRPC code the error reaches clients with.
+func (e *CodedError) Code() codes.Code { return e.code }
+
+// GRPCStatus returns the error's code and message.
+func (e *CodedError) GRPCStatus() *status.Status { return status.New(e.code, e.msg) }

@@ -59,3 +59,16 @@ func TestErrNotLeaderRoundTrip(t *testing.T) {
 	_, ok := api.NotLeaderFromStatus(status.New(codes.Unavailable, "connection refused"))
 	require.False(t, ok, "a plain Unavailable is not a NOT_LEADER refusal")
 }
+
+func TestCodedError(t *testing.T) {
+	sentinel := api.NewCodedError(codes.Unavailable, "distlog: log is closed")
+	err := fmt.Errorf("read 3: %w", sentinel)
+	require.ErrorIs(t, err, sentinel)
+	require.Equal(t, codes.Unavailable, sentinel.Code())
+	st, ok := status.FromError(err)
+	require.True(t, ok, "status.FromError finds GRPCStatus through wrapping")
+	require.Equal(t, codes.Unavailable, st.Code())
+	require.Equal(t, "read 3: distlog: log is closed", st.Message())
+	require.NotErrorIs(t, err, api.NewCodedError(codes.Unavailable, "distlog: log is closed"),
+		"sentinels match by identity, not by message")
+}
