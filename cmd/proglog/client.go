@@ -2,6 +2,7 @@ package main
 
 import (
 	"context"
+	"crypto/tls"
 	"errors"
 	"fmt"
 	"io/fs"
@@ -9,7 +10,9 @@ import (
 	"time"
 
 	"go.uber.org/zap"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/status"
 
 	"github.com/proglog/proglog/loadbalance"
@@ -65,9 +68,9 @@ func (c clientSettings) validate() error {
 // dial returns a client balanced over the cluster through the proglog:///
 // resolver. It does not wait for a connection: the first call does.
 func (c clientSettings) dial(logger *zap.Logger) (*loadbalance.Client, error) {
-	tlsConfig, err := tlsconfig.SetupTLSConfig(c.tls)
+	tlsConfig, err := c.tlsConfig()
 	if err != nil {
-		return nil, fmt.Errorf("client certificate: %w%s", err, gencertHint(err))
+		return nil, err
 	}
 	client, err := loadbalance.New(loadbalance.Config{
 		Seeds:               c.addrs,
@@ -80,6 +83,28 @@ func (c clientSettings) dial(logger *zap.Logger) (*loadbalance.Client, error) {
 		return nil, usageError(err)
 	}
 	return client, nil
+}
+
+// tlsConfig reads the client's certificates.
+func (c clientSettings) tlsConfig() (*tls.Config, error) {
+	tlsConfig, err := tlsconfig.SetupTLSConfig(c.tls)
+	if err != nil {
+		return nil, fmt.Errorf("client certificate: %w%s", err, gencertHint(err))
+	}
+	return tlsConfig, nil
+}
+
+// dialDirect connects to the one server at addr, without balancing.
+func (c clientSettings) dialDirect(addr string) (*grpc.ClientConn, error) {
+	tlsConfig, err := c.tlsConfig()
+	if err != nil {
+		return nil, err
+	}
+	conn, err := grpc.NewClient(addr, grpc.WithTransportCredentials(credentials.NewTLS(tlsConfig)))
+	if err != nil {
+		return nil, fmt.Errorf("connect to %s: %w", addr, err)
+	}
+	return conn, nil
 }
 
 // rpcError turns a failed call into one line that says what to check.

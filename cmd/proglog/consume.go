@@ -7,12 +7,15 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"time"
 
 	"github.com/spf13/cobra"
+	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/loadbalance"
 )
 
 // consumeSettings are the settings of `proglog consume`.
@@ -124,8 +127,10 @@ func runConsume(cmd *cobra.Command, _ []string) error {
 		return nil
 	}
 
+	reader := &hedgedReader{client: client, settings: cs.client}
+	defer reader.close()
 	for offset := cs.from; ; offset++ {
-		record, err := client.Consume(ctx, offset)
+		record, err := reader.consume(ctx, offset)
 		if status.Code(err) == codes.OutOfRange {
 			return nil // the end of the log
 		}
@@ -137,6 +142,104 @@ func runConsume(cmd *cobra.Command, _ []string) error {
 		} else if err != nil {
 			return err
 		}
+	}
+}
+
+// hedgeDelay is how long a read may take at a follower before the leader is
+// asked too. A record a follower holds comes back in a millisecond or two; a
+// follower asked for an offset past its end waits (up to the distributed
+// log's ReadWaitTimeout, 2 s by default) for a record that may be committed
+// but not yet applied there.
+const hedgeDelay = 100 * time.Millisecond
+
+// hedgedReader reads records through the balanced client (from followers)
+// and, when an answer is slow, asks the leader as well and takes the first
+// answer. A consume without --follow thus ends as soon as the leader says
+// the log ends there, instead of waiting out a follower's read wait on the
+// last offset, and still prints every record committed before it got there.
+type hedgedReader struct {
+	client   *loadbalance.Client
+	settings clientSettings
+	// leader is a direct connection to the leader, made at the first hedge;
+	// nil until then, or when no leader could be found.
+	leader     api.LogClient
+	leaderConn *grpc.ClientConn
+	triedDial  bool
+}
+
+// consume reads the record at offset.
+func (h *hedgedReader) consume(ctx context.Context, offset uint64) (*api.Record, error) {
+	ctx, cancel := context.WithCancel(ctx)
+	defer cancel() // ends the call that lost the race
+	type answer struct {
+		record *api.Record
+		err    error
+	}
+	answers := make(chan answer, 2) // both senders always find room and exit
+	go func() {
+		record, err := h.client.Consume(ctx, offset)
+		answers <- answer{record, err}
+	}()
+	pending := 1
+	hedge := time.NewTimer(hedgeDelay)
+	defer hedge.Stop()
+	var firstErr error
+	for {
+		select {
+		case a := <-answers:
+			pending--
+			switch {
+			case a.err == nil:
+				return a.record, nil
+			case status.Code(a.err) == codes.OutOfRange:
+				return nil, a.err
+			case firstErr == nil:
+				firstErr = a.err
+			}
+			if pending == 0 {
+				return nil, firstErr
+			}
+		case <-hedge.C:
+			if leader := h.leaderClient(ctx); leader != nil {
+				pending++
+				go func() {
+					resp, err := leader.Consume(ctx, &api.ConsumeRequest{Offset: offset})
+					answers <- answer{resp.GetRecord(), err}
+				}()
+			}
+		}
+	}
+}
+
+// leaderClient connects to the leader the first time it is called and
+// returns nil when that failed: the balanced read then decides alone.
+func (h *hedgedReader) leaderClient(ctx context.Context) api.LogClient {
+	if h.triedDial {
+		return h.leader
+	}
+	h.triedDial = true
+	servers, err := h.client.GetServers(ctx)
+	if err != nil {
+		return nil
+	}
+	for _, s := range servers {
+		if !s.GetIsLeader() {
+			continue
+		}
+		conn, err := h.settings.dialDirect(s.GetRpcAddr())
+		if err != nil {
+			return nil
+		}
+		h.leaderConn, h.leader = conn, api.NewLogClient(conn)
+		break
+	}
+	return h.leader
+}
+
+// close closes the connection to the leader, if one was made.
+func (h *hedgedReader) close() {
+	if h.leaderConn != nil {
+		_ = h.leaderConn.Close()
 	}
 }
 
