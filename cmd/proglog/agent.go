@@ -181,18 +181,13 @@ func runAgent(ctx context.Context, as agentSettings, cmd *cobra.Command) error {
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
-		return fmt.Errorf("agent: start %s: %w", as.nodeName, err)
+		return fmt.Errorf("start node %s: %w", as.nodeName, err)
 	}
-	logger.Info("agent running",
-		zap.String("rpc_addr", a.RPCAddr()),
-		zap.String("http_addr", a.HTTPAddr()),
-		zap.String("serf_addr", a.SerfAddr()),
-		zap.String("data_dir", as.dataDir))
+	// The agent logs its addresses when it starts and when it stops.
 	<-ctx.Done()
-	logger.Info("shutting down (a second signal kills at once)")
+	logger.Info("signal received; shutting down (a second signal kills at once)")
 	if err := a.Shutdown(); err != nil {
-		return fmt.Errorf("agent: shut down %s: %w", as.nodeName, err)
+		return fmt.Errorf("shut down node %s: %w", as.nodeName, err)
 	}
-	logger.Info("agent stopped")
 	return nil
 }

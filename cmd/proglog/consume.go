@@ -63,7 +63,9 @@ interrupted or --count records were printed. With --json, print one JSON object
 per line, {"offset": N, "value": "<base64>"}, the value encoded as in the HTTP
 API.
 
-Reads are spread over the followers through the proglog:/// resolver.`,
+Reads are spread over the followers through the proglog:/// resolver; without
+--follow, the end of the log is where the leader says it is, so every record
+committed before consume got there is printed.`,
 		Example: `  proglog consume                        # the whole log
   proglog consume --from 100 --count 10  # offsets 100..109
   proglog consume --from 0 --follow      # everything, then new records as they come
