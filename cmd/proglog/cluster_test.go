@@ -107,11 +107,11 @@ type testCluster struct {
 	nodes     []*process
 }
 
-// startCluster starts n agents: node-1 bootstraps, the others join it. It
-// returns once every node is in the Raft configuration and one leads.
-func startCluster(t *testing.T, n int) *testCluster {
+// startCluster starts n agents with the certificates of files: node-1
+// bootstraps, the others join it. It returns once every node is in the Raft
+// configuration and one leads.
+func startCluster(t *testing.T, n int, files tlsconfig.FileSet) *testCluster {
 	t.Helper()
-	files := tlsconfigtest.Files(t)
 	c := &testCluster{bin: proglogBinary(t), configDir: files.Dir, dir: t.TempDir()}
 	ports := freePorts(t, 3*n)
 	t.Cleanup(func() {
@@ -185,8 +185,9 @@ func (c *testCluster) dumpLogs(t *testing.T) {
 // TestCommandsAgainstACluster drives the client commands as a user would,
 // against three `proglog agent` processes.
 func TestCommandsAgainstACluster(t *testing.T) {
+	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
-	c := startCluster(t, 3)
+	c := startCluster(t, 3, files)
 
 	// produce: arguments, then standard input, one record per line.
 	r := c.mustRun(t, "", "produce", "hello", "world")

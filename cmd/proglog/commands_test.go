@@ -107,8 +107,8 @@ func TestMissingCertificates(t *testing.T) {
 // TestUnreachableCluster: every client command fails with one line naming
 // the addresses and the cause when nothing listens there.
 func TestUnreachableCluster(t *testing.T) {
+	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
-	files := tlsconfigtest.Files(t)
 	addr := "127.0.0.1:" + strconv.Itoa(freePorts(t, 1)[0])
 	common := []string{"--addr", addr, "--config-dir", files.Dir, "--timeout", "300ms"}
 	for _, args := range [][]string{

@@ -119,8 +119,8 @@ func (rl *runLocal) interrupt(t *testing.T) {
 // through the CLI, stops it with SIGINT and checks every node exited
 // cleanly; then starts it again on the same data, which must still be there.
 func TestRunLocal(t *testing.T) {
+	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
-	files := tlsconfigtest.Files(t)
 	bin := proglogBinary(t)
 	ports := freePorts(t, 9)
 	dir := t.TempDir()
