@@ -90,7 +90,7 @@ type option struct {
 func commonOptions(logLevel string) []option {
 	return []option{
 		{key: keyConfigFile, def: "", usage: "YAML file of settings (keys are the flag names); flags and PROGLOG_* variables override it"},
-		{key: keyConfigDir, def: "", usage: "directory of the certificates and ACL files `make gencert` writes (default $PROGLOG_CONFIG_DIR, else ~/.proglog)"},
+		{key: keyConfigDir, def: "", usage: "directory of the certificates and ACL files that 'make gencert' writes (default $PROGLOG_CONFIG_DIR, else ~/.proglog)"},
 		{key: keyLogLevel, def: logLevel, usage: "log level: debug, info, warn or error"},
 	}
 }

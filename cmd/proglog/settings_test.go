@@ -408,6 +408,8 @@ func TestOptionTables(t *testing.T) {
 			require.False(t, seen[o.key], "%s declares %q twice", name, o.key)
 			seen[o.key] = true
 			require.NotEmpty(t, o.usage, "%s --%s has no help text", name, o.key)
+			// pflag would take a back-quoted word for the value's name.
+			require.NotContains(t, o.usage, "`", "%s --%s", name, o.key)
 		}
 		fs := pflag.NewFlagSet(name, pflag.ContinueOnError)
 		require.NoError(t, declareOptions(fs, cr.opts))
