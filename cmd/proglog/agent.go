@@ -7,9 +7,11 @@ import (
 	"net"
 
 	"github.com/spf13/cobra"
+	"go.opentelemetry.io/otel"
 	"go.uber.org/zap"
 
 	"github.com/proglog/proglog/agent"
+	"github.com/proglog/proglog/server/telemetry"
 	"github.com/proglog/proglog/server/tlsconfig"
 )
 
@@ -30,6 +32,13 @@ type agentSettings struct {
 	serverTLS tlsconfig.Config
 	peerTLS   tlsconfig.Config
 	logLevel  string
+	// Limits; they must match on every node.
+	maxRecordBytes  int
+	maxBatchRecords int
+	// Tracing: exporter name and OTLP collector.
+	traceExporter string
+	otlpEndpoint  string
+	otlpInsecure  bool
 }
 
 // readAgentSettings reads and validates the settings of `proglog agent`.
@@ -59,7 +68,12 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 			CAFile:   orDefault(s.String(keyPeerTLSCAFile), files.CAFile),
 			Peer:     true,
 		},
-		logLevel: s.String(keyLogLevel),
+		logLevel:        s.String(keyLogLevel),
+		maxRecordBytes:  s.Int(keyMaxRecordBytes),
+		maxBatchRecords: s.Int(keyMaxBatchRecords),
+		traceExporter:   s.String(keyTraceExporter),
+		otlpEndpoint:    s.String(keyOTLPEndpoint),
+		otlpInsecure:    s.Bool(keyOTLPInsecure),
 	}
 	if err := s.Err(); err != nil {
 		return as, err
@@ -79,6 +93,16 @@ func (as agentSettings) validate() error {
 		return usageError(fmt.Errorf("--rpc-port %d is not a port", as.rpcPort))
 	case as.httpPort < 0 || as.httpPort > 65535:
 		return usageError(fmt.Errorf("--http-port %d is not a port", as.httpPort))
+	case as.maxRecordBytes <= 0:
+		return usageError(fmt.Errorf("--max-record-bytes %d must be positive", as.maxRecordBytes))
+	case as.maxBatchRecords <= 0:
+		return usageError(fmt.Errorf("--max-batch-records %d must be positive", as.maxBatchRecords))
+	}
+	switch as.traceExporter {
+	case telemetry.ExporterNone, telemetry.ExporterStdout, telemetry.ExporterOTLP:
+	default:
+		return usageError(fmt.Errorf("--trace-exporter %q: want %s, %s or %s", as.traceExporter,
+			telemetry.ExporterNone, telemetry.ExporterStdout, telemetry.ExporterOTLP))
 	}
 	if _, _, err := net.SplitHostPort(as.bindAddr); err != nil {
 		return usageError(fmt.Errorf("--bind-addr %q: %w", as.bindAddr, err))
@@ -123,6 +147,11 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		PeerServerTLSConfig: peerServerTLS,
 		ACLModelFile:        as.aclModelFile,
 		ACLPolicyFile:       as.aclPolicyFile,
+		MaxRecordBytes:      as.maxRecordBytes,
+		MaxBatchRecords:     as.maxBatchRecords,
+		TraceExporter:       as.traceExporter,
+		OTLPEndpoint:        as.otlpEndpoint,
+		OTLPInsecure:        as.otlpInsecure,
 		Logger:              logger,
 	}, nil
 }
@@ -175,6 +204,10 @@ func runAgent(ctx context.Context, as agentSettings, cmd *cobra.Command) error {
 	}
 	// Sync fails on a terminal; nothing to do about it.
 	defer func() { _ = logger.Sync() }()
+	// OpenTelemetry reports export failures through a process-wide handler
+	// that defaults to the standard log package; main owns the process, so
+	// it routes them into zap here.
+	otel.SetErrorHandler(telemetry.OTelErrorHandler(logger))
 	cfg, err := as.config(logger)
 	if err != nil {
 		return fmt.Errorf("agent: %w", err)

@@ -34,6 +34,11 @@ const (
 	keyPeerTLSCertFile   = "peer-tls-cert-file"
 	keyPeerTLSKeyFile    = "peer-tls-key-file"
 	keyPeerTLSCAFile     = "peer-tls-ca-file"
+	keyMaxRecordBytes    = "max-record-bytes"
+	keyMaxBatchRecords   = "max-batch-records"
+	keyTraceExporter     = "trace-exporter"
+	keyOTLPEndpoint      = "otlp-endpoint"
+	keyOTLPInsecure      = "otlp-insecure"
 
 	// Client commands: produce, consume, servers, bench.
 	keyAddr        = "addr"
@@ -114,6 +119,11 @@ func agentOptions(hostname string) []option {
 		option{key: keyPeerTLSCertFile, def: "", usage: "certificate this node presents to Raft peers (default server.pem in --config-dir)"},
 		option{key: keyPeerTLSKeyFile, def: "", usage: "key of --peer-tls-cert-file (default server-key.pem in --config-dir)"},
 		option{key: keyPeerTLSCAFile, def: "", usage: "CA that verifies Raft peers (default ca.pem in --config-dir)"},
+		option{key: keyMaxRecordBytes, def: 1 << 20, usage: "largest record value accepted, in bytes; must be the same on every node"},
+		option{key: keyMaxBatchRecords, def: 1000, usage: "most records one ProduceBatch may carry"},
+		option{key: keyTraceExporter, def: "none", usage: "where OpenTelemetry spans go: none, stdout or otlp"},
+		option{key: keyOTLPEndpoint, def: "", usage: "host:port of the OTLP/gRPC collector for --trace-exporter otlp (default $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)"},
+		option{key: keyOTLPInsecure, def: false, usage: "send spans to --otlp-endpoint without TLS (a collector on the same host)"},
 	)
 }
 

@@ -154,7 +154,8 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		"--bootstrap", "--acl-model-file", "/acl/m", "--acl-policy-file", "/acl/p",
 		"--server-tls-cert-file", "/s/cert", "--server-tls-key-file", "/s/key", "--server-tls-ca-file", "/s/ca",
 		"--peer-tls-cert-file", "/p/cert", "--peer-tls-key-file", "/p/key", "--peer-tls-ca-file", "/p/ca",
-		"--log-level", "debug")
+		"--log-level", "debug", "--max-record-bytes", "4096", "--max-batch-records", "7",
+		"--trace-exporter", "otlp", "--otlp-endpoint", "collector:4317", "--otlp-insecure")
 	require.NoError(t, err)
 	got, err := readAgentSettings(s)
 	require.NoError(t, err)
@@ -162,9 +163,11 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		dataDir: "/d", nodeName: "n1", bindAddr: "10.0.0.1:7946", rpcPort: 9401, httpPort: 9080,
 		startJoinAddrs: []string{"10.0.0.2:7946", "10.0.0.3:7946"}, bootstrap: true,
 		aclModelFile: "/acl/m", aclPolicyFile: "/acl/p",
-		serverTLS: tlsconfig.Config{CertFile: "/s/cert", KeyFile: "/s/key", CAFile: "/s/ca", Server: true},
-		peerTLS:   tlsconfig.Config{CertFile: "/p/cert", KeyFile: "/p/key", CAFile: "/p/ca", Peer: true},
-		logLevel:  "debug",
+		serverTLS:      tlsconfig.Config{CertFile: "/s/cert", KeyFile: "/s/key", CAFile: "/s/ca", Server: true},
+		peerTLS:        tlsconfig.Config{CertFile: "/p/cert", KeyFile: "/p/key", CAFile: "/p/ca", Peer: true},
+		logLevel:       "debug",
+		maxRecordBytes: 4096, maxBatchRecords: 7,
+		traceExporter: "otlp", otlpEndpoint: "collector:4317", otlpInsecure: true,
 	}
 	require.Equal(t, want, got)
 }
@@ -181,9 +184,10 @@ func TestAgentDefaults(t *testing.T) {
 	want := agentSettings{
 		dataDir: "/d", nodeName: "host-name", bindAddr: "127.0.0.1:8301", rpcPort: 8401, httpPort: 8080,
 		aclModelFile: files.ACLModelFile, aclPolicyFile: files.ACLPolicyFile,
-		serverTLS: tlsconfig.Config{CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Server: true},
-		peerTLS:   tlsconfig.Config{CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Peer: true},
-		logLevel:  "info",
+		serverTLS:      tlsconfig.Config{CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Server: true},
+		peerTLS:        tlsconfig.Config{CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Peer: true},
+		logLevel:       "info",
+		maxRecordBytes: 1 << 20, maxBatchRecords: 1000, traceExporter: "none",
 	}
 	require.Equal(t, want, got)
 }
