@@ -27,7 +27,10 @@ read -r -a http_ports <<<"${RUN_HTTP_PORTS:-8080 8081 8082}"
 read -r -a serf_ports <<<"${RUN_SERF_PORTS:-8301 8302 8303}"
 ready_timeout=${RUN_READY_TIMEOUT:-60}
 
-say() { printf 'run-local: %s\n' "$*"; }
+# say prints a message. A failed write is ignored: when the output is gone
+# (`make run | tee run.log` and Ctrl-C kills tee too), the script must still
+# stop the nodes.
+say() { printf 'run-local: %s\n' "$*" 2>/dev/null || true; }
 fail() {
 	printf 'run-local: %s\n' "$*" >&2
 	exit 1
@@ -59,6 +62,10 @@ stop() {
 	local status=$1 i pid rc
 	[ -z "$stopping" ] || return 0
 	stopping=1
+	# Writing to a closed pipe must not kill the script before it has
+	# stopped the nodes, which run in their own process groups and would be
+	# left running, holding their ports.
+	trap '' PIPE
 	# A second signal while the nodes stop is passed on: they then exit at once.
 	trap 'say "killing the nodes"; kill -INT ${pids[@]+"${pids[@]}"} 2>/dev/null || true' INT TERM
 	[ "${#pids[@]}" -gt 0 ] && say "stopping ${#pids[@]} nodes (Ctrl-C again to kill them)"

@@ -29,6 +29,8 @@ const runLocalReadyLine = "Ctrl-C stops every node."
 type runLocal struct {
 	cmd    *exec.Cmd
 	output *syncBuffer
+	// stdout is the read end of the script's standard output.
+	stdout io.Closer
 	lines  chan string
 	exited chan struct{}
 	// pids are the nodes' process ids, from the script's banner.
@@ -49,6 +51,7 @@ func startRunLocal(t *testing.T, env []string) *runLocal {
 	rl.cmd.Env = append(os.Environ(), env...)
 	stdout, err := rl.cmd.StdoutPipe()
 	require.NoError(t, err)
+	rl.stdout = stdout
 	rl.cmd.Stderr = rl.output
 	require.NoError(t, rl.cmd.Start())
 	go func() {
@@ -124,22 +127,7 @@ func TestRunLocal(t *testing.T) {
 	bin := proglogBinary(t)
 	ports := freePorts(t, 9)
 	dir := t.TempDir()
-	join := func(ps []int) string {
-		s := make([]string, len(ps))
-		for i, p := range ps {
-			s[i] = strconv.Itoa(p)
-		}
-		return strings.Join(s, " ")
-	}
-	env := []string{
-		"RUN_BIN=" + bin,
-		"RUN_DIR=" + dir,
-		"RUN_CONFIG_DIR=" + files.Dir,
-		"RUN_RPC_PORTS=" + join(ports[0:3]),
-		"RUN_HTTP_PORTS=" + join(ports[3:6]),
-		"RUN_SERF_PORTS=" + join(ports[6:9]),
-		"RUN_READY_TIMEOUT=" + strconv.Itoa(int(clusterFormTimeout.Seconds())),
-	}
+	env := runLocalEnv(bin, dir, files.Dir, ports)
 	client := []string{"--addr", joinPorts(ports[0:3]), "--config-dir", files.Dir}
 	mustRun := func(stdin string, args ...string) string {
 		t.Helper()
@@ -166,6 +154,55 @@ func TestRunLocal(t *testing.T) {
 	require.Equal(t, "first\nsecond\n", mustRun("", "consume"))
 	require.Equal(t, "2\n", mustRun("", "produce", "third"))
 	rl.interrupt(t)
+}
+
+// TestRunLocalStopsNodesWhenItsOutputIsGone: `make run | tee run.log` and
+// Ctrl-C, which kills tee as well. The script's output is then a pipe
+// nobody reads; writing to it must not kill the script before it has stopped
+// the nodes, which run in their own process groups and would otherwise be
+// left running on their ports.
+func TestRunLocalStopsNodesWhenItsOutputIsGone(t *testing.T) {
+	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
+	clearProglogEnv(t)
+	bin := proglogBinary(t)
+	ports := freePorts(t, 9)
+	rl := startRunLocal(t, runLocalEnv(bin, t.TempDir(), files.Dir, ports))
+	require.Len(t, rl.pids, 3, "node pids in the banner")
+
+	require.NoError(t, rl.stdout.Close()) // tee is gone
+	require.NoError(t, rl.cmd.Process.Signal(os.Interrupt))
+	select {
+	case <-rl.exited:
+	case <-time.After(2 * exitTimeout):
+		t.Fatalf("run-local.sh did not exit within %v of SIGINT:\n%s", 2*exitTimeout, rl.output)
+	}
+	for i, pid := range rl.pids {
+		err := syscall.Kill(pid, 0)
+		require.True(t, errors.Is(err, syscall.ESRCH),
+			"node-%d (pid %d) still runs after the script exited (kill 0: %v); script output:\n%s", i+1, pid, err, rl.output)
+	}
+}
+
+// runLocalEnv is the environment that runs deploy/run-local.sh with bin, data
+// in dir, certificates in configDir, and nine ports: three RPC, three HTTP,
+// three Serf.
+func runLocalEnv(bin, dir, configDir string, ports []int) []string {
+	join := func(ps []int) string {
+		s := make([]string, len(ps))
+		for i, p := range ps {
+			s[i] = strconv.Itoa(p)
+		}
+		return strings.Join(s, " ")
+	}
+	return []string{
+		"RUN_BIN=" + bin,
+		"RUN_DIR=" + dir,
+		"RUN_CONFIG_DIR=" + configDir,
+		"RUN_RPC_PORTS=" + join(ports[0:3]),
+		"RUN_HTTP_PORTS=" + join(ports[3:6]),
+		"RUN_SERF_PORTS=" + join(ports[6:9]),
+		"RUN_READY_TIMEOUT=" + strconv.Itoa(int(clusterFormTimeout.Seconds())),
+	}
 }
 
 // TestMakeRunCallsTheScript: `make run` builds, makes certificates, and
