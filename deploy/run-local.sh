@@ -54,6 +54,9 @@ client_flags=""
 [ "$config_dir" = "${PROGLOG_CONFIG_DIR:-$HOME/.proglog}" ] || client_flags="$client_flags --config-dir $config_dir"
 
 pids=()
+# reaped[i] is node-i's exit status once the final wait below has collected
+# it; stop must not wait for that node again.
+reaped=()
 stopping=""
 
 # stop stops every node that was started, waits for each, and exits: with
@@ -75,6 +78,12 @@ stop() {
 	i=${#pids[@]}
 	while [ "$i" -gt 0 ]; do
 		pid=${pids[$((i - 1))]}
+		if [ -n "${reaped[$i]:-}" ]; then
+			# Exited on its own, already reported.
+			status=1
+			i=$((i - 1))
+			continue
+		fi
 		kill -INT "$pid" 2>/dev/null || true
 		rc=0
 		wait "$pid" || rc=$?
@@ -167,7 +176,17 @@ In another terminal:
 Ctrl-C stops every node.
 EOF
 
-# Wait for the nodes; a signal interrupts the wait and runs stop.
-wait
+# Wait for the nodes, one after the other, and report each that exits on its
+# own (e.g. killed by an operator): one that dies early is reported once the
+# ones started before it have exited as well, since bash 3.2 has no `wait -n`.
+# A signal interrupts the wait and runs stop.
+i=0
+for pid in "${pids[@]}"; do
+	i=$((i + 1))
+	rc=0
+	wait "$pid" || rc=$?
+	reaped[$i]=$rc
+	say "node-$i exited on its own with status $rc; see $dir/node-$i.log"
+done
 say "every node exited on its own"
 exit 1

@@ -3,6 +3,7 @@ package main
 import (
 	"bufio"
 	"errors"
+	"fmt"
 	"io"
 	"os"
 	"os/exec"
@@ -181,6 +182,35 @@ func TestRunLocalStopsNodesWhenItsOutputIsGone(t *testing.T) {
 		require.True(t, errors.Is(err, syscall.ESRCH),
 			"node-%d (pid %d) still runs after the script exited (kill 0: %v); script output:\n%s", i+1, pid, err, rl.output)
 	}
+}
+
+// TestRunLocalReportsNodesThatDie: an operator kills every node with
+// SIGKILL; the script says which node exited with which status, and exits
+// with status 1, without waiting a second time for nodes it has reaped.
+func TestRunLocalReportsNodesThatDie(t *testing.T) {
+	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
+	clearProglogEnv(t)
+	bin := proglogBinary(t)
+	ports := freePorts(t, 9)
+	rl := startRunLocal(t, runLocalEnv(bin, t.TempDir(), files.Dir, ports))
+	require.Len(t, rl.pids, 3, "node pids in the banner")
+
+	for _, pid := range rl.pids {
+		require.NoError(t, syscall.Kill(pid, syscall.SIGKILL))
+	}
+	select {
+	case <-rl.exited:
+	case <-time.After(exitTimeout):
+		t.Fatalf("run-local.sh did not exit within %v of its nodes dying:\n%s", exitTimeout, rl.output)
+	}
+	require.Equal(t, 1, rl.cmd.ProcessState.ExitCode(), "run-local.sh exit status:\n%s", rl.output)
+	out := rl.output.String()
+	for i := 1; i <= 3; i++ {
+		require.Contains(t, out, fmt.Sprintf("node-%d exited on its own with status 137", i))
+	}
+	require.Contains(t, out, "every node exited on its own")
+	require.NotContains(t, out, "not a child", "the script waited again for a node it had reaped")
+	require.NotContains(t, out, "status 127", "the script waited again for a node it had reaped")
 }
 
 // runLocalEnv is the environment that runs deploy/run-local.sh with bin, data
