@@ -16,9 +16,11 @@ import (
 
 	"github.com/stretchr/testify/require"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	healthpb "google.golang.org/grpc/health/grpc_health_v1"
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
+	"google.golang.org/grpc/status"
 
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
@@ -318,4 +320,16 @@ func requireReflectionAndHealth(t *testing.T, addr, configDir string) {
 	health, err := healthpb.NewHealthClient(anonymous).Check(ctx, &healthpb.HealthCheckRequest{})
 	require.NoError(t, err)
 	require.Equal(t, healthpb.HealthCheckResponse_SERVING, health.GetStatus())
+
+	// Reflection is not open without a certificate, which is why the
+	// README's certificate-less health check uses grpc-health-probe, not
+	// grpcurl (TestREADMEGrpcurlExamplesHaveACertificate).
+	anonStream, err := reflectionpb.NewServerReflectionClient(anonymous).ServerReflectionInfo(ctx)
+	require.NoError(t, err)
+	// Send may already see the refusal as io.EOF; Recv returns the status.
+	_ = anonStream.Send(&reflectionpb.ServerReflectionRequest{
+		MessageRequest: &reflectionpb.ServerReflectionRequest_ListServices{ListServices: "*"},
+	})
+	_, err = anonStream.Recv()
+	require.Equal(t, codes.Unauthenticated, status.Code(err), "reflection without a client certificate: %v", err)
 }

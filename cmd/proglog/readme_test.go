@@ -40,3 +40,30 @@ func TestREADME(t *testing.T) {
 		require.Contains(t, reference, "`--"+key+"`", "the configuration reference does not mention --%s", key)
 	}
 }
+
+// TestREADMEGrpcurlExamplesHaveACertificate: grpcurl looks every method up
+// through server reflection first, even grpc.health.v1.Health/Check, and
+// reflection needs a client certificate (requireReflectionAndHealth checks
+// that), so a grpcurl example without -cert fails with Unauthenticated.
+func TestREADMEGrpcurlExamplesHaveACertificate(t *testing.T) {
+	data, err := os.ReadFile("../../README.md")
+	require.NoError(t, err)
+	section := readmeSection(t, string(data), "## grpcurl")
+	start := strings.Index(section, "```sh\n")
+	require.GreaterOrEqual(t, start, 0, "README's grpcurl section has no sh block")
+	block := section[start+len("```sh\n"):]
+	block = block[:strings.Index(block, "```")]
+	calls := 0
+	for _, line := range strings.Split(block, "\n") {
+		if !strings.HasPrefix(line, "grpcurl ") && !strings.HasPrefix(line, "pl ") &&
+			!strings.HasPrefix(line, "pl() { grpcurl ") {
+			continue
+		}
+		calls++
+		if strings.HasPrefix(line, "grpcurl ") {
+			require.Contains(t, line, " -cert ", "README grpcurl example without a client certificate: %s", line)
+		}
+	}
+	require.NotZero(t, calls, "README's grpcurl section has no grpcurl example")
+	require.Contains(t, block, "pl() { grpcurl -cacert ~/.proglog/ca.pem -cert ~/.proglog/root-client.pem ")
+}
