@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io/fs"
+	"strconv"
 	"strings"
 	"time"
 
@@ -137,8 +138,16 @@ func briefCause(msg string) string {
 	if i < 0 {
 		return msg
 	}
-	cause := msg[i+len(marker):]
-	if j := strings.Index(cause, `"`); j >= 0 {
+	// The cause is Go-quoted (gRPC formats it with %q): unquote it, so that
+	// a cause holding quotes itself, like x509's "(possibly because of
+	// \"...\")", is neither cut at its first quote nor left escaped.
+	quoted := msg[i+len(marker)-1:]
+	cause := quoted[1:]
+	if q, err := strconv.QuotedPrefix(quoted); err == nil {
+		if unquoted, err := strconv.Unquote(q); err == nil {
+			cause = unquoted
+		}
+	} else if j := strings.Index(cause, `"`); j >= 0 {
 		cause = cause[:j]
 	}
 	cause = strings.TrimPrefix(cause, "transport: ")

@@ -138,6 +138,11 @@ func TestBriefCause(t *testing.T) {
 			msg:  `connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`,
 			want: "tls: failed to verify certificate: x509: certificate signed by unknown authority",
 		},
+		{
+			// A cause that quotes something itself: the whole cause, unescaped.
+			msg:  `rpc error: code = Unavailable desc = connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of \"x509: ECDSA verification failure\" while trying to verify candidate authority certificate \"proglog-ca\")"`,
+			want: `tls: failed to verify certificate: x509: certificate signed by unknown authority (possibly because of "x509: ECDSA verification failure" while trying to verify candidate authority certificate "proglog-ca")`,
+		},
 		{msg: "no leader", want: "no leader"},
 	}
 	for _, tt := range tests {
