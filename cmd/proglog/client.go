@@ -119,8 +119,15 @@ func (c clientSettings) rpcError(op string, err error) error {
 	}
 	switch st.Code() {
 	case codes.Unavailable, codes.DeadlineExceeded:
+		cause := briefCause(st.Message())
+		if strings.Contains(cause, "tls: ") {
+			// The cluster answered but one side's certificate did not
+			// verify: "is it running?" would send the user the wrong way.
+			return fmt.Errorf("%s: TLS handshake with the cluster at %s failed (is %s the CA of the servers' certificates, and does the cluster trust the CA of %s? --config-dir picks both): %s",
+				op, strings.Join(c.addrs, ","), c.tls.CAFile, c.tls.CertFile, cause)
+		}
 		return fmt.Errorf("%s: no answer from a cluster at %s within %v (is it running? 'make run' starts one): %s",
-			op, strings.Join(c.addrs, ","), c.timeout, briefCause(st.Message()))
+			op, strings.Join(c.addrs, ","), c.timeout, cause)
 	case codes.Unauthenticated, codes.PermissionDenied:
 		return fmt.Errorf("%s: refused for the client certificate %s: %s", op, c.tls.CertFile, st.Message())
 	default:

@@ -4,10 +4,14 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
 )
 
@@ -124,6 +128,41 @@ func TestUnreachableCluster(t *testing.T) {
 			require.Equal(t, exitError, r.code, "stderr: %s", r.stderr)
 			requireOneLine(t, r, "no answer from a cluster at "+addr)
 			require.Contains(t, r.stderr, "connection refused")
+		})
+	}
+}
+
+// TestRPCErrorNamesTheCause: a refused connection asks whether the cluster
+// runs; a TLS failure names the certificate files instead.
+func TestRPCErrorNamesTheCause(t *testing.T) {
+	c := clientSettings{
+		addrs:   []string{"127.0.0.1:8401"},
+		tls:     tlsconfig.Config{CAFile: "/cfg/ca.pem", CertFile: "/cfg/root-client.pem", KeyFile: "/cfg/root-client-key.pem"},
+		timeout: 10 * time.Second,
+	}
+	tests := []struct {
+		name, msg, want string
+	}{
+		{
+			name: "connection refused",
+			msg:  `connection error: desc = "transport: Error while dialing: dial tcp 127.0.0.1:8401: connect: connection refused"`,
+			want: "produce: no answer from a cluster at 127.0.0.1:8401 within 10s (is it running? 'make run' starts one): dial tcp 127.0.0.1:8401: connect: connection refused",
+		},
+		{
+			name: "server certificate from another CA",
+			msg:  `connection error: desc = "transport: authentication handshake failed: tls: failed to verify certificate: x509: certificate signed by unknown authority"`,
+			want: "produce: TLS handshake with the cluster at 127.0.0.1:8401 failed (is /cfg/ca.pem the CA of the servers' certificates, and does the cluster trust the CA of /cfg/root-client.pem? --config-dir picks both): tls: failed to verify certificate: x509: certificate signed by unknown authority",
+		},
+		{
+			name: "client certificate from another CA",
+			msg:  `connection error: desc = "error reading server preface: remote error: tls: unknown certificate authority"`,
+			want: "produce: TLS handshake with the cluster at 127.0.0.1:8401 failed (is /cfg/ca.pem the CA of the servers' certificates, and does the cluster trust the CA of /cfg/root-client.pem? --config-dir picks both): error reading server preface: remote error: tls: unknown certificate authority",
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			err := c.rpcError("produce", status.Error(codes.Unavailable, tt.msg))
+			require.EqualError(t, err, tt.want)
 		})
 	}
 }
