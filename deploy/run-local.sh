@@ -44,6 +44,17 @@ n=${#rpc_ports[@]}
 for f in ca.pem server.pem server-key.pem root-client.pem root-client-key.pem model.conf policy.csv; do
 	[ -s "$config_dir/$f" ] || fail "$config_dir/$f is missing: run 'make gencert' (or 'make run', which makes it)"
 done
+# in_use reports whether something accepts TCP connections on $1:$2 (bash's
+# /dev/tcp; a refused connection fails at once on a local address).
+in_use() { (exec 3<>"/dev/tcp/$1/$2") 2>/dev/null; }
+# A port in use would make that node fail, and, worse, an earlier cluster
+# still on these ports would answer the readiness check below in its place.
+for k in "${!rpc_ports[@]}"; do
+	for port in "${rpc_ports[$k]}" "${http_ports[$k]}" "${serf_ports[$k]}"; do
+		! in_use "$host" "$port" ||
+			fail "$host:$port (a port of node-$((k + 1))) is in use: is another 'make run' running? Stop it, or choose other ports (make run RPC_PORTS=... HTTP_PORTS=... SERF_PORTS=...)"
+	done
+done
 mkdir -p "$dir"
 
 addrs=""

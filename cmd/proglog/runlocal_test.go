@@ -213,6 +213,42 @@ func TestRunLocalReportsNodesThatDie(t *testing.T) {
 	require.NotContains(t, out, "status 127", "the script waited again for a node it had reaped")
 }
 
+// TestRunLocalRefusesPortsInUse: a second `make run` on the ports of a
+// running one must not take the running cluster's answers for its own
+// nodes' and claim to run; it fails at once, naming the port.
+func TestRunLocalRefusesPortsInUse(t *testing.T) {
+	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
+	clearProglogEnv(t)
+	bin := proglogBinary(t)
+	ports := freePorts(t, 9)
+	first := startRunLocal(t, runLocalEnv(bin, t.TempDir(), files.Dir, ports))
+	require.Len(t, first.pids, 3, "node pids in the banner")
+
+	second := exec.Command("bash", runLocalScript)
+	second.Env = append(os.Environ(), runLocalEnv(bin, t.TempDir(), files.Dir, ports)...)
+	done := make(chan struct{})
+	var out []byte
+	var err error
+	go func() {
+		defer close(done)
+		out, err = second.CombinedOutput()
+	}()
+	select {
+	case <-done:
+	case <-time.After(exitTimeout):
+		_ = second.Process.Kill()
+		<-done
+		t.Fatalf("a second run-local.sh on the same ports did not exit within %v:\n%s", exitTimeout, out)
+	}
+	var exitErr *exec.ExitError
+	require.ErrorAs(t, err, &exitErr, "second run-local.sh: %s", out)
+	require.Equal(t, 1, exitErr.ExitCode(), "second run-local.sh:\n%s", out)
+	require.NotContains(t, string(out), runLocalReadyLine, "the second script claimed a cluster")
+	require.Contains(t, string(out), fmt.Sprintf("127.0.0.1:%d (a port of node-1) is in use", ports[0]))
+
+	first.interrupt(t) // the first cluster was left alone
+}
+
 // runLocalEnv is the environment that runs deploy/run-local.sh with bin, data
 // in dir, certificates in configDir, and nine ports: three RPC, three HTTP,
 // three Serf.
