@@ -239,7 +239,7 @@ func (a *Agent) setupMembership() error {
 // serve starts the goroutines that accept connections. It runs once every
 // setup step has succeeded, so a failed New never leaves one behind.
 func (a *Agent) serve() {
-	grpcListener := a.mux.Match(cmux.Any())
+	grpcListener := newBranchListener(a.mux.Match(cmux.Any()), &a.wg)
 	a.wg.Add(4)
 	go func() {
 		defer a.wg.Done()
