@@ -58,7 +58,7 @@ func (a *Authorizer) Authorize(subject, object, action string) error {
 		return status.Errorf(codes.Internal, "authorize %s to %s to %s: %v", subject, action, object, err)
 	}
 	if !ok {
-		return status.Errorf(codes.PermissionDenied, "%s not permitted to %s to %s", subject, action, object)
+		return status.Errorf(codes.PermissionDenied, "%s is not permitted to %s on %s", subject, action, object)
 	}
 	return nil
 }

@@ -41,7 +41,7 @@ func TestAuthorizeGencertPolicy(t *testing.T) {
 			require.Equal(t, tt.want, status.Code(err), "Authorize(%q, %q, %q) = %v, want %v",
 				tt.subject, tt.object, tt.action, err, tt.want)
 			if tt.want == codes.PermissionDenied {
-				want := fmt.Sprintf("%s not permitted to %s to %s", tt.subject, tt.action, tt.object)
+				want := fmt.Sprintf("%s is not permitted to %s on %s", tt.subject, tt.action, tt.object)
 				require.Equal(t, want, status.Convert(err).Message())
 			}
 		})

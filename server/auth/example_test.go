@@ -18,7 +18,7 @@ func Example() {
 		log.Fatal(err)
 	}
 	if err := authorizer.Authorize("nobody", auth.ObjectAll, auth.ActionProduce); err != nil {
-		log.Print(err) // codes.PermissionDenied: "nobody not permitted to produce to *"
+		log.Print(err) // codes.PermissionDenied: "nobody is not permitted to produce on *"
 	}
 
 	srv := grpc.NewServer(
