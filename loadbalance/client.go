@@ -27,6 +27,12 @@ const (
 	DefaultInitialBackoff      = 50 * time.Millisecond
 	DefaultMaxBackoff          = time.Second
 	DefaultStreamResumeTimeout = 30 * time.Second
+	// DefaultAttemptTimeout is the default Config.AttemptTimeout: well above
+	// a commit on a loaded leader (milliseconds) and a follower's wait for
+	// a record not yet applied there (the server's ReadWaitTimeout, 2 s),
+	// and half of DefaultRetryTimeout, so a call whose first attempt hangs
+	// still has time for another.
+	DefaultAttemptTimeout = 5 * time.Second
 )
 
 // Config configures a Client. Seeds and one of TLSConfig or Insecure are
@@ -63,6 +69,30 @@ type Config struct {
 	// that then waited for records without any, stops the clock. Default
 	// DefaultStreamResumeTimeout (30 s).
 	StreamResumeTimeout time.Duration
+	// AttemptTimeout bounds one attempt of Produce, ProduceBatch, Consume
+	// or GetServers (the caller's deadline wins when it is sooner), and
+	// the opening of each ConsumeStream stream (until the server's
+	// headers). An attempt that gets no answer in time, as from a paused
+	// server whose connection is still open, is retried like one that
+	// failed with codes.Unavailable, on the server the resolver then
+	// names. It must exceed the longest a healthy server may take: a
+	// follower asked for a record it does not hold yet waits up to the
+	// distributed log's ReadWaitTimeout (2 s) before answering. Default
+	// DefaultAttemptTimeout (5 s).
+	AttemptTimeout time.Duration
+	// KeepaliveTime is how long a connection to a server may go without
+	// receiving anything before the client pings the server, whether or
+	// not calls are in flight. At least MinKeepaliveTime (10 s), the
+	// least gRPC allows. Servers must accept pings this often: see
+	// ServerKeepaliveOptions. Default DefaultKeepaliveTime (10 s).
+	KeepaliveTime time.Duration
+	// KeepaliveTimeout is how long the client waits for anything from the
+	// server after a ping before it closes the connection, failing its
+	// calls and streams with codes.Unavailable (a ConsumeStream then
+	// resumes elsewhere). A paused server is so found out within
+	// KeepaliveTime + KeepaliveTimeout of going silent. Default
+	// DefaultKeepaliveTimeout (5 s).
+	KeepaliveTimeout time.Duration
 	// DialOptions are added to the client's connection, after the ones the
 	// client sets itself. Default none.
 	DialOptions []grpc.DialOption
@@ -92,6 +122,15 @@ func (cfg Config) withDefaults() Config {
 	if cfg.StreamResumeTimeout == 0 {
 		cfg.StreamResumeTimeout = DefaultStreamResumeTimeout
 	}
+	if cfg.AttemptTimeout == 0 {
+		cfg.AttemptTimeout = DefaultAttemptTimeout
+	}
+	if cfg.KeepaliveTime == 0 {
+		cfg.KeepaliveTime = DefaultKeepaliveTime
+	}
+	if cfg.KeepaliveTimeout == 0 {
+		cfg.KeepaliveTimeout = DefaultKeepaliveTimeout
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -120,10 +159,14 @@ func (cfg Config) validate() error {
 		"ResolveInterval": cfg.ResolveInterval, "ResolveTimeout": cfg.ResolveTimeout,
 		"RetryTimeout": cfg.RetryTimeout, "InitialBackoff": cfg.InitialBackoff,
 		"MaxBackoff": cfg.MaxBackoff, "StreamResumeTimeout": cfg.StreamResumeTimeout,
+		"AttemptTimeout": cfg.AttemptTimeout, "KeepaliveTimeout": cfg.KeepaliveTimeout,
 	} {
 		if d < 0 {
 			return fmt.Errorf("loadbalance: Config.%s %v is negative", name, d)
 		}
+	}
+	if cfg.KeepaliveTime < MinKeepaliveTime {
+		return fmt.Errorf("loadbalance: Config.KeepaliveTime %v is below %v, the least gRPC allows", cfg.KeepaliveTime, MinKeepaliveTime)
 	}
 	if cfg.InitialBackoff > cfg.MaxBackoff {
 		return fmt.Errorf("loadbalance: Config.InitialBackoff %v exceeds MaxBackoff %v", cfg.InitialBackoff, cfg.MaxBackoff)
@@ -168,6 +211,7 @@ func New(cfg Config) (*Client, error) {
 	opts := append([]grpc.DialOption{
 		grpc.WithTransportCredentials(creds),
 		grpc.WithResolvers(builder),
+		clientKeepalive(cfg),
 		// The resolver sends the same service config; this covers a
 		// ClientConn built with service configs disabled.
 		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, Name)),
@@ -210,17 +254,24 @@ func (c *Client) Close() error {
 
 // Produce appends value to the log at the leader and returns its offset.
 //
-// It retries on codes.Unavailable, which covers a follower's NOT_LEADER
-// refusal, no leader being known, and a lost connection, with exponential
-// backoff until ctx is done or, when ctx has no deadline, RetryTimeout has
-// passed. Beware: a retried write is only sure to be appended once if the
-// failed attempt was never sent. If the connection broke or the deadline
-// passed after the leader received it, the record may already be in the log
-// and the retry appends it a second time; callers that need exactly-once
-// must deduplicate (e.g. by an id inside the value).
+// It retries, with exponential backoff until ctx is done or, when ctx has
+// no deadline, RetryTimeout has passed, when an attempt fails with
+// codes.Unavailable (a follower's NOT_LEADER refusal, no leader known, a
+// lost connection), when it gets no answer within AttemptTimeout (a paused
+// leader), and when the resolver learns of a new leader while it is in
+// flight (the old one is abandoned at once rather than waited out; a write
+// slow to commit, a quarter of AttemptTimeout in, asks the resolver for the
+// latest leader).
+//
+// Beware: a retried write is only sure to be appended once if the failed
+// attempt was never sent. If the connection broke, the attempt timed out or
+// was abandoned for a new leader after the old one received it, the record
+// may already be in the log (the old leader may have committed it just
+// before it froze) and the retry appends it a second time; callers that need
+// exactly-once must deduplicate (e.g. by an id inside the value).
 func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
 	var offset uint64
-	err := c.retry(ctx, "produce", func(ctx context.Context) error {
+	err := c.retry(ctx, "produce", true, func(ctx context.Context) error {
 		resp, err := c.log.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: value}})
 		if err != nil {
 			return err
@@ -236,15 +287,15 @@ func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
 // first+len(values)-1.
 //
 // It retries exactly like Produce, with the same caveat: a batch retried
-// after a timeout or a broken connection may be appended twice, unless the
-// failed attempt was never sent.
+// after a broken connection, a timed-out attempt or one abandoned for a new
+// leader may be appended twice, unless the failed attempt was never sent.
 func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (uint64, error) {
 	records := make([]*api.Record, len(values))
 	for i, v := range values {
 		records[i] = &api.Record{Value: v}
 	}
 	var first uint64
-	err := c.retry(ctx, "produce batch", func(ctx context.Context) error {
+	err := c.retry(ctx, "produce batch", true, func(ctx context.Context) error {
 		resp, err := c.log.ProduceBatch(ctx, &api.ProduceBatchRequest{Records: records})
 		if err != nil {
 			return err
@@ -260,11 +311,12 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (uint64, err
 
 // Consume reads the record at offset from a follower (or the leader when no
 // follower is ready). Reads are idempotent, so it retries on
-// codes.Unavailable like Produce. An offset past the end fails with
-// codes.OutOfRange (api.ErrOffsetOutOfRange on the server side).
+// codes.Unavailable and on an attempt that timed out, like Produce (a
+// leader change does not matter to a read). An offset past the end fails
+// with codes.OutOfRange (api.ErrOffsetOutOfRange on the server side).
 func (c *Client) Consume(ctx context.Context, offset uint64) (*api.Record, error) {
 	var record *api.Record
-	err := c.retry(ctx, "consume", func(ctx context.Context) error {
+	err := c.retry(ctx, "consume", false, func(ctx context.Context) error {
 		resp, err := c.log.Consume(ctx, &api.ConsumeRequest{Offset: offset})
 		if err != nil {
 			return err
@@ -275,11 +327,11 @@ func (c *Client) Consume(ctx context.Context, offset uint64) (*api.Record, error
 	return record, err
 }
 
-// GetServers lists the cluster's servers as one of them sees it, retrying on
-// codes.Unavailable like Consume.
+// GetServers lists the cluster's servers as one of them sees it, retrying
+// like Consume.
 func (c *Client) GetServers(ctx context.Context) ([]*api.Server, error) {
 	var servers []*api.Server
-	err := c.retry(ctx, "get servers", func(ctx context.Context) error {
+	err := c.retry(ctx, "get servers", false, func(ctx context.Context) error {
 		resp, err := c.log.GetServers(ctx, &api.GetServersRequest{})
 		if err != nil {
 			return err
@@ -297,6 +349,13 @@ func (c *Client) GetServers(ctx context.Context) ([]*api.Server, error) {
 // When the stream breaks (codes.Unavailable, or io.EOF from a server that is
 // stopping) it opens a new one, routed afresh so it lands on another server
 // if that one is gone, from the offset after the last record fn received.
+// A server that went silent (paused, or cut off without a reset) is noticed
+// by keepalive, KeepaliveTime + KeepaliveTimeout after its last word, which
+// breaks the stream with codes.Unavailable; a new stream whose server does
+// not answer with its headers within AttemptTimeout is abandoned the same
+// way. Silence alone is not taken for a failure sooner: a caught-up
+// consumer's stream is silent whenever the log is idle.
+//
 // It gives up when it has failed to open a stream for StreamResumeTimeout:
 // a stream counts as open once the server has answered with its headers
 // (proglog servers do so at once) or a record. Any other error ends it,
@@ -353,25 +412,31 @@ func (e callbackError) Error() string { return e.err.Error() }
 // *next past each record handed to fn. It reports whether the stream opened
 // (the server sent its headers or a record) and whether fn got a record.
 func (c *Client) consumeStreamOnce(ctx context.Context, next *uint64, fn func(*api.Record) error) (opened, received bool, err error) {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the stream on every return
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil) // ends the stream on every return
+	// A paused server accepts the stream at the transport level and then
+	// says nothing; keepalive would take longer to notice.
+	openTimer := time.AfterFunc(c.cfg.AttemptTimeout, func() { cancel(ErrAttemptTimeout) })
+	defer openTimer.Stop()
 	stream, err := c.log.ConsumeStream(ctx, &api.ConsumeRequest{Offset: *next})
 	if err != nil {
-		return false, false, err
+		return false, false, c.attemptError(ctx, err)
 	}
 	// Header blocks until the server's headers arrive (a proglog server
-	// sends them as soon as it accepts the stream; an older one with the
-	// first record). It returns nil headers, and no error, when the stream
-	// failed first; the failure itself comes from Recv.
+	// sends them as soon as it accepts the stream). It returns nil headers,
+	// and no error, when the stream failed first; the failure itself comes
+	// from Recv.
 	header, err := stream.Header()
 	if err != nil {
-		return false, false, err
+		return false, false, c.attemptError(ctx, err)
 	}
-	opened = header != nil
+	// If the timer fired after all, Recv fails at once and the error says
+	// why: the stream never counts as opened.
+	opened = openTimer.Stop() && header != nil
 	for {
 		resp, err := stream.Recv()
 		if err != nil {
-			return opened, received, err
+			return opened, received, c.attemptError(ctx, err)
 		}
 		record := resp.GetRecord()
 		if record == nil {
@@ -391,14 +456,23 @@ func (c *Client) consumeStreamOnce(ctx context.Context, next *uint64, fn func(*a
 
 // resumable reports whether a broken stream is worth reopening elsewhere.
 func resumable(err error) bool {
-	return errors.Is(err, io.EOF) || status.Code(err) == codes.Unavailable
+	return errors.Is(err, io.EOF) || retryable(err)
 }
 
-// retry runs call until it succeeds, fails with a code other than
-// Unavailable, or the deadline passes. Before each retry it asks the
-// resolver for a fresh server list, so a NOT_LEADER answer moves the next
-// attempt to the new leader as soon as a server knows it.
-func (c *Client) retry(ctx context.Context, op string, call func(context.Context) error) error {
+// retryable reports whether a failed attempt is worth another: the server
+// was unreachable or not the leader, it did not answer in time, or the
+// leader changed under it.
+func retryable(err error) bool {
+	return status.Code(err) == codes.Unavailable ||
+		errors.Is(err, ErrAttemptTimeout) || errors.Is(err, errLeaderChanged)
+}
+
+// retry runs call until it succeeds, fails in a way retryable does not
+// accept, or the deadline passes. Before each retry it asks the resolver for
+// a fresh server list, so a NOT_LEADER answer moves the next attempt to the
+// new leader as soon as a server knows it. write marks calls that must
+// reach the leader.
+func (c *Client) retry(ctx context.Context, op string, write bool, call func(context.Context) error) error {
 	if _, ok := ctx.Deadline(); !ok {
 		var cancel context.CancelFunc
 		ctx, cancel = context.WithTimeout(ctx, c.cfg.RetryTimeout)
@@ -406,11 +480,11 @@ func (c *Client) retry(ctx context.Context, op string, call func(context.Context
 	}
 	bo := c.newBackoff()
 	for attempt := 1; ; attempt++ {
-		err := call(ctx)
+		err := c.attempt(ctx, write, call)
 		if err == nil {
 			return nil
 		}
-		if status.Code(err) != codes.Unavailable || ctx.Err() != nil {
+		if !retryable(err) || ctx.Err() != nil {
 			return err
 		}
 		fields := []zap.Field{zap.String("op", op), zap.Int("attempt", attempt), zap.Error(err)}
@@ -427,6 +501,50 @@ func (c *Client) retry(ctx context.Context, op string, call func(context.Context
 			return fmt.Errorf("loadbalance: %s: gave up after %d attempts: %w (%w)", op, attempt, err, waitErr)
 		}
 	}
+}
+
+// attempt runs call once, within AttemptTimeout (or what is left of ctx,
+// if less: a context's deadline never outlives its parent's). For a write
+// it also abandons the attempt when the resolver reports a new leader, and
+// asks the resolver for one when the write is slow.
+func (c *Client) attempt(ctx context.Context, write bool, call func(context.Context) error) error {
+	attemptCtx, abandon := context.WithCancelCause(ctx)
+	defer abandon(nil)
+	attemptCtx, cancel := context.WithTimeoutCause(attemptCtx, c.cfg.AttemptTimeout, ErrAttemptTimeout)
+	defer cancel()
+	if write {
+		// Registered before the call, so a change that lands between the
+		// pick and the answer is not missed. A change before the pick
+		// only costs an attempt that was never sent.
+		stop := c.builder.onLeaderChange(func() { abandon(errLeaderChanged) })
+		defer stop()
+		// A write commits in milliseconds; one still pending after a
+		// quarter of the attempt timeout suggests the leader is gone, and
+		// the resolver's answer (a new leader) ends the wait above early.
+		slow := time.AfterFunc(c.cfg.AttemptTimeout/4, c.builder.ResolveNow)
+		defer slow.Stop()
+	}
+	return c.attemptError(attemptCtx, call(attemptCtx))
+}
+
+// attemptError marks err, the result of a call made with attemptCtx, with
+// the reason the client itself ended the call (ErrAttemptTimeout or
+// errLeaderChanged), so retry and resumable know it was not the server's
+// answer. Other errors are returned as they are.
+func (c *Client) attemptError(attemptCtx context.Context, err error) error {
+	if err == nil {
+		return nil
+	}
+	if code := status.Code(err); code != codes.DeadlineExceeded && code != codes.Canceled {
+		return err
+	}
+	switch cause := context.Cause(attemptCtx); {
+	case errors.Is(cause, ErrAttemptTimeout):
+		return fmt.Errorf("%w (%v): %w", cause, c.cfg.AttemptTimeout, err)
+	case errors.Is(cause, errLeaderChanged):
+		return fmt.Errorf("%w: %w", cause, err)
+	}
+	return err
 }
 
 // backoff is exponential with "equal jitter": half the step fixed, half

@@ -13,3 +13,13 @@ var ErrNoServers = errors.New("loadbalance: GetServers returned no servers")
 // credentials to dial seeds with: neither ResolverConfig.Credentials nor the
 // ClientConn's own.
 var ErrNoCredentials = errors.New("loadbalance: no transport credentials for the resolver")
+
+// ErrAttemptTimeout is wrapped in the error of an attempt that got no answer
+// within Config.AttemptTimeout (the client then retries it, and returns it
+// wrapped only when the call's deadline passes too). status.Code of such an
+// error is still codes.DeadlineExceeded.
+var ErrAttemptTimeout = errors.New("loadbalance: no answer within the attempt timeout")
+
+// errLeaderChanged ends a write attempt in flight when the resolver learns
+// of a new leader; the client retries it there.
+var errLeaderChanged = errors.New("loadbalance: the leader changed while the write was in flight")

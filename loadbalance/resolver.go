@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strings"
 	"sync"
 	"time"
@@ -87,7 +88,15 @@ type Builder struct {
 	// live holds the resolvers built and not yet closed, so ResolveNow can
 	// reach them. Guarded by mu.
 	live map[*proglogResolver]struct{}
+	// leaderWatchers are called, once each, the next time a resolver
+	// reports a leader other than the one it reported before. Guarded by
+	// mu.
+	leaderWatchers map[*leaderWatcher]struct{}
 }
+
+// leaderWatcher is one onLeaderChange registration; a pointer, so it can
+// key a map.
+type leaderWatcher struct{ fn func() }
 
 var _ resolver.Builder = (*Builder)(nil)
 
@@ -101,8 +110,9 @@ func NewBuilder(cfg ResolverConfig) (*Builder, error) {
 	}
 	Register()
 	return &Builder{
-		cfg:  cfg,
-		live: make(map[*proglogResolver]struct{}),
+		cfg:            cfg,
+		live:           make(map[*proglogResolver]struct{}),
+		leaderWatchers: make(map[*leaderWatcher]struct{}),
 	}, nil
 }
 
@@ -147,6 +157,7 @@ func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, opts res
 		timeout:       b.cfg.ResolveTimeout,
 		logger:        b.cfg.Logger.Named("resolver").With(zap.Strings("seeds", seeds)),
 		resolveNow:    make(chan struct{}, 1),
+		unanswered:    make(map[string]bool),
 		cancel:        cancel,
 		done:          make(chan struct{}),
 	}
@@ -163,6 +174,39 @@ func (b *Builder) forget(r *proglogResolver) {
 	b.mu.Lock()
 	defer b.mu.Unlock()
 	delete(b.live, r)
+}
+
+// onLeaderChange arranges for fn to be called once, from a resolver's
+// goroutine, the next time one of b's resolvers reports a leader that
+// differs from the last leader it reported; a first leader, or "no leader",
+// is not a change. By then gRPC already has the new picker, so a call made
+// from fn's wake goes to the new leader. fn must not block. stop cancels the
+// registration; it may be called after fn ran, and more than once.
+//
+// Client uses it to abandon a write in flight to a leader that the cluster
+// has replaced (one that froze, say), instead of waiting out the attempt.
+func (b *Builder) onLeaderChange(fn func()) (stop func()) {
+	w := &leaderWatcher{fn: fn}
+	b.mu.Lock()
+	b.leaderWatchers[w] = struct{}{}
+	b.mu.Unlock()
+	return func() {
+		b.mu.Lock()
+		defer b.mu.Unlock()
+		delete(b.leaderWatchers, w)
+	}
+}
+
+// leaderChanged calls and drops every registered leader watcher.
+func (b *Builder) leaderChanged() {
+	b.mu.Lock()
+	watchers := b.leaderWatchers
+	b.leaderWatchers = make(map[*leaderWatcher]struct{})
+	b.mu.Unlock()
+	// Outside the lock: a watcher may call stop.
+	for w := range watchers {
+		w.fn()
+	}
 }
 
 // dialOptions picks the credentials for the resolver's own connections: the
@@ -232,7 +276,8 @@ func IsLeader(addr resolver.Address) bool {
 }
 
 // proglogResolver is the resolver of one ClientConn. Its goroutine (run)
-// owns conn, connAddr and known; ResolveNow and Close only signal it.
+// owns conn, connAddr, known, unanswered and leader; ResolveNow and Close
+// only signal it.
 type proglogResolver struct {
 	cc            resolver.ClientConn
 	builder       *Builder
@@ -254,6 +299,12 @@ type proglogResolver struct {
 	conn     *grpc.ClientConn // connection to the server that answered last
 	connAddr string
 	known    []string // rpc addresses from the last good GetServers
+	// unanswered holds the addresses whose last GetServers failed. They
+	// are asked last: a paused server accepts connections and then never
+	// answers, and asking it first would cost every resolution a whole
+	// ResolveTimeout.
+	unanswered map[string]bool
+	leader     string // rpc address of the last leader reported; "" before the first
 }
 
 var _ resolver.Resolver = (*proglogResolver)(nil)
@@ -308,8 +359,10 @@ func (r *proglogResolver) resolve(ctx context.Context) {
 		if err != nil {
 			r.logger.Debug("GetServers failed", zap.String("addr", addr), zap.Error(err))
 			errs = append(errs, fmt.Errorf("%s: %w", addr, err))
+			r.unanswered[addr] = true
 			continue
 		}
+		delete(r.unanswered, addr)
 		r.report(servers)
 		return
 	}
@@ -323,6 +376,7 @@ func (r *proglogResolver) resolve(ctx context.Context) {
 func (r *proglogResolver) report(servers []*api.Server) {
 	addrs := make([]resolver.Address, 0, len(servers))
 	known := make([]string, 0, len(servers))
+	leader := ""
 	for _, s := range servers {
 		rpcAddr := s.GetRpcAddr()
 		host, _, err := net.SplitHostPort(rpcAddr)
@@ -338,29 +392,55 @@ func (r *proglogResolver) report(servers []*api.Server) {
 			BalancerAttributes: withLeader(s.GetIsLeader()),
 		})
 		known = append(known, rpcAddr)
+		if s.GetIsLeader() && leader == "" {
+			leader = rpcAddr
+		}
 	}
 	if len(addrs) == 0 {
 		r.cc.ReportError(fmt.Errorf("loadbalance: GetServers returned no usable address: %w", ErrNoServers))
 		return
 	}
 	r.known = known
+	for a := range r.unanswered {
+		// Forget servers that left the cluster, so the set stays small.
+		if !slices.Contains(known, a) && !slices.Contains(r.seeds, a) {
+			delete(r.unanswered, a)
+		}
+	}
 	err := r.cc.UpdateState(resolver.State{Addresses: addrs, ServiceConfig: r.serviceConfig})
 	if err != nil {
 		// The periodic re-resolution is the retry the ClientConn asks for.
 		r.logger.Warn("ClientConn rejected resolver state", zap.Error(err))
+	}
+	// After UpdateState, which returns once the balancer has built its new
+	// picker: a watcher that retries at once reaches the new leader.
+	if leader != "" {
+		changed := r.leader != "" && r.leader != leader
+		r.leader = leader
+		if changed {
+			r.logger.Info("leader changed", zap.String("leader", leader))
+			r.builder.leaderChanged()
+		}
 	}
 }
 
 // candidates lists the addresses to ask, without duplicates: the one that
 // answered last (its connection is open), then the seeds, then every server
 // learned before, so a dead seed list does not strand a running client.
+// Addresses that did not answer last time come after all the others, in
+// the same order.
 func (r *proglogResolver) candidates() []string {
 	seen := make(map[string]bool)
-	var out []string
+	var out, last []string
 	add := func(addrs ...string) {
 		for _, a := range addrs {
-			if a != "" && !seen[a] {
-				seen[a] = true
+			if a == "" || seen[a] {
+				continue
+			}
+			seen[a] = true
+			if r.unanswered[a] {
+				last = append(last, a)
+			} else {
 				out = append(out, a)
 			}
 		}
@@ -368,7 +448,7 @@ func (r *proglogResolver) candidates() []string {
 	add(r.connAddr)
 	add(r.seeds...)
 	add(r.known...)
-	return out
+	return append(out, last...)
 }
 
 // getServers calls GetServers on addr, reusing the open connection when it
