@@ -20,6 +20,15 @@ const RPCAddrTag = "rpc_addr"
 // every interface, port 8401 (the port the seed book uses).
 const DefaultBindAddr = "0.0.0.0:8401"
 
+// Defaults for Config.RetryJoinInterval.
+const (
+	// DefaultRetryJoinInterval is how often an isolated member with somewhere
+	// to rejoin tries again, under ProfileLAN and ProfileWAN.
+	DefaultRetryJoinInterval = 5 * time.Second
+	// LocalRetryJoinInterval is the same under ProfileLocal.
+	LocalRetryJoinInterval = time.Second
+)
+
 // Profile names a set of gossip and failure-detection timings. The zero value
 // (empty string) means ProfileLAN.
 type Profile string
@@ -76,9 +85,35 @@ type Config struct {
 	Tags map[string]string
 
 	// StartJoinAddrs are the Serf addresses (host:port) of existing members to
-	// join through. New fails with ErrJoin if none of them answers. Empty: this
-	// member starts a cluster of its own (others join it).
+	// join through. New fails with ErrJoin if none of them answers, unless
+	// the snapshot (SnapshotPath) names members to rejoin instead. Empty: this
+	// member starts a cluster of its own (others join it), or, with a
+	// snapshot, rejoins the members it names.
 	StartJoinAddrs []string
+
+	// SnapshotPath is the file where Serf records the members this one knows
+	// (and its Lamport clocks), so that a restarted member finds its cluster
+	// again without StartJoinAddrs: on start, Serf tries the members the
+	// snapshot names, one after the other, until one answers. Its directory
+	// is created if missing. One Membership per file. Default "": no
+	// snapshot; a restarted member joins only through StartJoinAddrs.
+	SnapshotPath string
+
+	// RejoinAfterLeave makes a member that left gracefully (Leave, Close) rejoin
+	// the members of its snapshot when it starts again, as one that crashed
+	// does: for a node that is stopped and started again, not decommissioned.
+	// False (Serf's default): a leave empties the snapshot's members, and the
+	// next start joins only through StartJoinAddrs. Used only with
+	// SnapshotPath.
+	RejoinAfterLeave bool
+
+	// RetryJoinInterval is how often a member that has a snapshot naming other
+	// members, but reaches none of them (nor any StartJoinAddrs) when it
+	// starts, tries all of them again, until it sees another member alive or
+	// leaves. This is how a whole cluster restarted in any order finds itself
+	// again: whichever members start first wait for the others. Default
+	// DefaultRetryJoinInterval, LocalRetryJoinInterval under ProfileLocal.
+	RetryJoinInterval time.Duration
 
 	// Profile selects the gossip timings. Default ProfileLAN.
 	Profile Profile
@@ -97,6 +132,12 @@ func (c Config) withDefaults() Config {
 	}
 	if c.Profile == "" {
 		c.Profile = ProfileLAN
+	}
+	if c.RetryJoinInterval == 0 {
+		c.RetryJoinInterval = DefaultRetryJoinInterval
+		if c.Profile == ProfileLocal {
+			c.RetryJoinInterval = LocalRetryJoinInterval
+		}
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
@@ -137,6 +178,9 @@ func (c Config) validate() error {
 	case ProfileLAN, ProfileWAN, ProfileLocal:
 	default:
 		return invalid("Profile", string(c.Profile), `must be "lan", "wan" or "local"`)
+	}
+	if c.RetryJoinInterval < 0 {
+		return invalid("RetryJoinInterval", c.RetryJoinInterval.String(), "must not be negative")
 	}
 	return nil
 }
@@ -196,6 +240,8 @@ func (c Config) serfConfig(eventCh chan<- serf.Event, logger *zap.Logger, gate *
 	sc.NodeName = c.NodeName
 	sc.Tags = c.Tags
 	sc.EventCh = eventCh
+	sc.SnapshotPath = c.SnapshotPath
+	sc.RejoinAfterLeave = c.RejoinAfterLeave
 	// Serf and memberlist refuse LogOutput and Logger together; DefaultConfig
 	// sets LogOutput to stderr.
 	sc.LogOutput = nil

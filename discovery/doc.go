@@ -21,6 +21,20 @@
 //	if err != nil { ... }           // errors.Is(err, discovery.ErrJoin): nobody answered
 //	defer m.Close()                 // leaves gracefully, then shuts Serf down
 //
+// # Restarting
+//
+// With Config.SnapshotPath, Serf records the members this one knows in a
+// file, and a member started again on the same file rejoins them by itself,
+// StartJoinAddrs or not; Config.RejoinAfterLeave extends that to a member that
+// left gracefully (Close leaves), which is what a node that is stopped and
+// started again wants. A restarted member does not wait for that rejoin, and
+// does not fail when its StartJoinAddrs are down as long as its snapshot names
+// other members: it keeps trying all of them every Config.RetryJoinInterval
+// until one answers. So a cluster whose every node is restarted, in any
+// order, with the command lines it was first started with, finds itself
+// again. Only a member with nothing to rejoin (no snapshot, an empty one, or
+// a leave recorded without RejoinAfterLeave) fails with ErrJoin.
+//
 // # Events
 //
 // The Handler hears about other members only, never the local one. A member

@@ -10,8 +10,9 @@ import (
 // be used. The wrapping error names the field and the value at fault.
 var ErrInvalidConfig = errors.New("discovery: invalid config")
 
-// ErrJoin is returned by New when Config.StartJoinAddrs is not empty and none of
-// those addresses answered. The wrapping error lists the addresses tried and
+// ErrJoin is returned by New when Config.StartJoinAddrs is not empty, none of
+// those addresses answered, and the snapshot (Config.SnapshotPath) names no
+// member to rejoin instead. The wrapping error lists the addresses tried and
 // carries Serf's own errors, one per address.
 var ErrJoin = errors.New("discovery: no start-join address answered")
 

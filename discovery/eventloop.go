@@ -12,8 +12,11 @@ const (
 	// eventChanBuffer is the buffer of the channel Serf sends its events to.
 	// The pump drains it at once, so it only absorbs scheduling hiccups; it
 	// must also hold the few events Serf may still forward while it shuts down,
-	// after the pump has stopped.
-	eventChanBuffer = 256
+	// after the pump has stopped. With a snapshot (Config.SnapshotPath),
+	// Serf's snapshotter forwards events without blocking and drops any that
+	// find this channel full, so it is as large as the snapshotter's own
+	// buffer (2048 events).
+	eventChanBuffer = 2048
 
 	// queueWarnDepth: every time the queue of events waiting for the handler
 	// grows by this many, a warning says the handler is not keeping up.

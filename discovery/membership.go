@@ -4,6 +4,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"slices"
 	"strconv"
 	"sync"
 
@@ -51,17 +52,29 @@ type Membership struct {
 	// logGate is closed last in Close: Serf's stragglers log nothing after.
 	logGate *logGate
 
-	// mu guards state. It is held across Serf's Leave and Shutdown so that
-	// Leave and Close never run into each other.
+	// retryDone waits for the retryJoin goroutine, when New started one.
+	retryDone sync.WaitGroup
+
+	// mu guards state and retryStop. It is held across Serf's Leave and
+	// Shutdown so that Leave and Close never run into each other.
 	mu    sync.Mutex
 	state memberState
+	// retryStop, when not nil, stops the retryJoin goroutine.
+	retryStop chan struct{}
 }
 
 // New starts Serf on cfg.BindAddr with cfg.Tags, joins the cluster through
 // cfg.StartJoinAddrs (when given), and calls handler for the other members'
 // events until Close. It fails with ErrInvalidConfig for a bad config or a nil
-// handler, and with ErrJoin when no start-join address answers; it leaves
-// nothing running when it fails.
+// handler, and with ErrJoin when no start-join address answers and the
+// snapshot names nobody to rejoin; it leaves nothing running when it fails.
+//
+// With a snapshot (cfg.SnapshotPath) that names other members, New does not
+// wait for them: Serf tries them in the background, and if neither they nor
+// cfg.StartJoinAddrs answer, New still succeeds, logs a warning, and keeps
+// trying all of them every cfg.RetryJoinInterval until one answers. A member
+// restarted while the rest of its cluster is down thus waits for it instead
+// of failing.
 func New(handler Handler, cfg Config) (*Membership, error) {
 	if handler == nil {
 		return nil, fmt.Errorf("%w: handler is nil", ErrInvalidConfig)
@@ -71,6 +84,14 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 		return nil, err
 	}
 	logger := cfg.Logger.Named("discovery").With(zap.String("node", cfg.NodeName))
+	if err := ensureSnapshotDir(cfg.SnapshotPath); err != nil {
+		return nil, err
+	}
+	// Read before Serf opens the file, which it then appends to.
+	previous, err := snapshotMembers(cfg.SnapshotPath, cfg.RejoinAfterLeave, cfg.NodeName)
+	if err != nil {
+		return nil, err
+	}
 
 	// The event loop runs before Serf starts: Serf reports the local member's
 	// join from Create on.
@@ -86,17 +107,34 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 
 	if len(cfg.StartJoinAddrs) > 0 {
 		if err := m.join(cfg.StartJoinAddrs); err != nil {
-			// Nobody has heard of this member, so there is nobody to tell it
-			// leaves: shut down without a Leave.
-			shutdownErr := s.Shutdown()
-			loop.close()
-			gate.close()
-			return nil, errors.Join(err, shutdownErr)
+			if len(previous) == 0 {
+				// Nobody has heard of this member, so there is nobody to
+				// tell it leaves: shut down without a Leave.
+				shutdownErr := s.Shutdown()
+				loop.close()
+				gate.close()
+				return nil, errors.Join(err, shutdownErr)
+			}
+			// This member was part of a cluster: its members may be
+			// restarting too. Failing would leave a cluster restarted in
+			// the wrong order with no member up.
+			logger.Warn("no start-join address answered; rejoining the members of the snapshot instead",
+				zap.Error(err), zap.Strings("snapshot_members", previous))
 		}
+	}
+	if len(previous) > 0 && !m.seesOthers() {
+		// Serf is trying the snapshot's members once, in the background;
+		// retryJoin keeps at it (start-join addresses first) should they
+		// all be down.
+		targets := append(slices.Clone(cfg.StartJoinAddrs), previous...)
+		m.retryStop = make(chan struct{})
+		m.retryDone.Add(1)
+		go m.retryJoin(targets, cfg.RetryJoinInterval, m.retryStop)
 	}
 	logger.Info("membership started",
 		zap.String("serf_addr", m.Addr()), zap.String("rpc_addr", cfg.Tags[RPCAddrTag]),
-		zap.Strings("start_join_addrs", cfg.StartJoinAddrs), zap.String("profile", string(cfg.Profile)))
+		zap.Strings("start_join_addrs", cfg.StartJoinAddrs), zap.Strings("snapshot_members", previous),
+		zap.String("profile", string(cfg.Profile)))
 	return m, nil
 }
 
@@ -132,8 +170,9 @@ func (m *Membership) Members() []serf.Member {
 // Leave leaves the cluster gracefully: the other members are told, so they
 // report a leave rather than a failure, and Serf stops gossiping. It blocks
 // until the leave has spread (bounded by the profile's broadcast timeout and
-// leave-propagation delay). Leaving twice is a no-op; Leave after Close
-// returns ErrClosed. Close still has to be called.
+// leave-propagation delay). A member still trying to rejoin its cluster
+// (Config.RetryJoinInterval) stops trying. Leaving twice is a no-op; Leave
+// after Close returns ErrClosed. Close still has to be called.
 func (m *Membership) Leave() error {
 	m.mu.Lock()
 	defer m.mu.Unlock()
@@ -143,6 +182,8 @@ func (m *Membership) Leave() error {
 	case stateLeft:
 		return nil
 	}
+	// A member that leaves stops trying to rejoin.
+	m.stopRetryLocked()
 	if err := m.serf.Leave(); err != nil {
 		return fmt.Errorf("discovery: leave: %w", err)
 	}
@@ -153,7 +194,8 @@ func (m *Membership) Leave() error {
 
 // Close leaves the cluster if Leave has not been called (Serf wants a leave
 // before a shutdown, or the others see a failure), shuts Serf down, and stops
-// the event goroutines, waiting for a handler call in progress to return.
+// the event goroutines, waiting for a handler call in progress to return (and
+// for a rejoin attempt in progress: at most the profile's TCP timeout).
 // Events not yet handled are dropped, and nothing is logged once it returns
 // (a few of memberlist's goroutines outlive Shutdown by up to a probe
 // timeout; their last lines are dropped). It keeps going past errors and
@@ -164,6 +206,7 @@ func (m *Membership) Close() error {
 	if m.state == stateClosed {
 		return nil
 	}
+	m.stopRetryLocked()
 	var errs []error
 	if m.state != stateLeft {
 		if err := m.serf.Leave(); err != nil {

@@ -284,6 +284,7 @@ func TestNewRejectsInvalidConfig(t *testing.T) {
 		{"rpc_addr without port", func(c *Config) { c.Tags[RPCAddrTag] = "127.0.0.1" }, "Tags[rpc_addr]"},
 		{"empty start-join address", func(c *Config) { c.StartJoinAddrs = []string{""} }, "StartJoinAddrs[0]"},
 		{"unknown profile", func(c *Config) { c.Profile = "fast" }, "Profile"},
+		{"negative retry-join interval", func(c *Config) { c.RetryJoinInterval = -time.Second }, "RetryJoinInterval"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
