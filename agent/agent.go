@@ -226,8 +226,16 @@ func (a *Agent) setupMembership() error {
 		BindAddr:       a.cfg.BindAddr,
 		Tags:           map[string]string{discovery.RPCAddrTag: a.RPCAddr()},
 		StartJoinAddrs: a.cfg.StartJoinAddrs,
-		Profile:        a.cfg.GossipProfile,
-		Logger:         a.cfg.Logger,
+		// A node stopped gracefully leaves Serf, and the leader takes it out
+		// of the Raft configuration. Started again, with or without its
+		// original StartJoinAddrs, it rejoins the members its snapshot
+		// names, and the leader adds it back (membershipHandler.Join and
+		// reconcile): without the snapshot, a restarted bootstrap node
+		// joined nobody and stayed out for good.
+		SnapshotPath:     filepath.Join(a.cfg.DataDir, "serf", "local.snapshot"),
+		RejoinAfterLeave: true,
+		Profile:          a.cfg.GossipProfile,
+		Logger:           a.cfg.Logger,
 	})
 	if err != nil {
 		return err
