@@ -484,7 +484,12 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 		if err == nil {
 			return nil
 		}
-		if !retryable(err) || ctx.Err() != nil {
+		if ctx.Err() != nil {
+			// Said the same way as a deadline that passes during the
+			// backoff below, whichever way the attempt ended.
+			return gaveUp(op, attempt, err, ctx.Err())
+		}
+		if !retryable(err) {
 			return err
 		}
 		fields := []zap.Field{zap.String("op", op), zap.Int("attempt", attempt), zap.Error(err)}
@@ -496,11 +501,18 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 		c.logger.Debug("retrying", fields...)
 		c.builder.ResolveNow()
 		if waitErr := bo.wait(ctx); waitErr != nil {
-			// The last RPC error first: status.Code of the result stays
-			// Unavailable, and errors.Is still finds the context's error.
-			return fmt.Errorf("loadbalance: %s: gave up after %d attempts: %w (%w)", op, attempt, err, waitErr)
+			return gaveUp(op, attempt, err, waitErr)
 		}
 	}
+}
+
+// gaveUp is the error of a call whose deadline passed (or whose context was
+// cancelled) after attempts tries. The last attempt's error comes first, so
+// status.Code of the result is its code (Unavailable, DeadlineExceeded);
+// errors.Is finds ctxErr, and ErrAttemptTimeout if the last attempt timed
+// out.
+func gaveUp(op string, attempts int, err, ctxErr error) error {
+	return fmt.Errorf("loadbalance: %s: gave up after %d attempts: %w (%w)", op, attempts, err, ctxErr)
 }
 
 // attempt runs call once, within AttemptTimeout (or what is left of ctx,
@@ -535,10 +547,19 @@ func (c *Client) attemptError(attemptCtx context.Context, err error) error {
 	if err == nil {
 		return nil
 	}
-	if code := status.Code(err); code != codes.DeadlineExceeded && code != codes.Canceled {
+	code := status.Code(err)
+	if code != codes.DeadlineExceeded && code != codes.Canceled {
 		return err
 	}
-	switch cause := context.Cause(attemptCtx); {
+	cause := context.Cause(attemptCtx)
+	if deadline, ok := attemptCtx.Deadline(); ok && cause == nil && code == codes.DeadlineExceeded && !time.Now().Before(deadline) {
+		// The server enforced the deadline the call carried a moment
+		// before the local timer fired; it is about to. Wait for it to
+		// learn whose deadline it was (the attempt's or the caller's).
+		<-attemptCtx.Done()
+		cause = context.Cause(attemptCtx)
+	}
+	switch {
 	case errors.Is(cause, ErrAttemptTimeout):
 		return fmt.Errorf("%w (%v): %w", cause, c.cfg.AttemptTimeout, err)
 	case errors.Is(cause, errLeaderChanged):

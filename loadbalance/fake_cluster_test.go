@@ -10,6 +10,8 @@ import (
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"google.golang.org/grpc"
+	"google.golang.org/grpc/codes"
+	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
 )
@@ -62,10 +64,16 @@ func newFakeClusterWith(t *testing.T, n int, opts ...grpc.ServerOption) *fakeClu
 		s.grpc = grpc.NewServer(append([]grpc.ServerOption{
 			grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
 				s.count(info.FullMethod)
+				if err := s.waitThawed(ctx); err != nil {
+					return nil, err
+				}
 				return h(ctx, req)
 			}),
 			grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
 				s.count(info.FullMethod)
+				if err := s.waitThawed(ss.Context()); err != nil {
+					return err
+				}
 				return h(srv, ss)
 			}),
 		}, opts...)...)
@@ -85,6 +93,15 @@ func newFakeClusterWith(t *testing.T, n int, opts ...grpc.ServerOption) *fakeClu
 		}
 	})
 	return c
+}
+
+// advertise makes server i list itself (in GetServers and NOT_LEADER
+// answers) at addr, e.g. a proxy in front of it. Call it before any client
+// dials.
+func (c *fakeCluster) advertise(i int, addr string) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.servers[i].addr = addr
 }
 
 func (c *fakeCluster) setLeader(i int) {
@@ -147,6 +164,49 @@ type fakeServer struct {
 	mu         sync.Mutex
 	callsByRPC map[string]int // full method name → calls. Guarded by mu.
 	streamFrom []uint64       // offsets ConsumeStream was opened at. Guarded by mu.
+	// thawed is nil while the server answers; while it is frozen, calls
+	// wait for this channel, closed by thaw. Guarded by mu.
+	thawed chan struct{}
+}
+
+// freeze makes every later call hang, counted but unanswered, until thaw or
+// the caller gives up: a paused process, as the client sees it, except that
+// the transport still answers pings (see pausableProxy for that).
+func (s *fakeServer) freeze() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.thawed == nil {
+		s.thawed = make(chan struct{})
+	}
+}
+
+// thaw lets waiting and later calls through.
+func (s *fakeServer) thaw() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if s.thawed != nil {
+		close(s.thawed)
+		s.thawed = nil
+	}
+}
+
+// waitThawed returns at once unless s is frozen; then it waits for thaw, the
+// call's end or the server's stop.
+func (s *fakeServer) waitThawed(ctx context.Context) error {
+	s.mu.Lock()
+	thawed := s.thawed
+	s.mu.Unlock()
+	if thawed == nil {
+		return nil
+	}
+	select {
+	case <-thawed:
+		return nil
+	case <-ctx.Done():
+		return ctx.Err()
+	case <-s.stopping:
+		return status.Error(codes.Unavailable, "fake server stopping")
+	}
 }
 
 func (s *fakeServer) count(method string) {

@@ -53,18 +53,21 @@ const (
 // connection first), and server-side pings after ServerKeepaliveTime of
 // silence. The agent adds them to its gRPC server.
 func ServerKeepaliveOptions() []grpc.ServerOption {
-	return serverKeepaliveOptions(
-		keepalive.EnforcementPolicy{MinTime: ServerKeepaliveMinTime, PermitWithoutStream: true},
-		keepalive.ServerParameters{Time: ServerKeepaliveTime, Timeout: ServerKeepaliveTimeout},
-	)
+	return serverKeepaliveOptions(1)
 }
 
-// serverKeepaliveOptions builds the options from explicit figures, so tests
-// can scale the timing down.
-func serverKeepaliveOptions(policy keepalive.EnforcementPolicy, params keepalive.ServerParameters) []grpc.ServerOption {
+// serverKeepaliveOptions divides every figure by speedup, so tests can run
+// the same policy in milliseconds.
+func serverKeepaliveOptions(speedup time.Duration) []grpc.ServerOption {
 	return []grpc.ServerOption{
-		grpc.KeepaliveEnforcementPolicy(policy),
-		grpc.KeepaliveParams(params),
+		grpc.KeepaliveEnforcementPolicy(keepalive.EnforcementPolicy{
+			MinTime:             ServerKeepaliveMinTime / speedup,
+			PermitWithoutStream: true,
+		}),
+		grpc.KeepaliveParams(keepalive.ServerParameters{
+			Time:    ServerKeepaliveTime / speedup,
+			Timeout: ServerKeepaliveTimeout / speedup,
+		}),
 	}
 }
 
