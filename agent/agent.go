@@ -22,6 +22,7 @@ import (
 
 	"github.com/proglog/proglog/discovery"
 	"github.com/proglog/proglog/distlog"
+	"github.com/proglog/proglog/loadbalance"
 	"github.com/proglog/proglog/server"
 	"github.com/proglog/proglog/server/auth"
 )
@@ -176,6 +177,10 @@ func (a *Agent) setupGRPCServer() error {
 	opts := append([]grpc.ServerOption{
 		grpc.Creds(credentials.NewTLS(a.cfg.ServerTLSConfig)),
 	}, a.obs.grpcServerOptions(auth.UnaryServerInterceptor(), auth.StreamServerInterceptor())...)
+	// Let clients ping as often as loadbalance.Client does (gRPC's default
+	// policy answers its third ping with GOAWAY "too_many_pings"), and ping
+	// silent clients to free their streams.
+	opts = append(opts, loadbalance.ServerKeepaliveOptions()...)
 	opts = append(opts, a.cfg.GRPCServerOptions...)
 	a.grpcServer, err = server.NewGRPCServer(a.serverConfig(authorizer), opts...)
 	if err != nil {
