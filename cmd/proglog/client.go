@@ -29,8 +29,11 @@ type clientSettings struct {
 	// tls names the CA and the client certificate and key.
 	tls tlsconfig.Config
 	// timeout bounds each call, retries included.
-	timeout  time.Duration
-	logLevel string
+	timeout time.Duration
+	// attemptTimeout bounds one try of a call (loadbalance.Config's
+	// AttemptTimeout).
+	attemptTimeout time.Duration
+	logLevel       string
 }
 
 // readClientSettings reads the client settings; certificate paths left empty
@@ -44,8 +47,9 @@ func readClientSettings(s *settings) clientSettings {
 			CertFile: orDefault(s.String(keyTLSCertFile), files.RootClientCertFile),
 			KeyFile:  orDefault(s.String(keyTLSKeyFile), files.RootClientKeyFile),
 		},
-		timeout:  s.Duration(keyTimeout),
-		logLevel: s.String(keyLogLevel),
+		timeout:        s.Duration(keyTimeout),
+		attemptTimeout: s.Duration(keyAttemptTimeout),
+		logLevel:       s.String(keyLogLevel),
 	}
 }
 
@@ -59,6 +63,9 @@ func (c clientSettings) validate() error {
 	}
 	if c.timeout <= 0 {
 		return usageError(fmt.Errorf("--timeout %v must be positive", c.timeout))
+	}
+	if c.attemptTimeout <= 0 {
+		return usageError(fmt.Errorf("--attempt-timeout %v must be positive", c.attemptTimeout))
 	}
 	if _, err := parseLogLevel(c.logLevel); err != nil {
 		return err
@@ -78,6 +85,7 @@ func (c clientSettings) dial(logger *zap.Logger) (*loadbalance.Client, error) {
 		TLSConfig:           tlsConfig,
 		RetryTimeout:        c.timeout,
 		StreamResumeTimeout: c.timeout,
+		AttemptTimeout:      c.attemptTimeout,
 		Logger:              logger,
 	})
 	if err != nil {

@@ -76,6 +76,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "bench records", args: []string{"bench", "--records", "0"}, want: "--records 0 must be positive"},
 		{name: "address without port", args: []string{"servers", "--addr", "localhost"}, want: "--addr"},
 		{name: "zero timeout", args: []string{"servers", "--timeout", "0s"}, want: "--timeout 0s must be positive"},
+		{name: "zero attempt timeout", args: []string{"produce", "--attempt-timeout", "0s", "x"}, want: "--attempt-timeout 0s must be positive"},
 		{name: "log level", args: []string{"servers", "--log-level", "loud"}, want: `invalid --log-level "loud"`},
 		{name: "agent without data dir", args: []string{"agent"}, want: "--data-dir is required"},
 		{name: "agent bad port", args: []string{"agent", "--data-dir", "/d", "--rpc-port", "70000"}, want: "--rpc-port 70000"},

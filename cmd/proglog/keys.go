@@ -3,6 +3,8 @@ package main
 import (
 	"strings"
 	"time"
+
+	"github.com/proglog/proglog/loadbalance"
 )
 
 // Setting keys. Each key is, all at once, a command-line flag (--key), a key
@@ -41,11 +43,12 @@ const (
 	keyOTLPInsecure      = "otlp-insecure"
 
 	// Client commands: produce, consume, servers, bench.
-	keyAddr        = "addr"
-	keyTLSCAFile   = "tls-ca-file"
-	keyTLSCertFile = "tls-cert-file"
-	keyTLSKeyFile  = "tls-key-file"
-	keyTimeout     = "timeout"
+	keyAddr           = "addr"
+	keyTLSCAFile      = "tls-ca-file"
+	keyTLSCertFile    = "tls-cert-file"
+	keyTLSKeyFile     = "tls-key-file"
+	keyTimeout        = "timeout"
+	keyAttemptTimeout = "attempt-timeout"
 
 	// consume.
 	keyFrom   = "from"
@@ -137,6 +140,7 @@ func clientOptions() []option {
 		option{key: keyTLSCertFile, def: "", usage: "client certificate (default root-client.pem in --config-dir)"},
 		option{key: keyTLSKeyFile, def: "", usage: "key of --tls-cert-file (default root-client-key.pem in --config-dir)"},
 		option{key: keyTimeout, def: defaultClientTimeout, usage: "how long to keep trying a call (retries included) before giving up"},
+		option{key: keyAttemptTimeout, def: loadbalance.DefaultAttemptTimeout, usage: "how long one try of a call may wait for a server before it is retried on the server the cluster then names (a paused leader)"},
 	)
 }
 

@@ -15,6 +15,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
+	"github.com/proglog/proglog/loadbalance"
 	"github.com/proglog/proglog/server/tlsconfig"
 )
 
@@ -202,10 +203,11 @@ func TestClientDefaults(t *testing.T) {
 	require.NoError(t, err)
 	files := tlsconfig.Files("/cfg")
 	want := clientSettings{
-		addrs:    []string{"127.0.0.1:8401", "127.0.0.1:8402", "127.0.0.1:8403"},
-		tls:      tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
-		timeout:  defaultClientTimeout,
-		logLevel: "error",
+		addrs:          []string{"127.0.0.1:8401", "127.0.0.1:8402", "127.0.0.1:8403"},
+		tls:            tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
+		timeout:        defaultClientTimeout,
+		attemptTimeout: loadbalance.DefaultAttemptTimeout,
+		logLevel:       "error",
 	}
 	require.Equal(t, want, got.client)
 }
