@@ -43,6 +43,28 @@
 //	off, err := c.Produce(ctx, []byte("hello"))
 //	err = c.ConsumeStream(ctx, 0, func(r *api.Record) error { ...; return nil })
 //
+// # Paused servers
+//
+// A server that is paused (SIGSTOP, a frozen VM) or cut off without a reset
+// keeps its connections open and answers nothing, so nothing fails by
+// itself. Client deals with it three ways:
+//
+//   - Every attempt of a call has its own deadline, Config.AttemptTimeout
+//     (5 s), and one that passes is retried like an Unavailable error, on
+//     the server the resolver names by then. A stream that gets no headers
+//     within it is reopened elsewhere.
+//   - A write still pending a quarter of AttemptTimeout in asks the resolver
+//     for the current leader; when it reports a new one, the write in
+//     flight to the old one is abandoned and sent to the new one at once.
+//     The resolver asks servers that failed to answer it last.
+//   - gRPC keepalive (Config.KeepaliveTime, KeepaliveTimeout: 10 s + 5 s)
+//     closes a connection whose server stopped answering pings, which
+//     breaks a ConsumeStream on it so that it resumes elsewhere. A quiet
+//     stream alone is not a sign: the log may just be idle. Servers must
+//     accept those pings: give them ServerKeepaliveOptions (the agent does).
+//
+// Abandoning an attempt can write twice: see Client.Produce.
+//
 // # TLS
 //
 // The resolver dials seeds with the ClientConn's own transport credentials
