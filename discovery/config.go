@@ -93,10 +93,10 @@ type Config struct {
 
 	// SnapshotPath is the file where Serf records the members this one knows
 	// (and its Lamport clocks), so that a restarted member finds its cluster
-	// again without StartJoinAddrs: on start, Serf tries the members the
-	// snapshot names, one after the other, until one answers. Its directory
-	// is created if missing. One Membership per file. Default "": no
-	// snapshot; a restarted member joins only through StartJoinAddrs.
+	// again without StartJoinAddrs: on start, it contacts every member the
+	// snapshot names, in the background (see RetryJoinInterval). Its
+	// directory is created if missing. One Membership per file. Default "":
+	// no snapshot; a restarted member joins only through StartJoinAddrs.
 	SnapshotPath string
 
 	// RejoinAfterLeave makes a member that left gracefully (Leave, Close) rejoin
@@ -107,12 +107,13 @@ type Config struct {
 	// SnapshotPath.
 	RejoinAfterLeave bool
 
-	// RetryJoinInterval is how often a member that has a snapshot naming other
-	// members, but reaches none of them (nor any StartJoinAddrs) when it
-	// starts, tries all of them again, until it sees another member alive or
-	// leaves. This is how a whole cluster restarted in any order finds itself
-	// again: whichever members start first wait for the others. Default
-	// DefaultRetryJoinInterval, LocalRetryJoinInterval under ProfileLocal.
+	// RetryJoinInterval is how often a member whose snapshot names other
+	// members, but which reached none of them (nor any StartJoinAddrs) when it
+	// started, tries all of them again, until one answers, it sees another
+	// member alive, or it leaves. This is how a whole cluster restarted in
+	// any order finds itself again: whichever members start first wait for
+	// the others. Default DefaultRetryJoinInterval, LocalRetryJoinInterval
+	// under ProfileLocal.
 	RetryJoinInterval time.Duration
 
 	// Profile selects the gossip timings. Default ProfileLAN.

@@ -4,7 +4,6 @@ import (
 	"errors"
 	"fmt"
 	"net"
-	"slices"
 	"strconv"
 	"sync"
 
@@ -69,12 +68,12 @@ type Membership struct {
 // handler, and with ErrJoin when no start-join address answers and the
 // snapshot names nobody to rejoin; it leaves nothing running when it fails.
 //
-// With a snapshot (cfg.SnapshotPath) that names other members, New does not
-// wait for them: Serf tries them in the background, and if neither they nor
-// cfg.StartJoinAddrs answer, New still succeeds, logs a warning, and keeps
-// trying all of them every cfg.RetryJoinInterval until one answers. A member
-// restarted while the rest of its cluster is down thus waits for it instead
-// of failing.
+// With a snapshot (cfg.SnapshotPath) that names other members, New rejoins
+// them in the background, without waiting: it contacts each of them once,
+// and if neither they nor cfg.StartJoinAddrs answer, it still succeeds, logs
+// a warning, and tries all of them again every cfg.RetryJoinInterval until
+// one answers. A member restarted while the rest of its cluster is down thus
+// waits for it instead of failing.
 func New(handler Handler, cfg Config) (*Membership, error) {
 	if handler == nil {
 		return nil, fmt.Errorf("%w: handler is nil", ErrInvalidConfig)
@@ -118,18 +117,20 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 			// This member was part of a cluster: its members may be
 			// restarting too. Failing would leave a cluster restarted in
 			// the wrong order with no member up.
-			logger.Warn("no start-join address answered; rejoining the members of the snapshot instead",
+			logger.Warn("no start-join address answered; rejoining the members of the snapshot",
 				zap.Error(err), zap.Strings("snapshot_members", previous))
 		}
 	}
-	if len(previous) > 0 && !m.seesOthers() {
-		// Serf is trying the snapshot's members once, in the background;
-		// retryJoin keeps at it (start-join addresses first) should they
-		// all be down.
-		targets := append(slices.Clone(cfg.StartJoinAddrs), previous...)
+	if len(previous) > 0 {
+		// The start-join addresses too, unless they answered: they may come
+		// back before any member of the snapshot does.
+		targets := previous
+		if !m.seesOthers() {
+			targets = rejoinTargets(cfg.StartJoinAddrs, previous)
+		}
 		m.retryStop = make(chan struct{})
 		m.retryDone.Add(1)
-		go m.retryJoin(targets, cfg.RetryJoinInterval, m.retryStop)
+		go m.rejoin(targets, cfg.RetryJoinInterval, m.retryStop)
 	}
 	logger.Info("membership started",
 		zap.String("serf_addr", m.Addr()), zap.String("rpc_addr", cfg.Tags[RPCAddrTag]),

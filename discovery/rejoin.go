@@ -76,6 +76,19 @@ func snapshotMembers(path string, rejoinAfterLeave bool, self string) ([]string,
 	return members, nil
 }
 
+// rejoinTargets is startJoin followed by the snapshot's members (as
+// snapshotMembers returns them) at other addresses.
+func rejoinTargets(startJoin, members []string) []string {
+	targets := slices.Clone(startJoin)
+	for _, member := range members {
+		addr := member[strings.LastIndex(member, "/")+1:]
+		if !slices.Contains(startJoin, addr) {
+			targets = append(targets, member)
+		}
+	}
+	return targets
+}
+
 // ensureSnapshotDir creates the directory of the snapshot file, which Serf
 // expects to exist.
 func ensureSnapshotDir(path string) error {
@@ -88,27 +101,35 @@ func ensureSnapshotDir(path string) error {
 	return nil
 }
 
-// retryJoin is the goroutine behind Config.RetryJoinInterval. Every interval
-// it checks whether this member sees another one alive (Serf's own rejoin
-// from the snapshot, or another member joining this one, may have connected
-// it meanwhile) and, if not, tries targets one at a time until one answers.
-// It returns once connected, or when stop is closed; a join attempt in
-// progress then runs to its end (at most the profile's TCP timeout), as
-// memberlist cannot cancel it.
-func (m *Membership) retryJoin(targets []string, interval time.Duration, stop <-chan struct{}) {
+// rejoin is the goroutine New starts when the snapshot names other members.
+// Its first pass, at once, joins every target, one after the other: each
+// member that remembers this one as gone tells it so in the exchange, which
+// makes this member refute that with a newer incarnation that the whole
+// cluster accepts. (Serf's own rejoin stops at the first member that answers;
+// should that member have been restarted too and not know this one, the
+// others would ignore this member's return until their next push/pull, 30 s
+// under ProfileLAN.) If no target answers, it tries again every interval,
+// until one does or this member sees another one alive (it was joined
+// meanwhile). It returns then, or when stop is closed; a join in progress
+// runs to its end first (at most the profile's TCP timeout), as memberlist
+// cannot cancel it.
+func (m *Membership) rejoin(targets []string, interval time.Duration, stop <-chan struct{}) {
 	defer m.retryDone.Done()
 	ticker := time.NewTicker(interval)
 	defer ticker.Stop()
 	for attempt := 1; ; attempt++ {
-		select {
-		case <-stop:
-			return
-		case <-ticker.C:
+		if attempt > 1 {
+			select {
+			case <-stop:
+				return
+			case <-ticker.C:
+			}
+			if m.seesOthers() {
+				m.logger.Info("rejoined cluster", zap.Int("attempts", attempt-1))
+				return
+			}
 		}
-		if m.seesOthers() {
-			m.logger.Info("rejoined cluster", zap.Int("attempts", attempt))
-			return
-		}
+		var answered []string
 		for _, addr := range targets {
 			select {
 			case <-stop:
@@ -116,11 +137,19 @@ func (m *Membership) retryJoin(targets []string, interval time.Duration, stop <-
 			default:
 			}
 			n, err := m.serf.Join([]string{addr}, true)
-			if n > 0 {
-				m.logger.Info("rejoined cluster", zap.String("through", addr), zap.Int("attempts", attempt))
-				return
+			if n == 0 {
+				m.logger.Debug("rejoin attempt failed", zap.String("addr", addr), zap.Error(err))
+				continue
 			}
-			m.logger.Debug("rejoin attempt failed", zap.String("addr", addr), zap.Error(err))
+			answered = append(answered, addr)
+		}
+		if len(answered) > 0 || m.seesOthers() {
+			m.logger.Info("rejoined cluster", zap.Strings("through", answered), zap.Int("attempts", attempt))
+			return
+		}
+		if attempt == 1 {
+			m.logger.Warn("no member to rejoin answered; retrying",
+				zap.Strings("addrs", targets), zap.Duration("every", interval))
 		}
 	}
 }
@@ -135,7 +164,7 @@ func (m *Membership) seesOthers() bool {
 	return false
 }
 
-// stopRetryLocked stops the retry goroutine, if any, and waits for it. The
+// stopRetryLocked stops the rejoin goroutine, if any, and waits for it. The
 // caller holds m.mu.
 func (m *Membership) stopRetryLocked() {
 	if m.retryStop != nil {

@@ -5,6 +5,7 @@ import (
 	"path/filepath"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/hashicorp/serf/serf"
 	"github.com/stretchr/testify/assert"
@@ -309,4 +310,48 @@ func TestMembershipStopsRetryingOnLeave(t *testing.T) {
 	m.mu.Unlock()
 	require.False(t, retrying, "still retrying after Leave")
 	require.NoError(t, m.Close())
+}
+
+// A restarted member whose snapshot names a member that was restarted too,
+// and so does not know it, and one that remembers it as gone: the latter
+// ignores its gossip until told a newer incarnation, which it learns only
+// from an exchange with it. Every member must see it back well before the
+// next periodic push/pull (5 s under ProfileLocal) would have repaired that.
+func TestMembershipRestartedMemberIsSeenByEveryMemberAtOnce(t *testing.T) {
+	handlers := []*recordingHandler{{}, {}, {}}
+	cfgs, members := startSnapshotCluster(t, t.TempDir(), handlers)
+
+	require.NoError(t, members[2].Close())
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.True(c, handlers[0].Left("n3"), "n1: Leave(n3) called")
+		assert.True(c, handlers[1].Left("n3"), "n2: Leave(n3) called")
+	}, waitFor, tick)
+	require.NoError(t, members[0].Close())
+	require.EventuallyWithT(t, func(c *assert.CollectT) {
+		assert.True(c, handlers[1].Left("n1"), "n2: Leave(n1) called")
+	}, waitFor, tick)
+
+	// n1 comes back and learns n3 only as gone, which it ignores: it does
+	// not know n3. It is the first member of n3's snapshot, in order.
+	m1, err := New(&recordingHandler{}, cfgs[0])
+	require.NoError(t, err, "New(n1)")
+	t.Cleanup(func() { _ = m1.Close() })
+	requireSeesAlive(t, m1, cfgs[:2], 0)
+	require.Equal(t, serf.StatusNone, statusOf(m1, "n3"), "n1: status of n3")
+
+	m3, err := New(&recordingHandler{}, cfgs[2])
+	require.NoError(t, err, "New(n3)")
+	t.Cleanup(func() { _ = m3.Close() })
+	for i, m := range []*Membership{m1, members[1], m3} {
+		require.EventuallyWithT(t, func(c *assert.CollectT) {
+			assert.Equal(c, serf.StatusAlive, statusOf(m, "n3"), "n%d: status of n3", i+1)
+		}, 3*time.Second, tick)
+	}
+}
+
+func TestRejoinTargets(t *testing.T) {
+	got := rejoinTargets([]string{"127.0.0.1:1", "127.0.0.1:2"},
+		[]string{"n1/127.0.0.1:1", "n3/127.0.0.1:3", "a/b/127.0.0.1:4"})
+	want := []string{"127.0.0.1:1", "127.0.0.1:2", "n3/127.0.0.1:3", "a/b/127.0.0.1:4"}
+	require.Equal(t, want, got, "rejoinTargets")
 }
