@@ -51,14 +51,14 @@ type Membership struct {
 	// logGate is closed last in Close: Serf's stragglers log nothing after.
 	logGate *logGate
 
-	// retryDone waits for the retryJoin goroutine, when New started one.
+	// retryDone waits for the rejoin goroutine, when New started one.
 	retryDone sync.WaitGroup
 
 	// mu guards state and retryStop. It is held across Serf's Leave and
 	// Shutdown so that Leave and Close never run into each other.
 	mu    sync.Mutex
 	state memberState
-	// retryStop, when not nil, stops the retryJoin goroutine.
+	// retryStop, when not nil, stops the rejoin goroutine.
 	retryStop chan struct{}
 }
 
