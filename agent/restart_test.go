@@ -5,6 +5,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/stretchr/testify/assert"
 	"github.com/stretchr/testify/require"
 
 	api "github.com/proglog/proglog/api/v1"
@@ -125,12 +126,19 @@ func TestClusterStoppedAndRestartedLeaderLast(t *testing.T) {
 	}
 }
 
-// requireServerIDs checks that GetServers, asked of node i, lists exactly ids.
+// requireServerIDs waits until GetServers, asked of node i, lists exactly
+// ids: a node catching up replays the configuration changes it missed (its
+// removal, then its return), so its answer settles only then.
 func requireServerIDs(t *testing.T, c *testCluster, i int, ids ...string) {
 	t.Helper()
-	ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
-	defer cancel()
-	res, err := c.client(i).GetServers(ctx, &api.GetServersRequest{})
-	require.NoError(t, err, "node %d: GetServers", i)
-	require.Equal(t, ids, sortedIDs(res.GetServers()), "node %d: GetServers", i)
+	client := c.client(i)
+	require.EventuallyWithT(t, func(collect *assert.CollectT) {
+		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
+		defer cancel()
+		res, err := client.GetServers(ctx, &api.GetServersRequest{})
+		if !assert.NoError(collect, err, "node %d: GetServers", i) {
+			return
+		}
+		assert.Equal(collect, ids, sortedIDs(res.GetServers()), "node %d: GetServers", i)
+	}, 20*time.Second, 20*time.Millisecond)
 }
