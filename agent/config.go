@@ -36,8 +36,9 @@ const (
 // Config configures one node. The zero value of each field means its
 // default; New validates it and names the field that is wrong.
 type Config struct {
-	// DataDir holds the node's data log, Raft log, stable store and
-	// snapshots. Required.
+	// DataDir holds the node's data log, Raft log, stable store, snapshots,
+	// and Serf's snapshot of the members it knew (serf/local.snapshot), from
+	// which a restarted node rejoins. Required.
 	DataDir string
 	// NodeName is the node's unique name, used as its Raft server ID and Serf
 	// node name. Required.
@@ -55,7 +56,8 @@ type Config struct {
 	// mean "any free port" instead of the default: for tests.
 	RandomPorts bool
 	// StartJoinAddrs are Serf addresses of running nodes to join. Empty for
-	// the first node.
+	// the first node. A node restarted with existing data also rejoins the
+	// members in its Serf snapshot, so it needs none of these to answer.
 	StartJoinAddrs []string
 	// Bootstrap makes this node bootstrap a new Raft cluster with itself as
 	// the only voter. Ignored when the node already has Raft state.

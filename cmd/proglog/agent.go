@@ -171,7 +171,9 @@ Every connection is mutual TLS: the certificates and the ACL default to the
 files 'make gencert' writes into --config-dir.
 
 SIGINT or SIGTERM stops the node gracefully: it leaves the cluster, lets calls
-in flight finish, and closes its log. A second signal kills it at once.`,
+in flight finish, and closes its log. A second signal kills it at once.
+Started again with the same flags and --data-dir, it rejoins the members it
+remembers and catches up.`,
 		Example: `  # A three-node cluster on one machine ('make run' does this):
   proglog agent --data-dir .data/node-1 --node-name node-1 --bootstrap \
     --bind-addr 127.0.0.1:8301 --rpc-port 8401 --http-port 8080
