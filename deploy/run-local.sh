@@ -128,6 +128,9 @@ start_node() {
 	else
 		args+=(--start-join-addrs "$host:${serf_ports[0]}")
 	fi
+	# The command line heads the node's log, so a node stopped by hand can be
+	# started again the same way.
+	{ printf 'run-local: started as:'; printf ' %q' "$bin" "${args[@]}"; printf '\n'; } >>"$dir/node-$i.log"
 	set -m
 	"$bin" "${args[@]}" >>"$dir/node-$i.log" 2>&1 &
 	pids+=($!)

@@ -148,6 +148,8 @@ func TestRunLocal(t *testing.T) {
 		log, err := os.ReadFile(filepath.Join(dir, "node-"+strconv.Itoa(i)+".log"))
 		require.NoError(t, err)
 		require.Contains(t, string(log), `"msg":"agent stopped"`, "node-%d stopped gracefully", i)
+		require.Contains(t, string(log), "run-local: started as: ", "node-%d's log shows how to start it again", i)
+		require.Contains(t, string(log), "--node-name node-"+strconv.Itoa(i)+" ", "node-%d's command line", i)
 	}
 
 	// `make run` again: the same cluster, with its data.
