@@ -479,12 +479,20 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 		defer cancel()
 	}
 	bo := c.newBackoff()
+	// informative is the last attempt error that says more than "the
+	// caller's deadline passed": when the deadline cuts the final attempt
+	// short, the error reports why the attempts before it failed
+	// (connection refused, NOT_LEADER) instead.
+	var informative error
 	for attempt := 1; ; attempt++ {
 		err := c.attempt(ctx, write, call)
 		if err == nil {
 			return nil
 		}
 		if ctx.Err() != nil {
+			if informative != nil && cutByContext(err) {
+				err = informative
+			}
 			// Said the same way as a deadline that passes during the
 			// backoff below, whichever way the attempt ended.
 			return gaveUp(op, attempt, err, ctx.Err())
@@ -492,6 +500,7 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 		if !retryable(err) {
 			return err
 		}
+		informative = err
 		fields := []zap.Field{zap.String("op", op), zap.Int("attempt", attempt), zap.Error(err)}
 		if st, ok := status.FromError(err); ok {
 			if nl, ok := api.NotLeaderFromStatus(st); ok {
@@ -504,6 +513,13 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 			return gaveUp(op, attempt, err, waitErr)
 		}
 	}
+}
+
+// cutByContext reports whether err only says that the call's context ended.
+func cutByContext(err error) bool {
+	code := status.Code(err)
+	return code == codes.DeadlineExceeded || code == codes.Canceled ||
+		errors.Is(err, context.DeadlineExceeded) || errors.Is(err, context.Canceled)
 }
 
 // gaveUp is the error of a call whose deadline passed (or whose context was

@@ -431,3 +431,24 @@ func TestConsumeStreamSurvivesBreaksWhileIdle(t *testing.T) {
 		t.Fatal("no record after the second break")
 	}
 }
+
+// A deadline that cuts the last attempt short does not hide why the attempts
+// before it failed: the error reports the refused connection, not only
+// "deadline exceeded".
+func TestClientGaveUpKeepsTheCause(t *testing.T) {
+	client := newTestClient(t, Config{Seeds: []string{deadAddr(t)}, RetryTimeout: 300 * time.Millisecond})
+	refused := status.Error(codes.Unavailable, "dial tcp 127.0.0.1:1: connect: connection refused")
+	calls := 0
+	err := client.retry(context.Background(), "test", false, func(ctx context.Context) error {
+		calls++
+		if calls == 1 {
+			return refused
+		}
+		<-ctx.Done() // the second attempt hangs until the caller's deadline
+		return status.FromContextError(ctx.Err()).Err()
+	})
+	require.Equal(t, 2, calls)
+	require.ErrorIs(t, err, context.DeadlineExceeded)
+	require.Contains(t, err.Error(), "connection refused", "retry = %v", err)
+	require.Equal(t, codes.Unavailable, status.Code(err))
+}

@@ -115,7 +115,7 @@ func TestUnreachableCluster(t *testing.T) {
 	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
 	addr := "127.0.0.1:" + strconv.Itoa(freePorts(t, 1)[0])
-	common := []string{"--addr", addr, "--config-dir", files.Dir, "--timeout", "300ms"}
+	common := []string{"--addr", addr, "--config-dir", files.Dir, "--timeout", "1s"}
 	for _, args := range [][]string{
 		{"produce", "x"},
 		{"consume"},
