@@ -326,6 +326,9 @@ func (a *Agent) shutdown() error {
 			errs = append(errs, fmt.Errorf("stop grpc server: %w", err))
 		}
 	}
+	if a.log != nil && a.membership != nil {
+		a.leaveRaft(a.cfg.LeaveTimeout)
+	}
 	if a.log != nil {
 		if err := a.log.Close(); err != nil {
 			errs = append(errs, fmt.Errorf("close log: %w", err))

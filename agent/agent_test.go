@@ -270,3 +270,26 @@ func TestClusterHTTPAPI(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond)
 	require.Equal(t, "Let's Go #1\n", string(record.Record.Value))
 }
+
+// A node that stops gracefully leaves the Raft configuration before its Raft
+// stops, handing leadership over first if it leads: in a two-node cluster the
+// survivor then leads a configuration of one and keeps accepting writes
+// (were the stopped leader still a voter, the survivor could never commit
+// anything again, its removal included).
+func TestClusterGracefulStopOfLeaderInTwoNodeCluster(t *testing.T) {
+	c := newTestCluster(t, 2, nil)
+	c.produce("before")
+	leader := c.waitForLeader()
+	survivor := 1 - leader
+	c.stop(leader)
+
+	require.Equal(t, survivor, c.waitForLeader())
+	servers, err := c.nodes[survivor].agent.Log().GetServers()
+	require.NoError(t, err)
+	require.Equal(t, []string{c.nodes[survivor].cfg.NodeName}, sortedIDs(servers))
+	require.Equal(t, []uint64{1}, c.produce("after"))
+
+	c.restart(leader)
+	c.waitForServers(2)
+	require.Equal(t, []string{"before", "after"}, c.readAll(leader, 2))
+}

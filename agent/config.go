@@ -28,6 +28,9 @@ const (
 	// DefaultShutdownTimeout bounds how long Shutdown waits for in-flight
 	// calls before closing connections.
 	DefaultShutdownTimeout = 10 * time.Second
+	// DefaultLeaveTimeout bounds the wait for this node's removal from the
+	// Raft configuration at shutdown.
+	DefaultLeaveTimeout = 5 * time.Second
 	// DefaultReconcileInterval is how often the leader reconciles Serf's
 	// membership with the Raft configuration.
 	DefaultReconcileInterval = time.Second
@@ -137,6 +140,10 @@ type Config struct {
 	// TraceExporter is ignored: for tests and embedding. Default none.
 	SpanExporter sdktrace.SpanExporter
 
+	// LeaveTimeout bounds how long Shutdown waits for the leader to remove
+	// this node from the Raft configuration (after handing leadership over
+	// if it led). Default DefaultLeaveTimeout.
+	LeaveTimeout time.Duration
 	// ShutdownTimeout bounds a graceful stop of the servers. Default
 	// DefaultShutdownTimeout.
 	ShutdownTimeout time.Duration
@@ -163,6 +170,9 @@ func (c Config) withDefaults() Config {
 	}
 	if c.MaxBatchRecords == 0 {
 		c.MaxBatchRecords = 1000
+	}
+	if c.LeaveTimeout == 0 {
+		c.LeaveTimeout = DefaultLeaveTimeout
 	}
 	if c.ShutdownTimeout == 0 {
 		c.ShutdownTimeout = DefaultShutdownTimeout

@@ -118,3 +118,49 @@ func leads(servers []*api.Server, id string) bool {
 	}
 	return false
 }
+
+// leaveRaft takes this node out of the Raft configuration before its Raft
+// stops, while its vote can still help commit the change: a two-voter
+// cluster whose leader simply stopped would be left with one voter that
+// cannot commit the removal of the other, and so no leader. Serf's leave
+// has already told the other nodes; if this node leads, it hands
+// leadership over first, and the new leader's reconcile loop removes it.
+// The last voter of a cluster stays in its configuration, so that it can
+// start again alone. The wait is bounded by timeout (a cluster without a
+// quorum cannot remove anyone).
+//
+// It polls the local configuration: Raft reports configuration changes to
+// observers only on the leader, and this node is a follower by then.
+func (a *Agent) leaveRaft(timeout time.Duration) {
+	servers, err := a.log.GetServers()
+	if err != nil || len(servers) < 2 || !contains(servers, a.cfg.NodeName) {
+		return
+	}
+	a.log.HandOverLeadership()
+	deadline := time.NewTimer(timeout)
+	defer deadline.Stop()
+	tick := time.NewTicker(50 * time.Millisecond)
+	defer tick.Stop()
+	for {
+		servers, err := a.log.GetServers()
+		if err != nil || !contains(servers, a.cfg.NodeName) {
+			return
+		}
+		select {
+		case <-deadline.C:
+			a.logger.Warn("still in the raft configuration at shutdown: no leader removed this node",
+				zap.Duration("waited", timeout))
+			return
+		case <-tick.C:
+		}
+	}
+}
+
+func contains(servers []*api.Server, id string) bool {
+	for _, s := range servers {
+		if s.GetId() == id {
+			return true
+		}
+	}
+	return false
+}

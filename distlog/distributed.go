@@ -491,6 +491,17 @@ func (d *DistributedLog) Close() error {
 	return d.closeErr
 }
 
+// HandOverLeadership makes another voter the leader when this node leads
+// and has one, so that a node about to stop does not leave the cluster to
+// wait out an election. It is a no-op on a follower or a single-node
+// cluster; a failed transfer only costs the cluster a normal election.
+func (d *DistributedLog) HandOverLeadership() {
+	if d.isClosed() {
+		return
+	}
+	d.transferLeadership()
+}
+
 // transferLeadership hands leadership to another voter when this node
 // leads and has one; Raft bounds the attempt by its election timeout. A
 // failure only costs the cluster a normal election.
