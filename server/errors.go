@@ -64,16 +64,22 @@ func isOutOfRange(err error) bool {
 //     lower layer), also when wrapped, keep their code and details;
 //   - context.Canceled and context.DeadlineExceeded become Canceled and
 //     DeadlineExceeded;
-//   - the server's invalid-input sentinels become InvalidArgument with the
-//     error's message; ErrStopping becomes Unavailable;
+//   - the server's invalid-input sentinels and api.ErrInvalidTopicName
+//     become InvalidArgument with the error's message, api.ErrTopicNotFound
+//     NotFound, api.ErrTopicExists AlreadyExists; ErrStopping becomes
+//     Unavailable;
 //   - anything else becomes Internal with a generic message, and is logged.
 func toStatus(logger *zap.Logger, err error) error {
 	if err == nil {
 		return nil
 	}
 	switch {
-	case isInvalidArgument(err):
+	case isInvalidArgument(err), errors.Is(err, api.ErrInvalidTopicName):
 		return status.Error(codes.InvalidArgument, err.Error())
+	case errors.Is(err, api.ErrTopicNotFound):
+		return status.Error(codes.NotFound, err.Error())
+	case errors.Is(err, api.ErrTopicExists):
+		return status.Error(codes.AlreadyExists, err.Error())
 	case errors.Is(err, ErrStopping):
 		return status.Error(codes.Unavailable, err.Error())
 	}
@@ -106,6 +112,8 @@ func httpStatus(code codes.Code) int {
 		return http.StatusBadRequest
 	case codes.OutOfRange, codes.NotFound:
 		return http.StatusNotFound
+	case codes.AlreadyExists:
+		return http.StatusConflict
 	case codes.Unauthenticated:
 		return http.StatusUnauthorized
 	case codes.PermissionDenied:

@@ -54,6 +54,9 @@ func TestToStatus(t *testing.T) {
 		{"stopping", ErrStopping, codes.Unavailable, "stopping", http.StatusServiceUnavailable},
 		{"log closed, wrapped", fmt.Errorf("read 3: %w", api.NewCodedError(codes.Unavailable, "log is closed")), codes.Unavailable, "read 3: log is closed", http.StatusServiceUnavailable},
 		{"log refuses input", api.NewCodedError(codes.InvalidArgument, "record too large"), codes.InvalidArgument, "record too large", http.StatusBadRequest},
+		{"topic not found", fmt.Errorf("append: %w", api.TopicNotFoundError{Topic: "orders"}), codes.NotFound, `topic "orders" does not exist; create it`, http.StatusNotFound},
+		{"topic exists", api.TopicExistsError{Topic: "orders"}, codes.AlreadyExists, `topic "orders" already exists`, http.StatusConflict},
+		{"invalid topic name", fmt.Errorf("create: %w", api.InvalidTopicNameError{Topic: "a/b"}), codes.InvalidArgument, "[A-Za-z0-9._-]{1,249}", http.StatusBadRequest},
 		{"unknown", errSecret, codes.Internal, "internal error", http.StatusInternalServerError},
 		{"unknown status code", status.Error(codes.Unknown, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},
 	}

@@ -110,8 +110,11 @@ func (x *Record) GetRaftIndex() uint64 {
 }
 
 type ProduceRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Record        *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Record *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	// topic names the topic to append to; empty means the default topic,
+	// "default", so clients that know no topics keep working.
+	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -151,6 +154,13 @@ func (x *ProduceRequest) GetRecord() *Record {
 		return x.Record
 	}
 	return nil
+}
+
+func (x *ProduceRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
 }
 
 type ProduceResponse struct {
@@ -198,8 +208,11 @@ func (x *ProduceResponse) GetOffset() uint64 {
 }
 
 type ConsumeRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// topic names the topic to read; empty means the default topic, "default".
+	// Offsets are per topic: every topic's first record is at offset 0.
+	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -239,6 +252,13 @@ func (x *ConsumeRequest) GetOffset() uint64 {
 		return x.Offset
 	}
 	return 0
+}
+
+func (x *ConsumeRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
 }
 
 type ConsumeResponse struct {
@@ -287,8 +307,11 @@ func (x *ConsumeResponse) GetRecord() *Record {
 
 // ProduceBatchRequest appends records contiguously, in order, in one call.
 type ProduceBatchRequest struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Records       []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	state   protoimpl.MessageState `protogen:"open.v1"`
+	Records []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
+	// topic names the topic to append to; empty means the default topic,
+	// "default".
+	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -328,6 +351,13 @@ func (x *ProduceBatchRequest) GetRecords() []*Record {
 		return x.Records
 	}
 	return nil
+}
+
+func (x *ProduceBatchRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
 }
 
 // ProduceBatchResponse names the offset of the batch's first record; the
@@ -526,6 +556,513 @@ func (x *Server) GetIsLeader() bool {
 	return false
 }
 
+// TopicConfig is a topic's configuration, fixed when the topic is created.
+// A zero field takes the cluster's default for it.
+type TopicConfig struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// max_segment_bytes is the store-file size, in bytes, past which a
+	// segment of the topic is sealed and a new one started. 0: the node's
+	// default.
+	MaxSegmentBytes uint64 `protobuf:"varint,1,opt,name=max_segment_bytes,json=maxSegmentBytes,proto3" json:"max_segment_bytes,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
+}
+
+func (x *TopicConfig) Reset() {
+	*x = TopicConfig{}
+	mi := &file_api_v1_log_proto_msgTypes[10]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicConfig) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicConfig) ProtoMessage() {}
+
+func (x *TopicConfig) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[10]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicConfig.ProtoReflect.Descriptor instead.
+func (*TopicConfig) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{10}
+}
+
+func (x *TopicConfig) GetMaxSegmentBytes() uint64 {
+	if x != nil {
+		return x.MaxSegmentBytes
+	}
+	return 0
+}
+
+// TopicInfo describes a topic as the answering node has applied it (a
+// follower may be a little behind the leader).
+type TopicInfo struct {
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Name   string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config *TopicConfig           `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	// lowest_offset is the offset of the oldest record the topic holds.
+	LowestOffset uint64 `protobuf:"varint,3,opt,name=lowest_offset,json=lowestOffset,proto3" json:"lowest_offset,omitempty"`
+	// highest_offset is the offset of the newest record; meaningless (0) when
+	// records is 0.
+	HighestOffset uint64 `protobuf:"varint,4,opt,name=highest_offset,json=highestOffset,proto3" json:"highest_offset,omitempty"`
+	// next_offset is the offset the topic's next record will get.
+	NextOffset uint64 `protobuf:"varint,5,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	// records is the number of records the topic holds.
+	Records uint64 `protobuf:"varint,6,opt,name=records,proto3" json:"records,omitempty"`
+	// bytes is the size on disk of the topic's segments.
+	Bytes uint64 `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
+	// segments is the number of segments the topic's log is made of.
+	Segments      uint64 `protobuf:"varint,8,opt,name=segments,proto3" json:"segments,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *TopicInfo) Reset() {
+	*x = TopicInfo{}
+	mi := &file_api_v1_log_proto_msgTypes[11]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *TopicInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*TopicInfo) ProtoMessage() {}
+
+func (x *TopicInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[11]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use TopicInfo.ProtoReflect.Descriptor instead.
+func (*TopicInfo) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{11}
+}
+
+func (x *TopicInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *TopicInfo) GetConfig() *TopicConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+func (x *TopicInfo) GetLowestOffset() uint64 {
+	if x != nil {
+		return x.LowestOffset
+	}
+	return 0
+}
+
+func (x *TopicInfo) GetHighestOffset() uint64 {
+	if x != nil {
+		return x.HighestOffset
+	}
+	return 0
+}
+
+func (x *TopicInfo) GetNextOffset() uint64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *TopicInfo) GetRecords() uint64 {
+	if x != nil {
+		return x.Records
+	}
+	return 0
+}
+
+func (x *TopicInfo) GetBytes() uint64 {
+	if x != nil {
+		return x.Bytes
+	}
+	return 0
+}
+
+func (x *TopicInfo) GetSegments() uint64 {
+	if x != nil {
+		return x.Segments
+	}
+	return 0
+}
+
+// CreateTopicRequest names the topic to create and its configuration.
+// Topic names match [A-Za-z0-9._-]{1,249} and are neither "." nor "..".
+type CreateTopicRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config        *TopicConfig           `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTopicRequest) Reset() {
+	*x = CreateTopicRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[12]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTopicRequest) ProtoMessage() {}
+
+func (x *CreateTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[12]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTopicRequest.ProtoReflect.Descriptor instead.
+func (*CreateTopicRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{12}
+}
+
+func (x *CreateTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *CreateTopicRequest) GetConfig() *TopicConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+// CreateTopicResponse describes the topic, new or already there with the
+// same configuration.
+type CreateTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *TopicInfo             `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CreateTopicResponse) Reset() {
+	*x = CreateTopicResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CreateTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CreateTopicResponse) ProtoMessage() {}
+
+func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CreateTopicResponse.ProtoReflect.Descriptor instead.
+func (*CreateTopicResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *CreateTopicResponse) GetTopic() *TopicInfo {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
+type DeleteTopicRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicRequest) Reset() {
+	*x = DeleteTopicRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicRequest) ProtoMessage() {}
+
+func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
+func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *DeleteTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DeleteTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DeleteTopicResponse) Reset() {
+	*x = DeleteTopicResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[15]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DeleteTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DeleteTopicResponse) ProtoMessage() {}
+
+func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[15]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
+func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{15}
+}
+
+type ListTopicsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTopicsRequest) Reset() {
+	*x = ListTopicsRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[16]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTopicsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTopicsRequest) ProtoMessage() {}
+
+func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[16]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
+func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{16}
+}
+
+// ListTopicsResponse lists every topic, sorted by name.
+type ListTopicsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topics        []*TopicInfo           `protobuf:"bytes,1,rep,name=topics,proto3" json:"topics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListTopicsResponse) Reset() {
+	*x = ListTopicsResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[17]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListTopicsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListTopicsResponse) ProtoMessage() {}
+
+func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[17]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
+func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{17}
+}
+
+func (x *ListTopicsResponse) GetTopics() []*TopicInfo {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+type DescribeTopicRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeTopicRequest) Reset() {
+	*x = DescribeTopicRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[18]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeTopicRequest) ProtoMessage() {}
+
+func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[18]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
+func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{18}
+}
+
+func (x *DescribeTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+type DescribeTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *TopicInfo             `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeTopicResponse) Reset() {
+	*x = DescribeTopicResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[19]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeTopicResponse) ProtoMessage() {}
+
+func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[19]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
+func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{19}
+}
+
+func (x *DescribeTopicResponse) GetTopic() *TopicInfo {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
 var File_api_v1_log_proto protoreflect.FileDescriptor
 
 const file_api_v1_log_proto_rawDesc = "" +
@@ -537,17 +1074,20 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\rR\x04type\x12\x1d\n" +
 	"\n" +
-	"raft_index\x18\x05 \x01(\x04R\traftIndex\"8\n" +
+	"raft_index\x18\x05 \x01(\x04R\traftIndex\"N\n" +
 	"\x0eProduceRequest\x12&\n" +
-	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\")\n" +
+	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\")\n" +
 	"\x0fProduceResponse\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x04R\x06offset\"(\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\">\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x04R\x06offset\"9\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\"9\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\"?\n" +
+	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\"U\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
-	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\"O\n" +
+	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\"O\n" +
 	"\x14ProduceBatchResponse\x12!\n" +
 	"\ffirst_offset\x18\x01 \x01(\x04R\vfirstOffset\x12\x14\n" +
 	"\x05count\x18\x02 \x01(\x04R\x05count\"\x13\n" +
@@ -557,7 +1097,34 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
-	"\tis_leader\x18\x03 \x01(\bR\bisLeader2\xa3\x03\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"9\n" +
+	"\vTopicConfig\x12*\n" +
+	"\x11max_segment_bytes\x18\x01 \x01(\x04R\x0fmaxSegmentBytes\"\x85\x02\n" +
+	"\tTopicInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\x12#\n" +
+	"\rlowest_offset\x18\x03 \x01(\x04R\flowestOffset\x12%\n" +
+	"\x0ehighest_offset\x18\x04 \x01(\x04R\rhighestOffset\x12\x1f\n" +
+	"\vnext_offset\x18\x05 \x01(\x04R\n" +
+	"nextOffset\x12\x18\n" +
+	"\arecords\x18\x06 \x01(\x04R\arecords\x12\x14\n" +
+	"\x05bytes\x18\a \x01(\x04R\x05bytes\x12\x1a\n" +
+	"\bsegments\x18\b \x01(\x04R\bsegments\"U\n" +
+	"\x12CreateTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\">\n" +
+	"\x13CreateTopicResponse\x12'\n" +
+	"\x05topic\x18\x01 \x01(\v2\x11.log.v1.TopicInfoR\x05topic\"(\n" +
+	"\x12DeleteTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"\x15\n" +
+	"\x13DeleteTopicResponse\"\x13\n" +
+	"\x11ListTopicsRequest\"?\n" +
+	"\x12ListTopicsResponse\x12)\n" +
+	"\x06topics\x18\x01 \x03(\v2\x11.log.v1.TopicInfoR\x06topics\"*\n" +
+	"\x14DescribeTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
+	"\x15DescribeTopicResponse\x12'\n" +
+	"\x05topic\x18\x01 \x01(\v2\x11.log.v1.TopicInfoR\x05topic2\xce\x05\n" +
 	"\x03Log\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12<\n" +
 	"\aConsume\x12\x16.log.v1.ConsumeRequest\x1a\x17.log.v1.ConsumeResponse\"\x00\x12D\n" +
@@ -565,7 +1132,12 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\rProduceStream\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00(\x010\x01\x12K\n" +
 	"\fProduceBatch\x12\x1b.log.v1.ProduceBatchRequest\x1a\x1c.log.v1.ProduceBatchResponse\"\x00\x12E\n" +
 	"\n" +
-	"GetServers\x12\x19.log.v1.GetServersRequest\x1a\x1a.log.v1.GetServersResponse\"\x00B'Z%github.com/proglog/proglog/api/v1;apib\x06proto3"
+	"GetServers\x12\x19.log.v1.GetServersRequest\x1a\x1a.log.v1.GetServersResponse\"\x00\x12H\n" +
+	"\vCreateTopic\x12\x1a.log.v1.CreateTopicRequest\x1a\x1b.log.v1.CreateTopicResponse\"\x00\x12H\n" +
+	"\vDeleteTopic\x12\x1a.log.v1.DeleteTopicRequest\x1a\x1b.log.v1.DeleteTopicResponse\"\x00\x12E\n" +
+	"\n" +
+	"ListTopics\x12\x19.log.v1.ListTopicsRequest\x1a\x1a.log.v1.ListTopicsResponse\"\x00\x12N\n" +
+	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x00B'Z%github.com/proglog/proglog/api/v1;apib\x06proto3"
 
 var (
 	file_api_v1_log_proto_rawDescOnce sync.Once
@@ -579,41 +1151,64 @@ func file_api_v1_log_proto_rawDescGZIP() []byte {
 	return file_api_v1_log_proto_rawDescData
 }
 
-var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 10)
+var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
 var file_api_v1_log_proto_goTypes = []any{
-	(*Record)(nil),               // 0: log.v1.Record
-	(*ProduceRequest)(nil),       // 1: log.v1.ProduceRequest
-	(*ProduceResponse)(nil),      // 2: log.v1.ProduceResponse
-	(*ConsumeRequest)(nil),       // 3: log.v1.ConsumeRequest
-	(*ConsumeResponse)(nil),      // 4: log.v1.ConsumeResponse
-	(*ProduceBatchRequest)(nil),  // 5: log.v1.ProduceBatchRequest
-	(*ProduceBatchResponse)(nil), // 6: log.v1.ProduceBatchResponse
-	(*GetServersRequest)(nil),    // 7: log.v1.GetServersRequest
-	(*GetServersResponse)(nil),   // 8: log.v1.GetServersResponse
-	(*Server)(nil),               // 9: log.v1.Server
+	(*Record)(nil),                // 0: log.v1.Record
+	(*ProduceRequest)(nil),        // 1: log.v1.ProduceRequest
+	(*ProduceResponse)(nil),       // 2: log.v1.ProduceResponse
+	(*ConsumeRequest)(nil),        // 3: log.v1.ConsumeRequest
+	(*ConsumeResponse)(nil),       // 4: log.v1.ConsumeResponse
+	(*ProduceBatchRequest)(nil),   // 5: log.v1.ProduceBatchRequest
+	(*ProduceBatchResponse)(nil),  // 6: log.v1.ProduceBatchResponse
+	(*GetServersRequest)(nil),     // 7: log.v1.GetServersRequest
+	(*GetServersResponse)(nil),    // 8: log.v1.GetServersResponse
+	(*Server)(nil),                // 9: log.v1.Server
+	(*TopicConfig)(nil),           // 10: log.v1.TopicConfig
+	(*TopicInfo)(nil),             // 11: log.v1.TopicInfo
+	(*CreateTopicRequest)(nil),    // 12: log.v1.CreateTopicRequest
+	(*CreateTopicResponse)(nil),   // 13: log.v1.CreateTopicResponse
+	(*DeleteTopicRequest)(nil),    // 14: log.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),   // 15: log.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),     // 16: log.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),    // 17: log.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),  // 18: log.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil), // 19: log.v1.DescribeTopicResponse
 }
 var file_api_v1_log_proto_depIdxs = []int32{
 	0,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
 	0,  // 1: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
 	0,  // 2: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
 	9,  // 3: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	1,  // 4: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 5: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
-	3,  // 6: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
-	1,  // 7: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
-	5,  // 8: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	7,  // 9: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
-	2,  // 10: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 11: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	4,  // 12: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	2,  // 13: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	6,  // 14: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 15: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	10, // [10:16] is the sub-list for method output_type
-	4,  // [4:10] is the sub-list for method input_type
-	4,  // [4:4] is the sub-list for extension type_name
-	4,  // [4:4] is the sub-list for extension extendee
-	0,  // [0:4] is the sub-list for field type_name
+	10, // 4: log.v1.TopicInfo.config:type_name -> log.v1.TopicConfig
+	10, // 5: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
+	11, // 6: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
+	11, // 7: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
+	11, // 8: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
+	1,  // 9: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
+	3,  // 10: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
+	3,  // 11: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
+	1,  // 12: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
+	5,  // 13: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 14: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
+	12, // 15: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
+	14, // 16: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
+	16, // 17: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
+	18, // 18: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
+	2,  // 19: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	4,  // 20: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	4,  // 21: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	2,  // 22: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	6,  // 23: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 24: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	13, // 25: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	15, // 26: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	17, // 27: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
+	19, // 28: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	19, // [19:29] is the sub-list for method output_type
+	9,  // [9:19] is the sub-list for method input_type
+	9,  // [9:9] is the sub-list for extension type_name
+	9,  // [9:9] is the sub-list for extension extendee
+	0,  // [0:9] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_log_proto_init() }
@@ -627,7 +1222,7 @@ func file_api_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_log_proto_rawDesc), len(file_api_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   10,
+			NumMessages:   20,
 			NumExtensions: 0,
 			NumServices:   1,
 		},
