@@ -131,6 +131,24 @@ type Config struct {
 	Logger *zap.Logger
 }
 
+// clientView is the boundary where records leave the server: the CommitLog's
+// Read answers with a record holding only what a client owns, its value and
+// offset. Whatever else a log keeps in a record (the replication layer's
+// term, type and raft_index) never reaches the wire, so a client comparing a
+// record it consumed with the one it produced sees the same record.
+type clientView struct {
+	CommitLog
+}
+
+// Read returns a fresh record with the log record's value and offset.
+func (v clientView) Read(ctx context.Context, offset uint64) (*api.Record, error) {
+	record, err := v.CommitLog.Read(ctx, offset)
+	if err != nil || record == nil {
+		return record, err
+	}
+	return &api.Record{Value: record.GetValue(), Offset: record.GetOffset()}, nil
+}
+
 // withDefaults validates c and returns a copy with every default filled in.
 func (c *Config) withDefaults() (Config, error) {
 	if c == nil {
@@ -174,6 +192,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	// Every record the server sends (Consume, ConsumeStream, HTTP GET) comes
+	// through this one boundary.
+	cfg.CommitLog = clientView{cfg.CommitLog}
 	// Messages must fit in an int on 32-bit platforms too.
 	if cfg.maxRecvMsgSize() < 0 || cfg.maxRecvMsgSize() > 1<<31-1 {
 		return Config{}, fmt.Errorf("server: Config.MaxBatchBytes = %d with MaxBatchRecords = %d exceeds the 2 GiB gRPC message limit",

@@ -5,6 +5,15 @@
 // source: api/v1/log.proto
 
 // proglog wire API: one ordered, replicated log of records.
+//
+// Compatibility: every message the seed book ("Distributed Services with Go")
+// declares has the book's field numbers and types here, so the book's
+// generated clients talk to proglog unchanged. proglog's own additions use
+// numbers the book does not. From here on this file only grows compatibly:
+// never renumber, retype or reuse a field number (delete a field by reserving
+// its number and name); add fields and messages with new numbers. The test
+// api/v1/wire_test.go pins every field against testdata/wire.golden, a list
+// that may only grow.
 
 package api
 
@@ -23,22 +32,20 @@ const (
 	_ = protoimpl.EnforceVersion(protoimpl.MaxVersion - 20)
 )
 
-// Record is one entry of the log. The server assigns offset; term, type and
-// raft_index are filled in by the replication layer and ignored in records a
-// client sends.
+// Record is one entry of the log. A client sets value; the server assigns
+// offset. Servers send records with value and offset only: fields 3 to 5 are
+// never set by a server and ignored in records a client sends.
 type Record struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Value  []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
 	Offset uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	// term is the Raft term of the entry that wrote the record (in Raft's own
-	// log store: the entry's term).
+	// term (3) and type (4) have the book's numbers and types, where the book's
+	// replication layer kept Raft bookkeeping in them. proglog's storage and
+	// Raft layers may use them internally; clients never see them set.
 	Term uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
-	// type is the record's position in the batch its entry carried (in Raft's
-	// own log store: the entry's type).
 	Type uint32 `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
-	// raft_index is the Raft index of the entry that wrote the record; the
-	// records of one ProduceBatch share it. Nodes use it to apply each entry
-	// exactly once across restarts.
+	// raft_index (5) is internal to the storage and Raft layers (the Raft index
+	// of the entry that wrote the record); clients never see it set.
 	RaftIndex     uint64 `protobuf:"varint,5,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
@@ -263,7 +270,7 @@ func (x *ConsumeRequest) GetTopic() string {
 
 type ConsumeResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
-	Record        *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
+	Record        *Record                `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -1082,9 +1089,9 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\">\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
-	"\x05topic\x18\x02 \x01(\tR\x05topic\"9\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\"?\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\"U\n" +
+	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"U\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
 	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\"O\n" +

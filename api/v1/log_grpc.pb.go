@@ -5,6 +5,15 @@
 // source: api/v1/log.proto
 
 // proglog wire API: one ordered, replicated log of records.
+//
+// Compatibility: every message the seed book ("Distributed Services with Go")
+// declares has the book's field numbers and types here, so the book's
+// generated clients talk to proglog unchanged. proglog's own additions use
+// numbers the book does not. From here on this file only grows compatibly:
+// never renumber, retype or reuse a field number (delete a field by reserving
+// its number and name); add fields and messages with new numbers. The test
+// api/v1/wire_test.go pins every field against testdata/wire.golden, a list
+// that may only grow.
 
 package api
 
