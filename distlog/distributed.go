@@ -14,15 +14,14 @@ import (
 	"github.com/hashicorp/raft"
 	api "github.com/proglog/proglog/api/v1"
 	"go.uber.org/zap"
-	"google.golang.org/grpc/codes"
 )
 
 // ErrEmptyBatch is returned by AppendBatch for a batch without records.
-var ErrEmptyBatch = api.NewCodedError(codes.InvalidArgument, "distlog: empty batch")
+var ErrEmptyBatch = fmt.Errorf("distlog: %w", api.ErrEmptyBatch)
 
 // ErrBatchTooLarge is returned by AppendBatch for a batch whose encoding
 // exceeds DistributedConfig.MaxBatchBytes; nothing is appended.
-var ErrBatchTooLarge = api.NewCodedError(codes.InvalidArgument, "distlog: batch too large")
+var ErrBatchTooLarge = fmt.Errorf("distlog: %w", api.ErrBatchTooLarge)
 
 // DistributedLog is a log replicated with Raft: every node holds the same
 // records at the same offsets. Appends go through the leader and are

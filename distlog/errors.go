@@ -4,26 +4,27 @@ import (
 	"errors"
 	"fmt"
 
-	"google.golang.org/grpc/codes"
-
 	api "github.com/proglog/proglog/api/v1"
 )
 
-// The sentinels a client can meet through the server are api.CodedErrors, so
-// the server reports them with the right gRPC code (a closed log is
-// Unavailable: retry elsewhere; bad input is InvalidArgument) without
-// importing this package.
+// The sentinels a client can meet through the server wrap api/v1's
+// client-facing sentinels, so the server (which does not import this
+// package) knows them by errors.Is and picks their codes itself: a closed
+// log is api.ErrLogClosed (Unavailable: retry elsewhere), bad input is
+// api.ErrRecordTooLarge or api.ErrNoRecord (InvalidArgument).
 
-// ErrClosed is returned by every Log method called after Close.
-var ErrClosed = api.NewCodedError(codes.Unavailable, "distlog: log is closed")
+// ErrClosed is returned by every Log method called after Close. It wraps
+// api.ErrLogClosed.
+var ErrClosed = fmt.Errorf("distlog: %w", api.ErrLogClosed)
 
 // ErrRecordTooLarge is returned by Append and AppendBatch when a record's
 // value is longer than Config.MaxRecordBytes. Nothing is written and the log
-// stays usable.
-var ErrRecordTooLarge = api.NewCodedError(codes.InvalidArgument, "distlog: record too large")
+// stays usable. It wraps api.ErrRecordTooLarge.
+var ErrRecordTooLarge = fmt.Errorf("distlog: %w", api.ErrRecordTooLarge)
 
 // ErrNilRecord is returned by Append and AppendBatch when given a nil record.
-var ErrNilRecord = api.NewCodedError(codes.InvalidArgument, "distlog: nil record")
+// It wraps api.ErrNoRecord.
+var ErrNilRecord = fmt.Errorf("distlog: nil record: %w", api.ErrNoRecord)
 
 // ErrCorrupt matches (with errors.Is) every *CorruptionError.
 var ErrCorrupt = errors.New("distlog: corrupt record")

@@ -238,7 +238,8 @@ func (s *fakeServer) stop() {
 }
 
 // notLeader returns the refusal a follower gives a write, or nil when s
-// leads.
+// leads: the status the real server sends for an api.ErrNotLeader
+// (Unavailable with the NOT_LEADER ErrorInfo).
 func (s *fakeServer) notLeader() error {
 	c := s.cluster
 	c.mu.Lock()
@@ -246,11 +247,16 @@ func (s *fakeServer) notLeader() error {
 	if c.leader == s.index {
 		return nil
 	}
-	if c.leader < 0 {
-		return api.ErrNotLeader{}
+	var refusal api.ErrNotLeader
+	if c.leader >= 0 {
+		l := c.servers[c.leader]
+		refusal = api.ErrNotLeader{LeaderID: serverID(l.index), LeaderAddr: l.addr}
 	}
-	l := c.servers[c.leader]
-	return api.ErrNotLeader{LeaderID: serverID(l.index), LeaderAddr: l.addr}
+	st, err := status.New(codes.Unavailable, refusal.Error()).WithDetails(refusal.ErrorInfo())
+	if err != nil {
+		return status.Error(codes.Internal, err.Error())
+	}
+	return st.Err()
 }
 
 func (s *fakeServer) Produce(_ context.Context, req *api.ProduceRequest) (*api.ProduceResponse, error) {
@@ -287,7 +293,7 @@ func (c *fakeCluster) record(offset uint64) (rec *api.Record, ok bool, appended 
 func (s *fakeServer) Consume(_ context.Context, req *api.ConsumeRequest) (*api.ConsumeResponse, error) {
 	rec, ok, _ := s.cluster.record(req.GetOffset())
 	if !ok {
-		return nil, api.ErrOffsetOutOfRange{Offset: req.GetOffset()}
+		return nil, status.Error(codes.OutOfRange, api.ErrOffsetOutOfRange{Offset: req.GetOffset()}.Error())
 	}
 	return &api.ConsumeResponse{Record: rec}, nil
 }

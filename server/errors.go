@@ -6,33 +6,22 @@ import (
 	"net/http"
 
 	"go.uber.org/zap"
+	"google.golang.org/genproto/googleapis/rpc/errdetails"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
+	"google.golang.org/protobuf/protoadapt"
 
 	api "github.com/proglog/proglog/api/v1"
 )
 
-// Errors for requests the server refuses before they reach the log. Each
-// carries codes.InvalidArgument across gRPC (HTTP 400; 413 for the size
-// limits); the returned error wraps one of them with the details.
-var (
-	// ErrNoRecord is returned for a produce request without a record.
-	ErrNoRecord = errors.New("server: request has no record")
-	// ErrRecordTooLarge is returned for a record value over
-	// Config.MaxRecordBytes.
-	ErrRecordTooLarge = errors.New("server: record too large")
-	// ErrEmptyBatch is returned for a ProduceBatch without records.
-	ErrEmptyBatch = errors.New("server: batch has no records")
-	// ErrBatchTooLarge is returned for a ProduceBatch over
-	// Config.MaxBatchRecords records or Config.MaxBatchBytes bytes.
-	ErrBatchTooLarge = errors.New("server: batch too large")
-	// ErrInvalidRequest is returned for an HTTP request that is malformed:
-	// bad JSON, a missing field, bad base64, a bad offset.
-	ErrInvalidRequest = errors.New("server: invalid request")
-)
+// ErrInvalidRequest is returned for an HTTP request that is malformed: bad
+// JSON, a missing field, bad base64, a bad offset. InvalidArgument (HTTP
+// 400). The client-facing errors of the log itself (a missing or oversized
+// record, an offset out of range, not the leader, …) are api/v1's.
+var ErrInvalidRequest = errors.New("server: invalid request")
 
-// ErrStopping is returned to open streams when Config.Stopping is closed. It
-// carries codes.Unavailable: the client should retry, on this server once it
+// ErrStopping is returned to open streams when Config.Stopping is closed.
+// Unavailable (HTTP 503): the client should retry, on this server once it
 // is back or on another.
 var ErrStopping = errors.New("server: stopping")
 
@@ -40,98 +29,149 @@ var ErrStopping = errors.New("server: stopping")
 // details go to the server's log, never to the client.
 const internalMessage = "internal error"
 
-// isInvalidArgument reports whether err is one of the server's invalid-input
-// sentinels, which map to codes.InvalidArgument.
-func isInvalidArgument(err error) bool {
-	return errors.Is(err, ErrNoRecord) || errors.Is(err, ErrRecordTooLarge) ||
-		errors.Is(err, ErrEmptyBatch) || errors.Is(err, ErrBatchTooLarge) ||
-		errors.Is(err, ErrInvalidRequest)
+// errorClass is one row of errorTable: the errors it matches, and the gRPC
+// code and HTTP status they reach clients with.
+type errorClass struct {
+	name  string
+	match func(error) bool
+	code  codes.Code
+	http  int
 }
 
-// isOutOfRange reports whether err says the log does not hold an offset.
-// It accepts the error by value (as api documents it) and by pointer.
-func isOutOfRange(err error) bool {
-	var byValue api.ErrOffsetOutOfRange
-	var byPointer *api.ErrOffsetOutOfRange
-	return errors.As(err, &byValue) || errors.As(err, &byPointer)
+// errorTable is the one place where errors become gRPC codes and HTTP
+// statuses; toStatus and httpError both read it, first match wins. Errors
+// are matched with errors.Is / errors.As, so lower layers wrap them freely.
+// It is never modified.
+var errorTable = []errorClass{
+	{"offset out of range", isOutOfRange, codes.OutOfRange, http.StatusNotFound},
+	{"not leader", isNotLeader, codes.Unavailable, http.StatusServiceUnavailable},
+	{"oversized input", isAny(api.ErrRecordTooLarge, api.ErrBatchTooLarge), codes.InvalidArgument, http.StatusRequestEntityTooLarge},
+	{"invalid input", isAny(api.ErrNoRecord, api.ErrEmptyBatch, ErrInvalidRequest, api.ErrInvalidTopicName), codes.InvalidArgument, http.StatusBadRequest},
+	{"topic not found", isAny(api.ErrTopicNotFound), codes.NotFound, http.StatusNotFound},
+	{"topic exists", isAny(api.ErrTopicExists), codes.AlreadyExists, http.StatusConflict},
+	{"stopping", isAny(api.ErrLogClosed, ErrStopping), codes.Unavailable, http.StatusServiceUnavailable},
+	// The authentication and authorization layers (server/auth, an
+	// Authorizer) refuse calls with status errors; they keep their code.
+	{"unauthenticated", hasCode(codes.Unauthenticated), codes.Unauthenticated, http.StatusUnauthorized},
+	{"permission denied", hasCode(codes.PermissionDenied), codes.PermissionDenied, http.StatusForbidden},
+	{"canceled", isAny(context.Canceled), codes.Canceled, statusClientClosedRequest},
+	{"deadline exceeded", isAny(context.DeadlineExceeded), codes.DeadlineExceeded, http.StatusGatewayTimeout},
+}
+
+// statusClientClosedRequest answers a call whose client went away: nginx's
+// 499 "client closed request" is the common convention, and nobody reads the
+// answer anyway.
+const statusClientClosedRequest = 499
+
+// classify returns the row of errorTable that err matches, and false for an
+// error no row knows (an internal error).
+func classify(err error) (errorClass, bool) {
+	for _, class := range errorTable {
+		if class.match(err) {
+			return class, true
+		}
+	}
+	return errorClass{name: "internal", code: codes.Internal, http: http.StatusInternalServerError}, false
 }
 
 // toStatus turns any error the server meets into the gRPC status error a
-// client sees. It is the one place the server picks codes:
-//   - nil stays nil;
-//   - errors that carry their own status (api.ErrOffsetOutOfRange,
-//     api.ErrNotLeader, an Authorizer's PermissionDenied, a status from a
-//     lower layer), also when wrapped, keep their code and details;
-//   - context.Canceled and context.DeadlineExceeded become Canceled and
-//     DeadlineExceeded;
-//   - the server's invalid-input sentinels and api.ErrInvalidTopicName
-//     become InvalidArgument with the error's message, api.ErrTopicNotFound
-//     NotFound, api.ErrTopicExists AlreadyExists; ErrStopping becomes
-//     Unavailable;
-//   - anything else becomes Internal with a generic message, and is logged.
+// client sees, by errorTable: nil stays nil; a known error keeps its
+// message (with details: a LocalizedMessage for an offset out of range, an
+// ErrorInfo naming the leader for not-leader); anything else becomes Internal
+// with a generic message, and is logged.
 func toStatus(logger *zap.Logger, err error) error {
 	if err == nil {
 		return nil
 	}
-	switch {
-	case isInvalidArgument(err), errors.Is(err, api.ErrInvalidTopicName):
-		return status.Error(codes.InvalidArgument, err.Error())
-	case errors.Is(err, api.ErrTopicNotFound):
-		return status.Error(codes.NotFound, err.Error())
-	case errors.Is(err, api.ErrTopicExists):
-		return status.Error(codes.AlreadyExists, err.Error())
-	case errors.Is(err, ErrStopping):
-		return status.Error(codes.Unavailable, err.Error())
+	class, known := classify(err)
+	if !known {
+		logger.Error("internal error", zap.Error(err))
+		return status.Error(codes.Internal, internalMessage)
 	}
-	// Checked before the context errors: a status error that wraps a context
-	// error already says what it means.
-	var withStatus interface{ GRPCStatus() *status.Status }
-	if errors.As(err, &withStatus) {
-		if st, ok := status.FromError(err); ok && st.Code() != codes.OK && st.Code() != codes.Unknown {
-			return st.Err()
+	if st, ok := status.FromError(err); ok && st.Code() == class.code {
+		// A status error (from server/auth): its message without a "rpc
+		// error: code = …" prefix, and any details it carries.
+		return st.Err()
+	}
+	st := status.New(class.code, err.Error())
+	if detail := errorDetail(err); detail != nil {
+		if withDetail, derr := st.WithDetails(detail); derr == nil {
+			st = withDetail
 		}
 	}
-	switch {
-	case errors.Is(err, context.Canceled):
-		return status.Error(codes.Canceled, err.Error())
-	case errors.Is(err, context.DeadlineExceeded):
-		return status.Error(codes.DeadlineExceeded, err.Error())
-	}
-	logger.Error("internal error", zap.Error(err))
-	return status.Error(codes.Internal, internalMessage)
+	return st.Err()
 }
 
-// httpStatus maps a gRPC code, as chosen by toStatus, to the HTTP status the
-// JSON API answers with. Size limits are told apart by httpError, which
-// answers 413 for them.
-func httpStatus(code codes.Code) int {
-	switch code {
-	case codes.OK:
-		return http.StatusOK
-	case codes.InvalidArgument:
-		return http.StatusBadRequest
-	case codes.OutOfRange, codes.NotFound:
-		return http.StatusNotFound
-	case codes.AlreadyExists:
-		return http.StatusConflict
-	case codes.Unauthenticated:
-		return http.StatusUnauthorized
-	case codes.PermissionDenied:
-		return http.StatusForbidden
-	case codes.Unavailable:
-		return http.StatusServiceUnavailable
-	case codes.DeadlineExceeded:
-		return http.StatusGatewayTimeout
-	case codes.ResourceExhausted:
-		return http.StatusTooManyRequests
-	case codes.FailedPrecondition:
-		// As grpc-gateway maps it: 412 is about conditional headers.
-		return http.StatusBadRequest
-	case codes.Canceled:
-		// The client went away; nginx's 499 "client closed request" is the
-		// common convention, and nobody reads the answer anyway.
-		return 499
-	default:
-		return http.StatusInternalServerError
+// errorDetail is the status detail the client-facing error err documents, or
+// nil.
+func errorDetail(err error) protoadapt.MessageV1 {
+	if oor, ok := asOutOfRange(err); ok {
+		return &errdetails.LocalizedMessage{Locale: "en-US", Message: oor.LocalizedMessage()}
 	}
+	var notLeader api.ErrNotLeader
+	if errors.As(err, &notLeader) {
+		return notLeader.ErrorInfo()
+	}
+	return nil
+}
+
+// httpError returns the HTTP status and message the JSON API answers err
+// with, by the same table: a known error's message, or a generic one for an
+// internal error, which is logged.
+func httpError(logger *zap.Logger, err error) (int, string) {
+	class, known := classify(err)
+	if !known {
+		logger.Error("internal error", zap.Error(err))
+		return class.http, internalMessage
+	}
+	if st, ok := status.FromError(err); ok {
+		return class.http, st.Message()
+	}
+	return class.http, err.Error()
+}
+
+// isAny returns a matcher for errors that wrap any of targets.
+func isAny(targets ...error) func(error) bool {
+	return func(err error) bool {
+		for _, target := range targets {
+			if errors.Is(err, target) {
+				return true
+			}
+		}
+		return false
+	}
+}
+
+// hasCode returns a matcher for status errors with code.
+func hasCode(code codes.Code) func(error) bool {
+	return func(err error) bool {
+		st, ok := status.FromError(err)
+		return ok && st.Code() == code
+	}
+}
+
+// isNotLeader reports whether err is an api.ErrNotLeader.
+func isNotLeader(err error) bool {
+	var notLeader api.ErrNotLeader
+	return errors.As(err, &notLeader)
+}
+
+// isOutOfRange reports whether err says the log does not hold an offset.
+func isOutOfRange(err error) bool {
+	_, ok := asOutOfRange(err)
+	return ok
+}
+
+// asOutOfRange finds an api.ErrOffsetOutOfRange in err, by value (as api
+// documents it) or by pointer.
+func asOutOfRange(err error) (api.ErrOffsetOutOfRange, bool) {
+	var byValue api.ErrOffsetOutOfRange
+	if errors.As(err, &byValue) {
+		return byValue, true
+	}
+	var byPointer *api.ErrOffsetOutOfRange
+	if errors.As(err, &byPointer) && byPointer != nil {
+		return *byPointer, true
+	}
+	return api.ErrOffsetOutOfRange{}, false
 }

@@ -159,10 +159,10 @@ func (s *logService) checkRecord(record *api.Record) (*api.Record, error) {
 
 func checkRecord(record *api.Record, maxBytes int) (*api.Record, error) {
 	if record == nil {
-		return nil, ErrNoRecord
+		return nil, api.ErrNoRecord
 	}
 	if n := len(record.GetValue()); n > maxBytes {
-		return nil, fmt.Errorf("%w: value is %d bytes, over the %d-byte limit", ErrRecordTooLarge, n, maxBytes)
+		return nil, fmt.Errorf("%w: value is %d bytes, over the %d-byte limit", api.ErrRecordTooLarge, n, maxBytes)
 	}
 	return &api.Record{Value: record.GetValue()}, nil
 }
@@ -171,10 +171,10 @@ func checkRecord(record *api.Record, maxBytes int) (*api.Record, error) {
 // append.
 func (s *logService) checkBatch(records []*api.Record) ([]*api.Record, error) {
 	if len(records) == 0 {
-		return nil, ErrEmptyBatch
+		return nil, api.ErrEmptyBatch
 	}
 	if len(records) > s.cfg.MaxBatchRecords {
-		return nil, fmt.Errorf("%w: %d records, over the limit of %d", ErrBatchTooLarge, len(records), s.cfg.MaxBatchRecords)
+		return nil, fmt.Errorf("%w: %d records, over the limit of %d", api.ErrBatchTooLarge, len(records), s.cfg.MaxBatchRecords)
 	}
 	checked := make([]*api.Record, len(records))
 	total := 0
@@ -187,7 +187,7 @@ func (s *logService) checkBatch(records []*api.Record) ([]*api.Record, error) {
 		checked[i] = r
 	}
 	if total > s.cfg.MaxBatchBytes {
-		return nil, fmt.Errorf("%w: values total %d bytes, over the %d-byte limit", ErrBatchTooLarge, total, s.cfg.MaxBatchBytes)
+		return nil, fmt.Errorf("%w: values total %d bytes, over the %d-byte limit", api.ErrBatchTooLarge, total, s.cfg.MaxBatchBytes)
 	}
 	return checked, nil
 }

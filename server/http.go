@@ -10,7 +10,6 @@ import (
 	"strconv"
 
 	"go.uber.org/zap"
-	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
 )
@@ -220,20 +219,17 @@ func decodeJSON(body io.Reader, v any) error {
 	}
 }
 
-// writeError answers err with its HTTP status and a JSON message.
+// writeError answers err with its HTTP status (errorTable) and a JSON
+// message.
 func (h *httpHandler) writeError(w http.ResponseWriter, err error) {
 	var tooLarge *http.MaxBytesError
-	switch {
-	case errors.As(err, &tooLarge):
+	if errors.As(err, &tooLarge) {
 		h.writeJSON(w, http.StatusRequestEntityTooLarge,
 			errorJSON{Error: fmt.Sprintf("request body over the %d-byte limit", tooLarge.Limit)})
 		return
-	case errors.Is(err, ErrRecordTooLarge):
-		h.writeJSON(w, http.StatusRequestEntityTooLarge, errorJSON{Error: err.Error()})
-		return
 	}
-	st := status.Convert(toStatus(h.logger, err))
-	h.writeJSON(w, httpStatus(st.Code()), errorJSON{Error: st.Message()})
+	code, message := httpError(h.logger, err)
+	h.writeJSON(w, code, errorJSON{Error: message})
 }
 
 // writeJSON answers code with v as JSON.

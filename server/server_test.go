@@ -270,7 +270,7 @@ func TestBadInput(t *testing.T) {
 				return 0, err
 			},
 			wantCode:    codes.InvalidArgument,
-			wantMessage: "record 2: server: record too large: value is 17 bytes",
+			wantMessage: "record 2: record too large: value is 17 bytes",
 		},
 		{
 			name: "ProduceBatch over MaxBatchBytes",

@@ -1,12 +1,19 @@
 package api
 
 import (
+	"errors"
 	"fmt"
 
 	"google.golang.org/genproto/googleapis/rpc/errdetails"
-	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 )
+
+// The errors a client can meet, as plain Go errors. Every layer below the
+// server (the storage engine, the replicated log) returns these, or wraps
+// them; none of them attaches a gRPC code. The server alone decides the code
+// (and the HTTP status) of each, in one table (server/errors.go), and adds
+// the details documented here. Their messages carry no package prefix: they
+// are what a client reads.
 
 // ErrorReasonNotLeader is the ErrorInfo reason a follower puts on a write it
 // refuses, so clients can tell "retry at the leader" from other failures.
@@ -15,9 +22,31 @@ const ErrorReasonNotLeader = "NOT_LEADER"
 // ErrorDomain is the ErrorInfo domain of proglog's own error details.
 const ErrorDomain = "proglog"
 
+// Sentinels for requests and states the log refuses. Lower layers wrap them
+// with their own prefix and details (fmt.Errorf("distlog: %w", ...)); match
+// them with errors.Is.
+var (
+	// ErrNoRecord is returned for a produce request without a record, or a
+	// nil record in a batch. The server reports it as InvalidArgument (HTTP
+	// 400).
+	ErrNoRecord = errors.New("no record")
+	// ErrRecordTooLarge is returned for a record value over the configured
+	// limit. InvalidArgument (HTTP 413).
+	ErrRecordTooLarge = errors.New("record too large")
+	// ErrEmptyBatch is returned for a batch without records.
+	// InvalidArgument (HTTP 400).
+	ErrEmptyBatch = errors.New("batch has no records")
+	// ErrBatchTooLarge is returned for a batch over the configured number
+	// of records or bytes. InvalidArgument (HTTP 413).
+	ErrBatchTooLarge = errors.New("batch too large")
+	// ErrLogClosed is returned for a call that reaches a log that is closed:
+	// the node is stopping. Unavailable (HTTP 503): retry on another node.
+	ErrLogClosed = errors.New("log is closed")
+)
+
 // ErrOffsetOutOfRange is returned when a read asks for an offset the log does
-// not hold (past the end, or before the lowest offset after truncation).
-// It carries codes.OutOfRange across gRPC.
+// not hold (past the end, or before the lowest offset after truncation). The
+// server reports it as OutOfRange (HTTP 404) with a LocalizedMessage detail.
 type ErrOffsetOutOfRange struct {
 	Offset uint64
 }
@@ -27,23 +56,18 @@ func (e ErrOffsetOutOfRange) Error() string {
 	return fmt.Sprintf("offset out of range: %d", e.Offset)
 }
 
-// GRPCStatus returns codes.OutOfRange with a localized message naming the
-// offset, so grpc-go sends the right code when a handler returns this error.
-func (e ErrOffsetOutOfRange) GRPCStatus() *status.Status {
-	st := status.New(codes.OutOfRange, e.Error())
-	msg := fmt.Sprintf("The requested offset is outside the log's range: %d", e.Offset)
-	d := &errdetails.LocalizedMessage{Locale: "en-US", Message: msg}
-	if withDetails, err := st.WithDetails(d); err == nil {
-		return withDetails
-	}
-	return st
+// LocalizedMessage is the human-readable explanation the server attaches as
+// an errdetails.LocalizedMessage.
+func (e ErrOffsetOutOfRange) LocalizedMessage() string {
+	return fmt.Sprintf("The requested offset is outside the log's range: %d", e.Offset)
 }
 
 // ErrNotLeader is returned when a write reaches a server that is not the Raft
 // leader. LeaderAddr is the leader's RPC address when this server knows it
-// (empty during an election). It carries codes.Unavailable, so callers retry,
-// with an ErrorInfo detail (reason NOT_LEADER, metadata leader_id and
-// leader_addr) that a client can act on.
+// (empty during an election). The server reports it as Unavailable (HTTP
+// 503), so callers retry, with an ErrorInfo detail (reason NOT_LEADER, domain
+// proglog, metadata leader_id and leader_addr) that NotLeaderFromStatus reads
+// back on the client.
 type ErrNotLeader struct {
 	LeaderID   string
 	LeaderAddr string
@@ -57,22 +81,17 @@ func (e ErrNotLeader) Error() string {
 	return fmt.Sprintf("not the leader; the leader is %s at %s", e.LeaderID, e.LeaderAddr)
 }
 
-// GRPCStatus returns codes.Unavailable with an ErrorInfo naming the leader.
-func (e ErrNotLeader) GRPCStatus() *status.Status {
-	st := status.New(codes.Unavailable, e.Error())
-	d := &errdetails.ErrorInfo{
+// ErrorInfo is the detail the server attaches to e's status.
+func (e ErrNotLeader) ErrorInfo() *errdetails.ErrorInfo {
+	return &errdetails.ErrorInfo{
 		Reason:   ErrorReasonNotLeader,
 		Domain:   ErrorDomain,
 		Metadata: map[string]string{"leader_id": e.LeaderID, "leader_addr": e.LeaderAddr},
 	}
-	if withDetails, err := st.WithDetails(d); err == nil {
-		return withDetails
-	}
-	return st
 }
 
-// NotLeaderFromStatus reports whether st is a NOT_LEADER refusal and, if so,
-// the leader it names.
+// NotLeaderFromStatus reports whether st, as a client received it, is a
+// NOT_LEADER refusal and, if so, the leader it names.
 func NotLeaderFromStatus(st *status.Status) (ErrNotLeader, bool) {
 	for _, d := range st.Details() {
 		info, ok := d.(*errdetails.ErrorInfo)
@@ -84,28 +103,3 @@ func NotLeaderFromStatus(st *status.Status) (ErrNotLeader, bool) {
 	}
 	return ErrNotLeader{}, false
 }
-
-// CodedError is a sentinel error that names the gRPC code it reaches clients
-// with. The layers below the server (the storage engine, the replicated log)
-// declare their sentinels with it, so the server reports, say, a closed log
-// as Unavailable and an oversized record as InvalidArgument without
-// importing those layers. Match it with errors.Is against the sentinel.
-type CodedError struct {
-	code codes.Code
-	msg  string
-}
-
-// NewCodedError returns a sentinel with message msg that gRPC reports with
-// code.
-func NewCodedError(code codes.Code, msg string) *CodedError {
-	return &CodedError{code: code, msg: msg}
-}
-
-// Error implements error.
-func (e *CodedError) Error() string { return e.msg }
-
-// Code is the gRPC code the error reaches clients with.
-func (e *CodedError) Code() codes.Code { return e.code }
-
-// GRPCStatus returns the error's code and message.
-func (e *CodedError) GRPCStatus() *status.Status { return status.New(e.code, e.msg) }

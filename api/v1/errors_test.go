@@ -19,24 +19,16 @@ func TestErrOffsetOutOfRange(t *testing.T) {
 	var oor api.ErrOffsetOutOfRange
 	require.True(t, errors.As(err, &oor))
 	require.Equal(t, uint64(42), oor.Offset)
+	require.Contains(t, oor.LocalizedMessage(), "42")
 
-	st, ok := status.FromError(err)
-	require.True(t, ok, "status.FromError finds GRPCStatus through wrapping")
-	require.Equal(t, codes.OutOfRange, st.Code())
-	require.Contains(t, st.Message(), "42")
-
-	var localized *errdetails.LocalizedMessage
-	for _, d := range st.Details() {
-		if m, ok := d.(*errdetails.LocalizedMessage); ok {
-			localized = m
-		}
-	}
-	require.NotNil(t, localized, "details = %v, want a LocalizedMessage", st.Details())
-	require.Equal(t, "en-US", localized.GetLocale())
-	require.Contains(t, localized.GetMessage(), "42")
+	_, ok := status.FromError(err)
+	require.False(t, ok, "api errors carry no gRPC status: the server alone picks codes")
 }
 
-func TestErrNotLeaderRoundTrip(t *testing.T) {
+// TestNotLeaderFromStatus: the detail the server builds from ErrorInfo reads
+// back into the same ErrNotLeader on the client, after a trip through the
+// status's wire form.
+func TestNotLeaderFromStatus(t *testing.T) {
 	tests := []struct {
 		name string
 		err  api.ErrNotLeader
@@ -46,9 +38,8 @@ func TestErrNotLeaderRoundTrip(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			st := status.Convert(tt.err)
-			require.Equal(t, codes.Unavailable, st.Code())
-			// What a client sees: the status rebuilt from its wire form.
+			st, err := status.New(codes.Unavailable, tt.err.Error()).WithDetails(tt.err.ErrorInfo())
+			require.NoError(t, err)
 			wire := status.FromProto(st.Proto())
 			got, ok := api.NotLeaderFromStatus(wire)
 			require.True(t, ok, "NotLeaderFromStatus(%v)", wire)
@@ -58,17 +49,21 @@ func TestErrNotLeaderRoundTrip(t *testing.T) {
 
 	_, ok := api.NotLeaderFromStatus(status.New(codes.Unavailable, "connection refused"))
 	require.False(t, ok, "a plain Unavailable is not a NOT_LEADER refusal")
+	other, err := status.New(codes.Unavailable, "x").WithDetails(&errdetails.ErrorInfo{Reason: api.ErrorReasonNotLeader, Domain: "elsewhere"})
+	require.NoError(t, err)
+	_, ok = api.NotLeaderFromStatus(other)
+	require.False(t, ok, "another domain's NOT_LEADER is not proglog's")
 }
 
-func TestCodedError(t *testing.T) {
-	sentinel := api.NewCodedError(codes.Unavailable, "distlog: log is closed")
-	err := fmt.Errorf("read 3: %w", sentinel)
-	require.ErrorIs(t, err, sentinel)
-	require.Equal(t, codes.Unavailable, sentinel.Code())
-	st, ok := status.FromError(err)
-	require.True(t, ok, "status.FromError finds GRPCStatus through wrapping")
-	require.Equal(t, codes.Unavailable, st.Code())
-	require.Equal(t, "read 3: distlog: log is closed", st.Message())
-	require.NotErrorIs(t, err, api.NewCodedError(codes.Unavailable, "distlog: log is closed"),
-		"sentinels match by identity, not by message")
+// TestSentinelsWrap: lower layers wrap the sentinels with their own prefix
+// and keep them matchable.
+func TestSentinelsWrap(t *testing.T) {
+	for _, sentinel := range []error{api.ErrNoRecord, api.ErrRecordTooLarge, api.ErrEmptyBatch, api.ErrBatchTooLarge, api.ErrLogClosed} {
+		layer := fmt.Errorf("distlog: %w", sentinel)
+		err := fmt.Errorf("append 3: %w", layer)
+		require.ErrorIs(t, err, sentinel)
+		require.ErrorIs(t, err, layer)
+		_, ok := status.FromError(err)
+		require.Falsef(t, ok, "%v carries a gRPC status", sentinel)
+	}
 }
