@@ -10,7 +10,8 @@ import (
 )
 
 // BenchmarkProduce compares one unary Produce per record with a pipelined
-// ProduceStream, both on a local distlog.Log over loopback gRPC.
+// ProduceStream over loopback gRPC, on the in-memory servertest log: it
+// measures the server and gRPC, not storage.
 func BenchmarkProduce(b *testing.B) {
 	for _, size := range []int{100, 4 << 10} {
 		value := make([]byte, size)
@@ -49,7 +50,7 @@ func BenchmarkProduce(b *testing.B) {
 	}
 }
 
-// newBenchServer is newTestServer for benchmarks, on a real distlog.Log.
+// newBenchServer is newTestServer for benchmarks.
 func newBenchServer(b *testing.B) *testServer {
 	b.Helper()
 	cfg := &Config{CommitLog: newTestLog(b), Authorizer: allowAll{}}

@@ -1,7 +1,6 @@
 package server
 
 import (
-	"context"
 	"encoding/json"
 	"io"
 	"net/http"
@@ -13,26 +12,15 @@ import (
 	"google.golang.org/protobuf/proto"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/servertest"
 )
-
-// bookkeepingLog is a log that keeps replication bookkeeping in its records,
-// as distlog's data log does.
-type bookkeepingLog struct{ CommitLog }
-
-func (l bookkeepingLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
-	record, err := l.CommitLog.Read(ctx, offset)
-	if err != nil {
-		return nil, err
-	}
-	return &api.Record{Value: record.GetValue(), Offset: record.GetOffset(), Term: 2, Type: 1, RaftIndex: 9}, nil
-}
 
 // TestRecordsCarryOnlyValueAndOffset: whatever a log keeps in its records,
 // Consume, ConsumeStream and the HTTP API send value and offset only, so the
 // record a client consumes equals, whole, the one it produced plus its offset.
 func TestRecordsCarryOnlyValueAndOffset(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.CommitLog = bookkeepingLog{cfg.CommitLog}
+	cfg.CommitLog = servertest.NewLog(servertest.WithBookkeeping())
 	ts := newTestServer(t, cfg)
 	ctx := testContext(t)
 	for _, v := range []string{"zero", "one"} {

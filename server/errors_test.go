@@ -18,16 +18,6 @@ import (
 
 var errSecret = errors.New("disk /dev/sda1 secret detail")
 
-// failingLog fails every call with err.
-type failingLog struct {
-	CommitLog
-	err error
-}
-
-func (l failingLog) Append(context.Context, *api.Record) (uint64, error)        { return 0, l.err }
-func (l failingLog) AppendBatch(context.Context, []*api.Record) (uint64, error) { return 0, l.err }
-func (l failingLog) Read(context.Context, uint64) (*api.Record, error)          { return nil, l.err }
-
 // TestErrorTable: every client-facing error gets its gRPC code and its HTTP
 // status from errorTable, wrapped or not; internal errors reveal nothing.
 // Every row of the table is exercised.

@@ -3,61 +3,39 @@ package server
 import (
 	"context"
 	"sync"
-	"sync/atomic"
+	"testing"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/servertest"
 )
 
-// countingLog counts the calls a server makes to the CommitLog it wraps.
-type countingLog struct {
-	CommitLog
-	reads         atomic.Int64
-	appendedCalls atomic.Int64
-}
+// newTestLog returns an empty in-memory log (the shared servertest fake):
+// these tests are about the server, not storage.
+func newTestLog(testing.TB) *servertest.Log { return servertest.NewLog() }
 
-func (l *countingLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
-	l.reads.Add(1)
-	return l.CommitLog.Read(ctx, offset)
-}
-
-func (l *countingLog) Appended() <-chan struct{} {
-	l.appendedCalls.Add(1)
-	return l.CommitLog.Appended()
-}
-
-// gatedLog holds every append until the test releases it, and reports the
+// appendGate holds every append until the test releases it, and reports the
 // size of each append on entered.
-type gatedLog struct {
-	CommitLog
+type appendGate struct {
 	entered chan int      // the number of records of an append that started
 	release chan struct{} // one receive lets one append through
 }
 
-func (l *gatedLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	if err := l.wait(ctx, 1); err != nil {
-		return 0, err
-	}
-	return l.CommitLog.Append(ctx, record)
+func newAppendGate() *appendGate {
+	return &appendGate{entered: make(chan int), release: make(chan struct{})}
 }
 
-func (l *gatedLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
-	if err := l.wait(ctx, len(records)); err != nil {
-		return 0, err
-	}
-	return l.CommitLog.AppendBatch(ctx, records)
-}
-
-func (l *gatedLog) wait(ctx context.Context, n int) error {
+// hook is the servertest.WithAppendHook that holds appends.
+func (g *appendGate) hook(ctx context.Context, records []*api.Record) error {
 	select {
-	case l.entered <- n:
+	case g.entered <- len(records):
 	case <-ctx.Done():
 		return ctx.Err()
 	}
 	select {
-	case <-l.release:
+	case <-g.release:
 		return nil
 	case <-ctx.Done():
 		return ctx.Err()

@@ -13,6 +13,7 @@ import (
 
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/server/auth"
+	"github.com/proglog/proglog/server/servertest"
 )
 
 // TestHTTPSeedBookSession replays the seed book's first-chapter session
@@ -199,7 +200,7 @@ func TestHTTPErrorsFromTheLog(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			cfg := testConfig(t)
-			cfg.CommitLog = failingLog{err: tt.err}
+			cfg.CommitLog = servertest.NewLog(servertest.FailWith(tt.err))
 			handler, err := NewHTTPHandler(cfg)
 			require.NoError(t, err)
 			rec := httptest.NewRecorder()

@@ -36,6 +36,7 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/server"
 	"github.com/proglog/proglog/server/auth"
+	"github.com/proglog/proglog/server/servertest"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
 )
@@ -48,7 +49,7 @@ const securityTimeout = 10 * time.Second
 type secureServer struct {
 	grpcAddr string
 	httpURL  string
-	log      *memCommitLog
+	log      *servertest.Log
 }
 
 // secureServerOptions changes the defaults of newSecureServer.
@@ -84,7 +85,7 @@ func newSecureServer(t *testing.T, files tlsconfig.FileSet, opts secureServerOpt
 	httpLn, err := net.Listen("tcp", "127.0.0.1:0")
 	require.NoError(t, err)
 
-	commitLog := newMemCommitLog()
+	commitLog := servertest.NewLog()
 	stopping := make(chan struct{})
 	cfg := &server.Config{
 		CommitLog:  commitLog,
@@ -507,64 +508,4 @@ func concatFiles(t *testing.T, paths ...string) []byte {
 		out = append(out, data...)
 	}
 	return out
-}
-
-// memCommitLog is an in-memory server.CommitLog: these tests are about who
-// may call, not about storage.
-type memCommitLog struct {
-	mu sync.Mutex
-	// records and appended are guarded by mu; appended is closed and
-	// replaced at every append.
-	records  []*api.Record
-	appended chan struct{}
-}
-
-var _ server.CommitLog = (*memCommitLog)(nil)
-
-func newMemCommitLog() *memCommitLog {
-	return &memCommitLog{appended: make(chan struct{})}
-}
-
-func (l *memCommitLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	return l.AppendBatch(ctx, []*api.Record{record})
-}
-
-func (l *memCommitLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
-	if err := ctx.Err(); err != nil {
-		return 0, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	first := uint64(len(l.records))
-	for i, r := range records {
-		l.records = append(l.records, &api.Record{Value: r.GetValue(), Offset: first + uint64(i)})
-	}
-	close(l.appended)
-	l.appended = make(chan struct{})
-	return first, nil
-}
-
-func (l *memCommitLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if offset >= uint64(len(l.records)) {
-		return nil, api.ErrOffsetOutOfRange{Offset: offset}
-	}
-	return l.records[offset], nil
-}
-
-func (l *memCommitLog) Appended() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.appended
-}
-
-// Len returns the number of records appended.
-func (l *memCommitLog) Len() int {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return len(l.records)
 }

@@ -22,6 +22,7 @@ import (
 
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/server/auth"
+	"github.com/proglog/proglog/server/servertest"
 )
 
 // testTimeout bounds every wait in these tests.
@@ -593,7 +594,7 @@ func TestConfigValidation(t *testing.T) {
 // TestRecoverPanic: a handler's panic becomes Internal without its text.
 func TestRecoverPanic(t *testing.T) {
 	cfg := testConfig(t)
-	cfg.CommitLog = panickingLog{}
+	cfg.CommitLog = servertest.NewLog(servertest.WithReadHook(func(context.Context, uint64) error { panic("boom") }))
 	ts := newTestServer(t, cfg)
 	ctx := testContext(t)
 	_, err := ts.client.Consume(ctx, &api.ConsumeRequest{})
@@ -605,7 +606,3 @@ func TestRecoverPanic(t *testing.T) {
 	_, err = stream.Recv()
 	requireCode(t, err, codes.Internal)
 }
-
-type panickingLog struct{ CommitLog }
-
-func (panickingLog) Read(context.Context, uint64) (*api.Record, error) { panic("boom") }

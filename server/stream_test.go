@@ -15,12 +15,13 @@ import (
 	"google.golang.org/grpc/credentials/insecure"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/servertest"
 )
 
 // waitingFor returns a condition for require.Eventually that holds once a
 // ConsumeStream has caught up and asked the log for its next change.
-func waitingFor(log *countingLog, n int64) func() bool {
-	return func() bool { return log.appendedCalls.Load() >= n }
+func waitingFor(log *servertest.Log, n int64) func() bool {
+	return func() bool { return log.AppendedCalls() >= n }
 }
 
 // TestConsumeStreamReceivesLaterAppends: a ConsumeStream that reached the end
@@ -28,7 +29,7 @@ func waitingFor(log *countingLog, n int64) func() bool {
 // while it waits.
 func TestConsumeStreamReceivesLaterAppends(t *testing.T) {
 	cfg := testConfig(t)
-	log := &countingLog{CommitLog: newTestLog(t)}
+	log := newTestLog(t)
 	cfg.CommitLog = log
 	ts := newTestServer(t, cfg)
 	ctx := testContext(t)
@@ -42,8 +43,8 @@ func TestConsumeStreamReceivesLaterAppends(t *testing.T) {
 	require.Equal(t, []byte("before"), res.Record.Value)
 
 	require.Eventually(t, waitingFor(log, 1), testTimeout, time.Millisecond, "ConsumeStream never waited for an append")
-	reads := log.reads.Load()
-	require.Never(t, func() bool { return log.reads.Load() != reads }, 300*time.Millisecond, 5*time.Millisecond,
+	reads := log.Reads()
+	require.Never(t, func() bool { return log.Reads() != reads }, 300*time.Millisecond, 5*time.Millisecond,
 		"ConsumeStream read the log while waiting for an append: it polls")
 
 	for i := 1; i <= 3; i++ {
@@ -101,7 +102,7 @@ func receiveWithin[T any](t *testing.T, ch <-chan T, what string) T {
 // handler, and no goroutine is left behind.
 func TestConsumeStreamEndsOnCancel(t *testing.T) {
 	cfg := testConfig(t)
-	log := &countingLog{CommitLog: newTestLog(t)}
+	log := newTestLog(t)
 	cfg.CommitLog = log
 	results, resultsOpt := handlerResults()
 	ts := newTestServer(t, cfg, resultsOpt)
@@ -130,7 +131,7 @@ func TestGracefulStopEndsOpenStreams(t *testing.T) {
 	for _, closeStopping := range []bool{true, false} {
 		t.Run(fmt.Sprintf("close Stopping=%v", closeStopping), func(t *testing.T) {
 			cfg := testConfig(t)
-			log := &countingLog{CommitLog: newTestLog(t)}
+			log := newTestLog(t)
 			cfg.CommitLog = log
 			stopping := make(chan struct{})
 			cfg.Stopping = stopping
@@ -213,8 +214,8 @@ func TestProduceStreamPipelines(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.MaxRecordBytes = 20
 			cfg.MaxBatchBytes = tt.maxBatchBytes
-			log := &gatedLog{CommitLog: cfg.CommitLog, entered: make(chan int), release: make(chan struct{})}
-			cfg.CommitLog = log
+			gate := newAppendGate()
+			cfg.CommitLog = servertest.NewLog(servertest.WithAppendHook(gate.hook))
 			var received atomic.Int64
 			ts := newTestServer(t, cfg, recvCounter(&received))
 			ctx := testContext(t)
@@ -225,7 +226,7 @@ func TestProduceStreamPipelines(t *testing.T) {
 				require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: make([]byte, size)}}))
 			}
 			send(1)
-			require.Equal(t, 1, receiveWithin(t, log.entered, "the first append"), "first append size")
+			require.Equal(t, 1, receiveWithin(t, gate.entered, "the first append"), "first append size")
 			// The first append is held. A server that waited for it before
 			// reading on would receive nothing more.
 			for _, size := range tt.queued {
@@ -234,11 +235,11 @@ func TestProduceStreamPipelines(t *testing.T) {
 			want := int64(1 + len(tt.queued))
 			require.Eventuallyf(t, func() bool { return received.Load() == want }, testTimeout, time.Millisecond,
 				"server received fewer than %d requests while an append was in progress: it does not pipeline", want)
-			log.release <- struct{}{}
+			gate.release <- struct{}{}
 			for i, wantSize := range tt.wantBatches {
-				got := receiveWithin(t, log.entered, "the next append")
+				got := receiveWithin(t, gate.entered, "the next append")
 				require.Equalf(t, wantSize, got, "append %d has %d records, want %d", i+1, got, wantSize)
-				log.release <- struct{}{}
+				gate.release <- struct{}{}
 			}
 			for want := range uint64(want) {
 				res, err := stream.Recv()
@@ -262,7 +263,7 @@ func TestConsumeStreamSlowConsumerIsBounded(t *testing.T) {
 		window     = 64 << 10
 	)
 	cfg := testConfig(t)
-	log := &countingLog{CommitLog: newTestLog(t)}
+	log := newTestLog(t)
 	cfg.CommitLog = log
 	ts := newTestServer(t, cfg)
 	ctx := testContext(t)
@@ -286,12 +287,12 @@ func TestConsumeStreamSlowConsumerIsBounded(t *testing.T) {
 	stream, err := api.NewLogClient(conn).ConsumeStream(ctx, &api.ConsumeRequest{Offset: 0})
 	require.NoError(t, err)
 
-	require.Eventually(t, func() bool { return log.reads.Load() > 0 }, testTimeout, time.Millisecond)
+	require.Eventually(t, func() bool { return log.Reads() > 0 }, testTimeout, time.Millisecond)
 	// The window holds 4 records; gRPC buffers a few more on the server side.
 	const bound = 40
-	require.Never(t, func() bool { return log.reads.Load() > bound }, 300*time.Millisecond, 5*time.Millisecond,
+	require.Never(t, func() bool { return log.Reads() > bound }, 300*time.Millisecond, 5*time.Millisecond,
 		"server read more than %d records for a client that reads nothing: it buffers", bound)
-	t.Logf("reads while the client did not read: %d", log.reads.Load())
+	t.Logf("reads while the client did not read: %d", log.Reads())
 	// Reading drains it all.
 	for i := range records {
 		res, err := stream.Recv()

@@ -5,7 +5,6 @@ import (
 	"crypto/tls"
 	"errors"
 	"net"
-	"sync"
 	"testing"
 	"time"
 
@@ -17,6 +16,7 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/server"
 	"github.com/proglog/proglog/server/auth"
+	"github.com/proglog/proglog/server/servertest"
 	"github.com/proglog/proglog/server/telemetry"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
@@ -30,49 +30,17 @@ const callTimeout = 10 * time.Second
 // the server turns into codes.Internal.
 const failValue = "fail"
 
-// memLog is an in-memory server.CommitLog.
-type memLog struct {
-	mu      sync.Mutex
-	records []*api.Record // guarded by mu
-	changed chan struct{} // closed and replaced at each append; guarded by mu
-}
-
-func newMemLog() *memLog { return &memLog{changed: make(chan struct{})} }
-
-func (l *memLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	return l.AppendBatch(ctx, []*api.Record{record})
-}
-
-func (l *memLog) AppendBatch(_ context.Context, records []*api.Record) (uint64, error) {
-	for _, r := range records {
-		if string(r.GetValue()) == failValue {
-			return 0, errors.New("memlog: disk on fire")
+// newMemLog is the shared in-memory log, failing any append that carries
+// failValue with an unexpected error.
+func newMemLog() *servertest.Log {
+	return servertest.NewLog(servertest.WithAppendHook(func(_ context.Context, records []*api.Record) error {
+		for _, r := range records {
+			if string(r.GetValue()) == failValue {
+				return errors.New("memlog: disk on fire")
+			}
 		}
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	first := uint64(len(l.records))
-	for i, r := range records {
-		l.records = append(l.records, &api.Record{Value: r.GetValue(), Offset: first + uint64(i)})
-	}
-	close(l.changed)
-	l.changed = make(chan struct{})
-	return first, nil
-}
-
-func (l *memLog) Read(_ context.Context, offset uint64) (*api.Record, error) {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if offset >= uint64(len(l.records)) {
-		return nil, api.ErrOffsetOutOfRange{Offset: offset}
-	}
-	return l.records[offset], nil
-}
-
-func (l *memLog) Appended() <-chan struct{} {
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	return l.changed
+		return nil
+	}))
 }
 
 // harness is a gRPC server wired as the agent wires it: TLS, the call
