@@ -111,7 +111,7 @@ func TestClusterFollowerLeaves(t *testing.T) {
 	c.requireHighest((follower+1)%3, 2)
 	ctx, cancel := context.WithTimeout(context.Background(), 300*time.Millisecond)
 	defer cancel()
-	rec, err := c.nodes[follower].agent.Log().Read(ctx, 1)
+	rec, err := c.nodes[follower].agent.Log().Read(ctx, "", 1)
 	require.Error(t, err, "a node that left still received offset 1: %v", rec)
 }
 

@@ -294,7 +294,7 @@ func (c *testCluster) requireHighest(i int, n uint64) {
 		l := c.nodes[i].agent.Log()
 		ctx, cancel := context.WithTimeout(context.Background(), 5*time.Second)
 		defer cancel()
-		if _, err := l.Read(ctx, n-1); err != nil {
+		if _, err := l.Read(ctx, "", n-1); err != nil {
 			return false
 		}
 		return true
@@ -303,7 +303,7 @@ func (c *testCluster) requireHighest(i int, n uint64) {
 	// not yet applied here; either way it must not return a record.
 	ctx, cancel := context.WithTimeout(context.Background(), 100*time.Millisecond)
 	defer cancel()
-	rec, err := c.nodes[i].agent.Log().Read(ctx, n)
+	rec, err := c.nodes[i].agent.Log().Read(ctx, "", n)
 	require.Error(c.t, err, "node %d: Read(%d) past the end = %v", i, n, rec)
 	var oor api.ErrOffsetOutOfRange
 	if !errors.As(err, &oor) {

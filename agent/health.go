@@ -84,7 +84,7 @@ func (a *Agent) watchReadiness() {
 		// between the two is not missed.
 		var appended <-chan struct{}
 		if !state.caughtUp {
-			appended = a.log.Appended()
+			appended = a.log.Appended(distlog.DefaultTopic)
 		}
 		leaderID, _ := a.log.Leader()
 		stats := a.log.Stats()

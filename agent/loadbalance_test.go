@@ -502,9 +502,9 @@ func TestLoadBalanceWritesSurviveLeaderLoss(t *testing.T) {
 			}
 			var end uint64
 			require.Eventually(t, func() bool {
-				end = c.nodes[newLeader].agent.Log().NextOffset()
+				end = c.nodes[newLeader].agent.Log().Stats().NextOffset
 				for _, i := range survivors {
-					if c.nodes[i].agent.Log().NextOffset() != end {
+					if c.nodes[i].agent.Log().Stats().NextOffset != end {
 						return false
 					}
 				}

@@ -10,6 +10,7 @@ import (
 	"google.golang.org/grpc"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/server/auth"
 	"github.com/proglog/proglog/server/telemetry"
 )
@@ -108,15 +109,11 @@ func (o *observability) close(timeout time.Duration) error {
 func (a *Agent) statsSources() telemetry.StatsSources {
 	return telemetry.StatsSources{
 		Log: func() (telemetry.LogStats, error) {
-			lowest, err := a.log.LowestOffset()
+			info, err := a.log.Topic(distlog.DefaultTopic)
 			if err != nil {
 				return telemetry.LogStats{}, err
 			}
-			segments, err := a.log.DataSegments()
-			if err != nil {
-				return telemetry.LogStats{}, err
-			}
-			return telemetry.LogStats{LowestOffset: lowest, NextOffset: a.log.NextOffset(), Segments: segments}, nil
+			return telemetry.LogStats{LowestOffset: info.LowestOffset, NextOffset: info.NextOffset, Segments: info.Segments}, nil
 		},
 		Raft: func() (telemetry.RaftStats, error) {
 			s := a.log.Stats()

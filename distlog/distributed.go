@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog/storage"
 	"go.uber.org/zap"
 )
 
@@ -23,29 +24,29 @@ var ErrEmptyBatch = fmt.Errorf("distlog: %w", api.ErrEmptyBatch)
 // exceeds DistributedConfig.MaxBatchBytes; nothing is appended.
 var ErrBatchTooLarge = fmt.Errorf("distlog: %w", api.ErrBatchTooLarge)
 
-// DistributedLog is a log replicated with Raft: every node holds the same
-// records at the same offsets. Appends go through the leader and are
-// acknowledged once a majority has stored them and the leader has applied
-// them; reads are served from the local data log.
+// DistributedLog is a set of named topics replicated with Raft: every node
+// holds the same records at the same offsets in every topic. Writes (appends,
+// topic creation and deletion) go through the leader and are acknowledged
+// once a majority has stored them and the leader has applied them; reads
+// are served from the local topics.
 //
 // On disk, under the data directory:
 //
-//	log/            the data log (the records clients read), a Log
-//	raft/log/       Raft's log store, a Log keyed by Raft index (see logStore)
+//	metadata          the metadata table: topics, their config, applied index (see metadata)
+//	topics/<id>/      one storage.Log per topic; id is the Raft index that created it (0: DefaultTopic)
+//	raft/log/         Raft's log store, a storage.Log keyed by Raft index (see logStore)
 //	raft/stable.json  Raft's term and vote (fileStableStore)
-//	raft/snapshots/ Raft snapshots of the data log
+//	raft/snapshots/   Raft snapshots (SnapshotStore: hard links to the topics' segments)
 //
-// Records read from a DistributedLog carry the Raft index (RaftIndex) and
-// term (Term) of the entry that appended them and, in Type, their position in
-// that entry's batch; that is how the state machine knows after a restart what it has
-// already applied (see fsm).
+// A data directory of the previous release (a "log" directory beside
+// "raft") is refused with ErrOldDataFormat, and nothing in it is changed.
 type DistributedLog struct {
-	config   DistributedConfig
-	logger   *zap.Logger
-	log      *Log
-	fsm      *fsm
-	logStore *logStore
-	stable   *fileStableStore
+	config    DistributedConfig
+	logger    *zap.Logger
+	fsm       *fsm
+	logStore  *logStore
+	stable    *fileStableStore
+	snapshots *SnapshotStore
 	// transport is Raft's; kept to close its pooled outgoing connections,
 	// which Raft's shutdown leaves open.
 	transport *raft.NetworkTransport
@@ -85,20 +86,25 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		}
 	}()
 
-	dataConfig := cfg.Log
-	dataConfig.Logger = d.logger.Named("data")
-	if d.log, err = NewLog(filepath.Join(dataDir, "log"), dataConfig); err != nil {
-		return nil, err
+	if fi, err := os.Stat(filepath.Join(dataDir, "log")); err == nil && fi.IsDir() {
+		return nil, fmt.Errorf("%w: %s holds data format 1 (before topics), which this release can neither read nor upgrade; "+
+			"keep running the previous release on it, or move it aside and start this node with an empty data directory "+
+			"(it then holds only what the cluster replicates to it)", ErrOldDataFormat, dataDir)
 	}
-	undo = append(undo, d.log.Close)
-	if d.fsm, err = newFSM(d.log, cfg.Log.MaxRecordBytes, d.logger.Named("fsm")); err != nil {
-		return nil, err
-	}
-
 	raftDir := filepath.Join(dataDir, "raft")
 	if err := os.MkdirAll(raftDir, 0o755); err != nil {
 		return nil, fmt.Errorf("distlog: create %s: %w", raftDir, err)
 	}
+	if d.snapshots, err = NewSnapshotStore(filepath.Join(raftDir, "snapshots"), cfg.Raft.SnapshotRetain, d.logger.Named("snapshots")); err != nil {
+		return nil, err
+	}
+	topicConfig := cfg.Log
+	topicConfig.Logger = nil
+	if d.fsm, err = newFSM(dataDir, topicConfig, d.snapshots.stagingDir(), d.logger.Named("fsm")); err != nil {
+		return nil, err
+	}
+	undo = append(undo, d.fsm.Close)
+
 	storeConfig := cfg.Log
 	storeConfig.Logger = d.logger.Named("raftlog")
 	storeConfig.MaxRecordBytes = cfg.MaxBatchBytes + logEntryOverhead
@@ -110,15 +116,11 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		return nil, fmt.Errorf("distlog: open raft stable store: %w", err)
 	}
 	undo = append(undo, d.stable.Close)
-	snapshots, err := raft.NewFileSnapshotStoreWithLogger(raftDir, cfg.Raft.SnapshotRetain, raftConfig.Logger)
-	if err != nil {
-		return nil, fmt.Errorf("distlog: open raft snapshot store: %w", err)
-	}
 	logs, err := raft.NewLogCache(logCacheEntries, d.logStore)
 	if err != nil {
 		return nil, fmt.Errorf("distlog: raft log cache: %w", err)
 	}
-	hasState, err := raft.HasExistingState(logs, d.stable, snapshots)
+	hasState, err := raft.HasExistingState(logs, d.stable, d.snapshots)
 	if err != nil {
 		return nil, fmt.Errorf("distlog: read raft state: %w", err)
 	}
@@ -129,7 +131,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		Timeout: cfg.Raft.TransportTimeout,
 		Logger:  raftConfig.Logger.Named("transport"),
 	})
-	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, snapshots, d.transport); err != nil {
+	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, d.snapshots, d.transport); err != nil {
 		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), d.transport.Close())
 	}
 	undo = append(undo, func() error { return d.raft.Shutdown().Error() })
@@ -144,77 +146,163 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 			return nil, fmt.Errorf("distlog: bootstrap raft cluster: %w", err)
 		}
 	}
-	lastIndex, lastPos := d.fsm.progress()
 	d.logger.Info("distributed log started",
 		zap.String("advertise_addr", cfg.Raft.AdvertiseAddr), zap.Bool("existing_state", hasState),
-		zap.Uint64("next_offset", d.log.NextOffset()), zap.Uint64("last_applied_raft_index", lastIndex),
-		zap.Uint32("last_batch_position", lastPos))
+		zap.Int("topics", len(d.fsm.topicInfos())), zap.Uint64("applied_index", d.fsm.appliedIndex()))
 	return d, nil
 }
 
-// Append appends one record through Raft and returns its offset. See
-// AppendBatch.
-func (d *DistributedLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	return d.AppendBatch(ctx, []*api.Record{record})
+// topicName maps the book's empty topic to DefaultTopic and checks the
+// name.
+func topicName(topic string) (string, error) {
+	if topic == "" {
+		return DefaultTopic, nil
+	}
+	if !validTopicName(topic) {
+		return "", api.InvalidTopicNameError{Topic: topic}
+	}
+	return topic, nil
 }
 
-// AppendBatch appends records at consecutive offsets as ONE Raft entry and
-// returns the first offset. Only the records' values are used. It fails
-// with api.ErrNotLeader (naming the leader when known) on a follower, which
-// never appends locally; with ErrRecordTooLarge, ErrBatchTooLarge,
-// ErrNilRecord or ErrEmptyBatch before anything is replicated; and with the
-// state machine's error when applying the entry failed.
-//
-// The outcome of an entry is unknown when the leader loses its leadership
-// while the entry is in flight: that also returns api.ErrNotLeader, and a
-// client that retries may append the records twice (at-least-once).
-func (d *DistributedLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
-	if d.isClosed() {
-		return 0, ErrClosed
-	}
-	if len(records) == 0 {
-		return 0, ErrEmptyBatch
-	}
-	for k, r := range records {
-		if r == nil {
-			return 0, fmt.Errorf("%w: record %d of %d", ErrNilRecord, k, len(records))
-		}
-		if n := uint64(len(r.GetValue())); n > d.config.Log.MaxRecordBytes {
-			return 0, fmt.Errorf("%w: record %d of %d has %d bytes, Config.MaxRecordBytes is %d",
-				ErrRecordTooLarge, k, len(records), n, d.config.Log.MaxRecordBytes)
-		}
-	}
-	if size := appendBatchSize(records); size > d.config.MaxBatchBytes {
-		return 0, fmt.Errorf("%w: %d records take %d bytes, MaxBatchBytes is %d",
-			ErrBatchTooLarge, len(records), size, d.config.MaxBatchBytes)
-	}
+// apply proposes data as one Raft entry and waits for its result.
+func (d *DistributedLog) apply(ctx context.Context, data []byte) (applyResult, uint64, error) {
 	timeout := d.config.ApplyTimeout
 	if deadline, ok := ctx.Deadline(); ok {
 		timeout = min(timeout, time.Until(deadline))
 	}
 	if err := ctx.Err(); err != nil {
-		return 0, err
+		return applyResult{}, 0, err
 	}
 	if timeout <= 0 {
-		return 0, context.DeadlineExceeded
+		return applyResult{}, 0, context.DeadlineExceeded
 	}
-	future := d.raft.Apply(encodeAppendBatch(records), timeout)
+	future := d.raft.Apply(data, timeout)
 	if err := future.Error(); err != nil {
-		return 0, d.raftError(err)
+		return applyResult{}, 0, d.raftError(err)
 	}
 	result, ok := future.Response().(applyResult)
 	if !ok {
-		return 0, fmt.Errorf("distlog: unexpected apply response %T", future.Response())
-	}
-	if result.err != nil {
-		return 0, result.err
+		return applyResult{}, 0, fmt.Errorf("distlog: unexpected apply response %T", future.Response())
 	}
 	if result.skipped {
 		// Entries are skipped only when an earlier run applied them; one
 		// submitted by this process cannot be.
-		return 0, fmt.Errorf("distlog: raft index %d was skipped as already applied", future.Index())
+		return applyResult{}, 0, fmt.Errorf("distlog: raft index %d was skipped as already applied", future.Index())
+	}
+	return result, future.Index(), result.err
+}
+
+// AppendBatch appends records to topic ("" is DefaultTopic) at consecutive
+// offsets as ONE Raft entry and returns the first offset. Only the records'
+// values are used; the leader stamps the batch with the time once, and
+// every node stores that timestamp. It fails with api.ErrNotLeader (naming
+// the leader when known) on a follower, which never appends locally; with
+// api.InvalidTopicNameError, api.TopicNotFoundError, ErrRecordTooLarge,
+// ErrBatchTooLarge, ErrNilRecord or ErrEmptyBatch before anything is
+// replicated; and with the state machine's error when applying the entry
+// failed.
+//
+// The outcome of an entry is unknown when the leader loses its leadership
+// while the entry is in flight: that also returns api.ErrNotLeader, and a
+// client that retries may append the records twice (at-least-once).
+func (d *DistributedLog) AppendBatch(ctx context.Context, topic string, records []*api.Record) (uint64, error) {
+	if d.isClosed() {
+		return 0, ErrClosed
+	}
+	topic, err := topicName(topic)
+	if err != nil {
+		return 0, err
+	}
+	if len(records) == 0 {
+		return 0, ErrEmptyBatch
+	}
+	t, ok := d.fsm.lookup(topic)
+	if !ok {
+		return 0, api.TopicNotFoundError{Topic: topic}
+	}
+	limit := d.fsm.maxRecordBytes(t.config)
+	values := make([][]byte, len(records))
+	lengths := make([]int, len(records))
+	for k, r := range records {
+		if r == nil {
+			return 0, fmt.Errorf("%w: record %d of %d", ErrNilRecord, k, len(records))
+		}
+		values[k] = r.GetValue()
+		lengths[k] = len(values[k])
+		if n := uint64(len(values[k])); n > limit {
+			return 0, fmt.Errorf("%w: record %d of %d has %d bytes, topic %q takes at most %d",
+				ErrRecordTooLarge, k, len(records), n, topic, limit)
+		}
+	}
+	if size := appendCommandSize(topic, lengths); size > d.config.MaxBatchBytes {
+		return 0, fmt.Errorf("%w: %d records take %d bytes, MaxBatchBytes is %d",
+			ErrBatchTooLarge, len(records), size, d.config.MaxBatchBytes)
+	}
+	result, _, err := d.apply(ctx, encodeAppend(topic, time.Now().UnixNano(), values))
+	if err != nil {
+		return 0, err
 	}
 	return result.first, nil
+}
+
+// CreateTopic creates topic name with cfg through Raft. Creating a topic
+// that exists with the same cfg does nothing (nil); with another cfg it
+// fails with api.TopicExistsError. The topic is usable on this node when it
+// returns.
+func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg TopicConfig) error {
+	if d.isClosed() {
+		return ErrClosed
+	}
+	if !validTopicName(name) {
+		return api.InvalidTopicNameError{Topic: name}
+	}
+	if cfg.MaxRecordBytes > d.config.Log.MaxRecordBytes {
+		return fmt.Errorf("%w: MaxRecordBytes = %d, the cluster takes at most %d",
+			ErrInvalidTopicConfig, cfg.MaxRecordBytes, d.config.Log.MaxRecordBytes)
+	}
+	if cfg.SegmentBytes != 0 && cfg.SegmentBytes < storage.SegmentHeaderBytes+1 {
+		return fmt.Errorf("%w: SegmentBytes = %d is too small", ErrInvalidTopicConfig, cfg.SegmentBytes)
+	}
+	_, _, err := d.apply(ctx, encodeCreateTopic(name, cfg))
+	return err
+}
+
+// DeleteTopic deletes topic name and its records through Raft. It fails
+// with api.TopicNotFoundError for a topic that does not exist and with
+// ErrDefaultTopic for DefaultTopic. Readers waiting on the topic's Appended
+// channel are woken.
+func (d *DistributedLog) DeleteTopic(ctx context.Context, name string) error {
+	if d.isClosed() {
+		return ErrClosed
+	}
+	if !validTopicName(name) {
+		return api.InvalidTopicNameError{Topic: name}
+	}
+	if name == DefaultTopic {
+		return ErrDefaultTopic
+	}
+	_, _, err := d.apply(ctx, encodeDeleteTopic(name))
+	return err
+}
+
+// Topics returns every topic as this node has applied them, sorted by
+// name.
+func (d *DistributedLog) Topics() []TopicInfo {
+	return d.fsm.topicInfos()
+}
+
+// Topic returns topic name ("" is DefaultTopic) as this node has applied
+// it, or api.TopicNotFoundError.
+func (d *DistributedLog) Topic(name string) (TopicInfo, error) {
+	name, err := topicName(name)
+	if err != nil {
+		return TopicInfo{}, err
+	}
+	t, ok := d.fsm.lookup(name)
+	if !ok || t.log == nil {
+		return TopicInfo{}, api.TopicNotFoundError{Topic: name}
+	}
+	return t.info(), nil
 }
 
 // raftError translates an error from Raft into the package's errors.
@@ -233,22 +321,44 @@ func (d *DistributedLog) raftError(err error) error {
 	}
 }
 
-// Read returns the record at offset from the local data log. An offset this
-// node does not hold yet may be committed but not yet applied here (a client
+// Read returns the record at offset of topic ("" is DefaultTopic) from
+// this node, as the client sees it (value and offset). An offset this node
+// does not hold yet may be committed but not yet applied here (a client
 // that wrote through the leader and reads from a follower), so Read waits
 // for it, up to DistributedConfig.ReadWaitTimeout, before it fails with
 // api.ErrOffsetOutOfRange. It does not wait for an offset below the lowest
 // one, nor on a leader that has applied its whole log (nothing more can be
 // acknowledged there without it knowing). A cancelled ctx ends the wait
-// with ctx's error.
-func (d *DistributedLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
+// with ctx's error. A topic this node does not have is api.TopicNotFoundError.
+func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
+	topic, err := topicName(topic)
+	if err != nil {
+		return nil, err
+	}
 	var timer *time.Timer
 	for {
-		changed := d.log.Appended() // taken before the read: no append slips between
-		record, err := d.log.Read(offset)
+		t, ok := d.fsm.lookup(topic)
+		if !ok || t.log == nil {
+			return nil, api.TopicNotFoundError{Topic: topic}
+		}
+		changed := t.log.Appended() // taken before the read: no append slips between
+		record, err := t.log.Read(offset)
+		if err == nil {
+			return &api.Record{Value: record.Value, Offset: record.Offset}, nil
+		}
+		if errors.Is(err, storage.ErrClosed) {
+			// The topic was deleted or replaced by a snapshot: look again.
+			if d.isClosed() {
+				return nil, ErrClosed
+			}
+			if current, ok := d.fsm.lookup(topic); ok && current != t {
+				continue
+			}
+			return nil, api.TopicNotFoundError{Topic: topic}
+		}
 		var outOfRange api.ErrOffsetOutOfRange
-		if err == nil || !errors.As(err, &outOfRange) || !d.mayArrive(offset) {
-			return record, err
+		if !errors.As(err, &outOfRange) || !d.mayArrive(t, offset) {
+			return nil, err
 		}
 		if timer == nil {
 			timer = time.NewTimer(d.config.ReadWaitTimeout)
@@ -264,13 +374,13 @@ func (d *DistributedLog) Read(ctx context.Context, offset uint64) (*api.Record, 
 	}
 }
 
-// mayArrive reports whether a record at offset, not in the data log now,
+// mayArrive reports whether a record at offset of topic t, not held now,
 // may still come through Raft.
-func (d *DistributedLog) mayArrive(offset uint64) bool {
+func (d *DistributedLog) mayArrive(t *topicState, offset uint64) bool {
 	if d.isClosed() {
 		return false
 	}
-	if lowest, err := d.log.LowestOffset(); err != nil || offset < lowest {
+	if lowest, err := t.log.LowestOffset(); err != nil || offset < lowest {
 		return false
 	}
 	if d.raft.State() == raft.Leader && d.raft.AppliedIndex() >= d.raft.LastIndex() {
@@ -279,20 +389,21 @@ func (d *DistributedLog) mayArrive(offset uint64) bool {
 	return true
 }
 
-// Appended returns a channel closed at the data log's next change (an
-// append, a restore from a snapshot, or Close); see Log.Appended.
-func (d *DistributedLog) Appended() <-chan struct{} {
-	return d.log.Appended()
-}
-
-// NextOffset returns the offset the next record applied on this node gets.
-func (d *DistributedLog) NextOffset() uint64 {
-	return d.log.NextOffset()
-}
-
-// LowestOffset returns the lowest offset held on this node.
-func (d *DistributedLog) LowestOffset() (uint64, error) {
-	return d.log.LowestOffset()
+// Appended returns a channel closed at topic's next change on this node
+// (an append, a restore from a snapshot, its deletion, or Close); see
+// storage.Log.Appended. For a topic this node does not have, the channel
+// is closed already (a reader then reads again and meets
+// TopicNotFoundError).
+func (d *DistributedLog) Appended(topic string) <-chan struct{} {
+	name, err := topicName(topic)
+	if err == nil {
+		if t, ok := d.fsm.lookup(name); ok && t.log != nil {
+			return t.log.Appended()
+		}
+	}
+	closed := make(chan struct{})
+	close(closed)
+	return closed
 }
 
 // Join adds the server id at addr (its Raft and RPC address) to the cluster
@@ -418,8 +529,8 @@ func (d *DistributedLog) State() string {
 	return d.raft.State().String()
 }
 
-// AppliedIndex returns the Raft index of the last entry applied to the data
-// log on this node.
+// AppliedIndex returns the Raft index of the last entry applied to the
+// state machine on this node.
 func (d *DistributedLog) AppliedIndex() uint64 {
 	return d.raft.AppliedIndex()
 }
@@ -431,9 +542,9 @@ type Stats struct {
 	Term          uint64 // current Raft term
 	LastIndex     uint64 // last Raft index in the log store
 	CommitIndex   uint64 // last Raft index known committed
-	AppliedIndex  uint64 // last Raft index applied to the data log
+	AppliedIndex  uint64 // last Raft index applied to the state machine
 	LastContact   time.Time
-	NextOffset    uint64 // next data-log offset
+	NextOffset    uint64 // next offset of DefaultTopic on this node
 	SnapshotIndex uint64 // Raft index of the last snapshot (0: none)
 	// FSMError is the storage error that stopped the state machine (see
 	// ErrFSMFailed), nil while it is healthy.
@@ -451,10 +562,18 @@ func (d *DistributedLog) Stats() Stats {
 		CommitIndex:   d.raft.CommitIndex(),
 		AppliedIndex:  d.raft.AppliedIndex(),
 		LastContact:   d.raft.LastContact(),
-		NextOffset:    d.log.NextOffset(),
+		NextOffset:    d.defaultNextOffset(),
 		SnapshotIndex: snapshotIndex,
 		FSMError:      d.fsm.Err(),
 	}
+}
+
+// defaultNextOffset is DefaultTopic's next offset on this node.
+func (d *DistributedLog) defaultNextOffset() uint64 {
+	if t, ok := d.fsm.lookup(DefaultTopic); ok && t.log != nil {
+		return t.log.NextOffset()
+	}
+	return 0
 }
 
 // Raft returns the underlying Raft server, for observers and diagnostics.
@@ -484,7 +603,7 @@ func (d *DistributedLog) Close() error {
 		d.transferLeadership()
 		errs := []error{d.raft.Shutdown().Error()}
 		d.transport.CloseStreams()
-		errs = append(errs, d.logStore.Close(), d.stable.Close(), d.log.Close())
+		errs = append(errs, d.logStore.Close(), d.stable.Close(), d.fsm.Close())
 		d.closeErr = errors.Join(errs...)
 	})
 	return d.closeErr

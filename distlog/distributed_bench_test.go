@@ -32,7 +32,7 @@ func BenchmarkDistributedAppend(b *testing.B) {
 	b.Run("sequential", func(b *testing.B) {
 		b.SetBytes(valueBytes)
 		for b.Loop() {
-			if _, err := leader.log.Append(ctx, &api.Record{Value: value}); err != nil {
+			if _, err := appendOne(ctx, leader.log, &api.Record{Value: value}); err != nil {
 				b.Fatal(err)
 			}
 		}
@@ -43,7 +43,7 @@ func BenchmarkDistributedAppend(b *testing.B) {
 		b.SetParallelism(16) // 16 clients per GOMAXPROCS
 		b.RunParallel(func(pb *testing.PB) {
 			for pb.Next() {
-				if _, err := leader.log.Append(ctx, &api.Record{Value: value}); err != nil {
+				if _, err := appendOne(ctx, leader.log, &api.Record{Value: value}); err != nil {
 					b.Error(err)
 					return
 				}
@@ -59,7 +59,7 @@ func BenchmarkDistributedAppend(b *testing.B) {
 			}
 			b.SetBytes(int64(valueBytes * size))
 			for b.Loop() {
-				if _, err := leader.log.AppendBatch(ctx, batch); err != nil {
+				if _, err := leader.log.AppendBatch(ctx, "", batch); err != nil {
 					b.Fatal(err)
 				}
 			}

@@ -7,6 +7,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/proglog/proglog/distlog/storage"
 	"go.uber.org/zap"
 )
 
@@ -33,16 +34,18 @@ const (
 // DistributedConfig configures a DistributedLog. Zero fields take the default
 // named in their comment; Raft.LocalID and Raft.StreamLayer are required.
 type DistributedConfig struct {
-	// Log configures the segments of both the data log (the records clients
-	// read) and the Raft log store. Log.MaxRecordBytes bounds each record's
-	// value and must be the same on every node: the state machine refuses
-	// an oversized record on every node alike only if they agree on the
-	// limit. Log.SyncOnAppend applies to the data log only; the Raft log
-	// store always fsyncs each batch before Raft counts it, and the data log
-	// can be rebuilt from it after a crash, so the data log needs no fsync
-	// of its own. Log.Segment.InitialOffset is ignored for the Raft log store,
-	// whose first index is always 1. Defaults: see Config.
-	Log Config
+	// Log configures the segments of the topics' logs (the records clients
+	// read) and of the Raft log store. Log.MaxRecordBytes bounds each
+	// record's value in a topic created without its own limit, and the
+	// limit a topic may set; it must be the same on every node: the state
+	// machine refuses an oversized record on every node alike only if they
+	// agree on the limit. Log.SyncOnAppend applies to the topics' logs only;
+	// the Raft log store always fsyncs each batch before Raft counts it, and
+	// the topics can be rebuilt from it after a crash, so they need no
+	// fsync of their own (snapshots fsync what they capture).
+	// Log.Segment.InitialOffset is ignored: topics start at 0, the Raft
+	// log store at index 1. Defaults: see storage.Config.
+	Log storage.Config
 
 	// Raft configures consensus.
 	Raft RaftConfig
@@ -59,8 +62,8 @@ type DistributedConfig struct {
 	ReadWaitTimeout time.Duration
 
 	// MaxBatchBytes bounds the encoded size, in bytes, of one AppendBatch
-	// (its values plus one to ten bytes of framing each); it is the largest
-	// Raft entry the log makes. It must leave room for one record of
+	// (its values plus one to ten bytes of framing each, and the topic
+	// name); it is the largest Raft entry the log makes. It must leave room for one record of
 	// Log.MaxRecordBytes. Default 8 MiB, or one maximum record if larger.
 	MaxBatchBytes uint64
 
@@ -106,7 +109,8 @@ type RaftConfig struct {
 	CommitTimeout time.Duration
 
 	// SnapshotThreshold: number of Raft entries since the last snapshot
-	// before a new one is taken. Default 8192.
+	// before a new one is taken. Default 8192. A snapshot hard-links the
+	// topics' segment files: its cost does not grow with the records held.
 	SnapshotThreshold uint64
 	// SnapshotInterval: how often Raft checks whether to snapshot. Default
 	// 120 s.
@@ -165,21 +169,21 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 		return c, fmt.Errorf("%w: Raft.SnapshotRetain = %d, Raft.TransportMaxPool = %d, both must be at least 1",
 			ErrInvalidConfig, c.Raft.SnapshotRetain, c.Raft.TransportMaxPool)
 	}
-	log, err := c.Log.withDefaults()
+	log, err := c.Log.WithDefaults()
 	if err != nil {
-		return c, err
+		return c, fmt.Errorf("%w: Log: %w", ErrInvalidConfig, err)
 	}
 	c.Log = log
 	if c.MaxBatchBytes == 0 {
-		c.MaxBatchBytes = max(DefaultMaxBatchBytes, c.Log.MaxRecordBytes+batchFramingBytes)
+		c.MaxBatchBytes = max(DefaultMaxBatchBytes, c.Log.MaxRecordBytes+maxAppendFramingBytes)
 	}
-	if c.MaxBatchBytes < c.Log.MaxRecordBytes+batchFramingBytes {
+	if c.MaxBatchBytes < c.Log.MaxRecordBytes+maxAppendFramingBytes {
 		return c, fmt.Errorf("%w: MaxBatchBytes = %d leaves no room for one record of Log.MaxRecordBytes = %d (needs %d)",
-			ErrInvalidConfig, c.MaxBatchBytes, c.Log.MaxRecordBytes, c.Log.MaxRecordBytes+batchFramingBytes)
+			ErrInvalidConfig, c.MaxBatchBytes, c.Log.MaxRecordBytes, c.Log.MaxRecordBytes+maxAppendFramingBytes)
 	}
-	if c.MaxBatchBytes > maxRecordBytes-logEntryOverhead {
+	if c.MaxBatchBytes > storage.MaxRecordBytesLimit-logEntryOverhead {
 		return c, fmt.Errorf("%w: MaxBatchBytes = %d, must be at most %d",
-			ErrInvalidConfig, c.MaxBatchBytes, uint64(maxRecordBytes-logEntryOverhead))
+			ErrInvalidConfig, c.MaxBatchBytes, uint64(storage.MaxRecordBytesLimit-logEntryOverhead))
 	}
 	return c, nil
 }

@@ -84,7 +84,7 @@ func TestDistributedCrashChild(t *testing.T) {
 		for j := range batch {
 			batch[j] = &api.Record{Value: crashSeqValue(seq + uint64(j))}
 		}
-		first, err := d.AppendBatch(ctx, batch)
+		first, err := d.AppendBatch(ctx, "", batch)
 		if err != nil {
 			// Until the node has elected itself; anything else is fatal.
 			var notLeader api.ErrNotLeader
@@ -183,14 +183,14 @@ func TestDistributedLogCrashRecovery(t *testing.T) {
 	require.NoError(t, d.WaitForLeader(ctx))
 	var next uint64
 	require.Eventually(t, func() bool {
-		next, err = d.Append(ctx, &api.Record{Value: []byte("after")})
+		next, err = appendOne(ctx, d, &api.Record{Value: []byte("after")})
 		return err == nil
 	}, waitTimeout, 10*time.Millisecond)
 
 	// Every acknowledged record is where it was acknowledged.
 	for _, a := range acks {
 		for j := uint64(0); j < a.count; j++ {
-			rec, err := d.Read(ctx, a.first+j)
+			rec, err := d.Read(ctx, "", a.first+j)
 			require.NoError(t, err, "Read(%d)", a.first+j)
 			require.Equal(t, string(crashSeqValue(a.seq+j)), string(rec.GetValue()), "Read(%d)", a.first+j)
 		}
@@ -202,16 +202,16 @@ func TestDistributedLogCrashRecovery(t *testing.T) {
 	require.GreaterOrEqual(t, next, last.first+last.count)
 	prev := int64(-1)
 	for off := uint64(0); off < next; off++ {
-		rec, err := d.Read(ctx, off)
+		rec, err := d.Read(ctx, "", off)
 		require.NoError(t, err, "Read(%d)", off)
 		seq, err := strconv.ParseInt(strings.TrimPrefix(string(rec.GetValue()), "v-"), 10, 64)
 		require.NoError(t, err, "Read(%d) = %q", off, rec.GetValue())
 		require.Greater(t, seq, prev, "Read(%d) = %q after seq %d: duplicate or reordered", off, rec.GetValue(), prev)
 		prev = seq
 	}
-	rec, err := d.Read(ctx, next)
+	rec, err := d.Read(ctx, "", next)
 	require.NoError(t, err)
 	require.Equal(t, "after", string(rec.GetValue()))
-	require.Equal(t, next+1, d.NextOffset())
+	require.Equal(t, next+1, nextOffset(d))
 	t.Logf("%d acknowledged appends over two crashes; %d records", len(acks), next)
 }

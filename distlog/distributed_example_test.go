@@ -44,11 +44,11 @@ func ExampleDistributedLog() {
 	if err := d.WaitForLeader(ctx); err != nil { // the only node: itself
 		log.Fatal(err)
 	}
-	first, err := d.AppendBatch(ctx, []*api.Record{{Value: []byte("hello")}, {Value: []byte("world")}})
+	first, err := d.AppendBatch(ctx, "", []*api.Record{{Value: []byte("hello")}, {Value: []byte("world")}})
 	if err != nil {
 		log.Fatal(err)
 	}
-	rec, err := d.Read(ctx, first+1)
+	rec, err := d.Read(ctx, "", first+1)
 	if err != nil {
 		log.Fatal(err)
 	}

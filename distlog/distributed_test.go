@@ -13,6 +13,7 @@ import (
 
 	"github.com/hashicorp/raft"
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog/storage"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/goleak"
 	"go.uber.org/zap/zaptest"
@@ -148,7 +149,7 @@ func (c *testCluster) appendValues(values ...string) []uint64 {
 		require.Eventually(c.t, func() bool {
 			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 			defer cancel()
-			off, err := c.waitLeader().log.Append(ctx, &api.Record{Value: []byte(v)})
+			off, err := appendOne(ctx, c.waitLeader().log, &api.Record{Value: []byte(v)})
 			offsets[k] = off
 			return err == nil
 		}, waitTimeout, 10*time.Millisecond, "Append(%q)", v)
@@ -163,13 +164,13 @@ func requireHolds(t *testing.T, node *testNode, want []string) {
 	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
 	defer cancel()
 	for off, v := range want {
-		rec, err := node.log.Read(ctx, uint64(off))
+		rec, err := node.log.Read(ctx, "", uint64(off))
 		require.NoError(t, err, "%s: Read(%d)", node.id, off)
 		require.Equal(t, v, string(rec.GetValue()), "%s: Read(%d) = %q, want %q", node.id, off, rec.GetValue(), v)
 		require.Equal(t, uint64(off), rec.GetOffset())
 	}
-	require.Eventually(t, func() bool { return node.log.NextOffset() == uint64(len(want)) }, waitTimeout, 5*time.Millisecond,
-		"%s: NextOffset() = %d, want %d", node.id, node.log.NextOffset(), len(want))
+	require.Eventually(t, func() bool { return nextOffset(node.log) == uint64(len(want)) }, waitTimeout, 5*time.Millisecond,
+		"%s: NextOffset() = %d, want %d", node.id, nextOffset(node.log), len(want))
 }
 
 func values(prefix string, n int) []string {
@@ -187,7 +188,7 @@ func TestDistributedLogReplicates(t *testing.T) {
 
 	want := values("record", 10)
 	for k, v := range want[:5] {
-		off, err := leader.log.Append(ctx, &api.Record{Value: []byte(v)})
+		off, err := appendOne(ctx, leader.log, &api.Record{Value: []byte(v)})
 		require.NoError(t, err)
 		require.Equal(t, uint64(k), off, "Append(%q) = %d, want %d", v, off, k)
 	}
@@ -197,7 +198,7 @@ func TestDistributedLogReplicates(t *testing.T) {
 	for k, v := range want[5:] {
 		batch[k] = &api.Record{Value: []byte(v)}
 	}
-	first, err := leader.log.AppendBatch(ctx, batch)
+	first, err := leader.log.AppendBatch(ctx, "", batch)
 	require.NoError(t, err)
 	require.Equal(t, uint64(5), first)
 	require.Equal(t, lastIndex+1, leader.log.Stats().LastIndex, "a batch of 5 took %d Raft entries, want 1",
@@ -220,7 +221,7 @@ func TestDistributedLogReplicates(t *testing.T) {
 	// The leader has applied everything: a read past the end fails at
 	// once rather than waiting.
 	start := time.Now()
-	_, err = leader.log.Read(ctx, 1000)
+	_, err = leader.log.Read(ctx, "", 1000)
 	var outOfRange api.ErrOffsetOutOfRange
 	require.ErrorAs(t, err, &outOfRange)
 	require.Equal(t, uint64(1000), outOfRange.Offset)
@@ -234,7 +235,7 @@ func TestDistributedLogFollowerReadWaitIsBounded(t *testing.T) {
 	requireHolds(t, follower, []string{"a"})
 
 	start := time.Now()
-	_, err := follower.log.Read(context.Background(), 5)
+	_, err := follower.log.Read(context.Background(), "", 5)
 	elapsed := time.Since(start)
 	var outOfRange api.ErrOffsetOutOfRange
 	require.ErrorAs(t, err, &outOfRange)
@@ -244,13 +245,13 @@ func TestDistributedLogFollowerReadWaitIsBounded(t *testing.T) {
 	// A cancelled context ends the wait with its error.
 	ctx, cancel := context.WithCancel(context.Background())
 	cancel()
-	_, err = follower.log.Read(ctx, 5)
+	_, err = follower.log.Read(ctx, "", 5)
 	require.ErrorIs(t, err, context.Canceled)
 
 	// A record that arrives during the wait is returned.
 	done := make(chan error, 1)
 	go func() {
-		rec, err := follower.log.Read(context.Background(), 1)
+		rec, err := follower.log.Read(context.Background(), "", 1)
 		if err == nil && string(rec.GetValue()) != "b" {
 			err = fmt.Errorf("Read(1) = %q, want %q", rec.GetValue(), "b")
 		}
@@ -273,11 +274,11 @@ func TestDistributedLogFollowerAppendReturnsNotLeader(t *testing.T) {
 		requireHolds(t, follower, []string{"a"})
 		for _, appendFn := range []func() error{
 			func() error {
-				_, err := follower.log.Append(context.Background(), &api.Record{Value: []byte("x")})
+				_, err := appendOne(context.Background(), follower.log, &api.Record{Value: []byte("x")})
 				return err
 			},
 			func() error {
-				_, err := follower.log.AppendBatch(context.Background(), []*api.Record{{Value: []byte("x")}, {Value: []byte("y")}})
+				_, err := follower.log.AppendBatch(context.Background(), "", []*api.Record{{Value: []byte("x")}, {Value: []byte("y")}})
 				return err
 			},
 		} {
@@ -287,7 +288,7 @@ func TestDistributedLogFollowerAppendReturnsNotLeader(t *testing.T) {
 			require.Equal(t, leader.id, notLeader.LeaderID)
 			require.Equal(t, leader.addr, notLeader.LeaderAddr)
 		}
-		require.Equal(t, uint64(1), follower.log.NextOffset(), "%s appended locally", follower.id)
+		require.Equal(t, uint64(1), nextOffset(follower.log), "%s appended locally", follower.id)
 		// Membership changes also go through the leader only.
 		var notLeader api.ErrNotLeader
 		require.ErrorAs(t, follower.log.Join("node-9", "127.0.0.1:1"), &notLeader)
@@ -314,7 +315,7 @@ func TestDistributedLogRefusesBadAppendsBeforeRaft(t *testing.T) {
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			_, err := leader.log.AppendBatch(ctx, tt.records)
+			_, err := leader.log.AppendBatch(ctx, "", tt.records)
 			require.ErrorIs(t, err, tt.wantErr)
 			require.Equal(t, before, leader.log.Stats().LastIndex, "a refused batch reached Raft")
 		})
@@ -322,10 +323,10 @@ func TestDistributedLogRefusesBadAppendsBeforeRaft(t *testing.T) {
 	// An expired context is refused too.
 	expired, cancel := context.WithTimeout(ctx, -time.Second)
 	defer cancel()
-	_, err := leader.log.Append(expired, &api.Record{Value: []byte("late")})
+	_, err := appendOne(expired, leader.log, &api.Record{Value: []byte("late")})
 	require.ErrorIs(t, err, context.DeadlineExceeded)
 
-	off, err := leader.log.Append(ctx, &api.Record{Value: []byte("fine")})
+	off, err := appendOne(ctx, leader.log, &api.Record{Value: []byte("fine")})
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), off)
 }
@@ -335,7 +336,7 @@ func TestDistributedLogApplyErrorReachesTheCaller(t *testing.T) {
 	// AppendBatch) reports its error through the Apply response.
 	c := newTestCluster(t, 1, nil)
 	leader := c.waitLeader()
-	future := leader.log.Raft().Apply([]byte{cmdAppendBatch, 5}, time.Second)
+	future := leader.log.Raft().Apply([]byte{commandVersion, kindAppend, 5}, time.Second)
 	require.NoError(t, future.Error())
 	res, ok := future.Response().(applyResult)
 	require.True(t, ok)
@@ -433,7 +434,7 @@ func TestDistributedLogRestartAllNodes(t *testing.T) {
 			for k, v := range want[30:] {
 				batch[k] = &api.Record{Value: []byte(v)}
 			}
-			first, err := c.waitLeader().log.AppendBatch(context.Background(), batch)
+			first, err := c.waitLeader().log.AppendBatch(context.Background(), "", batch)
 			require.NoError(t, err)
 			require.Equal(t, uint64(30), first)
 			for _, node := range c.nodes {
@@ -480,7 +481,7 @@ func TestDistributedLogConcurrentAppends(t *testing.T) {
 			defer wg.Done()
 			for k := 0; k < perWriter; k++ {
 				v := fmt.Sprintf("w%d-%d", w, k)
-				off, err := leader.log.Append(context.Background(), &api.Record{Value: []byte(v)})
+				off, err := appendOne(context.Background(), leader.log, &api.Record{Value: []byte(v)})
 				if err != nil {
 					errs <- fmt.Errorf("Append(%q): %w", v, err)
 					return
@@ -543,7 +544,7 @@ func TestDistributedLogMembership(t *testing.T) {
 			requireHolds(t, node, []string{"a", "b"})
 		}
 	}
-	require.Equal(t, uint64(1), follower.log.NextOffset(), "a removed server is still replicated to")
+	require.Equal(t, uint64(1), nextOffset(follower.log), "a removed server is still replicated to")
 
 	// The node comes back on a new address under the same id: Join
 	// records the new address, and it catches up.
@@ -573,9 +574,9 @@ func TestDistributedLogCloseIsIdempotent(t *testing.T) {
 	c.appendValues("a")
 	require.NoError(t, node.log.Close())
 	require.NoError(t, node.log.Close())
-	_, err := node.log.Append(context.Background(), &api.Record{Value: []byte("b")})
+	_, err := appendOne(context.Background(), node.log, &api.Record{Value: []byte("b")})
 	require.ErrorIs(t, err, ErrClosed)
-	_, err = node.log.Read(context.Background(), 0)
+	_, err = node.log.Read(context.Background(), "", 0)
 	require.ErrorIs(t, err, ErrClosed)
 	require.ErrorIs(t, node.log.WaitForLeader(context.Background()), ErrClosed)
 	require.ErrorIs(t, node.log.Join("x", "127.0.0.1:1"), ErrClosed)
@@ -648,10 +649,10 @@ func TestDistributedConfigBatchLimit(t *testing.T) {
 		want           uint64 // 0: an ErrInvalidConfig
 	}{
 		{name: "defaults", want: DefaultMaxBatchBytes},
-		{name: "records larger than the default batch", maxRecordBytes: 16 << 20, want: 16<<20 + batchFramingBytes},
+		{name: "records larger than the default batch", maxRecordBytes: 16 << 20, want: 16<<20 + maxAppendFramingBytes},
 		{name: "explicit", maxRecordBytes: 100, maxBatchBytes: 1000, want: 1000},
 		{name: "no room for one record", maxRecordBytes: 100, maxBatchBytes: 100},
-		{name: "beyond the log store", maxBatchBytes: maxRecordBytes},
+		{name: "beyond the log store", maxBatchBytes: storage.MaxRecordBytesLimit},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -725,9 +726,9 @@ func TestDistributedLogCloseHandsLeadershipOver(t *testing.T) {
 
 func TestNewDistributedLogFailureClosesWhatItOpened(t *testing.T) {
 	dir := t.TempDir()
-	// Hold the data log's directory so that NewDistributedLog fails after
-	// validating its configuration.
-	held, err := NewLog(filepath.Join(dir, "log"), Config{})
+	// Hold the Raft log store's directory so that NewDistributedLog fails
+	// after validating its configuration and opening the topics.
+	held, err := storage.NewLog(filepath.Join(dir, "raft", "log", logStoreSegmentsDirName), storage.Config{})
 	require.NoError(t, err)
 	defer func() { require.NoError(t, held.Close()) }()
 
@@ -736,7 +737,7 @@ func TestNewDistributedLogFailureClosesWhatItOpened(t *testing.T) {
 	cfg.Raft.LocalID = "a"
 	cfg.Raft.StreamLayer = NewStreamLayer(ln, nil, nil)
 	_, err = NewDistributedLog(dir, cfg)
-	require.ErrorIs(t, err, ErrLocked)
+	require.ErrorIs(t, err, storage.ErrLocked)
 	_, err = ln.Accept()
 	require.ErrorIs(t, err, net.ErrClosed, "the StreamLayer's listener is still open")
 }

@@ -1,52 +1,7 @@
-// Package distlog is proglog's storage engine and replicated log.
+// Package distlog is proglog's replicated log: named topics, each a
+// storage.Log, kept identical on every node by Raft.
 //
-// # Storage engine
-//
-// A Log is a directory of segments. A segment is a store file of records
-// and an index file mapping offsets to store positions, both named by the
-// segment's base offset (the offset of its first record). The last segment
-// is active and takes appends; when it is full (Config.Segment.MaxStoreBytes
-// or MaxIndexBytes) it is flushed and a new one starts; the next Sync
-// fsyncs it.
-//
-//	store:  [8-byte length][4-byte CRC32-C][protobuf api.Record] ...
-//	index:  [4-byte relative offset][8-byte store position] ...   (memory-mapped)
-//
-// Every record carries a CRC32-C (Castagnoli) over its length and payload,
-// and its own offset; a record that fails either check is reported as a
-// *CorruptionError naming the segment and offset, never returned as data.
-//
-// # Recovery
-//
-// NewLog recovers what it finds: a process killed at any instant leaves the
-// index at its grown size with a zero tail and the store perhaps ending in a
-// partial frame. Each segment is cut to its longest run of valid frames
-// (garbage after it is truncated, the index rebuilt when it disagrees), and
-// segments after a gap in offsets are dropped, so the log reopens to a
-// prefix of what was appended that holds every record synced before the
-// crash, and the next Append gets the next offset.
-//
-// # Durability
-//
-// Append returns once the record is in the process's write buffer and
-// readable. It survives a crash of the process once it reaches the file
-// (at the next flush: a read of it, Sync, a segment roll, Close) and a
-// power failure once fsynced: set Config.SyncOnAppend, or call Sync (each
-// fsyncs the active segment and every segment filled since the last one).
-// AppendBatch writes a batch with one write and at most one fsync, and
-// concurrent appenders with SyncOnAppend share fsyncs.
-//
-// # Concurrency
-//
-// Appends are serialised with each other; reads run in parallel with each
-// other and with appends (pread on the store, lock-free lookups in the
-// mapped index). Only changes to the list of segments (a roll, Truncate,
-// TruncateFrom, Reset, ResetTo, Restore, Close) wait for reads in flight.
-// A consumer waits for new records on Appended, without polling.
-//
-// # Snapshots
-//
-// Reader streams the log as it was at the call, even while appends
-// continue; Restore rebuilds a log from such a stream with the same
-// offsets. Raft uses them for snapshots.
+// See DistributedLog for the layout on disk, fsm for how commands are
+// applied exactly once across restarts, and snapshotstore.go for snapshots
+// that hard-link segment files instead of copying the log.
 package distlog

@@ -1,154 +1,93 @@
 package distlog
 
 import (
-	"bufio"
-	"encoding/binary"
 	"errors"
 	"fmt"
-	"hash/crc32"
-	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strconv"
+	"strings"
 	"sync"
 
 	"github.com/hashicorp/raft"
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog/storage"
 	"go.uber.org/zap"
 )
 
-// A Raft command entry's Data is one of these, told apart by its first byte.
-//
-//	append batch: [1 byte cmdAppendBatch][uvarint count][count × (uvarint length, value bytes)]
-//
-// The values are the records' values only: offsets are assigned by the state
-// machine, and every node assigns the same ones because it applies the same
-// entries in the same order.
-const (
-	cmdAppendBatch byte = 1
-	// batchFramingBytes is the most an append-batch command of one record
-	// adds to its value: the type byte and two uvarints.
-	batchFramingBytes = 1 + 2*binary.MaxVarintLen64
-)
+// ErrFSMFailed is returned for every entry once the state machine stopped:
+// a write to a topic's log failed, or an entry held a command this release
+// does not know (ErrUnknownCommand). It then stops applying (fail-stop)
+// rather than let this node's state differ from the others', and refuses
+// snapshots, so Raft keeps every entry after the last one applied; a
+// restart of the node (with a release that knows the command) replays
+// them.
+var ErrFSMFailed = errors.New("distlog: state machine stopped; restart the node")
 
-// ErrBadCommand is returned (through the Apply response) for a Raft entry
-// whose data is not a command this version understands. Every node decodes
-// the same bytes, so every node refuses it alike and nothing is appended.
-var ErrBadCommand = errors.New("distlog: malformed raft command")
-
-// ErrFSMFailed is returned for every entry once a write to the data log
-// failed. The state machine then stops applying (fail-stop) rather than
-// assign offsets that the other nodes would not, and refuses snapshots, so
-// Raft keeps every entry after the last record written; a restart of the
-// node replays them.
-var ErrFSMFailed = errors.New("distlog: state machine stopped after a storage error; restart the node")
-
-// encodeAppendBatch encodes records' values as an append-batch command.
-func encodeAppendBatch(records []*api.Record) []byte {
-	size := 1 + binary.MaxVarintLen64
-	for _, r := range records {
-		size += binary.MaxVarintLen64 + len(r.GetValue())
-	}
-	buf := make([]byte, 0, size)
-	buf = append(buf, cmdAppendBatch)
-	buf = binary.AppendUvarint(buf, uint64(len(records)))
-	for _, r := range records {
-		buf = binary.AppendUvarint(buf, uint64(len(r.GetValue())))
-		buf = append(buf, r.GetValue()...)
-	}
-	return buf
-}
-
-// appendBatchSize is the encoded size of an append-batch command holding
-// values of these lengths, computed without encoding it.
-func appendBatchSize(records []*api.Record) uint64 {
-	size := uint64(1 + uvarintLen(uint64(len(records))))
-	for _, r := range records {
-		n := uint64(len(r.GetValue()))
-		size += uint64(uvarintLen(n)) + n
-	}
-	return size
-}
-
-func uvarintLen(v uint64) int {
-	n := 1
-	for v >= 0x80 {
-		v >>= 7
-		n++
-	}
-	return n
-}
-
-// decodeAppendBatch decodes an append-batch command. The values alias data.
-func decodeAppendBatch(data []byte) ([][]byte, error) {
-	if len(data) == 0 || data[0] != cmdAppendBatch {
-		return nil, fmt.Errorf("%w: unknown command type", ErrBadCommand)
-	}
-	rest := data[1:]
-	count, n := binary.Uvarint(rest)
-	if n <= 0 {
-		return nil, fmt.Errorf("%w: bad record count", ErrBadCommand)
-	}
-	rest = rest[n:]
-	// Each value takes at least its one-byte length: a count beyond that
-	// is a lie, and must not size an allocation.
-	if count == 0 || count > uint64(len(rest)) {
-		return nil, fmt.Errorf("%w: record count %d with %d bytes left", ErrBadCommand, count, len(rest))
-	}
-	values := make([][]byte, 0, count)
-	for i := uint64(0); i < count; i++ {
-		length, n := binary.Uvarint(rest)
-		if n <= 0 || length > uint64(len(rest)-n) {
-			return nil, fmt.Errorf("%w: record %d of %d: bad length", ErrBadCommand, i, count)
-		}
-		rest = rest[n:]
-		values = append(values, rest[:length:length])
-		rest = rest[length:]
-	}
-	if len(rest) != 0 {
-		return nil, fmt.Errorf("%w: %d trailing bytes", ErrBadCommand, len(rest))
-	}
-	return values, nil
-}
+// topicsDirName is the directory of the topics' logs in the data directory.
+const topicsDirName = "topics"
 
 // applyResult is the response of one applied command entry.
 type applyResult struct {
-	first uint64 // offset of the batch's first record
-	count int    // records in the batch
+	first uint64 // append: offset of the batch's first record
+	count int    // append: records in the batch
 	err   error
-	// skipped is true for an entry the data log already held entirely
-	// (Raft replaying it after a restart); first and count are then not
-	// known. Nobody waits for such an entry: it was applied by an earlier
-	// run of the process.
+	// skipped is true for an entry that was applied before (Raft replaying
+	// it after a restart); first and count are then not known. Nobody
+	// waits for such an entry: it was applied by an earlier run of the
+	// process.
 	skipped bool
 }
 
-// fsm is Raft's state machine: it applies committed append-batch entries to
-// the data log.
-//
-// Restart safety: every record the fsm appends carries, in the data log, the
-// Raft index of the entry that produced it (Record.RaftIndex) and its position in
-// that entry's batch (Record.Type). The data log is the only durable state of
-// the fsm, so "what has been applied" is written atomically with the data:
-// on open the fsm reads its last record, and when Raft replays entries after
-// a restart the fsm skips those it already holds and completes a batch that a
-// crash cut short.
-//
-// Apply, ApplyBatch, Snapshot and Restore run on Raft's single FSM
-// goroutine; mu only makes the progress fields readable by others.
-type fsm struct {
-	log            *Log
-	logger         *zap.Logger
-	maxRecordBytes uint64
-
-	mu sync.Mutex
-	// lastIndex is the Raft index of the entry that produced the last
-	// record of the data log (0: the log is empty); lastPos is that
-	// record's position in the entry's batch.
+// topicState is one topic as the state machine holds it.
+type topicState struct {
+	topicMeta
+	log *storage.Log
+	// lastIndex is the Raft index of the entry that appended the topic's
+	// last record (0: none here); lastPos is that record's position in the
+	// entry's batch.
 	lastIndex uint64
 	lastPos   uint32
-	// failed is set by a failed write to the data log; see ErrFSMFailed.
+}
+
+// fsm is Raft's state machine: named topics, each a storage.Log in its own
+// directory, and the metadata table (see metadata).
+//
+// Restart safety. The topics' logs are not fsynced at every apply (they can
+// be rebuilt from the fsynced Raft log), so what has been applied is
+// written atomically with the data it produced: every record carries the
+// Raft index of its entry (EntryIndex) and its position in the entry's
+// batch (BatchPos), and every change of the metadata table is written with
+// the index of its entry. After a restart Raft replays the entries after
+// its last snapshot: an append the topic's log already holds is skipped,
+// one a crash cut short is completed, and a create or delete at or below
+// the table's applied index is skipped.
+//
+// Apply, ApplyBatch, Snapshot and Restore run on Raft's single FSM
+// goroutine; mu makes the topics readable by others (DistributedLog.Read
+// looks a topic up under mu and reads its log without it).
+type fsm struct {
+	dir       string // data directory: the metadata file and topics/
+	logConfig storage.Config
+	logger    *zap.Logger
+	// stagingDir is where Snapshot hard-links the topics' segments; on the
+	// file system of the snapshot store (see SnapshotStore.stagingDir).
+	stagingDir string
+
+	mu sync.RWMutex
+	// meta is the metadata table; topics holds its topics by name.
+	meta   metadata
+	topics map[string]*topicState
+	// failed stops the state machine; see ErrFSMFailed.
 	failed error
-	// restores counts snapshots restored into the data log (not the ones
-	// skipped because the log already held them).
+	// restores counts topics rebuilt from a snapshot stream.
 	restores uint64
+	// stagings counts captures, to name their staging directories.
+	stagings uint64
+	// applied is the Raft index of the last entry applied (of any type),
+	// the index a snapshot taken now reflects.
+	applied uint64
 }
 
 var (
@@ -156,56 +95,195 @@ var (
 	_ raft.BatchingFSM = (*fsm)(nil)
 )
 
-// newFSM returns the state machine over log, resuming after the log's last
-// record.
-func newFSM(log *Log, maxRecordBytes uint64, logger *zap.Logger) (*fsm, error) {
-	f := &fsm{log: log, logger: logger, maxRecordBytes: maxRecordBytes}
-	if err := f.loadProgress(); err != nil {
-		return nil, err
+// newFSM opens the state machine in dir: the metadata table and every
+// topic's log. A directory without a table starts with DefaultTopic alone.
+func newFSM(dir string, logConfig storage.Config, stagingDir string, logger *zap.Logger) (*fsm, error) {
+	f := &fsm{dir: dir, logConfig: logConfig, logger: logger, stagingDir: stagingDir, topics: map[string]*topicState{}}
+	if err := os.MkdirAll(filepath.Join(dir, topicsDirName), 0o755); err != nil {
+		return nil, fmt.Errorf("distlog: create %s: %w", dir, err)
+	}
+	b, err := os.ReadFile(filepath.Join(dir, metaFileName))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		f.meta = metadata{topics: []topicMeta{{name: DefaultTopic}}}
+		if err := writeFileAtomic(filepath.Join(dir, metaFileName), f.meta.encode()); err != nil {
+			return nil, err
+		}
+	case err != nil:
+		return nil, fmt.Errorf("distlog: read metadata: %w", err)
+	default:
+		if f.meta, err = decodeMetadata(b); err != nil {
+			return nil, fmt.Errorf("%s: %w", filepath.Join(dir, metaFileName), err)
+		}
+	}
+	f.applied = f.meta.applied
+	for _, t := range f.meta.topics {
+		ts, err := f.openTopic(t)
+		if err != nil {
+			return nil, errors.Join(err, f.Close())
+		}
+		f.topics[t.name] = ts
+	}
+	if err := f.removeStrayTopicDirs(); err != nil {
+		return nil, errors.Join(err, f.Close())
 	}
 	return f, nil
 }
 
-// loadProgress reads the Raft index and batch position of the data log's
-// last record.
-func (f *fsm) loadProgress() error {
-	lowest, err := f.log.LowestOffset()
-	if err != nil {
-		return fmt.Errorf("distlog: fsm: %w", err)
+// topicDir is the directory of the topic with id.
+func (f *fsm) topicDir(id uint64) string {
+	return filepath.Join(f.dir, topicsDirName, fmt.Sprintf("%020d", id))
+}
+
+// topicLogConfig is the storage config of a topic with cfg.
+func (f *fsm) topicLogConfig(t topicMeta) storage.Config {
+	c := f.logConfig
+	c.MaxRecordBytes = f.maxRecordBytes(t.config)
+	if t.config.SegmentBytes != 0 {
+		c.Segment.MaxStoreBytes = t.config.SegmentBytes
 	}
-	next := f.log.NextOffset()
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	c.Segment.InitialOffset = 0
+	c.Logger = f.logger.With(zap.String("topic", t.name))
+	return c
+}
+
+// maxRecordBytes is the record limit of a topic with cfg on this node.
+func (f *fsm) maxRecordBytes(cfg TopicConfig) uint64 {
+	if cfg.MaxRecordBytes != 0 {
+		return cfg.MaxRecordBytes
+	}
+	return f.logConfig.MaxRecordBytes
+}
+
+// openTopic opens (creating when absent) the log of topic t and reads its
+// progress from its last record.
+func (f *fsm) openTopic(t topicMeta) (*topicState, error) {
+	log, err := storage.NewLog(f.topicDir(t.id), f.topicLogConfig(t))
+	if err != nil {
+		return nil, fmt.Errorf("distlog: topic %q: %w", t.name, err)
+	}
+	ts := &topicState{topicMeta: t, log: log}
+	if err := ts.loadProgress(); err != nil {
+		return nil, errors.Join(fmt.Errorf("distlog: topic %q: %w", t.name, err), log.Close())
+	}
+	return ts, nil
+}
+
+// loadProgress reads the Raft index and batch position of the last record.
+func (t *topicState) loadProgress() error {
+	lowest, err := t.log.LowestOffset()
+	if err != nil {
+		return err
+	}
+	next := t.log.NextOffset()
 	if next == lowest {
-		f.lastIndex, f.lastPos = 0, 0
+		t.lastIndex, t.lastPos = 0, 0
 		return nil
 	}
-	last, err := f.log.Read(next - 1)
+	last, err := t.log.Read(next - 1)
 	if err != nil {
-		return fmt.Errorf("distlog: fsm: read last record %d: %w", next-1, err)
+		return fmt.Errorf("read last record %d: %w", next-1, err)
 	}
-	f.lastIndex, f.lastPos = last.GetRaftIndex(), last.GetType()
+	t.lastIndex, t.lastPos = last.EntryIndex, last.BatchPos
 	return nil
 }
 
-// progress returns the Raft index and batch position of the last record.
-func (f *fsm) progress() (lastIndex uint64, lastPos uint32) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
-	return f.lastIndex, f.lastPos
+// removeStrayTopicDirs removes topic directories the table does not name:
+// a delete or a restore that a crash interrupted after the table was
+// written.
+func (f *fsm) removeStrayTopicDirs() error {
+	entries, err := os.ReadDir(filepath.Join(f.dir, topicsDirName))
+	if err != nil {
+		return fmt.Errorf("distlog: read topics: %w", err)
+	}
+	known := map[uint64]bool{}
+	for _, t := range f.meta.topics {
+		known[t.id] = true
+	}
+	for _, e := range entries {
+		id, err := strconv.ParseUint(e.Name(), 10, 64)
+		if err == nil && known[id] {
+			continue
+		}
+		f.logger.Warn("removing a topic directory the metadata does not name", zap.String("dir", e.Name()))
+		if err := os.RemoveAll(filepath.Join(f.dir, topicsDirName, e.Name())); err != nil {
+			return fmt.Errorf("distlog: remove stray topic: %w", err)
+		}
+	}
+	return storage.SyncDir(filepath.Join(f.dir, topicsDirName))
 }
 
-// restoreCount returns how many snapshots were restored into the data log.
+// persistMetaLocked writes the metadata table with applied index. Caller
+// holds mu.
+func (f *fsm) persistMetaLocked(applied uint64) error {
+	m := metadata{applied: applied}
+	for _, t := range f.topics {
+		m.topics = append(m.topics, t.topicMeta)
+	}
+	slices.SortFunc(m.topics, func(a, b topicMeta) int { return strings.Compare(a.name, b.name) })
+	if err := writeFileAtomic(filepath.Join(f.dir, metaFileName), m.encode()); err != nil {
+		return err
+	}
+	f.meta = m
+	f.applied = max(f.applied, applied)
+	return nil
+}
+
+// lookup returns topic name's state, or false.
+func (f *fsm) lookup(name string) (*topicState, bool) {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	t, ok := f.topics[name]
+	return t, ok
+}
+
+// topicInfos returns every topic, sorted by name.
+func (f *fsm) topicInfos() []TopicInfo {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	infos := make([]TopicInfo, 0, len(f.topics))
+	for _, t := range f.topics {
+		infos = append(infos, t.info())
+	}
+	slices.SortFunc(infos, func(a, b TopicInfo) int { return strings.Compare(a.Name, b.Name) })
+	return infos
+}
+
+// info describes the topic. A closed log (the topic is being deleted)
+// reports zeros.
+func (t *topicState) info() TopicInfo {
+	info := TopicInfo{Name: t.name, Config: t.config, NextOffset: t.log.NextOffset()}
+	info.LowestOffset, _ = t.log.LowestOffset()
+	info.LowestOffset = min(info.LowestOffset, info.NextOffset)
+	info.Records = info.NextOffset - info.LowestOffset
+	info.Bytes, _ = t.log.Bytes()
+	info.Segments, _ = t.log.SegmentCount()
+	return info
+}
+
+// appliedIndex is the highest Raft index reflected in the state: the
+// table's, or the entry of a topic's last record.
+func (f *fsm) appliedIndex() uint64 {
+	f.mu.RLock()
+	defer f.mu.RUnlock()
+	applied := f.meta.applied
+	for _, t := range f.topics {
+		applied = max(applied, t.lastIndex)
+	}
+	return applied
+}
+
+// restoreCount returns how many topics were rebuilt from snapshot streams.
 func (f *fsm) restoreCount() uint64 {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	return f.restores
 }
 
-// Err returns the storage error that stopped the fsm, or nil.
+// Err returns the error that stopped the fsm, or nil.
 func (f *fsm) Err() error {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+	f.mu.RLock()
+	defer f.mu.RUnlock()
 	return f.failed
 }
 
@@ -214,241 +292,228 @@ func (f *fsm) Apply(l *raft.Log) any {
 	return f.ApplyBatch([]*raft.Log{l})[0]
 }
 
-// pendingEntry is a command entry of a batch whose records are being
-// appended.
-type pendingEntry struct {
+// pendingAppend is an append entry whose records are being gathered.
+type pendingAppend struct {
 	response int    // index of its response
-	records  int    // index of its first new record in the batch's records
+	records  int    // index of its first new record in the topic's batch
 	skip     uint32 // records of its batch already in the log before this apply
 	count    int    // records in its batch
 }
 
-// ApplyBatch implements raft.BatchingFSM: the records of every command entry
-// in logs are appended with one write to the data log.
+// topicBatch gathers the records of consecutive append entries to one
+// topic, written with one AppendBatch.
+type topicBatch struct {
+	topic   *topicState
+	records []*storage.Record
+	pending []pendingAppend
+}
+
+// ApplyBatch implements raft.BatchingFSM. The records of the append entries
+// in logs are written with one write per topic; a create or delete entry
+// first writes what was gathered before it, so entries take effect in
+// order.
 func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 	responses := make([]any, len(logs))
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failed != nil {
-		for i := range logs {
-			responses[i] = applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)}
+	batches := map[string]*topicBatch{}
+	var order []string // topics in batches, in first-append order
+	flush := func() {
+		for _, name := range order {
+			f.writeBatchLocked(batches[name], responses)
 		}
-		return responses
+		clear(batches)
+		order = order[:0]
 	}
-	var (
-		records []*api.Record
-		pending []pendingEntry
-	)
 	for i, l := range logs {
+		f.applied = max(f.applied, l.Index)
+		if f.failed != nil {
+			responses[i] = applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)}
+			continue
+		}
 		if l.Type != raft.LogCommand {
 			continue // configuration changes: Raft keeps those itself
 		}
-		values, err := decodeAppendBatch(l.Data)
-		if err != nil {
+		cmd, err := decodeCommand(l.Data)
+		switch {
+		case errors.Is(err, ErrUnknownCommand):
+			flush()
+			f.failed = fmt.Errorf("raft index %d: %w", l.Index, err)
+			f.logger.Error("unknown command; state machine stopped until restarted with a release that knows it",
+				zap.Uint64("raft_index", l.Index), zap.Error(err))
+			responses[i] = applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)}
+			continue
+		case err != nil:
 			responses[i] = applyResult{err: fmt.Errorf("raft index %d: %w", l.Index, err)}
 			continue
 		}
-		if err := f.checkSizes(values); err != nil {
-			responses[i] = applyResult{err: err}
-			continue
-		}
-		var skip uint32
-		switch {
-		case l.Index < f.lastIndex:
-			responses[i] = applyResult{skipped: true}
-			continue
-		case l.Index == f.lastIndex:
-			// The log holds records 0..lastPos of this batch: complete it.
-			skip = f.lastPos + 1
-			if int(skip) >= len(values) {
-				responses[i] = applyResult{skipped: true}
+		switch cmd.kind {
+		case kindAppend:
+			t, ok := f.topics[cmd.topic]
+			if !ok {
+				responses[i] = applyResult{err: api.TopicNotFoundError{Topic: cmd.topic}}
 				continue
 			}
-			f.logger.Warn("completing a batch cut short by a crash",
-				zap.Uint64("raft_index", l.Index), zap.Uint32("had", skip), zap.Int("batch", len(values)))
+			b := batches[cmd.topic]
+			if b == nil {
+				b = &topicBatch{topic: t}
+				batches[cmd.topic] = b
+				order = append(order, cmd.topic)
+			}
+			responses[i] = f.gatherLocked(b, i, l, cmd)
+		case kindCreateTopic:
+			flush()
+			responses[i] = f.createTopicLocked(l.Index, cmd.topic, cmd.config)
+		case kindDeleteTopic:
+			flush()
+			responses[i] = f.deleteTopicLocked(l.Index, cmd.topic)
 		}
-		pending = append(pending, pendingEntry{response: i, records: len(records), skip: skip, count: len(values)})
-		for pos := int(skip); pos < len(values); pos++ {
-			records = append(records, &api.Record{Value: values[pos], Term: l.Term, RaftIndex: l.Index, Type: uint32(pos)})
-		}
 	}
-	if len(records) == 0 {
-		return responses
-	}
-	first, err := f.log.AppendBatch(records)
-	if err != nil {
-		// The data log may now hold a prefix of records: it is behind the
-		// entries Raft counts as applied. Stop here; see ErrFSMFailed.
-		f.failed = err
-		f.logger.Error("data log append failed; state machine stopped until restart", zap.Error(err))
-		for _, p := range pending {
-			responses[p.response] = applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, err)}
-		}
-		return responses
-	}
-	for _, p := range pending {
-		responses[p.response] = applyResult{first: first + uint64(p.records) - uint64(p.skip), count: p.count}
-	}
-	last := records[len(records)-1]
-	f.lastIndex, f.lastPos = last.RaftIndex, last.Type
+	flush()
 	return responses
 }
 
-// checkSizes refuses a batch holding a value over the record limit, as the
-// data log would; refusing it here keeps the whole batch out.
-func (f *fsm) checkSizes(values [][]byte) error {
-	for k, v := range values {
-		if n := uint64(len(v)); n > f.maxRecordBytes {
-			return fmt.Errorf("%w: record %d of %d has %d bytes, Config.MaxRecordBytes is %d",
-				ErrRecordTooLarge, k, len(values), n, f.maxRecordBytes)
+// gatherLocked adds the records of append entry l (response i) to b, or
+// returns the entry's response when it has nothing to write.
+func (f *fsm) gatherLocked(b *topicBatch, i int, l *raft.Log, cmd command) any {
+	for k, v := range cmd.values {
+		if n := uint64(len(v)); n > f.maxRecordBytes(b.topic.config) {
+			return applyResult{err: fmt.Errorf("%w: record %d of %d has %d bytes, topic %q takes at most %d",
+				ErrRecordTooLarge, k, len(cmd.values), n, b.topic.name, f.maxRecordBytes(b.topic.config))}
 		}
 	}
-	return nil
-}
-
-// An fsm snapshot stream is a header, then the data log's Reader stream:
-//
-//	[8-byte magic "PLGFSM01"][8-byte lastIndex][4-byte lastPos][8-byte next offset][4-byte CRC32-C of the 28 before]
-//	[Log.Reader stream]
-//
-// lastIndex/lastPos identify the snapshot's last record (lastIndex 0: it
-// has none) and next offset is the data log's NextOffset at the snapshot, so
-// Restore can tell whether the local data log already holds the snapshot
-// and skip rebuilding it.
-const (
-	fsmSnapshotMagic       = "PLGFSM01"
-	fsmSnapshotHeaderWidth = 8 + 8 + 4 + 8 + 4
-)
-
-var castagnoli = crc32.MakeTable(crc32.Castagnoli)
-
-type fsmSnapshotHeader struct {
-	lastIndex  uint64
-	lastPos    uint32
-	nextOffset uint64
-}
-
-func (h fsmSnapshotHeader) encode() []byte {
-	buf := make([]byte, fsmSnapshotHeaderWidth)
-	copy(buf, fsmSnapshotMagic)
-	binary.BigEndian.PutUint64(buf[8:], h.lastIndex)
-	binary.BigEndian.PutUint32(buf[16:], h.lastPos)
-	binary.BigEndian.PutUint64(buf[20:], h.nextOffset)
-	binary.BigEndian.PutUint32(buf[28:], crc32.Checksum(buf[:28], castagnoli))
-	return buf
-}
-
-func decodeFSMSnapshotHeader(buf []byte) (fsmSnapshotHeader, error) {
-	if len(buf) != fsmSnapshotHeaderWidth || string(buf[:8]) != fsmSnapshotMagic {
-		return fsmSnapshotHeader{}, fmt.Errorf("%w: not a distlog fsm snapshot", ErrBadSnapshot)
+	var skip uint32
+	switch {
+	case l.Index < b.topic.id:
+		// Replayed after a restart: an append to an earlier topic of the
+		// same name, deleted since.
+		return applyResult{skipped: true}
+	case l.Index < b.topic.lastIndex:
+		return applyResult{skipped: true}
+	case l.Index == b.topic.lastIndex:
+		// The log holds records 0..lastPos of this batch: complete it.
+		skip = b.topic.lastPos + 1
+		if int(skip) >= len(cmd.values) {
+			return applyResult{skipped: true}
+		}
+		f.logger.Warn("completing a batch cut short by a crash", zap.String("topic", b.topic.name),
+			zap.Uint64("raft_index", l.Index), zap.Uint32("had", skip), zap.Int("batch", len(cmd.values)))
 	}
-	if got, want := crc32.Checksum(buf[:28], castagnoli), binary.BigEndian.Uint32(buf[28:]); got != want {
-		return fsmSnapshotHeader{}, fmt.Errorf("%w: fsm header checksum %#08x, stored %#08x", ErrBadSnapshot, got, want)
+	b.pending = append(b.pending, pendingAppend{response: i, records: len(b.records), skip: skip, count: len(cmd.values)})
+	for pos := int(skip); pos < len(cmd.values); pos++ {
+		b.records = append(b.records, &storage.Record{
+			Value: cmd.values[pos], Timestamp: cmd.timestamp, Term: l.Term, EntryIndex: l.Index, BatchPos: uint32(pos),
+		})
 	}
-	return fsmSnapshotHeader{
-		lastIndex:  binary.BigEndian.Uint64(buf[8:]),
-		lastPos:    binary.BigEndian.Uint32(buf[16:]),
-		nextOffset: binary.BigEndian.Uint64(buf[20:]),
-	}, nil
+	return nil // set by writeBatchLocked
 }
 
-// Snapshot implements raft.FSM. It runs on the FSM goroutine, so no record is
-// appended between the header and the capture of the data log: the snapshot
-// holds exactly the records up to the last applied entry, even though
-// Persist runs while appends continue.
-func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
-	f.mu.Lock()
-	defer f.mu.Unlock()
+// writeBatchLocked writes b's records and sets its entries' responses.
+func (f *fsm) writeBatchLocked(b *topicBatch, responses []any) {
+	if len(b.records) == 0 {
+		return
+	}
 	if f.failed != nil {
-		return nil, fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)
+		for _, p := range b.pending {
+			responses[p.response] = applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)}
+		}
+		return
 	}
-	header := fsmSnapshotHeader{lastIndex: f.lastIndex, lastPos: f.lastPos, nextOffset: f.log.NextOffset()}
-	return &fsmSnapshot{header: header, reader: f.log.Reader()}, nil
+	first, err := b.topic.log.AppendBatch(b.records)
+	if err != nil {
+		// The log may now hold a prefix of the records: it is behind the
+		// entries Raft counts as applied. Stop here; see ErrFSMFailed.
+		f.failed = fmt.Errorf("topic %q: %w", b.topic.name, err)
+		f.logger.Error("topic log append failed; state machine stopped until restart",
+			zap.String("topic", b.topic.name), zap.Error(err))
+		for _, p := range b.pending {
+			responses[p.response] = applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)}
+		}
+		return
+	}
+	for _, p := range b.pending {
+		responses[p.response] = applyResult{first: first + uint64(p.records) - uint64(p.skip), count: p.count}
+	}
+	last := b.records[len(b.records)-1]
+	b.topic.lastIndex, b.topic.lastPos = last.EntryIndex, last.BatchPos
 }
 
-// Restore implements raft.FSM. When the data log already holds every record
-// of the snapshot (Raft restores its latest snapshot at every start, and the
-// data log survived the restart), nothing is rebuilt: the records after the
-// snapshot are skipped when Raft replays their entries. Otherwise the data
-// log is rebuilt from the stream.
-func (f *fsm) Restore(rc io.ReadCloser) (err error) {
-	defer func() { err = errors.Join(err, rc.Close()) }()
-	br := bufio.NewReader(rc)
-	buf := make([]byte, fsmSnapshotHeaderWidth)
-	if _, err := io.ReadFull(br, buf); err != nil {
-		return fmt.Errorf("%w: fsm header: %w", ErrBadSnapshot, err)
+// createTopicLocked applies a create-topic entry at index.
+func (f *fsm) createTopicLocked(index uint64, name string, cfg TopicConfig) applyResult {
+	if index <= f.meta.applied {
+		return applyResult{skipped: true}
 	}
-	header, err := decodeFSMSnapshotHeader(buf)
+	if !validTopicName(name) {
+		return applyResult{err: api.InvalidTopicNameError{Topic: name}}
+	}
+	if t, ok := f.topics[name]; ok {
+		if t.config == cfg {
+			return applyResult{}
+		}
+		return applyResult{err: api.TopicExistsError{Topic: name}}
+	}
+	t := topicMeta{name: name, id: index, config: cfg}
+	// The table first: a crash before the directory exists leaves a topic
+	// whose log the next open creates empty.
+	f.topics[name] = &topicState{topicMeta: t}
+	if err := f.persistMetaLocked(index); err != nil {
+		delete(f.topics, name)
+		return f.stopLocked(fmt.Errorf("create topic %q: %w", name, err))
+	}
+	ts, err := f.openTopic(t)
 	if err != nil {
-		return err
+		delete(f.topics, name)
+		return f.stopLocked(err)
 	}
+	f.topics[name] = ts
+	f.logger.Info("topic created", zap.String("topic", name), zap.Uint64("id", index))
+	return applyResult{}
+}
+
+// deleteTopicLocked applies a delete-topic entry at index.
+func (f *fsm) deleteTopicLocked(index uint64, name string) applyResult {
+	if index <= f.meta.applied {
+		return applyResult{skipped: true}
+	}
+	if name == DefaultTopic {
+		return applyResult{err: ErrDefaultTopic}
+	}
+	t, ok := f.topics[name]
+	if !ok {
+		return applyResult{err: api.TopicNotFoundError{Topic: name}}
+	}
+	// The table first: a crash before the directory is gone leaves a
+	// stray directory that the next open removes.
+	delete(f.topics, name)
+	if err := f.persistMetaLocked(index); err != nil {
+		f.topics[name] = t
+		return f.stopLocked(fmt.Errorf("delete topic %q: %w", name, err))
+	}
+	if err := t.log.Remove(); err != nil {
+		// The topic is gone from the table; its files are left for the
+		// next open to remove.
+		f.logger.Warn("removing a deleted topic's files failed", zap.String("topic", name), zap.Error(err))
+	}
+	f.logger.Info("topic deleted", zap.String("topic", name))
+	return applyResult{}
+}
+
+// stopLocked stops the state machine after a storage error. Caller holds mu.
+func (f *fsm) stopLocked(err error) applyResult {
+	f.failed = err
+	f.logger.Error("storage error; state machine stopped until restart", zap.Error(err))
+	return applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, err)}
+}
+
+// Close closes every topic's log.
+func (f *fsm) Close() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
-	if f.failed == nil && f.holdsLocked(header) {
-		f.logger.Info("data log already holds the snapshot; not rebuilding it",
-			zap.Uint64("snapshot_last_index", header.lastIndex), zap.Uint64("local_last_index", f.lastIndex))
-		return nil
+	var errs []error
+	for _, t := range f.topics {
+		if t.log != nil {
+			errs = append(errs, t.log.Close())
+		}
 	}
-	if err := f.log.Restore(br); err != nil {
-		f.failed = err
-		return fmt.Errorf("distlog: fsm restore: %w", err)
-	}
-	if next := f.log.NextOffset(); next != header.nextOffset {
-		f.failed = fmt.Errorf("%w: restored log ends at %d, header says %d", ErrBadSnapshot, next, header.nextOffset)
-		return f.failed
-	}
-	f.failed = nil
-	f.lastIndex, f.lastPos = header.lastIndex, header.lastPos
-	f.restores++
-	f.logger.Info("restored data log from snapshot",
-		zap.Uint64("last_index", header.lastIndex), zap.Uint64("next_offset", header.nextOffset))
-	return nil
-}
-
-// holdsLocked reports whether the data log already holds every record of a
-// snapshot with header h: committed history is the same on every node, so
-// the log holds the snapshot when its record at the snapshot's last offset
-// came from the same Raft entry and batch position. Caller holds mu.
-func (f *fsm) holdsLocked(h fsmSnapshotHeader) bool {
-	if h.lastIndex == 0 {
-		// The snapshot holds no record: any record here came from a later
-		// entry.
-		return true
-	}
-	if h.lastIndex > f.lastIndex || f.log.NextOffset() < h.nextOffset || h.nextOffset == 0 {
-		return false
-	}
-	rec, err := f.log.Read(h.nextOffset - 1)
-	if err != nil {
-		return false
-	}
-	return rec.GetRaftIndex() == h.lastIndex && rec.GetType() == h.lastPos
-}
-
-// fsmSnapshot is a point-in-time capture of the data log.
-type fsmSnapshot struct {
-	header fsmSnapshotHeader
-	reader io.Reader
-}
-
-// Persist implements raft.FSMSnapshot.
-func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
-	if _, err := sink.Write(s.header.encode()); err != nil {
-		return errors.Join(fmt.Errorf("distlog: write snapshot: %w", err), sink.Cancel())
-	}
-	if _, err := io.Copy(sink, s.reader); err != nil {
-		return errors.Join(fmt.Errorf("distlog: write snapshot: %w", err), sink.Cancel())
-	}
-	if err := sink.Close(); err != nil {
-		return fmt.Errorf("distlog: close snapshot: %w", err)
-	}
-	return nil
-}
-
-// Release implements raft.FSMSnapshot: it releases the files the capture
-// still holds.
-func (s *fsmSnapshot) Release() {
-	if c, ok := s.reader.(io.Closer); ok {
-		_ = c.Close() // nothing to do about a close error of a read-only file
-	}
+	return errors.Join(errs...)
 }

@@ -14,17 +14,20 @@ import (
 
 	"github.com/hashicorp/raft"
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog/storage"
 	"go.uber.org/zap"
 )
 
-// logStore is Raft's log store: a Log on the same segment format whose
-// record offsets are Raft indexes. Each entry is one record:
+// logStore is Raft's log store: a storage.Log whose record offsets are Raft
+// indexes. Each entry is one record:
 //
-//	Record.Offset = Index, Record.Term = Term, Record.Type = Type,
-//	Record.Value  = [1 byte version = 1][1 byte flags]
-//	                [8-byte big-endian AppendedAt in Unix ns, if flags&1]
-//	                [uvarint length + Extensions, if flags&2]
-//	                [Data: the rest]
+//	Offset = Index, EntryIndex = Index, Term = Term, Timestamp = AppendedAt (Unix ns, 0 if unset),
+//	Value  = [1 byte envelope version = 2][1 byte Raft LogType][1 byte flags]
+//	         [uvarint length + Extensions, if flags&2]
+//	         [Data: the rest]
+//
+// (Envelope version 1, in format-1 segments, carried the type in the
+// record and AppendedAt in the value; such a store is refused when opened.)
 //
 // The store cannot hold gaps (offsets are dense), so it implements
 // raft.MonotonicLogStore: after a snapshot install Raft empties it, and the
@@ -41,7 +44,7 @@ import (
 // FirstIndex and LastIndex take no lock.
 type logStore struct {
 	dir    string
-	log    *Log
+	log    *storage.Log
 	logger *zap.Logger
 
 	mu sync.Mutex // serialises StoreLogs and DeleteRange
@@ -59,15 +62,14 @@ var (
 )
 
 const (
-	logEntryVersion         = 1
-	logEntryHasAppendedAt   = 1
+	logEntryVersion         = 2
 	logEntryHasExtensions   = 2
 	logStoreSegmentsDirName = "segments"
 	logStoreFloorFileName   = "first-index"
 	// logEntryOverhead bounds the envelope around an entry's Data, given
 	// Extensions of at most maxLogExtensionBytes.
 	maxLogExtensionBytes = 64 << 10
-	logEntryOverhead     = 2 + 8 + binary.MaxVarintLen64 + maxLogExtensionBytes
+	logEntryOverhead     = 3 + binary.MaxVarintLen64 + maxLogExtensionBytes
 )
 
 // ErrLogStoreGap is returned by DeleteRange when asked to delete entries in
@@ -77,10 +79,10 @@ var ErrLogStoreGap = errors.New("distlog: log store cannot delete a range in its
 
 // newLogStore opens (or creates) the Raft log store in dir. c configures
 // its segments; c.MaxRecordBytes must leave room for the largest entry.
-func newLogStore(dir string, c Config) (*logStore, error) {
+func newLogStore(dir string, c storage.Config) (*logStore, error) {
 	c.Segment.InitialOffset = 1 // Raft's first index
 	c.SyncOnAppend = true       // Raft counts an entry once StoreLogs returns
-	log, err := NewLog(filepath.Join(dir, logStoreSegmentsDirName), c)
+	log, err := storage.NewLog(filepath.Join(dir, logStoreSegmentsDirName), c)
 	if err != nil {
 		return nil, err
 	}
@@ -143,7 +145,7 @@ func (s *logStore) setFloorLocked(floor uint64) error {
 	if err != nil {
 		return fmt.Errorf("distlog: log store: write %s: %w", logStoreFloorFileName, err)
 	}
-	if err := syncDir(s.dir); err != nil {
+	if err := storage.SyncDir(s.dir); err != nil {
 		return err
 	}
 	s.floor = floor
@@ -217,7 +219,7 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 	if len(logs) == 0 {
 		return nil
 	}
-	records := make([]*api.Record, len(logs))
+	records := make([]*storage.Record, len(logs))
 	for k, l := range logs {
 		if l == nil {
 			return fmt.Errorf("distlog: log store: entry %d of %d is nil", k, len(logs))
@@ -311,32 +313,29 @@ func (s *logStore) Close() error {
 }
 
 // encodeLogEntry encodes a Raft entry as a log-store record.
-func encodeLogEntry(l *raft.Log) (*api.Record, error) {
+func encodeLogEntry(l *raft.Log) (*storage.Record, error) {
 	if len(l.Extensions) > maxLogExtensionBytes {
 		return nil, fmt.Errorf("distlog: log store: entry %d has %d bytes of extensions, at most %d",
 			l.Index, len(l.Extensions), maxLogExtensionBytes)
 	}
 	var flags byte
-	size := 2 + len(l.Data)
-	if !l.AppendedAt.IsZero() {
-		flags |= logEntryHasAppendedAt
-		size += 8
-	}
+	size := 3 + len(l.Data)
 	if len(l.Extensions) > 0 {
 		flags |= logEntryHasExtensions
 		size += binary.MaxVarintLen64 + len(l.Extensions)
 	}
 	value := make([]byte, 0, size)
-	value = append(value, logEntryVersion, flags)
-	if flags&logEntryHasAppendedAt != 0 {
-		value = binary.BigEndian.AppendUint64(value, uint64(l.AppendedAt.UnixNano()))
-	}
+	value = append(value, logEntryVersion, byte(l.Type), flags)
 	if flags&logEntryHasExtensions != 0 {
 		value = binary.AppendUvarint(value, uint64(len(l.Extensions)))
 		value = append(value, l.Extensions...)
 	}
 	value = append(value, l.Data...)
-	return &api.Record{Value: value, Offset: l.Index, Term: l.Term, Type: uint32(l.Type)}, nil
+	rec := &storage.Record{Value: value, Offset: l.Index, EntryIndex: l.Index, Term: l.Term}
+	if !l.AppendedAt.IsZero() {
+		rec.Timestamp = l.AppendedAt.UnixNano()
+	}
+	return rec, nil
 }
 
 // errBadLogEntry marks a log-store record whose envelope does not decode.
@@ -345,19 +344,15 @@ var errBadLogEntry = errors.New("malformed raft entry envelope")
 // decodeLogEntry decodes a log-store record into out. Data and Extensions
 // alias the record's value (which Log.Read hands to its caller) and are nil
 // when empty.
-func decodeLogEntry(rec *api.Record, out *raft.Log) error {
-	value := rec.GetValue()
-	if len(value) < 2 || value[0] != logEntryVersion {
+func decodeLogEntry(rec *storage.Record, out *raft.Log) error {
+	value := rec.Value
+	if len(value) < 3 || value[0] != logEntryVersion {
 		return fmt.Errorf("%w: version or length", errBadLogEntry)
 	}
-	flags, rest := value[1], value[2:]
-	entry := raft.Log{Index: rec.GetOffset(), Term: rec.GetTerm(), Type: raft.LogType(rec.GetType())}
-	if flags&logEntryHasAppendedAt != 0 {
-		if len(rest) < 8 {
-			return fmt.Errorf("%w: short AppendedAt", errBadLogEntry)
-		}
-		entry.AppendedAt = time.Unix(0, int64(binary.BigEndian.Uint64(rest)))
-		rest = rest[8:]
+	flags, rest := value[2], value[3:]
+	entry := raft.Log{Index: rec.Offset, Term: rec.Term, Type: raft.LogType(value[1])}
+	if rec.Timestamp != 0 {
+		entry.AppendedAt = time.Unix(0, rec.Timestamp)
 	}
 	if flags&logEntryHasExtensions != 0 {
 		n, width := binary.Uvarint(rest)

@@ -6,6 +6,7 @@ import (
 	"time"
 
 	"github.com/hashicorp/raft"
+	"github.com/proglog/proglog/distlog/storage"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 )
@@ -14,7 +15,7 @@ import (
 // each), so prefix deletes cut whole segments and leave hidden entries.
 func newTestLogStore(t *testing.T, dir string) *logStore {
 	t.Helper()
-	var c Config
+	var c storage.Config
 	c.Segment.MaxIndexBytes = 4 * entWidth
 	c.Logger = zaptest.NewLogger(t)
 	s, err := newLogStore(dir, c)

@@ -1,12 +1,12 @@
-package distlog
+package storage
 
 import (
+	"errors"
 	"os"
 	"path/filepath"
 	"slices"
 	"testing"
 
-	api "github.com/proglog/proglog/api/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -25,13 +25,13 @@ func fuzzConfig(c *Config) {
 // and whose Reader stream Restore either takes or rejects as ErrBadSnapshot.
 //
 // The seed corpus is in testdata/fuzz/FuzzLogRecovery; `go test` runs it,
-// `go test -fuzz=FuzzLogRecovery ./distlog` explores further.
+// `go test -fuzz=FuzzLogRecovery ./distlog/storage` explores further.
 func FuzzLogRecovery(f *testing.F) {
 	f.Fuzz(func(t *testing.T, damage []byte) {
 		dir := t.TempDir()
 		l := openStorageLog(t, dir, fuzzConfig)
 		for off := range uint64(fuzzRecords) {
-			_, err := l.Append(&api.Record{Value: storageValue(off)})
+			_, err := l.Append(&Record{Value: storageValue(off)})
 			require.NoError(t, err)
 		}
 		require.NoError(t, l.Close())
@@ -45,10 +45,14 @@ func FuzzLogRecovery(f *testing.F) {
 			}
 		}
 		slices.Sort(files)
+		headerDamaged := false // a flipped or overwritten byte in a store's header
 		for ops := 0; len(damage) >= 4 && ops < 8; ops, damage = ops+1, damage[4:] {
 			path, kind, at, value := files[int(damage[0])%len(files)], damage[1]%5, int(damage[2]), damage[3]
 			b, err := os.ReadFile(path)
 			require.NoError(t, err)
+			if len(b) > 0 && (kind == 0 || kind == 4) && at%len(b) < segmentHeaderWidth && filepath.Ext(path) == storeExt {
+				headerDamaged = true
+			}
 			switch kind {
 			case 0: // flip bits
 				if len(b) > 0 {
@@ -68,6 +72,20 @@ func FuzzLogRecovery(f *testing.F) {
 			require.NoError(t, os.WriteFile(path, b, 0o644))
 		}
 
+		if headerDamaged {
+			// A damaged header is refused (the segment's records cannot be
+			// told from garbage), unless the damage left a valid header.
+			var c Config
+			fuzzConfig(&c)
+			l, err := NewLog(dir, c)
+			if err != nil {
+				if !errors.Is(err, ErrUnsupportedFormat) {
+					require.ErrorIs(t, err, ErrBadSegmentHeader)
+				}
+				return
+			}
+			require.NoError(t, l.Close())
+		}
 		l = openStorageLog(t, dir, fuzzConfig)
 		lowest, err := l.LowestOffset()
 		require.NoError(t, err)
@@ -80,8 +98,8 @@ func FuzzLogRecovery(f *testing.F) {
 				require.ErrorIs(t, err, ErrCorrupt, "Read(%d)", off)
 				continue
 			}
-			require.Equal(t, off, rec.GetOffset(), "Read(%d).Offset", off)
-			require.Equal(t, storageValue(off), rec.GetValue(), "Read(%d) returned a record that was not written", off)
+			require.Equal(t, off, rec.Offset, "Read(%d).Offset", off)
+			require.Equal(t, storageValue(off), rec.Value, "Read(%d) returned a record that was not written", off)
 		}
 
 		other := openStorageLog(t, t.TempDir(), fuzzConfig)
@@ -91,11 +109,11 @@ func FuzzLogRecovery(f *testing.F) {
 			require.Equal(t, next, other.NextOffset())
 		}
 
-		off, err := l.Append(&api.Record{Value: []byte("after")})
+		off, err := l.Append(&Record{Value: []byte("after")})
 		require.NoError(t, err)
 		require.Equal(t, next, off)
 		rec, err := l.Read(off)
 		require.NoError(t, err)
-		require.Equal(t, []byte("after"), rec.GetValue())
+		require.Equal(t, []byte("after"), rec.Value)
 	})
 }

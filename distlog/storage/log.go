@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"errors"
@@ -84,12 +84,12 @@ type Log struct {
 // rebuilt), and segments after a gap in offsets are removed, so the log
 // reopens to a valid prefix of what was written.
 func NewLog(dir string, c Config) (*Log, error) {
-	c, err := c.withDefaults()
+	c, err := c.WithDefaults()
 	if err != nil {
 		return nil, err
 	}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
-		return nil, fmt.Errorf("distlog: create %s: %w", dir, err)
+		return nil, fmt.Errorf("storage: create %s: %w", dir, err)
 	}
 	lock, err := lockDir(dir)
 	if err != nil {
@@ -98,7 +98,7 @@ func NewLog(dir string, c Config) (*Log, error) {
 	l := &Log{
 		dir:     dir,
 		config:  c,
-		logger:  c.Logger.Named("distlog").With(zap.String("dir", dir)),
+		logger:  c.Logger.Named("storage").With(zap.String("dir", dir)),
 		lock:    lock,
 		changed: make(chan struct{}),
 	}
@@ -115,14 +115,14 @@ func NewLog(dir string, c Config) (*Log, error) {
 func lockDir(dir string) (*os.File, error) {
 	f, err := os.OpenFile(filepath.Join(dir, lockFileName), os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("distlog: open lock file: %w", err)
+		return nil, fmt.Errorf("storage: open lock file: %w", err)
 	}
 	if err := syscall.Flock(int(f.Fd()), syscall.LOCK_EX|syscall.LOCK_NB); err != nil {
 		closeErr := f.Close()
 		if errors.Is(err, syscall.EWOULDBLOCK) {
 			return nil, errors.Join(fmt.Errorf("%w: %s", ErrLocked, dir), closeErr)
 		}
-		return nil, errors.Join(fmt.Errorf("distlog: lock %s: %w", dir, err), closeErr)
+		return nil, errors.Join(fmt.Errorf("storage: lock %s: %w", dir, err), closeErr)
 	}
 	return f, nil
 }
@@ -131,7 +131,7 @@ func lockDir(dir string) (*os.File, error) {
 func (l *Log) load() error {
 	entries, err := os.ReadDir(l.dir)
 	if err != nil {
-		return fmt.Errorf("distlog: read %s: %w", l.dir, err)
+		return fmt.Errorf("storage: read %s: %w", l.dir, err)
 	}
 	var bases []uint64
 	for _, e := range entries {
@@ -154,7 +154,7 @@ func (l *Log) load() error {
 		}
 		s, err := openSegment(l.dir, base, l.config)
 		if err != nil {
-			return errors.Join(fmt.Errorf("distlog: %w", err), l.closeSegments())
+			return errors.Join(fmt.Errorf("storage: %w", err), l.closeSegments())
 		}
 		l.segments = append(l.segments, s)
 	}
@@ -177,7 +177,7 @@ func (l *Log) removeFiles(bases []uint64) error {
 	for _, base := range bases {
 		for _, ext := range []string{indexExt, storeExt} {
 			if err := os.Remove(filepath.Join(l.dir, segmentFileName(base, ext))); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("distlog: remove segment %d: %w", base, err)
+				return fmt.Errorf("storage: remove segment %d: %w", base, err)
 			}
 		}
 	}
@@ -198,23 +198,24 @@ func (l *Log) closeSegments() error {
 func syncDir(dir string) error {
 	d, err := os.Open(dir)
 	if err != nil {
-		return fmt.Errorf("distlog: open %s: %w", dir, err)
+		return fmt.Errorf("storage: open %s: %w", dir, err)
 	}
 	err = d.Sync()
 	if closeErr := d.Close(); err == nil {
 		err = closeErr
 	}
 	if err != nil {
-		return fmt.Errorf("distlog: fsync %s: %w", dir, err)
+		return fmt.Errorf("storage: fsync %s: %w", dir, err)
 	}
 	return nil
 }
 
 // Append adds record at the end of the log and returns its offset. The
-// record's Offset field is ignored and record is not modified. The record
+// record's Offset field is ignored and record is not modified (the Log
+// copies it). The record
 // is readable when Append returns, and on disk too if Config.SyncOnAppend.
-func (l *Log) Append(record *api.Record) (uint64, error) {
-	return l.AppendBatch([]*api.Record{record})
+func (l *Log) Append(record *Record) (uint64, error) {
+	return l.AppendBatch([]*Record{record})
 }
 
 // AppendBatch adds records at consecutive offsets, the first of which it
@@ -223,12 +224,12 @@ func (l *Log) Append(record *api.Record) (uint64, error) {
 // The records are not modified. Sizes are checked before anything is
 // written: a batch with a record over Config.MaxRecordBytes is refused
 // whole. An I/O error can leave a prefix of the batch in the log.
-func (l *Log) AppendBatch(records []*api.Record) (uint64, error) {
+func (l *Log) AppendBatch(records []*Record) (uint64, error) {
 	for k, r := range records {
 		if r == nil {
 			return 0, fmt.Errorf("%w: record %d of %d", ErrNilRecord, k, len(records))
 		}
-		if n := uint64(len(r.GetValue())); n > l.config.MaxRecordBytes {
+		if n := uint64(len(r.Value)); n > l.config.MaxRecordBytes {
 			return 0, fmt.Errorf("%w: record %d of %d has %d bytes, Config.MaxRecordBytes is %d",
 				ErrRecordTooLarge, k, len(records), n, l.config.MaxRecordBytes)
 		}
@@ -240,19 +241,11 @@ func (l *Log) AppendBatch(records []*api.Record) (uint64, error) {
 	}
 	first := l.active.nextOffset.Load()
 	buf, starts := l.scratch[:0], l.starts[:0]
-	var err error
 	for k, r := range records {
 		starts = append(starts, uint64(len(buf)))
-		// A fresh message carrying the caller's fields: the caller's record
-		// is never written to.
-		rec := &api.Record{Value: r.GetValue(), Offset: first + uint64(k), Term: r.GetTerm(), Type: r.GetType(), RaftIndex: r.GetRaftIndex()}
-		if buf, err = appendFrame(buf, rec); err != nil {
-			break
-		}
+		buf = appendFrame(buf, r, first+uint64(k))
 	}
-	if err == nil {
-		err = l.writeFramesLocked(buf, starts)
-	}
+	err := l.writeFramesLocked(buf, starts)
 	if cap(buf) <= maxRetainedScratch {
 		l.scratch, l.starts = buf[:0], starts[:0]
 	}
@@ -399,7 +392,7 @@ func (l *Log) Sync() error {
 // Read returns the record at offset: api.ErrOffsetOutOfRange when the log
 // does not hold it, *CorruptionError (errors.Is ErrCorrupt) when it fails
 // validation. The returned record belongs to the caller.
-func (l *Log) Read(offset uint64) (*api.Record, error) {
+func (l *Log) Read(offset uint64) (*Record, error) {
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
@@ -632,7 +625,7 @@ func (l *Log) Close() error {
 func (l *Log) Remove() error {
 	err := l.Close()
 	if rmErr := os.RemoveAll(l.dir); rmErr != nil {
-		err = errors.Join(err, fmt.Errorf("distlog: remove %s: %w", l.dir, rmErr))
+		err = errors.Join(err, fmt.Errorf("storage: remove %s: %w", l.dir, rmErr))
 	}
 	return err
 }

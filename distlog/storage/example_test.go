@@ -1,4 +1,4 @@
-package distlog_test
+package storage_test
 
 import (
 	"errors"
@@ -7,24 +7,24 @@ import (
 	"os"
 
 	api "github.com/proglog/proglog/api/v1"
-	"github.com/proglog/proglog/distlog"
+	"github.com/proglog/proglog/distlog/storage"
 )
 
 func ExampleLog() {
-	dir, err := os.MkdirTemp("", "distlog-example")
+	dir, err := os.MkdirTemp("", "storage-example")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
 
-	l, err := distlog.NewLog(dir, distlog.Config{})
+	l, err := storage.NewLog(dir, storage.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer l.Close()
 
 	for _, v := range []string{"first", "second"} {
-		if _, err := l.Append(&api.Record{Value: []byte(v)}); err != nil {
+		if _, err := l.Append(&storage.Record{Value: []byte(v)}); err != nil {
 			log.Fatal(err)
 		}
 	}
@@ -32,7 +32,7 @@ func ExampleLog() {
 	if err != nil {
 		log.Fatal(err)
 	}
-	fmt.Printf("%d: %s\n", rec.GetOffset(), rec.GetValue())
+	fmt.Printf("%d: %s\n", rec.Offset, rec.Value)
 
 	_, err = l.Read(2)
 	var outOfRange api.ErrOffsetOutOfRange
@@ -46,19 +46,19 @@ func ExampleLog() {
 // before the read that found nothing: no polling, and no append can slip
 // in between.
 func ExampleLog_Appended() {
-	dir, err := os.MkdirTemp("", "distlog-example")
+	dir, err := os.MkdirTemp("", "storage-example")
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer os.RemoveAll(dir)
-	l, err := distlog.NewLog(dir, distlog.Config{})
+	l, err := storage.NewLog(dir, storage.Config{})
 	if err != nil {
 		log.Fatal(err)
 	}
 	defer l.Close()
 
 	go func() {
-		if _, err := l.Append(&api.Record{Value: []byte("late")}); err != nil {
+		if _, err := l.Append(&storage.Record{Value: []byte("late")}); err != nil {
 			log.Print(err)
 		}
 	}()
@@ -66,7 +66,7 @@ func ExampleLog_Appended() {
 		changed := l.Appended()
 		rec, err := l.Read(0)
 		if err == nil {
-			fmt.Printf("%s\n", rec.GetValue())
+			fmt.Printf("%s\n", rec.Value)
 			return
 		}
 		if !errors.As(err, new(api.ErrOffsetOutOfRange)) {

@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"bytes"
@@ -9,7 +9,6 @@ import (
 	"path/filepath"
 	"testing"
 
-	api "github.com/proglog/proglog/api/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -23,15 +22,14 @@ func corruptValue(off uint64) []byte { return fmt.Appendf(nil, "value-%06d", off
 
 func corruptFrame(t testing.TB, off uint64) []byte {
 	t.Helper()
-	frame, err := appendFrame(nil, &api.Record{Value: corruptValue(off), Offset: off})
-	require.NoError(t, err)
+	frame := appendFrame(nil, &Record{Value: corruptValue(off)}, off)
 	return frame
 }
 
 // framePos returns where the frame of off starts in its segment's store.
 func framePos(t testing.TB, off uint64) uint64 {
 	t.Helper()
-	var pos uint64
+	pos := uint64(segmentHeaderWidth)
 	for o := off / 5 * 5; o < off; o++ {
 		pos += uint64(len(corruptFrame(t, o)))
 	}
@@ -47,7 +45,7 @@ func buildCorruptLog(t *testing.T) string {
 	dir := t.TempDir()
 	l := openStorageLog(t, dir, fiveRecordSegments)
 	for off := range uint64(corruptRecords) {
-		_, err := l.Append(&api.Record{Value: corruptValue(off)})
+		_, err := l.Append(&Record{Value: corruptValue(off)})
 		require.NoError(t, err)
 	}
 	require.NoError(t, l.Close())
@@ -97,7 +95,7 @@ func wantRecords(t *testing.T, l *Log, next uint64, corrupt map[uint64]uint64) {
 		}
 		rec, err := l.Read(off)
 		require.NoError(t, err, "Read(%d)", off)
-		require.Equal(t, corruptValue(off), rec.GetValue(), "Read(%d)", off)
+		require.Equal(t, corruptValue(off), rec.Value, "Read(%d)", off)
 	}
 	requireOutOfRange(t, l, next)
 }
@@ -189,7 +187,7 @@ func TestCorruption(t *testing.T) {
 		{
 			name: "a flipped value byte in a sealed segment reads as corrupt",
 			damage: func(t *testing.T, dir string) {
-				mutateFile(t, segmentPath(dir, 5, storeExt), flipAt(framePos(t, 7)+20))
+				mutateFile(t, segmentPath(dir, 5, storeExt), flipAt(framePos(t, 7)+frameHeaderWidth+recordFixedWidth+2))
 			},
 			next:    corruptRecords,
 			corrupt: map[uint64]uint64{7: 5},
@@ -271,7 +269,7 @@ func TestCorruption(t *testing.T) {
 
 			// The log stays usable: the next append gets the next offset,
 			// and what recovery kept survives another reopen.
-			off, err := l.Append(&api.Record{Value: corruptValue(tt.next)})
+			off, err := l.Append(&Record{Value: corruptValue(tt.next)})
 			require.NoError(t, err)
 			require.Equal(t, tt.next, off)
 			require.NoError(t, l.Close())

@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"bufio"
@@ -13,14 +13,31 @@ import (
 // A Reader stream is a header followed by the log's store frames, exactly
 // as they are on disk:
 //
-//	header: [8-byte magic "DLOGSNP1"][8-byte lowest offset][8-byte next offset][4-byte CRC32-C of the 24 before]
-//	frames: [8-byte length][4-byte CRC32-C][payload] ..., offsets lowest .. next-1
+//	header: [8-byte magic "DLOGSNP2"][8-byte lowest offset][8-byte next offset][4-byte CRC32-C of the 24 before]
+//	frames: [4-byte length][4-byte CRC32-C][payload] ..., offsets lowest .. next-1 (the store files' frames, without their headers)
 //
 // The header lets Restore rebuild an empty log at the right offset and tell
 // a complete stream from a truncated one.
 const (
-	snapshotMagic       = "DLOGSNP1"
+	snapshotMagic       = "DLOGSNP2"
 	snapshotHeaderWidth = len(snapshotMagic) + 8 + 8 + crcWidth
+)
+
+// StreamHeaderBytes is the length of a Reader stream's header: a stream
+// of the segments of a log is this plus each store file's size less
+// SegmentHeaderBytes.
+const StreamHeaderBytes = 8 + 8 + 8 + 4
+
+// SegmentHeaderBytes is the length of a store file's header.
+const SegmentHeaderBytes = 6 + 2 + 8 + 4 + 4
+
+// The exported lengths are the layouts' lengths (a compile error if not:
+// a constant array length cannot be negative).
+var (
+	_ [StreamHeaderBytes - snapshotHeaderWidth]struct{}
+	_ [snapshotHeaderWidth - StreamHeaderBytes]struct{}
+	_ [SegmentHeaderBytes - segmentHeaderWidth]struct{}
+	_ [segmentHeaderWidth - SegmentHeaderBytes]struct{}
 )
 
 // Reader returns the whole log, as it is at the call, as a stream that
@@ -43,25 +60,33 @@ func (l *Log) Reader() io.Reader {
 	}
 	r := &snapshotReader{log: l, truncations: l.truncations.Load()}
 	lowest, next := l.segments[0].baseOffset, l.active.nextOffset.Load()
-	copy(r.header[:], snapshotMagic)
-	binary.BigEndian.PutUint64(r.header[8:], lowest)
-	binary.BigEndian.PutUint64(r.header[16:], next)
-	binary.BigEndian.PutUint32(r.header[24:], frameChecksum(r.header[:24], nil))
+	r.header = streamHeader(lowest, next)
 	for _, s := range l.segments {
 		if err := s.store.Flush(); err != nil {
 			return r.fail(err)
 		}
 		size := s.store.Size()
-		if size == 0 {
+		if size <= uint64(segmentHeaderWidth) {
 			continue
 		}
 		f, err := os.Open(s.store.path)
 		if err != nil {
-			return r.fail(fmt.Errorf("distlog: Reader: %w", err))
+			return r.fail(fmt.Errorf("storage: Reader: %w", err))
 		}
-		r.parts = append(r.parts, snapshotPart{file: f, size: int64(size)})
+		r.parts = append(r.parts, snapshotPart{file: f, read: int64(segmentHeaderWidth), size: int64(size)})
 	}
 	return r
+}
+
+// streamHeader is the header of a Reader stream of the records lowest ..
+// next-1.
+func streamHeader(lowest, next uint64) [snapshotHeaderWidth]byte {
+	var header [snapshotHeaderWidth]byte
+	copy(header[:], snapshotMagic)
+	binary.BigEndian.PutUint64(header[8:], lowest)
+	binary.BigEndian.PutUint64(header[16:], next)
+	binary.BigEndian.PutUint32(header[24:], frameChecksum(header[:24], nil))
+	return header
 }
 
 // snapshotReader is the stream Reader returns. It is not safe for
@@ -76,7 +101,8 @@ type snapshotReader struct {
 	err        error // sticky
 }
 
-// snapshotPart is the captured extent of one segment's store.
+// snapshotPart is the captured extent of one segment's store: its frames
+// are the bytes from read (at first the end of the header) to size.
 type snapshotPart struct {
 	file *os.File
 	size int64
@@ -101,7 +127,7 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 	}
 	for len(r.parts) > 0 && r.parts[0].read == r.parts[0].size {
 		if err := r.parts[0].file.Close(); err != nil {
-			r.fail(fmt.Errorf("distlog: Reader: %w", err))
+			r.fail(fmt.Errorf("storage: Reader: %w", err))
 			return 0, r.err
 		}
 		r.parts = r.parts[1:]
@@ -117,7 +143,7 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 	// Checked after the read: a TruncateFrom bumps the counter before it
 	// touches a file, so bytes read before an unchanged counter are the
 	// captured ones.
-	if r.log.truncations.Load() != r.truncations {
+	if r.log != nil && r.log.truncations.Load() != r.truncations {
 		r.fail(ErrReaderInvalidated)
 		return 0, r.err
 	}
@@ -125,7 +151,7 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 		if errors.Is(err, io.EOF) {
 			err = io.ErrUnexpectedEOF
 		}
-		r.fail(fmt.Errorf("distlog: Reader: %s: %w", part.file.Name(), err))
+		r.fail(fmt.Errorf("storage: Reader: %s: %w", part.file.Name(), err))
 		return n, r.err
 	}
 	return n, nil
@@ -134,7 +160,7 @@ func (r *snapshotReader) Read(p []byte) (int, error) {
 // Close releases the files the stream still holds. It is idempotent.
 func (r *snapshotReader) Close() error {
 	if r.err == nil {
-		r.err = errors.New("distlog: Reader: closed")
+		r.err = errors.New("storage: Reader: closed")
 	}
 	return r.closeFiles()
 }
@@ -185,7 +211,7 @@ func (l *Log) Restore(r io.Reader) error {
 		return err
 	}
 
-	maxPayload := l.config.MaxRecordBytes + maxRecordOverhead
+	maxPayload := l.config.MaxRecordBytes + recordFixedWidth
 	buf, starts := l.scratch[:0], l.starts[:0]
 	defer func() {
 		if cap(buf) <= maxRetainedScratch {
@@ -257,12 +283,12 @@ func checkRestoredFrame(header, payload []byte, offset uint64) error {
 	if err := checkFrame(header, payload); err != nil {
 		return err
 	}
-	rec, err := decodeRecord(payload)
+	got, err := payloadOffset(payload)
 	if err != nil {
 		return err
 	}
-	if rec.GetOffset() != offset {
-		return fmt.Errorf("%w: %d, want %d", errWrongOffset, rec.GetOffset(), offset)
+	if got != offset {
+		return fmt.Errorf("%w: %d, want %d", errWrongOffset, got, offset)
 	}
 	return nil
 }

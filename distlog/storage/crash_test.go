@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"bufio"
@@ -12,7 +12,6 @@ import (
 	"testing"
 	"time"
 
-	api "github.com/proglog/proglog/api/v1"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap"
 	"go.uber.org/zap/zapcore"
@@ -66,13 +65,13 @@ func TestStorageCrashChild(t *testing.T) {
 	for i := 0; ; i++ {
 		next := l.NextOffset()
 		if i%5 == 4 {
-			batch := make([]*api.Record, 3)
+			batch := make([]*Record, 3)
 			for k := range batch {
-				batch[k] = &api.Record{Value: crashValue(next + uint64(k))}
+				batch[k] = &Record{Value: crashValue(next + uint64(k))}
 			}
 			_, err = l.AppendBatch(batch)
 		} else {
-			_, err = l.Append(&api.Record{Value: crashValue(next)})
+			_, err = l.Append(&Record{Value: crashValue(next)})
 		}
 		periodic := i%crashSyncEvery == crashSyncEvery-1
 		if err == nil && mode != "sync-on-append" && periodic {
@@ -122,7 +121,7 @@ func TestCrashRecovery(t *testing.T) {
 				for off := uint64(0); off < next; off++ {
 					rec, err := l.Read(off)
 					require.NoError(t, err, "round %d: Read(%d)", round, off)
-					require.Equal(t, crashValue(off), rec.GetValue(), "round %d: Read(%d)", round, off)
+					require.Equal(t, crashValue(off), rec.Value, "round %d: Read(%d)", round, off)
 				}
 				requireOutOfRange(t, l, next)
 				t.Logf("round %d: %d synced, %d recovered, %d torn tails cut, %d indexes rebuilt", round, synced, next,

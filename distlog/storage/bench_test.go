@@ -1,11 +1,9 @@
-package distlog
+package storage
 
 import (
 	"fmt"
 	"math/rand/v2"
 	"testing"
-
-	api "github.com/proglog/proglog/api/v1"
 )
 
 // Storage benchmarks: `make bench` (see README.md, "Storage benchmarks").
@@ -38,7 +36,7 @@ func BenchmarkAppend(b *testing.B) {
 		for _, size := range []int{100, 1 << 10, 16 << 10} {
 			b.Run(fmt.Sprintf("sync=%t/size=%s", sync, sizeName(size)), func(b *testing.B) {
 				l := benchLog(b, sync)
-				rec := &api.Record{Value: make([]byte, size)}
+				rec := &Record{Value: make([]byte, size)}
 				b.SetBytes(int64(size))
 				b.ReportAllocs()
 				for b.Loop() {
@@ -59,9 +57,9 @@ func BenchmarkAppendBatch(b *testing.B) {
 		for _, size := range []int{100, 1 << 10} {
 			b.Run(fmt.Sprintf("sync=%t/size=%s/batch=%d", sync, sizeName(size), batchLen), func(b *testing.B) {
 				l := benchLog(b, sync)
-				batch := make([]*api.Record, batchLen)
+				batch := make([]*Record, batchLen)
 				for k := range batch {
-					batch[k] = &api.Record{Value: make([]byte, size)}
+					batch[k] = &Record{Value: make([]byte, size)}
 				}
 				b.SetBytes(int64(size * batchLen))
 				b.ReportAllocs()
@@ -84,7 +82,7 @@ func BenchmarkAppendParallel(b *testing.B) {
 		b.SetBytes(size)
 		b.SetParallelism(8)
 		b.RunParallel(func(pb *testing.PB) {
-			rec := &api.Record{Value: make([]byte, size)}
+			rec := &Record{Value: make([]byte, size)}
 			for pb.Next() {
 				if _, err := l.Append(rec); err != nil {
 					b.Error(err)
@@ -100,9 +98,9 @@ func BenchmarkAppendParallel(b *testing.B) {
 func BenchmarkRead(b *testing.B) {
 	const size, records = 1 << 10, 8 << 10
 	l := benchLog(b, false)
-	batch := make([]*api.Record, 256)
+	batch := make([]*Record, 256)
 	for k := range batch {
-		batch[k] = &api.Record{Value: make([]byte, size)}
+		batch[k] = &Record{Value: make([]byte, size)}
 	}
 	for range records / len(batch) {
 		if _, err := l.AppendBatch(batch); err != nil {

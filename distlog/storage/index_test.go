@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"os"
@@ -38,10 +38,10 @@ func TestIndex(t *testing.T) {
 
 	idx, err = openIndex(path, maxBytes)
 	require.NoError(t, err)
-	n, last := idx.consistentEntries(100)
+	n, last := idx.consistentEntries(0, 100)
 	require.Equal(t, uint64(2), n)
 	require.Equal(t, uint64(40), last)
-	n, _ = idx.consistentEntries(40)
+	n, _ = idx.consistentEntries(0, 40)
 	require.Equal(t, uint64(1), n, "entries at or past the end of the store do not count")
 	require.NoError(t, idx.Close())
 }
@@ -59,7 +59,7 @@ func TestIndexLargerThanLimit(t *testing.T) {
 
 	idx, err = openIndex(path, 2*entWidth)
 	require.NoError(t, err)
-	n, _ := idx.consistentEntries(1000)
+	n, _ := idx.consistentEntries(0, 1000)
 	require.Equal(t, uint64(5), n)
 	idx.setEntries(n)
 	require.True(t, idx.IsMaxed())

@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"bufio"
@@ -40,11 +40,11 @@ func openStore(path string) (*store, error) {
 	// the file.
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("distlog: open store: %w", err)
+		return nil, fmt.Errorf("storage: open store: %w", err)
 	}
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("distlog: stat store: %w", err), f.Close())
+		return nil, errors.Join(fmt.Errorf("storage: stat store: %w", err), f.Close())
 	}
 	s := &store{path: path, file: f, buf: bufio.NewWriterSize(f, storeBufferBytes)}
 	s.size.Store(uint64(fi.Size()))
@@ -65,7 +65,7 @@ func (s *store) Append(p []byte) (pos uint64, err error) {
 	n, err := s.buf.Write(p)
 	s.size.Add(uint64(n))
 	if err != nil {
-		return pos, fmt.Errorf("distlog: write %s: %w", s.path, err)
+		return pos, fmt.Errorf("storage: write %s: %w", s.path, err)
 	}
 	return pos, nil
 }
@@ -94,7 +94,7 @@ func (s *store) Read(pos, frameLen uint64) ([]byte, error) {
 	if frameLen >= frameHeaderWidth && frameLen <= size-pos {
 		frame := make([]byte, frameLen)
 		if _, err := s.ReadAt(frame, int64(pos)); err != nil {
-			return nil, fmt.Errorf("distlog: read %s at %d: %w", s.path, pos, err)
+			return nil, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
 		}
 		if n, _ := parseFrameHeader(frame); n == frameLen-frameHeaderWidth {
 			if err := checkFrame(frame[:frameHeaderWidth], frame[frameHeaderWidth:]); err != nil {
@@ -107,7 +107,7 @@ func (s *store) Read(pos, frameLen uint64) ([]byte, error) {
 	}
 	var header [frameHeaderWidth]byte
 	if _, err := s.ReadAt(header[:], int64(pos)); err != nil {
-		return nil, fmt.Errorf("distlog: read %s at %d: %w", s.path, pos, err)
+		return nil, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
 	}
 	n, _ := parseFrameHeader(header[:])
 	if n > size-pos-frameHeaderWidth {
@@ -115,7 +115,7 @@ func (s *store) Read(pos, frameLen uint64) ([]byte, error) {
 	}
 	payload := make([]byte, n)
 	if _, err := s.ReadAt(payload, int64(pos+frameHeaderWidth)); err != nil {
-		return nil, fmt.Errorf("distlog: read %s at %d: %w", s.path, pos, err)
+		return nil, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
 	}
 	if err := checkFrame(header[:], payload); err != nil {
 		return nil, err
@@ -132,7 +132,7 @@ func (s *store) Flush() error {
 
 func (s *store) flushLocked() error {
 	if err := s.buf.Flush(); err != nil {
-		return fmt.Errorf("distlog: flush %s: %w", s.path, err)
+		return fmt.Errorf("storage: flush %s: %w", s.path, err)
 	}
 	s.flushed.Store(s.size.Load())
 	return nil
@@ -145,7 +145,7 @@ func (s *store) Sync() error {
 		return err
 	}
 	if err := s.file.Sync(); err != nil {
-		return fmt.Errorf("distlog: fsync %s: %w", s.path, err)
+		return fmt.Errorf("storage: fsync %s: %w", s.path, err)
 	}
 	return nil
 }
@@ -158,12 +158,12 @@ func (s *store) Truncate(size uint64) error {
 		return err
 	}
 	if err := s.file.Truncate(int64(size)); err != nil {
-		return fmt.Errorf("distlog: truncate %s to %d: %w", s.path, size, err)
+		return fmt.Errorf("storage: truncate %s to %d: %w", s.path, size, err)
 	}
 	s.size.Store(size)
 	s.flushed.Store(size)
 	if err := s.file.Sync(); err != nil {
-		return fmt.Errorf("distlog: fsync %s: %w", s.path, err)
+		return fmt.Errorf("storage: fsync %s: %w", s.path, err)
 	}
 	return nil
 }
@@ -174,8 +174,8 @@ func (s *store) Close() error {
 	return errors.Join(err, s.file.Close())
 }
 
-// sectionReader reads the first size bytes of the file, bypassing the
-// buffer; used by recovery, which runs before any append.
-func (s *store) sectionReader(size uint64) io.Reader {
-	return io.NewSectionReader(s.file, 0, int64(size))
+// sectionReader reads the bytes from start up to end of the file,
+// bypassing the buffer; used by recovery, which runs before any append.
+func (s *store) sectionReader(start, end uint64) io.Reader {
+	return io.NewSectionReader(s.file, int64(start), int64(end-start))
 }

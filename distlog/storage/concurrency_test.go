@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"errors"
@@ -31,16 +31,16 @@ func TestLogConcurrentAppendRead(t *testing.T) {
 				var off uint64
 				var err error
 				if seq%10 == 9 { // some batches among the single appends
-					off, err = l.AppendBatch([]*api.Record{{Value: value}})
+					off, err = l.AppendBatch([]*Record{{Value: value}})
 				} else {
-					off, err = l.Append(&api.Record{Value: value})
+					off, err = l.Append(&Record{Value: value})
 				}
 				if err != nil {
 					errs <- fmt.Errorf("writer %d: Append: %w", w, err)
 					return
 				}
 				rec, err := l.Read(off)
-				if err != nil || string(rec.GetValue()) != string(value) {
+				if err != nil || string(rec.Value) != string(value) {
 					errs <- fmt.Errorf("writer %d: Read(%d) right after Append = %v, %v; want %q", w, off, rec, err, value)
 					return
 				}
@@ -64,9 +64,9 @@ func TestLogConcurrentAppendRead(t *testing.T) {
 				rec, err := l.Read(off)
 				var w, seq int
 				if err == nil {
-					_, err = fmt.Sscanf(string(rec.GetValue()), "w%d-%d", &w, &seq)
+					_, err = fmt.Sscanf(string(rec.Value), "w%d-%d", &w, &seq)
 				}
-				if err != nil || rec.GetOffset() != off {
+				if err != nil || rec.Offset != off {
 					errs <- fmt.Errorf("reader %d: Read(%d) = %v, %v", r, off, rec, err)
 					return
 				}
@@ -87,7 +87,7 @@ func TestLogConcurrentAppendRead(t *testing.T) {
 		rec, err := l.Read(off)
 		require.NoError(t, err)
 		var w, seq int
-		_, err = fmt.Sscanf(string(rec.GetValue()), "w%d-%d", &w, &seq)
+		_, err = fmt.Sscanf(string(rec.Value), "w%d-%d", &w, &seq)
 		require.NoError(t, err)
 		require.Equal(t, nextSeq[w], seq, "writer %d's records out of order at offset %d", w, off)
 		nextSeq[w]++
@@ -107,7 +107,7 @@ func TestLogConcurrentTruncate(t *testing.T) {
 		defer close(appendDone)
 		for range 400 {
 			next := l.NextOffset()
-			if _, err := l.Append(&api.Record{Value: storageValue(next)}); err != nil {
+			if _, err := l.Append(&Record{Value: storageValue(next)}); err != nil {
 				errs <- err
 				return
 			}
@@ -156,8 +156,8 @@ func TestLogConcurrentTruncate(t *testing.T) {
 				errs <- fmt.Errorf("Read(%d) = %w (lowest now %d)", off, err, nowLowest)
 				return
 			}
-			if string(rec.GetValue()) != string(storageValue(off)) {
-				errs <- fmt.Errorf("Read(%d) = %q, want %q", off, rec.GetValue(), storageValue(off))
+			if string(rec.Value) != string(storageValue(off)) {
+				errs <- fmt.Errorf("Read(%d) = %q, want %q", off, rec.Value, storageValue(off))
 				return
 			}
 		}
@@ -184,7 +184,7 @@ func TestLogGroupCommit(t *testing.T) {
 	errs := make(chan error, appenders)
 	for k := range appenders {
 		go func() {
-			_, err := l.Append(&api.Record{Value: fmt.Appendf(nil, "a%d", k)})
+			_, err := l.Append(&Record{Value: fmt.Appendf(nil, "a%d", k)})
 			errs <- err
 		}()
 	}
@@ -205,7 +205,7 @@ func TestLogSyncOnAppend(t *testing.T) {
 		t.Run(fmt.Sprint(sync), func(t *testing.T) {
 			l := openStorageLog(t, t.TempDir(), func(c *Config) { c.SyncOnAppend = sync })
 			appendStorageRecords(t, l, 3)
-			_, err := l.AppendBatch([]*api.Record{{}, {}, {}})
+			_, err := l.AppendBatch([]*Record{{}, {}, {}})
 			require.NoError(t, err)
 			want := uint64(0)
 			if sync {
@@ -232,9 +232,9 @@ func TestLogSyncCoversFilledSegments(t *testing.T) {
 				defer l.unsyncedMu.Unlock()
 				return len(l.unsynced)
 			}
-			batch := make([]*api.Record, 12) // crosses two segment boundaries
+			batch := make([]*Record, 12) // crosses two segment boundaries
 			for k := range batch {
-				batch[k] = &api.Record{Value: storageValue(uint64(k))}
+				batch[k] = &Record{Value: storageValue(uint64(k))}
 			}
 			_, err := l.AppendBatch(batch)
 			require.NoError(t, err)

@@ -1,12 +1,16 @@
-package distlog
+package storage
 
 import (
 	"bufio"
+	"bytes"
+	"encoding/binary"
 	"errors"
 	"fmt"
+	"hash/crc32"
 	"io"
 	"os"
 	"path/filepath"
+	"slices"
 	"strconv"
 	"strings"
 	"sync/atomic"
@@ -67,6 +71,9 @@ func openSegment(dir string, base uint64, c Config) (*segment, error) {
 	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
 		return nil, fmt.Errorf("segment %d: %w", base, err)
 	}
+	if err := s.checkHeader(); err != nil {
+		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
+	}
 	if s.index, err = openIndex(filepath.Join(dir, segmentFileName(base, indexExt)), c.Segment.MaxIndexBytes); err != nil {
 		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
 	}
@@ -82,10 +89,93 @@ func openSegment(dir string, base uint64, c Config) (*segment, error) {
 func createSegment(dir string, base uint64, c Config) (*segment, error) {
 	for _, ext := range []string{storeExt, indexExt} {
 		if err := os.Remove(filepath.Join(dir, segmentFileName(base, ext))); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("distlog: segment %d: %w", base, err)
+			return nil, fmt.Errorf("storage: segment %d: %w", base, err)
 		}
 	}
 	return openSegment(dir, base, c)
+}
+
+// segmentHeader returns the header of a format-2 store file of the segment
+// at base.
+func segmentHeader(base uint64) []byte {
+	header := make([]byte, 0, segmentHeaderWidth)
+	header = append(header, segmentMagic...)
+	header = binary.BigEndian.AppendUint16(header, FormatVersion)
+	header = binary.BigEndian.AppendUint64(header, base)
+	header = append(header, 0, 0, 0, 0)
+	return binary.BigEndian.AppendUint32(header, crc32.Checksum(header, crc32cTable))
+}
+
+// checkHeader makes sure the store file is a format-2 store of this
+// segment. A new file, or one whose header never reached the disk (shorter
+// than a header, or a header of zeroes: a segment created just before a
+// crash, which cannot hold a record that reached the disk after it), gets
+// a fresh header. A file of another format is refused with
+// ErrUnsupportedFormat, anything else with ErrBadSegmentHeader; neither is
+// read or changed.
+func (s *segment) checkHeader() error {
+	want := segmentHeader(s.baseOffset)
+	size := s.store.Size()
+	got := make([]byte, min(size, uint64(segmentHeaderWidth)))
+	if _, err := s.store.ReadAt(got, 0); err != nil {
+		return fmt.Errorf("storage: read header of %s: %w", s.store.path, err)
+	}
+	switch {
+	case bytes.Equal(got, want):
+		return nil
+	case isFormat1Store(s.store):
+		return fmt.Errorf("%w: %s is format 1", ErrUnsupportedFormat, s.store.path)
+	case len(got) >= len(segmentMagic)+2 && string(got[:len(segmentMagic)]) == segmentMagic:
+		if v := binary.BigEndian.Uint16(got[len(segmentMagic):]); v != FormatVersion {
+			return fmt.Errorf("%w: %s is format %d, this release reads format %d", ErrUnsupportedFormat, s.store.path, v, FormatVersion)
+		}
+		if len(got) == segmentHeaderWidth {
+			return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
+		}
+	case !slices.ContainsFunc(got, func(b byte) bool { return b != 0 }):
+	default:
+		return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
+	}
+	// A short prefix of the header, or zeroes: the segment's creation did
+	// not reach the disk, and no record after it can have.
+	if size > 0 {
+		if !bytes.HasPrefix(want, got) && slices.ContainsFunc(got, func(b byte) bool { return b != 0 }) {
+			return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
+		}
+		s.logger.Warn("segment header never reached the disk; starting the segment empty",
+			zap.String("path", s.store.path), zap.Uint64("store_bytes", size))
+		if err := s.store.Truncate(0); err != nil {
+			return err
+		}
+	}
+	if _, err := s.store.Append(want); err != nil {
+		return err
+	}
+	return s.store.Flush()
+}
+
+// isFormat1Store reports whether the store starts with a whole, valid
+// format-1 frame: [8-byte length][4-byte CRC32-C over length and payload]
+// [payload].
+func isFormat1Store(st *store) bool {
+	const v1HeaderWidth = 12
+	size := st.Size()
+	var header [v1HeaderWidth]byte
+	if size < v1HeaderWidth {
+		return false
+	}
+	if _, err := st.ReadAt(header[:], 0); err != nil {
+		return false
+	}
+	n := binary.BigEndian.Uint64(header[:8])
+	if n > size-v1HeaderWidth || n > maxRecordBytes+64 {
+		return false
+	}
+	payload := make([]byte, n)
+	if _, err := st.ReadAt(payload, v1HeaderWidth); err != nil {
+		return false
+	}
+	return frameChecksum(header[:8], payload) == binary.BigEndian.Uint32(header[8:])
 }
 
 // recover makes the index agree with the store and the store end on a whole
@@ -93,8 +183,8 @@ func createSegment(dir string, base uint64, c Config) (*segment, error) {
 // last indexed frame; anything else rescans the store.
 func (s *segment) recover() error {
 	storeSize := s.store.Size()
-	n, lastPos := s.index.consistentEntries(storeSize)
-	if n == 0 && storeSize == 0 {
+	n, lastPos := s.index.consistentEntries(uint64(segmentHeaderWidth), storeSize)
+	if n == 0 && storeSize == uint64(segmentHeaderWidth) {
 		s.index.setEntries(0)
 		s.nextOffset.Store(s.baseOffset)
 		return nil
@@ -116,8 +206,8 @@ func (s *segment) checkFrameAt(pos, off uint64) (end uint64, ok bool) {
 	if err != nil {
 		return 0, false
 	}
-	rec, err := decodeRecord(payload)
-	if err != nil || rec.GetOffset() != off {
+	got, err := payloadOffset(payload)
+	if err != nil || got != off {
 		return 0, false
 	}
 	return pos + frameHeaderWidth + uint64(len(payload)), true
@@ -128,10 +218,10 @@ func (s *segment) checkFrameAt(pos, off uint64) (end uint64, ok bool) {
 // rewrites the index from it.
 func (s *segment) rebuild() error {
 	storeSize := s.store.Size()
-	r := bufio.NewReaderSize(s.store.sectionReader(storeSize), 256<<10)
+	r := bufio.NewReaderSize(s.store.sectionReader(uint64(segmentHeaderWidth), storeSize), 256<<10)
 	var (
 		positions []uint64
-		pos       uint64
+		pos       = uint64(segmentHeaderWidth)
 		header    [frameHeaderWidth]byte
 		payload   []byte
 		reason    error
@@ -144,7 +234,7 @@ func (s *segment) rebuild() error {
 			break
 		}
 		if _, err := io.ReadFull(r, header[:]); err != nil {
-			return fmt.Errorf("distlog: read %s: %w", s.store.path, err)
+			return fmt.Errorf("storage: read %s: %w", s.store.path, err)
 		}
 		n, _ := parseFrameHeader(header[:])
 		if n > storeSize-pos-frameHeaderWidth {
@@ -156,18 +246,18 @@ func (s *segment) rebuild() error {
 		}
 		payload = payload[:n]
 		if _, err := io.ReadFull(r, payload); err != nil {
-			return fmt.Errorf("distlog: read %s: %w", s.store.path, err)
+			return fmt.Errorf("storage: read %s: %w", s.store.path, err)
 		}
 		if reason = checkFrame(header[:], payload); reason != nil {
 			break
 		}
-		rec, err := decodeRecord(payload)
+		off, err := payloadOffset(payload)
 		if err != nil {
 			reason = err
 			break
 		}
-		if want := s.baseOffset + uint64(len(positions)); rec.GetOffset() != want {
-			reason = fmt.Errorf("%w: %d, want %d", errWrongOffset, rec.GetOffset(), want)
+		if want := s.baseOffset + uint64(len(positions)); off != want {
+			reason = fmt.Errorf("%w: %d, want %d", errWrongOffset, off, want)
 			break
 		}
 		positions = append(positions, pos)
@@ -219,7 +309,7 @@ func (s *segment) fits(frames []byte, starts []uint64) int {
 	n := 0
 	for n < len(starts) && uint64(n) < room {
 		chunk := frameEnd(frames, starts, n) - starts[0]
-		if storeSize+chunk > s.maxStoreBytes && !(storeSize == 0 && n == 0) {
+		if storeSize+chunk > s.maxStoreBytes && !(storeSize == uint64(segmentHeaderWidth) && n == 0) {
 			break
 		}
 		n++
@@ -238,7 +328,7 @@ func (s *segment) appendFrames(frames []byte, starts []uint64) error {
 	rel := s.Len()
 	for k, start := range starts {
 		if err := s.index.Write(rel+uint64(k), pos+start-starts[0]); err != nil {
-			return fmt.Errorf("distlog: segment %d: %w", s.baseOffset, err)
+			return fmt.Errorf("storage: segment %d: %w", s.baseOffset, err)
 		}
 	}
 	s.nextOffset.Add(uint64(len(starts)))
@@ -247,7 +337,7 @@ func (s *segment) appendFrames(frames []byte, starts []uint64) error {
 
 // Read returns the record at off, verified; api.ErrOffsetOutOfRange when
 // the segment does not hold it; *CorruptionError when it fails validation.
-func (s *segment) Read(off uint64) (*api.Record, error) {
+func (s *segment) Read(off uint64) (*Record, error) {
 	if off < s.baseOffset || off >= s.nextOffset.Load() {
 		return nil, api.ErrOffsetOutOfRange{Offset: off}
 	}
@@ -267,14 +357,14 @@ func (s *segment) Read(off uint64) (*api.Record, error) {
 	case errors.Is(err, errShortFrame) || errors.Is(err, errBadChecksum):
 		return nil, corrupt(err)
 	case err != nil:
-		return nil, fmt.Errorf("distlog: read offset %d in segment %d: %w", off, s.baseOffset, err)
+		return nil, fmt.Errorf("storage: read offset %d in segment %d: %w", off, s.baseOffset, err)
 	}
 	rec, err := decodeRecord(payload)
 	if err != nil {
 		return nil, corrupt(err)
 	}
-	if rec.GetOffset() != off {
-		return nil, corrupt(fmt.Errorf("%w: %d", errWrongOffset, rec.GetOffset()))
+	if rec.Offset != off {
+		return nil, corrupt(fmt.Errorf("%w: %d", errWrongOffset, rec.Offset))
 	}
 	return rec, nil
 }
@@ -284,7 +374,7 @@ func (s *segment) Read(off uint64) (*api.Record, error) {
 func (s *segment) TruncateFrom(off uint64) error {
 	pos, ok := s.index.Read(off - s.baseOffset)
 	if !ok {
-		return fmt.Errorf("distlog: segment %d: no index entry for offset %d", s.baseOffset, off)
+		return fmt.Errorf("storage: segment %d: no index entry for offset %d", s.baseOffset, off)
 	}
 	// Store first: if the process dies between the two steps, the index
 	// entries beyond the cut point past the end of the store, and
@@ -318,7 +408,7 @@ func (s *segment) Remove() error {
 	errs := []error{s.Close()}
 	for _, path := range []string{s.index.path, s.store.path} {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
-			errs = append(errs, fmt.Errorf("distlog: remove segment %d: %w", s.baseOffset, err))
+			errs = append(errs, fmt.Errorf("storage: remove segment %d: %w", s.baseOffset, err))
 		}
 	}
 	return errors.Join(errs...)

@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"bytes"
@@ -7,7 +7,6 @@ import (
 	"sync"
 	"testing"
 
-	api "github.com/proglog/proglog/api/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -21,7 +20,7 @@ func readAll(t *testing.T, r io.Reader) []byte {
 func TestSnapshotRoundTrip(t *testing.T) {
 	src := openStorageLog(t, t.TempDir(), smallSegments)
 	appendStorageRecords(t, src, 40)
-	_, err := src.Append(&api.Record{Value: storageValue(40), Term: 7, Type: 3})
+	_, err := src.Append(&Record{Value: storageValue(40), Term: 7, BatchPos: 3})
 	require.NoError(t, err)
 	require.NoError(t, src.Truncate(12))
 	lowest, err := src.LowestOffset()
@@ -35,8 +34,8 @@ func TestSnapshotRoundTrip(t *testing.T) {
 	requireStorageRecords(t, dst, lowest, 41)
 	rec, err := dst.Read(40)
 	require.NoError(t, err)
-	require.Equal(t, uint64(7), rec.GetTerm())
-	require.Equal(t, uint32(3), rec.GetType())
+	require.Equal(t, uint64(7), rec.Term)
+	require.Equal(t, uint32(3), rec.BatchPos)
 
 	// Durable and reopenable, and appends continue after it.
 	require.NoError(t, dst.Close())
@@ -88,7 +87,7 @@ func TestSnapshotWhileAppending(t *testing.T) {
 			default:
 			}
 			next := src.NextOffset()
-			if _, err := src.Append(&api.Record{Value: storageValue(next)}); err != nil {
+			if _, err := src.Append(&Record{Value: storageValue(next)}); err != nil {
 				appendErr <- err
 				return
 			}
@@ -139,7 +138,7 @@ func TestSnapshotRestoreRejects(t *testing.T) {
 	appendStorageRecords(t, src, 12)
 	good := readAll(t, src.Reader())
 	frame0 := snapshotHeaderWidth
-	frame1 := frame0 + frameHeaderWidth + int(binary.BigEndian.Uint64(good[frame0:]))
+	frame1 := frame0 + frameHeaderWidth + int(binary.BigEndian.Uint32(good[frame0:]))
 	tests := []struct {
 		name   string
 		stream func() []byte
@@ -159,7 +158,7 @@ func TestSnapshotRestoreRejects(t *testing.T) {
 		{"a frame missing", func() []byte { return append(bytes.Clone(good[:frame0]), good[frame1:]...) }},
 		{"a huge length", func() []byte {
 			b := bytes.Clone(good)
-			binary.BigEndian.PutUint64(b[frame0:], 1<<50)
+			binary.BigEndian.PutUint32(b[frame0:], 1<<31)
 			return b
 		}},
 	}
@@ -169,7 +168,7 @@ func TestSnapshotRestoreRejects(t *testing.T) {
 			require.ErrorIs(t, dst.Restore(bytes.NewReader(tt.stream())), ErrBadSnapshot)
 			// The log stays usable.
 			next := dst.NextOffset()
-			off, err := dst.Append(&api.Record{Value: []byte("x")})
+			off, err := dst.Append(&Record{Value: []byte("x")})
 			require.NoError(t, err)
 			require.Equal(t, next, off)
 		})

@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"encoding/binary"
@@ -29,7 +29,7 @@ const (
 	maxIndexBytes = entWidth << 26
 )
 
-var errIndexFull = errors.New("distlog: index is full")
+var errIndexFull = errors.New("storage: index is full")
 
 // index maps a segment's relative offsets to store positions.
 //
@@ -54,12 +54,12 @@ type index struct {
 func openIndex(path string, maxBytes uint64) (*index, error) {
 	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
-		return nil, fmt.Errorf("distlog: open index: %w", err)
+		return nil, fmt.Errorf("storage: open index: %w", err)
 	}
 	idx := &index{path: path, file: f, limit: maxBytes / entWidth * entWidth}
 	fi, err := f.Stat()
 	if err != nil {
-		return nil, errors.Join(fmt.Errorf("distlog: stat index: %w", err), f.Close())
+		return nil, errors.Join(fmt.Errorf("storage: stat index: %w", err), f.Close())
 	}
 	// A file larger than maxBytes (written with a larger limit) is mapped
 	// whole so that none of its entries is lost; the segment is then full.
@@ -76,24 +76,24 @@ func (i *index) mapAtLeast(n uint64) error {
 			return nil
 		}
 		if err := i.mmap.UnsafeUnmap(); err != nil {
-			return fmt.Errorf("distlog: unmap %s: %w", i.path, err)
+			return fmt.Errorf("storage: unmap %s: %w", i.path, err)
 		}
 		i.mmap = nil
 	}
 	fi, err := i.file.Stat()
 	if err != nil {
-		return fmt.Errorf("distlog: stat %s: %w", i.path, err)
+		return fmt.Errorf("storage: stat %s: %w", i.path, err)
 	}
 	if uint64(fi.Size()) < n {
 		if err := i.file.Truncate(int64(n)); err != nil {
-			return fmt.Errorf("distlog: grow %s to %d: %w", i.path, n, err)
+			return fmt.Errorf("storage: grow %s to %d: %w", i.path, n, err)
 		}
 	} else {
 		n = uint64(fi.Size())
 	}
 	m, err := gommap.Map(i.file.Fd(), gommap.PROT_READ|gommap.PROT_WRITE, gommap.MAP_SHARED)
 	if err != nil {
-		return fmt.Errorf("distlog: mmap %s: %w", i.path, err)
+		return fmt.Errorf("storage: mmap %s: %w", i.path, err)
 	}
 	i.mmap = m
 	return nil
@@ -127,13 +127,14 @@ func (i *index) Write(rel, pos uint64) error {
 }
 
 // consistentEntries counts the leading entries that can be real: entry k
-// has relative offset k and a position above the previous one and below
-// storeSize. It returns their count and the last one's position.
-func (i *index) consistentEntries(storeSize uint64) (n, lastPos uint64) {
+// has relative offset k and a position at least firstPos, above the
+// previous one and below storeSize. It returns their count and the last
+// one's position.
+func (i *index) consistentEntries(firstPos, storeSize uint64) (n, lastPos uint64) {
 	for at := uint64(0); at+entWidth <= uint64(len(i.mmap)); at += entWidth {
 		rel := uint64(binary.BigEndian.Uint32(i.mmap[at : at+offWidth]))
 		pos := binary.BigEndian.Uint64(i.mmap[at+offWidth : at+entWidth])
-		if rel != n || pos >= storeSize || (n > 0 && pos <= lastPos) || n > 0xFFFFFFFF {
+		if rel != n || pos < firstPos || pos >= storeSize || (n > 0 && pos <= lastPos) || n > 0xFFFFFFFF {
 			break
 		}
 		n, lastPos = n+1, pos
@@ -182,7 +183,7 @@ func (i *index) clearTail() {
 // Sync writes the mapped pages to disk.
 func (i *index) Sync() error {
 	if err := i.mmap.Sync(gommap.MS_SYNC); err != nil {
-		return fmt.Errorf("distlog: msync %s: %w", i.path, err)
+		return fmt.Errorf("storage: msync %s: %w", i.path, err)
 	}
 	return nil
 }
@@ -194,15 +195,15 @@ func (i *index) Close() error {
 	if i.mmap != nil {
 		errs = append(errs, i.Sync())
 		if err := i.mmap.UnsafeUnmap(); err != nil {
-			errs = append(errs, fmt.Errorf("distlog: unmap %s: %w", i.path, err))
+			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", i.path, err))
 		}
 		i.mmap = nil
 	}
 	if err := i.file.Truncate(int64(i.size.Load())); err != nil {
-		errs = append(errs, fmt.Errorf("distlog: truncate %s: %w", i.path, err))
+		errs = append(errs, fmt.Errorf("storage: truncate %s: %w", i.path, err))
 	}
 	if err := i.file.Sync(); err != nil {
-		errs = append(errs, fmt.Errorf("distlog: fsync %s: %w", i.path, err))
+		errs = append(errs, fmt.Errorf("storage: fsync %s: %w", i.path, err))
 	}
 	errs = append(errs, i.file.Close())
 	return errors.Join(errs...)

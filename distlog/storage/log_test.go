@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"bytes"
@@ -14,7 +14,6 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
-	"google.golang.org/protobuf/proto"
 )
 
 // openStorageLog opens a Log in dir with a test logger, closing it at the
@@ -48,7 +47,7 @@ func appendStorageRecords(t testing.TB, l *Log, n int) {
 	t.Helper()
 	for range n {
 		want := l.NextOffset()
-		got, err := l.Append(&api.Record{Value: storageValue(want)})
+		got, err := l.Append(&Record{Value: storageValue(want)})
 		require.NoError(t, err)
 		require.Equal(t, want, got, "Append offset")
 	}
@@ -65,8 +64,8 @@ func requireStorageRecords(t testing.TB, l *Log, lowest, next uint64) {
 	for off := lowest; off < next; off++ {
 		rec, err := l.Read(off)
 		require.NoError(t, err, "Read(%d)", off)
-		require.Equal(t, off, rec.GetOffset(), "Read(%d).Offset", off)
-		require.Equal(t, storageValue(off), rec.GetValue(), "Read(%d).Value", off)
+		require.Equal(t, off, rec.Offset, "Read(%d).Offset", off)
+		require.Equal(t, storageValue(off), rec.Value, "Read(%d).Value", off)
 	}
 	requireOutOfRange(t, l, next)
 	if lowest > 0 {
@@ -96,20 +95,20 @@ func fiveRecordSegments(c *Config) {
 
 func TestLogAppendRead(t *testing.T) {
 	l := openStorageLog(t, t.TempDir(), smallSegments)
-	in := &api.Record{Value: []byte("hello world"), Term: 3, Type: 2, RaftIndex: 9}
+	in := &Record{Value: []byte("hello world"), Term: 3, BatchPos: 2, EntryIndex: 9}
 	for want := uint64(0); want < 30; want++ {
 		off, err := l.Append(in)
 		require.NoError(t, err)
 		require.Equal(t, want, off)
 		got, err := l.Read(off)
 		require.NoError(t, err)
-		require.Equal(t, in.GetValue(), got.GetValue())
-		require.Equal(t, off, got.GetOffset())
-		require.Equal(t, in.GetTerm(), got.GetTerm())
-		require.Equal(t, in.GetRaftIndex(), got.GetRaftIndex())
-		require.Equal(t, in.GetType(), got.GetType())
+		require.Equal(t, in.Value, got.Value)
+		require.Equal(t, off, got.Offset)
+		require.Equal(t, in.Term, got.Term)
+		require.Equal(t, in.EntryIndex, got.EntryIndex)
+		require.Equal(t, in.BatchPos, got.BatchPos)
 	}
-	require.Equal(t, uint64(0), in.GetOffset(), "Append must not mutate its record")
+	require.Equal(t, uint64(0), in.Offset, "Append must not mutate its record")
 	highest, err := l.HighestOffset()
 	require.NoError(t, err)
 	require.Equal(t, uint64(29), highest)
@@ -135,7 +134,7 @@ func TestLogEmpty(t *testing.T) {
 	require.Equal(t, uint64(10), lowest)
 	require.Equal(t, uint64(9), highest, "HighestOffset is NextOffset-1")
 	require.Equal(t, uint64(10), l.NextOffset())
-	off, err := l.Append(&api.Record{Value: []byte("x")})
+	off, err := l.Append(&Record{Value: []byte("x")})
 	require.NoError(t, err)
 	require.Equal(t, uint64(10), off)
 
@@ -153,7 +152,7 @@ func TestLogReopenExisting(t *testing.T) {
 	require.NoError(t, l.Close(), "Close is idempotent")
 	_, err := l.Read(0)
 	require.ErrorIs(t, err, ErrClosed)
-	_, err = l.Append(&api.Record{})
+	_, err = l.Append(&Record{})
 	require.ErrorIs(t, err, ErrClosed)
 
 	l = openStorageLog(t, dir, smallSegments)
@@ -235,7 +234,7 @@ func TestLogMaxStoreBytes(t *testing.T) {
 		c.MaxRecordBytes = 4000
 	})
 	appendStorageRecords(t, l, 40)
-	_, err := l.Append(&api.Record{Value: bytes.Repeat([]byte{'x'}, 3000)})
+	_, err := l.Append(&Record{Value: bytes.Repeat([]byte{'x'}, 3000)})
 	require.NoError(t, err, "a record larger than MaxStoreBytes gets a segment of its own")
 	for _, s := range l.segments[:len(l.segments)-1] {
 		if s.Len() > 1 {
@@ -244,55 +243,55 @@ func TestLogMaxStoreBytes(t *testing.T) {
 	}
 	rec, err := l.Read(40)
 	require.NoError(t, err)
-	require.Len(t, rec.GetValue(), 3000)
+	require.Len(t, rec.Value, 3000)
 }
 
 func TestLogRecordTooLarge(t *testing.T) {
 	l := openStorageLog(t, t.TempDir(), func(c *Config) { c.MaxRecordBytes = 100 })
 	appendStorageRecords(t, l, 2)
-	_, err := l.Append(&api.Record{Value: make([]byte, 101)})
+	_, err := l.Append(&Record{Value: make([]byte, 101)})
 	require.ErrorIs(t, err, ErrRecordTooLarge)
 	require.Contains(t, err.Error(), "101")
 
-	_, err = l.AppendBatch([]*api.Record{{Value: []byte("ok")}, {Value: make([]byte, 101)}})
+	_, err = l.AppendBatch([]*Record{{Value: []byte("ok")}, {Value: make([]byte, 101)}})
 	require.ErrorIs(t, err, ErrRecordTooLarge)
 	require.Equal(t, uint64(2), l.NextOffset(), "a refused batch writes nothing")
 
 	_, err = l.Append(nil)
 	require.ErrorIs(t, err, ErrNilRecord)
 
-	off, err := l.Append(&api.Record{Value: make([]byte, 100)})
+	off, err := l.Append(&Record{Value: make([]byte, 100)})
 	require.NoError(t, err, "the log stays usable")
 	require.Equal(t, uint64(2), off)
 	for off := range uint64(2) {
 		rec, err := l.Read(off)
 		require.NoError(t, err)
-		require.Equal(t, storageValue(off), rec.GetValue())
+		require.Equal(t, storageValue(off), rec.Value)
 	}
 }
 
 func TestLogAppendDoesNotMutate(t *testing.T) {
 	l := openStorageLog(t, t.TempDir(), nil)
 	appendStorageRecords(t, l, 3)
-	in := &api.Record{Value: []byte("v"), Offset: 77, Term: 5, Type: 1}
-	before := proto.Clone(in)
+	in := &Record{Value: []byte("v"), Offset: 77, Term: 5, BatchPos: 1}
+	before := *in
 	off, err := l.Append(in)
 	require.NoError(t, err)
 	require.Equal(t, uint64(3), off, "the record's Offset is ignored")
-	require.True(t, proto.Equal(before, in), "Append changed its record: %v, want %v", in, before)
-	batch := []*api.Record{{Value: []byte("a"), Offset: 9}, {Value: []byte("b")}}
+	require.Equal(t, before, *in, "Append changed its record")
+	batch := []*Record{{Value: []byte("a"), Offset: 9}, {Value: []byte("b")}}
 	_, err = l.AppendBatch(batch)
 	require.NoError(t, err)
-	require.Equal(t, uint64(9), batch[0].GetOffset())
-	require.Equal(t, uint64(0), batch[1].GetOffset())
+	require.Equal(t, uint64(9), batch[0].Offset)
+	require.Equal(t, uint64(0), batch[1].Offset)
 }
 
 func TestLogAppendBatch(t *testing.T) {
 	l := openStorageLog(t, t.TempDir(), smallSegments)
 	appendStorageRecords(t, l, 3)
-	var batch []*api.Record
+	var batch []*Record
 	for off := uint64(3); off < 40; off++ {
-		batch = append(batch, &api.Record{Value: storageValue(off)})
+		batch = append(batch, &Record{Value: storageValue(off)})
 	}
 	first, err := l.AppendBatch(batch)
 	require.NoError(t, err)
@@ -406,8 +405,8 @@ func TestLogClosedErrors(t *testing.T) {
 	appendStorageRecords(t, l, 2)
 	require.NoError(t, l.Close())
 	calls := map[string]func() error{
-		"Append":        func() error { _, err := l.Append(&api.Record{}); return err },
-		"AppendBatch":   func() error { _, err := l.AppendBatch([]*api.Record{{}}); return err },
+		"Append":        func() error { _, err := l.Append(&Record{}); return err },
+		"AppendBatch":   func() error { _, err := l.AppendBatch([]*Record{{}}); return err },
 		"Read":          func() error { _, err := l.Read(0); return err },
 		"LowestOffset":  func() error { _, err := l.LowestOffset(); return err },
 		"HighestOffset": func() error { _, err := l.HighestOffset(); return err },
@@ -454,23 +453,23 @@ func TestLogAppended(t *testing.T) {
 	requireOpen(t, ch, "before the append")
 	done := make(chan error, 1)
 	go func() {
-		_, err := l.Append(&api.Record{Value: storageValue(3)})
+		_, err := l.Append(&Record{Value: storageValue(3)})
 		done <- err
 	}()
 	waitClosed(t, ch, "Append")
 	require.NoError(t, <-done)
 	rec, err := l.Read(3)
 	require.NoError(t, err)
-	require.Equal(t, storageValue(3), rec.GetValue())
+	require.Equal(t, storageValue(3), rec.Value)
 
 	changes := []struct {
 		name   string
 		change func() error
 	}{
 		{"AppendBatch", func() error {
-			batch := make([]*api.Record, 10)
+			batch := make([]*Record, 10)
 			for k := range batch {
-				batch[k] = &api.Record{Value: []byte("batch")}
+				batch[k] = &Record{Value: []byte("batch")}
 			}
 			_, err := l.AppendBatch(batch)
 			return err
@@ -515,7 +514,7 @@ func TestLogReferenceModel(t *testing.T) {
 		for off := lowest; off < next; off++ {
 			rec, err := l.Read(off)
 			require.NoError(t, err, "step %d (%s): Read(%d)", step, op, off)
-			require.Equal(t, model[off], rec.GetValue(), "step %d (%s): Read(%d)", step, op, off)
+			require.Equal(t, model[off], rec.Value, "step %d (%s): Read(%d)", step, op, off)
 		}
 		requireOutOfRange(t, l, next)
 	}
@@ -525,22 +524,22 @@ func TestLogReferenceModel(t *testing.T) {
 		case k < 45:
 			op = "Append"
 			v := fmt.Appendf(nil, "v%d-%d", step, rng.Uint64())
-			off, err := l.Append(&api.Record{Value: v})
+			off, err := l.Append(&Record{Value: v})
 			require.NoError(t, err)
 			require.Equal(t, next, off)
 			model[off] = v
 			next++
 		case k < 60:
 			op = "AppendBatch"
-			var batch []*api.Record
+			var batch []*Record
 			for j := range rng.IntN(12) {
-				batch = append(batch, &api.Record{Value: fmt.Appendf(nil, "b%d-%d", step, j)})
+				batch = append(batch, &Record{Value: fmt.Appendf(nil, "b%d-%d", step, j)})
 			}
 			first, err := l.AppendBatch(batch)
 			require.NoError(t, err)
 			require.Equal(t, next, first)
 			for _, r := range batch {
-				model[next] = r.GetValue()
+				model[next] = r.Value
 				next++
 			}
 		case k < 70:

@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"os"
@@ -12,8 +12,7 @@ import (
 func appendToSegment(t *testing.T, s *segment, value []byte) uint64 {
 	t.Helper()
 	off := s.nextOffset.Load()
-	frame, err := appendFrame(nil, &api.Record{Value: value, Offset: off})
-	require.NoError(t, err)
+	frame := appendFrame(nil, &Record{Value: value}, off)
 	require.Equal(t, 1, s.fits(frame, []uint64{0}))
 	require.NoError(t, s.appendFrames(frame, []uint64{0}))
 	return off
@@ -25,7 +24,7 @@ func TestSegment(t *testing.T) {
 	c.Segment.MaxStoreBytes = 1024
 	c.Segment.MaxIndexBytes = 3 * entWidth
 	c.Logger = zaptest.NewLogger(t)
-	c, err := c.withDefaults()
+	c, err := c.WithDefaults()
 	require.NoError(t, err)
 
 	s, err := createSegment(dir, 16, c)
@@ -37,11 +36,10 @@ func TestSegment(t *testing.T) {
 		require.Equal(t, 16+k, off)
 		rec, err := s.Read(off)
 		require.NoError(t, err)
-		require.Equal(t, []byte("hello world"), rec.GetValue())
+		require.Equal(t, []byte("hello world"), rec.Value)
 	}
 	require.True(t, s.IsMaxed(), "maxed by the index")
-	frame, err := appendFrame(nil, &api.Record{Value: []byte("x"), Offset: 19})
-	require.NoError(t, err)
+	frame := appendFrame(nil, &Record{Value: []byte("x")}, 19)
 	require.Zero(t, s.fits(frame, []uint64{0}))
 	_, err = s.Read(19)
 	require.ErrorAs(t, err, new(api.ErrOffsetOutOfRange))

@@ -1,10 +1,9 @@
-package distlog
+package storage
 
 import (
 	"path/filepath"
 	"testing"
 
-	api "github.com/proglog/proglog/api/v1"
 	"github.com/stretchr/testify/require"
 )
 
@@ -14,8 +13,7 @@ func TestStoreAppendRead(t *testing.T) {
 	require.NoError(t, err)
 	var positions []uint64
 	for off := range uint64(4) {
-		frame, err := appendFrame(nil, &api.Record{Value: storageValue(off), Offset: off})
-		require.NoError(t, err)
+		frame := appendFrame(nil, &Record{Value: storageValue(off)}, off)
 		pos, err := s.Append(frame)
 		require.NoError(t, err)
 		require.Equal(t, s.Size()-uint64(len(frame)), pos)
@@ -28,7 +26,7 @@ func TestStoreAppendRead(t *testing.T) {
 		require.NoError(t, err, "Read(%d)", pos)
 		rec, err := decodeRecord(payload)
 		require.NoError(t, err)
-		require.Equal(t, storageValue(uint64(off)), rec.GetValue())
+		require.Equal(t, storageValue(uint64(off)), rec.Value)
 	}
 	header := make([]byte, frameHeaderWidth)
 	n, err := s.ReadAt(header, int64(positions[1]))
@@ -43,7 +41,7 @@ func TestStoreAppendRead(t *testing.T) {
 		require.NoError(t, err, "Read(%d, %d)", positions[1], hint)
 		rec, err := decodeRecord(payload)
 		require.NoError(t, err)
-		require.Equal(t, storageValue(1), rec.GetValue())
+		require.Equal(t, storageValue(1), rec.Value)
 	}
 
 	_, err = s.Read(s.Size()-3, 0)
@@ -62,8 +60,7 @@ func TestStoreAppendRead(t *testing.T) {
 }
 
 func TestFrameChecksumCoversLength(t *testing.T) {
-	frame, err := appendFrame(nil, &api.Record{Value: []byte("abc"), Offset: 1})
-	require.NoError(t, err)
+	frame := appendFrame(nil, &Record{Value: []byte("abc")}, 1)
 	header, payload := frame[:frameHeaderWidth], frame[frameHeaderWidth:]
 	require.NoError(t, checkFrame(header, payload))
 	for i := range frame {

@@ -1,4 +1,4 @@
-package distlog
+package storage
 
 import (
 	"fmt"
@@ -47,9 +47,9 @@ type Config struct {
 	Logger *zap.Logger
 }
 
-// withDefaults returns c with defaults filled in, or an error naming the
+// WithDefaults returns c with defaults filled in, or an error naming the
 // first field it cannot use.
-func (c Config) withDefaults() (Config, error) {
+func (c Config) WithDefaults() (Config, error) {
 	if c.Segment.MaxStoreBytes == 0 {
 		c.Segment.MaxStoreBytes = DefaultMaxStoreBytes
 	}
@@ -76,3 +76,6 @@ func (c Config) withDefaults() (Config, error) {
 	}
 	return c, nil
 }
+
+// MaxRecordBytesLimit is the largest Config.MaxRecordBytes accepted.
+const MaxRecordBytesLimit = maxRecordBytes

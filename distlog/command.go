@@ -1,0 +1,235 @@
+package distlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+)
+
+// A Raft command entry's Data is one command: a version, a kind, and the
+// kind's fields, all length-checked when decoded.
+//
+//	[1 byte version = 2][1 byte kind][fields]
+//
+//	append (1):        [uvarint topic length][topic][8-byte timestamp, Unix ns][uvarint count][count × (uvarint length, value)]
+//	create-topic (2):  [uvarint name length][name][8-byte MaxRecordBytes][8-byte SegmentBytes]
+//	delete-topic (3):  [uvarint name length][name]
+//
+// Integers are big-endian. Version 1 was the previous release's
+// append-batch command ([1][uvarint count][values], no topic). The
+// timestamp is stamped once by the leader that proposes the entry, so
+// every replica stores the same bytes. Offsets are not in the command:
+// every node assigns the same ones because it applies the same entries in
+// the same order.
+//
+// A command this version does not know (another version, or a kind such
+// as the next features' truncate, commit-offset and producer-sequence) stops
+// the state machine (ErrUnknownCommand): skipping it would let this node's
+// state diverge from the nodes that applied it. A change to a kind's fields
+// takes a new version for that reason; a node never reads past the fields
+// it knows.
+const (
+	commandVersion byte = 2
+
+	kindAppend      byte = 1
+	kindCreateTopic byte = 2
+	kindDeleteTopic byte = 3
+	// Reserved for the next issue, unknown (and so fail-stop) today.
+	kindTruncate         byte = 4
+	kindCommitOffset     byte = 5
+	kindProducerSequence byte = 6
+
+	// commandHeaderBytes is the version and kind.
+	commandHeaderBytes = 2
+	// topicConfigBytes is the encoded TopicConfig.
+	topicConfigBytes = 16
+)
+
+// ErrBadCommand is returned (through the Apply response) for a Raft entry
+// of a known version and kind whose fields do not decode. Every node
+// decodes the same bytes, so every node refuses it alike and nothing
+// changes.
+var ErrBadCommand = errors.New("distlog: malformed raft command")
+
+// ErrUnknownCommand stops the state machine: a Raft entry holds a command
+// version or kind this release does not know (written by a newer release).
+// The node applies nothing more until it is restarted with a release that
+// knows it.
+var ErrUnknownCommand = errors.New("distlog: raft command of an unknown version or kind; this node stops applying: upgrade it to the release the leader runs")
+
+// command is a decoded Raft command.
+type command struct {
+	kind byte
+	// topic is the append's topic, or the name of the topic created or
+	// deleted.
+	topic string
+	// append
+	timestamp int64
+	values    [][]byte
+	// create-topic
+	config TopicConfig
+}
+
+// encodeAppend encodes an append command of values to topic, stamped ts.
+func encodeAppend(topic string, ts int64, values [][]byte) []byte {
+	size := commandHeaderBytes + binary.MaxVarintLen64 + len(topic) + 8 + binary.MaxVarintLen64
+	for _, v := range values {
+		size += binary.MaxVarintLen64 + len(v)
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, commandVersion, kindAppend)
+	buf = appendString(buf, topic)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(ts))
+	buf = binary.AppendUvarint(buf, uint64(len(values)))
+	for _, v := range values {
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		buf = append(buf, v...)
+	}
+	return buf
+}
+
+// appendCommandSize is the encoded size of an append command of values of
+// these lengths to topic, computed without encoding it.
+func appendCommandSize(topic string, lengths []int) uint64 {
+	size := uint64(commandHeaderBytes + uvarintLen(uint64(len(topic))) + len(topic) + 8 + uvarintLen(uint64(len(lengths))))
+	for _, n := range lengths {
+		size += uint64(uvarintLen(uint64(n)) + n)
+	}
+	return size
+}
+
+// maxAppendFramingBytes bounds what an append command of one value adds
+// to the value, for a topic name of at most maxTopicNameBytes.
+const maxAppendFramingBytes = commandHeaderBytes + binary.MaxVarintLen64 + maxTopicNameBytes + 8 + 2*binary.MaxVarintLen64
+
+// encodeCreateTopic encodes a create-topic command.
+func encodeCreateTopic(name string, cfg TopicConfig) []byte {
+	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+topicConfigBytes)
+	buf = append(buf, commandVersion, kindCreateTopic)
+	buf = appendString(buf, name)
+	buf = binary.BigEndian.AppendUint64(buf, cfg.MaxRecordBytes)
+	return binary.BigEndian.AppendUint64(buf, cfg.SegmentBytes)
+}
+
+// encodeDeleteTopic encodes a delete-topic command.
+func encodeDeleteTopic(name string) []byte {
+	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name))
+	buf = append(buf, commandVersion, kindDeleteTopic)
+	return appendString(buf, name)
+}
+
+func appendString(buf []byte, s string) []byte {
+	buf = binary.AppendUvarint(buf, uint64(len(s)))
+	return append(buf, s...)
+}
+
+func uvarintLen(v uint64) int {
+	n := 1
+	for v >= 0x80 {
+		v >>= 7
+		n++
+	}
+	return n
+}
+
+// decodeCommand decodes a command entry. An unknown version or kind is
+// ErrUnknownCommand; fields that do not decode are ErrBadCommand. Values
+// alias data.
+func decodeCommand(data []byte) (command, error) {
+	if len(data) < commandHeaderBytes {
+		return command{}, fmt.Errorf("%w: %d bytes, shorter than a command header", ErrBadCommand, len(data))
+	}
+	if data[0] != commandVersion {
+		return command{}, fmt.Errorf("%w: version %d (this release knows %d)", ErrUnknownCommand, data[0], commandVersion)
+	}
+	d := decoder{rest: data[commandHeaderBytes:]}
+	c := command{kind: data[1]}
+	switch c.kind {
+	case kindAppend:
+		c.topic = d.string("topic")
+		c.timestamp = int64(d.uint64("timestamp"))
+		count := d.uvarint("record count")
+		// Each value takes at least its one-byte length: a count beyond
+		// that is a lie, and must not size an allocation.
+		if d.err == nil && (count == 0 || count > uint64(len(d.rest))) {
+			d.fail(fmt.Sprintf("record count %d with %d bytes left", count, len(d.rest)))
+		}
+		if d.err == nil {
+			c.values = make([][]byte, 0, count)
+		}
+		for i := uint64(0); d.err == nil && i < count; i++ {
+			c.values = append(c.values, d.bytes(fmt.Sprintf("record %d of %d", i, count)))
+		}
+	case kindCreateTopic:
+		c.topic = d.string("name")
+		c.config.MaxRecordBytes = d.uint64("MaxRecordBytes")
+		c.config.SegmentBytes = d.uint64("SegmentBytes")
+	case kindDeleteTopic:
+		c.topic = d.string("name")
+	default:
+		return command{}, fmt.Errorf("%w: kind %d of version %d", ErrUnknownCommand, c.kind, commandVersion)
+	}
+	if d.err == nil && len(d.rest) != 0 {
+		d.fail(fmt.Sprintf("%d trailing bytes", len(d.rest)))
+	}
+	if d.err != nil {
+		return command{}, d.err
+	}
+	return c, nil
+}
+
+// decoder reads length-checked fields; the first failure sticks.
+type decoder struct {
+	rest []byte
+	err  error
+}
+
+func (d *decoder) fail(what string) {
+	if d.err == nil {
+		d.err = fmt.Errorf("%w: %s", ErrBadCommand, what)
+	}
+}
+
+func (d *decoder) uvarint(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	v, n := binary.Uvarint(d.rest)
+	if n <= 0 {
+		d.fail("bad " + field)
+		return 0
+	}
+	d.rest = d.rest[n:]
+	return v
+}
+
+func (d *decoder) uint64(field string) uint64 {
+	if d.err != nil {
+		return 0
+	}
+	if len(d.rest) < 8 {
+		d.fail("short " + field)
+		return 0
+	}
+	v := binary.BigEndian.Uint64(d.rest)
+	d.rest = d.rest[8:]
+	return v
+}
+
+func (d *decoder) bytes(field string) []byte {
+	n := d.uvarint(field + " length")
+	if d.err != nil {
+		return nil
+	}
+	if n > uint64(len(d.rest)) {
+		d.fail(fmt.Sprintf("%s: length %d with %d bytes left", field, n, len(d.rest)))
+		return nil
+	}
+	v := d.rest[:n:n]
+	d.rest = d.rest[n:]
+	return v
+}
+
+func (d *decoder) string(field string) string {
+	return string(d.bytes(field))
+}

@@ -1,0 +1,469 @@
+package distlog
+
+import (
+	"encoding/binary"
+	"errors"
+	"fmt"
+	"hash/crc32"
+	"io"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+
+	"github.com/hashicorp/raft"
+	"github.com/proglog/proglog/distlog/storage"
+	"go.uber.org/zap"
+)
+
+// A snapshot of the state machine is a stream:
+//
+//	state:  [8 bytes "PLGSNAP2"][4-byte body length][body][4-byte CRC32-C of the body]
+//	body:   [4-byte metadata length][metadata table, see metadata]
+//	        per topic of the table, in its order: [8-byte lowest offset][8-byte next offset]
+//	        [8-byte Raft index and 4-byte batch position of the last record][8-byte stream length]
+//	then, per topic in the same order, the topic's storage stream (storage.Log.Reader format) of that length.
+//
+// The metadata's applied index is the Raft index the snapshot reflects. On
+// the node that takes it, the snapshot is not written out: Snapshot
+// hard-links the topics' segment files (storage.Log.LinkSegments) and the
+// SnapshotStore keeps the links and the state, and produces the stream
+// only when it is read (a follower's InstallSnapshot, or a restore).
+const (
+	snapshotMagic = "PLGSNAP2"
+	// snapshotTopicBytes is one topic's progress in the body.
+	snapshotTopicBytes = 8 + 8 + 8 + 4 + 8
+	// maxSnapshotBodyBytes bounds the body read from a stream.
+	maxSnapshotBodyBytes = 64 << 20
+)
+
+// snapshotTopic is one topic of a snapshot.
+type snapshotTopic struct {
+	lowest, next uint64
+	lastIndex    uint64
+	lastPos      uint32
+	streamBytes  uint64
+}
+
+// snapshotState is a snapshot's state section, decoded.
+type snapshotState struct {
+	meta   metadata
+	topics []snapshotTopic // in meta.topics order
+}
+
+func (s snapshotState) encode() []byte {
+	meta := s.meta.encode()
+	body := make([]byte, 0, 4+len(meta)+len(s.topics)*snapshotTopicBytes)
+	body = binary.BigEndian.AppendUint32(body, uint32(len(meta)))
+	body = append(body, meta...)
+	for _, t := range s.topics {
+		body = binary.BigEndian.AppendUint64(body, t.lowest)
+		body = binary.BigEndian.AppendUint64(body, t.next)
+		body = binary.BigEndian.AppendUint64(body, t.lastIndex)
+		body = binary.BigEndian.AppendUint32(body, t.lastPos)
+		body = binary.BigEndian.AppendUint64(body, t.streamBytes)
+	}
+	buf := make([]byte, 0, len(snapshotMagic)+8+len(body))
+	buf = append(buf, snapshotMagic...)
+	buf = binary.BigEndian.AppendUint32(buf, uint32(len(body)))
+	buf = append(buf, body...)
+	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(body, castagnoli))
+}
+
+// readSnapshotState reads a snapshot's state section from r.
+func readSnapshotState(r io.Reader) (snapshotState, error) {
+	var head [len(snapshotMagic) + 4]byte
+	if _, err := io.ReadFull(r, head[:]); err != nil {
+		return snapshotState{}, fmt.Errorf("%w: state header: %w", ErrBadSnapshot, err)
+	}
+	if string(head[:len(snapshotMagic)]) != snapshotMagic {
+		return snapshotState{}, fmt.Errorf("%w: not a distlog snapshot of this format (magic %q)", ErrBadSnapshot, head[:len(snapshotMagic)])
+	}
+	n := binary.BigEndian.Uint32(head[len(snapshotMagic):])
+	if n > maxSnapshotBodyBytes {
+		return snapshotState{}, fmt.Errorf("%w: state of %d bytes", ErrBadSnapshot, n)
+	}
+	body := make([]byte, n+4)
+	if _, err := io.ReadFull(r, body); err != nil {
+		return snapshotState{}, fmt.Errorf("%w: state: %w", ErrBadSnapshot, err)
+	}
+	body, sum := body[:n], binary.BigEndian.Uint32(body[n:])
+	if got := crc32.Checksum(body, castagnoli); got != sum {
+		return snapshotState{}, fmt.Errorf("%w: state checksum %#08x, stored %#08x", ErrBadSnapshot, got, sum)
+	}
+	if len(body) < 4 || uint64(binary.BigEndian.Uint32(body)) > uint64(len(body)-4) {
+		return snapshotState{}, fmt.Errorf("%w: bad metadata length", ErrBadSnapshot)
+	}
+	metaLen := binary.BigEndian.Uint32(body)
+	meta, err := decodeMetadata(body[4 : 4+metaLen])
+	if err != nil {
+		return snapshotState{}, fmt.Errorf("%w: %w", ErrBadSnapshot, err)
+	}
+	rest := body[4+metaLen:]
+	if len(rest) != len(meta.topics)*snapshotTopicBytes {
+		return snapshotState{}, fmt.Errorf("%w: %d bytes of progress for %d topics", ErrBadSnapshot, len(rest), len(meta.topics))
+	}
+	s := snapshotState{meta: meta}
+	for range meta.topics {
+		t := snapshotTopic{
+			lowest:      binary.BigEndian.Uint64(rest),
+			next:        binary.BigEndian.Uint64(rest[8:]),
+			lastIndex:   binary.BigEndian.Uint64(rest[16:]),
+			lastPos:     binary.BigEndian.Uint32(rest[24:]),
+			streamBytes: binary.BigEndian.Uint64(rest[28:]),
+		}
+		if t.next < t.lowest || t.streamBytes < storage.StreamHeaderBytes {
+			return snapshotState{}, fmt.Errorf("%w: topic progress %+v", ErrBadSnapshot, t)
+		}
+		s.topics = append(s.topics, t)
+		rest = rest[snapshotTopicBytes:]
+	}
+	return s, nil
+}
+
+// Snapshot implements raft.FSM. It runs on the FSM goroutine, so the
+// capture holds exactly the state up to the last applied entry: the table,
+// and for each topic hard links to its segment files and their sizes now
+// (one link per segment, no record copied; see storage.Log.LinkSegments).
+func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.failed != nil {
+		return nil, fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)
+	}
+	f.stagings++
+	stage := filepath.Join(f.stagingDir, fmt.Sprintf("capture-%d", f.stagings))
+	if err := os.RemoveAll(stage); err != nil {
+		return nil, fmt.Errorf("distlog: snapshot: %w", err)
+	}
+	snap := &fsmSnapshot{dir: stage, logger: f.logger}
+	fail := func(err error) (raft.FSMSnapshot, error) {
+		snap.Release()
+		return nil, fmt.Errorf("distlog: snapshot: %w", err)
+	}
+	if err := os.MkdirAll(stage, 0o755); err != nil {
+		return fail(err)
+	}
+	state := snapshotState{meta: metadata{applied: f.applied}}
+	names := make([]string, 0, len(f.topics))
+	for name := range f.topics {
+		names = append(names, name)
+	}
+	slices.Sort(names)
+	for _, name := range names {
+		t := f.topics[name]
+		dir := strconv10(t.id)
+		if err := os.Mkdir(filepath.Join(stage, dir), 0o755); err != nil {
+			return fail(err)
+		}
+		c, err := t.log.LinkSegments(filepath.Join(stage, dir))
+		if err != nil {
+			return fail(fmt.Errorf("topic %q: %w", name, err))
+		}
+		state.meta.topics = append(state.meta.topics, t.topicMeta)
+		state.topics = append(state.topics, snapshotTopic{
+			lowest: c.Lowest, next: c.Next, lastIndex: t.lastIndex, lastPos: t.lastPos, streamBytes: c.StreamBytes(),
+		})
+		last := c.Segments[len(c.Segments)-1]
+		snap.parts = append(snap.parts,
+			snapshotPart{Data: c.StreamHeader()},
+			snapshotPart{Dir: dir, Files: uint64(len(c.Segments)), LastSize: last.Size})
+	}
+	snap.parts = append([]snapshotPart{{Data: state.encode()}}, snap.parts...)
+	if err := storage.SyncDir(stage); err != nil {
+		return fail(err)
+	}
+	return snap, nil
+}
+
+// strconv10 is id as the name of its directory in a capture.
+func strconv10(id uint64) string { return fmt.Sprintf("%020d", id) }
+
+// fsmSnapshot is a capture of the state machine: hard links in dir and the
+// parts that make up its stream.
+type fsmSnapshot struct {
+	dir    string
+	parts  []snapshotPart
+	logger *zap.Logger
+}
+
+// Persist implements raft.FSMSnapshot. A sink of the SnapshotStore takes
+// the links over (moved, not copied); any other sink gets the stream.
+func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
+	var err error
+	if ours, ok := sink.(*snapshotSink); ok {
+		err = ours.adopt(s.dir, s.parts)
+	} else {
+		r := newPartsReader(s.dir, s.parts)
+		_, err = io.Copy(sink, r)
+		err = errors.Join(err, r.Close())
+	}
+	if err != nil {
+		return errors.Join(fmt.Errorf("distlog: write snapshot: %w", err), sink.Cancel())
+	}
+	return nil
+}
+
+// Release implements raft.FSMSnapshot: it removes the links the sink did
+// not take.
+func (s *fsmSnapshot) Release() {
+	if err := os.RemoveAll(s.dir); err != nil {
+		s.logger.Warn("removing a snapshot capture failed", zap.String("dir", s.dir), zap.Error(err))
+	}
+}
+
+// Restore implements raft.FSM: the state becomes the snapshot's. A topic
+// whose local log already holds the snapshot's records (Raft restores its
+// latest snapshot at every start, and the topics survived the restart) is
+// kept as it is, and its part of the stream is not read when no later topic
+// needs rebuilding; the others are rebuilt from the stream. Local topics
+// the snapshot does not have are removed (entries after the snapshot that
+// created them are replayed).
+func (f *fsm) Restore(rc io.ReadCloser) (err error) {
+	defer func() { err = errors.Join(err, rc.Close()) }()
+	state, err := readSnapshotState(rc)
+	if err != nil {
+		return err
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	keep := make([]bool, len(state.topics))
+	lastRebuilt := -1
+	for i, tm := range state.meta.topics {
+		local, ok := f.topics[tm.name]
+		keep[i] = f.failed == nil && ok && local.id == tm.id && local.log != nil && local.holds(state.topics[i])
+		if !keep[i] {
+			lastRebuilt = i
+		}
+	}
+	topics := make(map[string]*topicState, len(state.meta.topics))
+	var opened []*topicState // new logs, closed if the restore fails
+	fail := func(err error) error {
+		for _, t := range opened {
+			err = errors.Join(err, t.log.Close())
+		}
+		f.failed = err
+		return err
+	}
+	for i, tm := range state.meta.topics {
+		st := state.topics[i]
+		if keep[i] {
+			topics[tm.name] = f.topics[tm.name]
+			if i < lastRebuilt {
+				if _, err := io.CopyN(io.Discard, rc, int64(st.streamBytes)); err != nil {
+					return fail(fmt.Errorf("%w: topic %q: %w", ErrBadSnapshot, tm.name, err))
+				}
+			}
+			continue
+		}
+		t, ok := f.topics[tm.name]
+		if !ok || t.id != tm.id || t.log == nil {
+			if t, err = f.openTopic(tm); err != nil {
+				return fail(err)
+			}
+			opened = append(opened, t)
+		}
+		if err := t.log.Restore(io.LimitReader(rc, int64(st.streamBytes))); err != nil {
+			return fail(fmt.Errorf("distlog: restore topic %q: %w", tm.name, err))
+		}
+		if next := t.log.NextOffset(); next != st.next {
+			return fail(fmt.Errorf("%w: topic %q restored up to %d, snapshot says %d", ErrBadSnapshot, tm.name, next, st.next))
+		}
+		t.lastIndex, t.lastPos = st.lastIndex, st.lastPos
+		topics[tm.name] = t
+		f.restores++
+		f.logger.Info("restored topic from snapshot", zap.String("topic", tm.name), zap.Uint64("next_offset", st.next))
+	}
+	old := f.topics
+	f.topics = topics
+	if err := f.persistMetaLocked(state.meta.applied); err != nil {
+		return fail(err)
+	}
+	f.applied = state.meta.applied
+	var errs []error
+	for name, t := range old {
+		if topics[name] != t && t.log != nil {
+			errs = append(errs, t.log.Remove())
+		}
+	}
+	if err := errors.Join(errs...); err != nil {
+		f.logger.Warn("removing topics replaced by a snapshot failed", zap.Error(err))
+	}
+	f.failed = nil
+	f.logger.Info("state restored from snapshot", zap.Uint64("applied_index", state.meta.applied),
+		zap.Int("topics", len(topics)), zap.Int("rebuilt", lastRebuilt+1-countTrue(keep[:lastRebuilt+1])))
+	return nil
+}
+
+func countTrue(b []bool) int {
+	n := 0
+	for _, v := range b {
+		if v {
+			n++
+		}
+	}
+	return n
+}
+
+// holds reports whether the topic's log already holds every record of the
+// snapshot's topic st: committed history is the same on every node, so it
+// does when its record at st's last offset came from the same Raft entry
+// and batch position.
+func (t *topicState) holds(st snapshotTopic) bool {
+	if st.next == st.lowest {
+		return true
+	}
+	if t.log.NextOffset() < st.next {
+		return false
+	}
+	rec, err := t.log.Read(st.next - 1)
+	if err != nil {
+		return false
+	}
+	return rec.EntryIndex == st.lastIndex && rec.BatchPos == st.lastPos
+}
+
+// snapshotPart is one piece of a snapshot stream: bytes, or the frames of
+// the store files in a directory of hard links.
+type snapshotPart struct {
+	// Data is inline bytes.
+	Data []byte `json:",omitempty"`
+	// Dir names a directory of Files store files (by storage.StoreFileName,
+	// read in name order, each without its header); every file is read to
+	// its end but the last, which is read to LastSize.
+	Dir      string `json:",omitempty"`
+	Files    uint64 `json:",omitempty"`
+	LastSize uint64 `json:",omitempty"`
+}
+
+// partsReader streams parts whose directories are under root.
+type partsReader struct {
+	root  string
+	parts []snapshotPart
+	// files are the store files left of the directory part being read.
+	files []fileExtent
+	cur   *os.File
+	left  int64 // bytes left in cur
+	data  []byte
+	err   error
+}
+
+type fileExtent struct {
+	path string
+	size int64
+}
+
+func newPartsReader(root string, parts []snapshotPart) *partsReader {
+	return &partsReader{root: root, parts: parts}
+}
+
+// partExtents lists the store files of a directory part and how far each
+// is read.
+func partExtents(root string, p snapshotPart) ([]fileExtent, error) {
+	dir := filepath.Join(root, p.Dir)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return nil, err
+	}
+	var files []fileExtent
+	for _, e := range entries {
+		if strings.HasSuffix(e.Name(), ".store") {
+			files = append(files, fileExtent{path: filepath.Join(dir, e.Name())})
+		}
+	}
+	if uint64(len(files)) != p.Files {
+		return nil, fmt.Errorf("%w: %s holds %d store files, want %d", ErrBadSnapshot, dir, len(files), p.Files)
+	}
+	for k := range files {
+		if k == len(files)-1 {
+			files[k].size = int64(p.LastSize)
+			continue
+		}
+		fi, err := os.Stat(files[k].path)
+		if err != nil {
+			return nil, err
+		}
+		files[k].size = fi.Size()
+	}
+	return files, nil
+}
+
+// partsSize is the length of the stream of parts under root.
+func partsSize(root string, parts []snapshotPart) (int64, error) {
+	var n int64
+	for _, p := range parts {
+		n += int64(len(p.Data))
+		if p.Dir == "" {
+			continue
+		}
+		files, err := partExtents(root, p)
+		if err != nil {
+			return 0, err
+		}
+		for _, f := range files {
+			n += max(0, f.size-storage.SegmentHeaderBytes)
+		}
+	}
+	return n, nil
+}
+
+// Read implements io.Reader.
+func (r *partsReader) Read(p []byte) (int, error) {
+	for r.err == nil {
+		switch {
+		case len(r.data) > 0:
+			n := copy(p, r.data)
+			r.data = r.data[n:]
+			return n, nil
+		case r.cur != nil && r.left > 0:
+			n, err := r.cur.Read(p[:min(int64(len(p)), r.left)])
+			r.left -= int64(n)
+			if err != nil && !(errors.Is(err, io.EOF) && r.left == 0) {
+				if errors.Is(err, io.EOF) {
+					err = io.ErrUnexpectedEOF
+				}
+				r.err = fmt.Errorf("distlog: snapshot: %s: %w", r.cur.Name(), err)
+			}
+			return n, nil
+		case r.cur != nil:
+			r.err = r.cur.Close()
+			r.cur = nil
+		case len(r.files) > 0:
+			f := r.files[0]
+			r.files = r.files[1:]
+			file, err := os.Open(f.path)
+			if err != nil {
+				r.err = fmt.Errorf("distlog: snapshot: %w", err)
+				break
+			}
+			if _, err := file.Seek(storage.SegmentHeaderBytes, io.SeekStart); err != nil {
+				r.err = errors.Join(fmt.Errorf("distlog: snapshot: %w", err), file.Close())
+				break
+			}
+			r.cur, r.left = file, max(0, f.size-storage.SegmentHeaderBytes)
+		case len(r.parts) > 0:
+			part := r.parts[0]
+			r.parts = r.parts[1:]
+			r.data = part.Data
+			if part.Dir != "" {
+				r.files, r.err = partExtents(r.root, part)
+			}
+		default:
+			r.err = io.EOF
+		}
+	}
+	return 0, r.err
+}
+
+// Close releases the file being read. It is idempotent.
+func (r *partsReader) Close() error {
+	if r.err == nil {
+		r.err = errors.New("distlog: snapshot reader closed")
+	}
+	if r.cur == nil {
+		return nil
+	}
+	err := r.cur.Close()
+	r.cur = nil
+	return err
+}

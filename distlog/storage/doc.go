@@ -1,0 +1,58 @@
+// Package storage is proglog's storage engine: a Log of records in
+// segment files on disk, with its own versioned record format.
+//
+// # Layout
+//
+// A Log is a directory of segments. A segment is a store file of records
+// and an index file mapping offsets to store positions, both named by the
+// segment's base offset (the offset of its first record). The last segment
+// is active and takes appends; when it is full (Config.Segment.MaxStoreBytes
+// or MaxIndexBytes) it is flushed and a new one starts; the next Sync
+// fsyncs it.
+//
+//	store:  [segment header: "PLGSEG", format version, base offset, CRC32-C]
+//	        [4-byte length][4-byte CRC32-C][offset, timestamp, term, entry index, batch position, value] ...
+//	index:  [4-byte relative offset][8-byte store position] ...   (memory-mapped)
+//
+// Every record carries a CRC32-C (Castagnoli) over its length and payload,
+// and its own offset; a record that fails either check is reported as a
+// *CorruptionError naming the segment and offset, never returned as data.
+// Record documents the fields. The header names the format (FormatVersion):
+// a store of another format, including format 1 (headerless, written by
+// proglog before data model v2), is refused with ErrUnsupportedFormat and
+// left as it is.
+//
+// # Recovery
+//
+// NewLog recovers what it finds: a process killed at any instant leaves the
+// index at its grown size with a zero tail and the store perhaps ending in a
+// partial frame. Each segment is cut to its longest run of valid frames
+// (garbage after it is truncated, the index rebuilt when it disagrees), and
+// segments after a gap in offsets are dropped, so the log reopens to a
+// prefix of what was appended that holds every record synced before the
+// crash, and the next Append gets the next offset.
+//
+// # Durability
+//
+// Append returns once the record is in the process's write buffer and
+// readable. It survives a crash of the process once it reaches the file
+// (at the next flush: a read of it, Sync, a segment roll, Close) and a
+// power failure once fsynced: set Config.SyncOnAppend, or call Sync (each
+// fsyncs the active segment and every segment filled since the last one).
+// AppendBatch writes a batch with one write and at most one fsync, and
+// concurrent appenders with SyncOnAppend share fsyncs.
+//
+// # Concurrency
+//
+// Appends are serialised with each other; reads run in parallel with each
+// other and with appends (pread on the store, lock-free lookups in the
+// mapped index). Only changes to the list of segments (a roll, Truncate,
+// TruncateFrom, Reset, ResetTo, Restore, Close) wait for reads in flight.
+// A consumer waits for new records on Appended, without polling.
+//
+// # Snapshots
+//
+// Reader streams the log as it was at the call, even while appends
+// continue; Restore rebuilds a log from such a stream with the same
+// offsets. Raft uses them for snapshots.
+package storage

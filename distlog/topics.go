@@ -1,0 +1,61 @@
+package distlog
+
+import (
+	"errors"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// DefaultTopic is the topic of the book's API (requests that name no
+// topic): api.DefaultTopic. It exists on every cluster from bootstrap (and
+// on every data directory from its creation) and cannot be deleted.
+const DefaultTopic = api.DefaultTopic
+
+// maxTopicNameBytes is the longest topic name.
+const maxTopicNameBytes = api.MaxTopicNameLength
+
+// TopicConfig configures a topic. Zero fields take the cluster's setting
+// (DistributedConfig.Log). It is fixed when the topic is created.
+type TopicConfig struct {
+	// MaxRecordBytes is the largest record value, in bytes, the topic
+	// takes. Default (0): the node's Log.MaxRecordBytes. At most the
+	// node's Log.MaxRecordBytes.
+	MaxRecordBytes uint64
+	// SegmentBytes is the store-file size, in bytes, past which the
+	// topic's segment is sealed and a new one started. Default (0): the
+	// node's Log.Segment.MaxStoreBytes.
+	SegmentBytes uint64
+}
+
+// TopicInfo describes a topic as this node has applied it.
+type TopicInfo struct {
+	Name   string
+	Config TopicConfig
+	// LowestOffset is the offset of the first record held (or of the next
+	// one, when the topic holds none).
+	LowestOffset uint64
+	// NextOffset is the offset the next record appended gets; the topic
+	// holds LowestOffset .. NextOffset-1.
+	NextOffset uint64
+	// Records is NextOffset - LowestOffset.
+	Records uint64
+	// Bytes is the size of the topic's store files on this node.
+	Bytes uint64
+	// Segments is the number of segments of the topic's log.
+	Segments int
+}
+
+// validTopicName reports whether name is a topic name (api.TopicNameRule).
+func validTopicName(name string) bool { return api.ValidateTopicName(name) == nil }
+
+// The topic errors are api/v1's: api.TopicNotFoundError,
+// api.TopicExistsError and api.InvalidTopicNameError.
+
+// ErrDefaultTopic is returned by DeleteTopic for DefaultTopic, which the
+// book's API needs (a client error: FailedPrecondition).
+var ErrDefaultTopic = errors.New("distlog: the default topic cannot be deleted")
+
+// ErrInvalidTopicConfig is returned by CreateTopic for a TopicConfig this
+// node cannot honour; the message names the field (a client error:
+// InvalidArgument).
+var ErrInvalidTopicConfig = errors.New("distlog: invalid topic config")

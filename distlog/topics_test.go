@@ -1,0 +1,300 @@
+package distlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"os"
+	"path/filepath"
+	"slices"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	api "github.com/proglog/proglog/api/v1"
+	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
+)
+
+// createTopic creates name through the leader, retrying across a leader
+// change.
+func (c *testCluster) createTopic(name string) {
+	c.t.Helper()
+	require.Eventually(c.t, func() bool {
+		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+		defer cancel()
+		return c.waitLeader().log.CreateTopic(ctx, name, TopicConfig{}) == nil
+	}, waitTimeout, 10*time.Millisecond, "CreateTopic(%q)", name)
+}
+
+// appendTopic appends each value to topic through the leader and returns
+// the acknowledged offsets.
+func (c *testCluster) appendTopic(topic string, values ...string) []uint64 {
+	c.t.Helper()
+	offsets := make([]uint64, len(values))
+	for k, v := range values {
+		require.Eventually(c.t, func() bool {
+			ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+			defer cancel()
+			off, err := c.waitLeader().log.AppendBatch(ctx, topic, []*api.Record{{Value: []byte(v)}})
+			offsets[k] = off
+			return err == nil
+		}, waitTimeout, 10*time.Millisecond, "Append(%q, %q)", topic, v)
+	}
+	return offsets
+}
+
+// requireTopicHolds checks that node holds exactly want in topic at offsets
+// 0..len-1.
+func requireTopicHolds(t *testing.T, node *testNode, topic string, want []string) {
+	t.Helper()
+	ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+	defer cancel()
+	for off, v := range want {
+		rec, err := node.log.Read(ctx, topic, uint64(off))
+		require.NoError(t, err, "%s: Read(%q, %d)", node.id, topic, off)
+		require.Equal(t, v, string(rec.GetValue()), "%s: Read(%q, %d)", node.id, topic, off)
+		require.Equal(t, uint64(off), rec.GetOffset())
+	}
+	require.Eventually(t, func() bool {
+		info, err := node.log.Topic(topic)
+		return err == nil && info.NextOffset == uint64(len(want))
+	}, waitTimeout, 5*time.Millisecond, "%s: topic %q does not end at %d", node.id, topic, len(want))
+}
+
+func TestDistributedTopicAPI(t *testing.T) {
+	c := newTestCluster(t, 2, nil)
+	leader := c.waitLeader()
+	follower := c.followers(leader)[0]
+	ctx := context.Background()
+
+	require.NoError(t, leader.log.CreateTopic(ctx, "orders", TopicConfig{}))
+	require.NoError(t, leader.log.CreateTopic(ctx, "orders", TopicConfig{}), "create is idempotent for the same config")
+	err := leader.log.CreateTopic(ctx, "orders", TopicConfig{SegmentBytes: 4096})
+	require.ErrorAs(t, err, new(api.TopicExistsError))
+	require.ErrorIs(t, err, api.ErrTopicExists)
+	for _, bad := range []string{"", ".", "..", "a/b", strings.Repeat("x", 250), "spaced name"} {
+		require.ErrorAs(t, leader.log.CreateTopic(ctx, bad, TopicConfig{}), new(api.InvalidTopicNameError), "CreateTopic(%q)", bad)
+	}
+	require.ErrorIs(t, leader.log.CreateTopic(ctx, "big", TopicConfig{MaxRecordBytes: 1 << 30}), ErrInvalidTopicConfig)
+	var notLeader api.ErrNotLeader
+	require.ErrorAs(t, follower.log.CreateTopic(ctx, "x", TopicConfig{}), &notLeader)
+	require.ErrorAs(t, follower.log.DeleteTopic(ctx, "orders"), &notLeader)
+
+	// The book's API (no topic) is the default topic.
+	first, err := leader.log.AppendBatch(ctx, "", []*api.Record{{Value: []byte("d0")}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), first)
+	first, err = leader.log.AppendBatch(ctx, "orders", []*api.Record{{Value: []byte("o0")}, {Value: []byte("o1")}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), first, "topics have their own offsets")
+	requireTopicHolds(t, follower, DefaultTopic, []string{"d0"})
+	requireTopicHolds(t, follower, "orders", []string{"o0", "o1"})
+	rec, err := follower.log.Read(ctx, "orders", 1)
+	require.NoError(t, err)
+	require.Equal(t, &api.Record{Value: []byte("o1"), Offset: 1}, rec, "the client's view: value and offset only")
+
+	_, err = leader.log.AppendBatch(ctx, "nope", []*api.Record{{Value: []byte("x")}})
+	require.ErrorAs(t, err, new(api.TopicNotFoundError))
+	_, err = follower.log.Read(ctx, "nope", 0)
+	require.ErrorIs(t, err, api.ErrTopicNotFound)
+	_, err = follower.log.Topic("nope")
+	require.ErrorIs(t, err, api.ErrTopicNotFound)
+	select {
+	case <-follower.log.Appended("nope"):
+	default:
+		t.Fatal("Appended of an unknown topic is not closed")
+	}
+
+	infos := follower.log.Topics()
+	require.Equal(t, []string{DefaultTopic, "orders"}, []string{infos[0].Name, infos[1].Name})
+	require.Equal(t, uint64(2), infos[1].Records)
+	require.Equal(t, 1, infos[1].Segments)
+	require.Positive(t, infos[1].Bytes)
+
+	// Deleting wakes readers waiting on the topic, on every node.
+	waiting := follower.log.Appended("orders")
+	require.ErrorIs(t, leader.log.DeleteTopic(ctx, DefaultTopic), ErrDefaultTopic)
+	require.NoError(t, leader.log.DeleteTopic(ctx, "orders"))
+	select {
+	case <-waiting:
+	case <-time.After(waitTimeout):
+		t.Fatal("a reader waiting on a deleted topic was not woken")
+	}
+	require.Eventually(t, func() bool {
+		_, err := follower.log.Read(ctx, "orders", 0)
+		return errors.Is(err, api.ErrTopicNotFound)
+	}, waitTimeout, 5*time.Millisecond)
+	require.ErrorIs(t, leader.log.DeleteTopic(ctx, "orders"), api.ErrTopicNotFound)
+	require.Len(t, leader.log.Topics(), 1)
+}
+
+// Two topics written concurrently keep independent offsets on every node,
+// across a full restart.
+func TestDistributedTopicsConcurrentWritesAndRestart(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *DistributedConfig) {
+		cfg.Raft.SnapshotThreshold = 32
+		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
+		cfg.Raft.TrailingLogs = 8
+	})
+	c.createTopic("a")
+	c.createTopic("b")
+	const perWriter, writers = 40, 2
+	var wg sync.WaitGroup
+	errs := make(chan error, 2*writers)
+	for _, topic := range []string{"a", "b"} {
+		for w := range writers {
+			wg.Go(func() {
+				leader := c.waitLeader()
+				for k := range perWriter {
+					v := fmt.Sprintf("%s-%d-%d", topic, w, k)
+					if _, err := leader.log.AppendBatch(context.Background(), topic, []*api.Record{{Value: []byte(v)}}); err != nil {
+						errs <- fmt.Errorf("append %s: %w", v, err)
+						return
+					}
+				}
+			})
+		}
+	}
+	wg.Wait()
+	close(errs)
+	for err := range errs {
+		require.NoError(t, err)
+	}
+	// Every node holds the same records at the same offsets in each topic.
+	leader := c.waitLeader()
+	contents := func(node *testNode, topic string) []string {
+		var out []string
+		for off := range uint64(perWriter * writers) {
+			ctx, cancel := context.WithTimeout(context.Background(), waitTimeout)
+			rec, err := node.log.Read(ctx, topic, off)
+			cancel()
+			require.NoError(t, err, "%s: Read(%q, %d)", node.id, topic, off)
+			out = append(out, string(rec.GetValue()))
+		}
+		return out
+	}
+	want := map[string][]string{"a": contents(leader, "a"), "b": contents(leader, "b")}
+	for topic, values := range want {
+		require.Len(t, values, perWriter*writers)
+		for _, v := range values {
+			require.True(t, strings.HasPrefix(v, topic+"-"), "topic %q holds %q", topic, v)
+		}
+		for _, node := range c.nodes {
+			requireTopicHolds(t, node, topic, values)
+		}
+	}
+
+	// A full restart (snapshots taken, then replay) keeps them all.
+	for i := range c.nodes {
+		c.stop(i)
+	}
+	for i := range c.nodes {
+		c.start(i)
+	}
+	c.waitLeader()
+	for topic, values := range want {
+		for _, node := range c.nodes {
+			requireTopicHolds(t, node, topic, values)
+		}
+	}
+	c.appendTopic("a", "after")
+	for _, node := range c.nodes {
+		requireTopicHolds(t, node, "a", append(slices.Clone(want["a"]), "after"))
+		requireTopicHolds(t, node, "b", want["b"])
+	}
+}
+
+// A follower that fell behind a compaction catches up by InstallSnapshot
+// and then holds every topic: those written, created and deleted while it
+// was away included.
+func TestDistributedTopicsCatchUpThroughSnapshot(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *DistributedConfig) {
+		cfg.Raft.SnapshotThreshold = 16
+		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
+		cfg.Raft.TrailingLogs = 4
+		cfg.Log.Segment.MaxIndexBytes = 8 * entWidth // several sealed segments per topic
+	})
+	leader := c.waitLeader()
+	c.createTopic("orders")
+	c.createTopic("audit")
+	wantDefault, wantOrders := values("d", 10), values("o", 10)
+	c.appendValues(wantDefault...)
+	c.appendTopic("orders", wantOrders...)
+	c.appendTopic("audit", "a0")
+	away := c.followers(leader)[0]
+	awayIndex := slices.Index(c.nodes, away)
+	requireTopicHolds(t, away, "orders", wantOrders)
+	awayLast := away.log.Stats().LastIndex
+	c.stop(awayIndex)
+
+	// While it is away: more records, a new topic, a deleted one, and the
+	// log is compacted past everything it has.
+	more := values("o-away", 60)
+	c.appendTopic("orders", more...)
+	wantOrders = append(wantOrders, more...)
+	c.createTopic("late")
+	c.appendTopic("late", "l0", "l1")
+	require.NoError(t, leader.log.DeleteTopic(context.Background(), "audit"))
+	c.appendValues("d-away")
+	wantDefault = append(wantDefault, "d-away")
+	require.Eventually(t, func() bool {
+		first, err := leader.log.logStore.FirstIndex()
+		return err == nil && first > awayLast+1
+	}, waitTimeout, 10*time.Millisecond, "the leader never compacted its log")
+
+	// The leader's snapshots link the segments instead of copying them.
+	metas, err := leader.log.snapshots.list()
+	require.NoError(t, err)
+	require.NotEmpty(t, metas)
+	require.NotNil(t, metas[0].Parts, "the leader's snapshot is not in linked form")
+
+	c.start(awayIndex)
+	requireTopicHolds(t, away, DefaultTopic, wantDefault)
+	requireTopicHolds(t, away, "orders", wantOrders)
+	requireTopicHolds(t, away, "late", []string{"l0", "l1"})
+	_, err = away.log.Topic("audit")
+	require.ErrorIs(t, err, api.ErrTopicNotFound)
+	require.GreaterOrEqual(t, away.log.fsm.restoreCount(), uint64(1), "the node caught up without installing a snapshot")
+	c.appendTopic("orders", "after")
+	for _, node := range c.nodes {
+		requireTopicHolds(t, node, "orders", append(slices.Clone(wantOrders), "after"))
+		requireTopicHolds(t, node, "late", []string{"l0", "l1"})
+		require.Len(t, node.log.Topics(), 3)
+	}
+}
+
+// testdata/v1-datadir is a single-node data directory of three records
+// written by the previous release (commit 0e0b648). It is refused with one
+// line saying what to do, and left unchanged.
+func TestOldDataDirectoryIsRefused(t *testing.T) {
+	dir := t.TempDir()
+	require.NoError(t, os.CopyFS(dir, os.DirFS(filepath.Join("testdata", "v1-datadir"))))
+	before := treeOf(t, dir)
+	cfg := DistributedConfig{Logger: zaptest.NewLogger(t)}
+	cfg.Raft.LocalID = "node-0"
+	cfg.Raft.Bootstrap = true
+	cfg.Raft.StreamLayer = NewStreamLayer(newTestListener(t), nil, nil)
+	_, err := NewDistributedLog(dir, cfg)
+	require.ErrorIs(t, err, ErrOldDataFormat)
+	require.NotContains(t, err.Error(), "\n")
+	require.Contains(t, err.Error(), dir)
+	require.Contains(t, err.Error(), "empty data directory")
+	require.Equal(t, before, treeOf(t, dir), "a refused data directory was changed")
+}
+
+// treeOf maps every file under dir to its contents.
+func treeOf(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	require.NoError(t, filepath.WalkDir(dir, func(path string, d os.DirEntry, err error) error {
+		if err != nil || d.IsDir() {
+			return err
+		}
+		b, err := os.ReadFile(path)
+		files[path] = string(b)
+		return err
+	}))
+	return files
+}
