@@ -158,7 +158,12 @@ func decodeCommand(data []byte) (command, error) {
 			c.values = make([][]byte, 0, count)
 		}
 		for i := uint64(0); d.err == nil && i < count; i++ {
-			c.values = append(c.values, d.bytes(fmt.Sprintf("record %d of %d", i, count)))
+			v, ok := d.value()
+			if !ok {
+				// Formatted only on failure: this loop is the apply path.
+				d.fail(fmt.Sprintf("record %d of %d: bad length", i, count))
+			}
+			c.values = append(c.values, v)
 		}
 	case kindCreateTopic:
 		c.topic = d.string("name")
@@ -228,6 +233,17 @@ func (d *decoder) bytes(field string) []byte {
 	v := d.rest[:n:n]
 	d.rest = d.rest[n:]
 	return v
+}
+
+// value reads a length-prefixed value; false when it does not fit.
+func (d *decoder) value() ([]byte, bool) {
+	n, width := binary.Uvarint(d.rest)
+	if width <= 0 || n > uint64(len(d.rest)-width) {
+		return nil, false
+	}
+	v := d.rest[width : width+int(n) : width+int(n)]
+	d.rest = d.rest[width+int(n):]
+	return v, true
 }
 
 func (d *decoder) string(field string) string {
