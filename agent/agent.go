@@ -43,6 +43,9 @@ type Agent struct {
 	// obs holds metrics, tracing, call logging and health (metrics.go,
 	// health.go).
 	obs *observability
+	// peerTLS follows the TLS handshakes of Raft's connections
+	// (peertls.go).
+	peerTLS *peerHandshakes
 
 	// stopping is closed first thing in Shutdown: it ends open gRPC streams
 	// (server.Config.Stopping) and the reconcile loop.
@@ -142,7 +145,9 @@ func isRaft(r io.Reader) bool {
 
 func (a *Agent) setupLog() error {
 	raftListener := a.mux.Match(isRaft)
-	layer := distlog.NewStreamLayer(raftListener, a.cfg.PeerServerTLSConfig, a.cfg.PeerTLSConfig)
+	a.peerTLS = newPeerHandshakes(a.logger.Named("peertls"), a.cfg.PeerTLSFiles)
+	layer := distlog.NewStreamLayer(raftListener, a.cfg.PeerServerTLSConfig, a.cfg.PeerTLSConfig,
+		distlog.WithHandshakeObserver(a.peerTLS.observe))
 
 	var dc distlog.DistributedConfig
 	dc.Log.MaxRecordBytes = uint64(a.cfg.MaxRecordBytes)

@@ -77,13 +77,23 @@ type Config struct {
 	// ServerTLSConfig secures the gRPC and HTTP servers: it must verify
 	// client certificates when given (tls.VerifyClientCertIfGiven). Required.
 	ServerTLSConfig *tls.Config
-	// PeerTLSConfig is the client side of Raft connections to other nodes:
-	// it presents this node's certificate and verifies the peer's. Required.
+	// PeerTLSConfig is the dialing side of Raft connections to other nodes,
+	// as in the seed book: it presents this node's peer certificate (which
+	// may be a plain client certificate; the book uses its root client
+	// certificate) and verifies the other node's server certificate against
+	// its CA, for the host dialed. Required.
 	PeerTLSConfig *tls.Config
-	// PeerServerTLSConfig is the accepting side of Raft connections: it must
-	// require and verify client certificates. Default: ServerTLSConfig with
-	// ClientAuth raised to tls.RequireAndVerifyClientCert.
+	// PeerServerTLSConfig is the accepting side of Raft connections, the
+	// Raft branch of the RPC port: it serves the server certificate (which
+	// names the hosts peers dial) and requires and verifies the dialer's
+	// peer certificate. Default: ServerTLSConfig with ClientAuth raised to
+	// tls.RequireAndVerifyClientCert.
 	PeerServerTLSConfig *tls.Config
+	// PeerTLSFiles names the files the two peer configurations were read
+	// from. They are used in messages only: a failed peer handshake is
+	// logged (once per peer, at Warn) and reported on /readyz with them.
+	// Optional.
+	PeerTLSFiles PeerTLSFiles
 
 	// ACLModelFile and ACLPolicyFile are the Casbin model and policy.
 	// Required.
@@ -189,6 +199,17 @@ func (c Config) withDefaults() Config {
 		c.PeerServerTLSConfig = peer
 	}
 	return c
+}
+
+// PeerTLSFiles names the certificate files behind a node's Raft TLS, for
+// messages about failed peer handshakes.
+type PeerTLSFiles struct {
+	// CertFile is the peer certificate the node dials with.
+	CertFile string
+	// CAFile verifies the other nodes, both ways.
+	CAFile string
+	// ServerCertFile is the certificate the Raft branch serves.
+	ServerCertFile string
 }
 
 // validate reports the first field that is missing or wrong.

@@ -89,6 +89,11 @@ func (a *Agent) watchReadiness() {
 		leaderID, _ := a.log.Leader()
 		stats := a.log.Stats()
 		ready, reason := state.evaluate(stats, leaderID != "")
+		if failures := a.peerTLS.failures(); !ready && failures != "" {
+			// Why there is no leader, or no progress: say it where an
+			// operator looks first.
+			reason += "; " + failures
+		}
 		a.obs.health.Set(ready, reason)
 		if stats.State == raft.Shutdown.String() {
 			// The log is closing (or crashed, in fault tests): its Appended

@@ -3,6 +3,7 @@ package distlog
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"errors"
 	"fmt"
 	"io"
@@ -42,6 +43,8 @@ type StreamLayer struct {
 	// handshakeTimeout bounds the header byte and TLS handshake of an
 	// accepted connection; tests shorten it.
 	handshakeTimeout time.Duration
+	// observe, when set, hears the outcome of every TLS handshake.
+	observe func(HandshakeResult)
 
 	// mu guards accepted and closed. Raft's transport does not close the
 	// connections it accepted when it shuts down (their goroutines would
@@ -53,6 +56,36 @@ type StreamLayer struct {
 
 var _ raft.StreamLayer = (*StreamLayer)(nil)
 
+// HandshakeResult is the outcome of one TLS handshake of a StreamLayer with a
+// Raft peer, as a handshake observer hears it.
+type HandshakeResult struct {
+	// Peer is the address dialed when Dialing, else the remote address of
+	// the accepted connection (its port is ephemeral).
+	Peer string
+	// Dialing is true for a connection this node opened (it presented its
+	// peer certificate and verified the other node's server certificate),
+	// false for one it accepted (it served its server certificate and
+	// verified the dialer's peer certificate).
+	Dialing bool
+	// Certificate is the leaf certificate the other side presented,
+	// verified or not; nil when it presented none.
+	Certificate *x509.Certificate
+	// Err is nil when the handshake succeeded, else why it failed.
+	Err error
+}
+
+// StreamLayerOption configures a StreamLayer.
+type StreamLayerOption func(*StreamLayer)
+
+// WithHandshakeObserver calls observe after every TLS handshake with a peer,
+// failed or not, on the goroutine of the connection: observe must be quick
+// and must not block. An operator learns from it why peers cannot talk (the
+// agent logs each peer's failure once and reports it on /readyz); Raft itself
+// only sees the failed RPCs and retries them.
+func WithHandshakeObserver(observe func(HandshakeResult)) StreamLayerOption {
+	return func(s *StreamLayer) { s.observe = observe }
+}
+
 // NewStreamLayer returns a StreamLayer that accepts on ln and dials peers.
 // serverTLS is used for connections accepted on ln: it is cloned and its
 // ClientAuth is forced to tls.RequireAndVerifyClientCert, because a Raft peer
@@ -62,8 +95,17 @@ var _ raft.StreamLayer = (*StreamLayer)(nil)
 // dialed address is verified. ln may be a cmux branch already matched on the
 // RaftRPC byte (cmux replays the bytes it matched on, so the byte is still
 // there to be read and checked).
-func NewStreamLayer(ln net.Listener, serverTLS, peerTLS *tls.Config) *StreamLayer {
+//
+// As in the seed book, the two configurations play different parts:
+// serverTLS holds the server certificate (with the IP and DNS names peers
+// dial) and the CA that verifies the dialers' peer certificates, while peerTLS
+// holds the peer certificate, which may be a plain client certificate (the
+// book uses its root client certificate).
+func NewStreamLayer(ln net.Listener, serverTLS, peerTLS *tls.Config, opts ...StreamLayerOption) *StreamLayer {
 	s := &StreamLayer{ln: ln, handshakeTimeout: defaultHandshakeTimeout, accepted: map[*acceptedConn]struct{}{}}
+	for _, opt := range opts {
+		opt(s)
+	}
 	if serverTLS != nil {
 		s.serverTLS = serverTLS.Clone()
 		s.serverTLS.ClientAuth = tls.RequireAndVerifyClientCert
@@ -109,9 +151,13 @@ func (s *StreamLayer) Dial(addr raft.ServerAddress, timeout time.Duration) (net.
 		}
 		tlsConn := tls.Client(conn, cfg)
 		if err := tlsConn.HandshakeContext(ctx); err != nil {
+			s.report(string(addr), true, tlsConn, err)
 			return nil, errors.Join(fmt.Errorf("distlog: tls handshake with raft peer %s: %w", addr, err), conn.Close())
 		}
-		out = tlsConn
+		// With TLS 1.3 the client's handshake ends before the peer has
+		// checked the client's certificate: a refusal arrives as an alert on
+		// the first read, which dialedConn reports.
+		out = &dialedConn{Conn: tlsConn, layer: s, peer: string(addr)}
 	}
 	// Raft sets its own deadlines per RPC from here on.
 	if err := conn.SetDeadline(time.Time{}); err != nil {
@@ -166,6 +212,53 @@ func (s *StreamLayer) Close() error {
 		_ = c.active.Close() // the peer may be gone already; nothing to report
 	}
 	return err
+}
+
+// report tells the handshake observer, if any, how a handshake with peer
+// went.
+func (s *StreamLayer) report(peer string, dialing bool, conn *tls.Conn, err error) {
+	if s.observe == nil {
+		return
+	}
+	result := HandshakeResult{Peer: peer, Dialing: dialing, Err: err}
+	var verifyErr *tls.CertificateVerificationError
+	if errors.As(err, &verifyErr) && len(verifyErr.UnverifiedCertificates) > 0 {
+		result.Certificate = verifyErr.UnverifiedCertificates[0]
+	} else if certs := conn.ConnectionState().PeerCertificates; len(certs) > 0 {
+		result.Certificate = certs[0]
+	}
+	s.observe(result)
+}
+
+// dialedConn is a TLS connection this layer dialed. Its first read settles
+// whether the peer accepted this node's certificate, which TLS 1.3 tells
+// only then; it reports that outcome to the handshake observer.
+type dialedConn struct {
+	*tls.Conn
+	layer    *StreamLayer
+	peer     string
+	reported atomic.Bool
+}
+
+// Read implements net.Conn.
+func (c *dialedConn) Read(b []byte) (int, error) {
+	n, err := c.Conn.Read(b)
+	if c.reported.Load() {
+		return n, err
+	}
+	var opErr *net.OpError
+	switch {
+	case err != nil && errors.As(err, &opErr) && opErr.Op == "remote error":
+		// The peer refused the handshake (an alert): our certificate.
+		if c.reported.CompareAndSwap(false, true) {
+			c.layer.report(c.peer, true, c.Conn, fmt.Errorf("the peer refused this node's certificate: %w", err))
+		}
+	case n > 0:
+		if c.reported.CompareAndSwap(false, true) {
+			c.layer.report(c.peer, true, c.Conn, nil)
+		}
+	}
+	return n, err
 }
 
 // forget drops a connection closed by its owner from the accepted set.
@@ -223,7 +316,11 @@ func (c *acceptedConn) init() error {
 			return
 		}
 		if c.tls != nil {
-			if err := c.tls.HandshakeContext(ctx); err != nil {
+			err := c.tls.HandshakeContext(ctx)
+			if !c.closedByLayer.Load() {
+				c.layer.report(c.raw.RemoteAddr().String(), false, c.tls, err)
+			}
+			if err != nil {
 				c.initErr = fmt.Errorf("distlog: tls handshake with raft peer %s: %w", c.raw.RemoteAddr(), err)
 				return
 			}

@@ -27,8 +27,9 @@ type agentSettings struct {
 	bootstrap      bool
 	aclModelFile   string
 	aclPolicyFile  string
-	// serverTLS secures the gRPC and HTTP servers; peerTLS, Raft between
-	// nodes (both directions).
+	// serverTLS secures the gRPC and HTTP servers and the Raft branch of the
+	// RPC port; peerTLS is what a node dials Raft peers with (its
+	// certificate, and the CA that verifies peers both ways).
 	serverTLS tlsconfig.Config
 	peerTLS   tlsconfig.Config
 	logLevel  string
@@ -128,11 +129,19 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 	if err != nil {
 		return agent.Config{}, fmt.Errorf("peer certificate: %w%s", err, gencertHint(err))
 	}
-	peerServer := as.peerTLS
-	peerServer.Server = true
-	peerServerTLS, err := tlsconfig.SetupTLSConfig(peerServer)
+	// As in the seed book, the Raft branch serves the server certificate
+	// (it names the hosts peers dial; the peer certificate may be a plain
+	// client certificate without them) and requires a peer certificate
+	// signed by the peer CA.
+	peerServerTLS, err := tlsconfig.SetupTLSConfig(tlsconfig.Config{
+		CertFile: as.serverTLS.CertFile,
+		KeyFile:  as.serverTLS.KeyFile,
+		CAFile:   as.peerTLS.CAFile,
+		Server:   true,
+		Peer:     true,
+	})
 	if err != nil {
-		return agent.Config{}, fmt.Errorf("peer certificate: %w%s", err, gencertHint(err))
+		return agent.Config{}, fmt.Errorf("raft server certificate: %w%s", err, gencertHint(err))
 	}
 	return agent.Config{
 		DataDir:             as.dataDir,
@@ -145,14 +154,19 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		ServerTLSConfig:     serverTLS,
 		PeerTLSConfig:       peerClientTLS,
 		PeerServerTLSConfig: peerServerTLS,
-		ACLModelFile:        as.aclModelFile,
-		ACLPolicyFile:       as.aclPolicyFile,
-		MaxRecordBytes:      as.maxRecordBytes,
-		MaxBatchRecords:     as.maxBatchRecords,
-		TraceExporter:       as.traceExporter,
-		OTLPEndpoint:        as.otlpEndpoint,
-		OTLPInsecure:        as.otlpInsecure,
-		Logger:              logger,
+		PeerTLSFiles: agent.PeerTLSFiles{
+			CertFile:       as.peerTLS.CertFile,
+			CAFile:         as.peerTLS.CAFile,
+			ServerCertFile: as.serverTLS.CertFile,
+		},
+		ACLModelFile:    as.aclModelFile,
+		ACLPolicyFile:   as.aclPolicyFile,
+		MaxRecordBytes:  as.maxRecordBytes,
+		MaxBatchRecords: as.maxBatchRecords,
+		TraceExporter:   as.traceExporter,
+		OTLPEndpoint:    as.otlpEndpoint,
+		OTLPInsecure:    as.otlpInsecure,
+		Logger:          logger,
 	}, nil
 }
 

@@ -114,6 +114,12 @@ type testCluster struct {
 // configuration and one leads.
 func startCluster(t *testing.T, n int, files tlsconfig.FileSet) *testCluster {
 	t.Helper()
+	return startClusterWith(t, n, files)
+}
+
+// startClusterWith is startCluster with extra flags for every agent.
+func startClusterWith(t *testing.T, n int, files tlsconfig.FileSet, agentFlags ...string) *testCluster {
+	t.Helper()
 	c := &testCluster{bin: proglogBinary(t), configDir: files.Dir, dir: t.TempDir()}
 	ports := freePorts(t, 3*n)
 	t.Cleanup(func() {
@@ -132,6 +138,7 @@ func startCluster(t *testing.T, n int, files tlsconfig.FileSet) *testCluster {
 			"--rpc-port", strconv.Itoa(ports[3*i]),
 			"--http-port", strconv.Itoa(ports[3*i+1]),
 		}
+		args = append(args, agentFlags...)
 		if i == 0 {
 			args = append(args, "--bootstrap")
 		} else {
