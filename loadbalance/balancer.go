@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"sync"
 	"sync/atomic"
+	"time"
 
 	"google.golang.org/grpc/balancer"
 	"google.golang.org/grpc/connectivity"
@@ -57,6 +58,9 @@ type subConn struct {
 	addr    string
 	state   connectivity.State
 	lastErr error // the connection error of the last TRANSIENT_FAILURE
+	// failedAt is when the SubConn last entered TRANSIENT_FAILURE; zero
+	// while it is not in failure.
+	failedAt time.Time
 }
 
 // leaderBalancer keeps one SubConn per server and builds pickers that know
@@ -76,6 +80,8 @@ type leaderBalancer struct {
 	// a re-resolution does not restart the rotation.
 	next   *atomic.Uint32
 	closed bool
+	// clock replaces time.Now in tests; nil in production.
+	clock func() time.Time
 }
 
 var _ balancer.Balancer = (*leaderBalancer)(nil)
@@ -122,8 +128,16 @@ func (b *leaderBalancer) UpdateClientConnState(s balancer.ClientConnState) error
 		if srv.isLeader && b.leader == "" {
 			b.leader = addr
 		}
-		if _, ok := b.subConns[addr]; ok {
-			continue
+		if old, ok := b.subConns[addr]; ok {
+			if !srv.isLeader || !b.staleFailure(old) {
+				continue
+			}
+			// The cluster names as its leader a server this connection
+			// last failed to reach: it is back (a server learns it leads
+			// only once it runs). gRPC would retry only when its
+			// reconnect backoff ends; a fresh SubConn dials now.
+			old.sc.Shutdown()
+			delete(b.subConns, addr)
 		}
 		a := srv.addr
 		a.BalancerAttributes = nil // leadership is the balancer's business, not the SubConn's
@@ -201,6 +215,9 @@ func (b *leaderBalancer) updateSubConnState(entry *subConn, st balancer.SubConnS
 		entry.sc.Connect()
 	case connectivity.TransientFailure:
 		entry.lastErr = st.ConnectionError
+		if entry.failedAt.IsZero() {
+			entry.failedAt = b.now()
+		}
 		// The server may have gone for good or lost leadership: ask the
 		// resolver for a fresh list rather than wait for the interval.
 		b.cc.ResolveNow(resolver.ResolveNowOptions{})
@@ -212,7 +229,32 @@ func (b *leaderBalancer) updateSubConnState(entry *subConn, st balancer.SubConnS
 		return
 	}
 	entry.state = newState
+	if newState == connectivity.Ready {
+		entry.failedAt = time.Time{}
+	}
 	b.updatePicker()
+}
+
+// leaderRedialInterval is the least time between two fresh SubConns for a
+// server named leader while its connection is failing. The resolver may
+// name a dead leader for a moment (a follower that has not noticed yet);
+// redialling it on every resolution would spin.
+const leaderRedialInterval = 100 * time.Millisecond
+
+// staleFailure reports whether entry is in TRANSIENT_FAILURE since at least
+// leaderRedialInterval, i.e. waiting out a reconnect backoff that may
+// outlast the server's absence.
+func (b *leaderBalancer) staleFailure(entry *subConn) bool {
+	return entry.state == connectivity.TransientFailure && !entry.failedAt.IsZero() &&
+		b.now().Sub(entry.failedAt) >= leaderRedialInterval
+}
+
+// now is time.Now, or the test's clock.
+func (b *leaderBalancer) now() time.Time {
+	if b.clock != nil {
+		return b.clock()
+	}
+	return time.Now()
 }
 
 // updatePicker hands gRPC a new picker and the aggregate state built from

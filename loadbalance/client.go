@@ -13,6 +13,7 @@ import (
 
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
+	grpcbackoff "google.golang.org/grpc/backoff"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials"
 	"google.golang.org/grpc/credentials/insecure"
@@ -33,6 +34,14 @@ const (
 	// and half of DefaultRetryTimeout, so a call whose first attempt hangs
 	// still has time for another.
 	DefaultAttemptTimeout = 5 * time.Second
+	// DefaultReconnectMaxBackoff is the default Config.ReconnectMaxBackoff.
+	DefaultReconnectMaxBackoff = 500 * time.Millisecond
+	// reconnectBaseDelay is the wait before redialling a server after the
+	// first failed connection; each further failure multiplies it by
+	// reconnectMultiplier, up to Config.ReconnectMaxBackoff.
+	reconnectBaseDelay  = 100 * time.Millisecond
+	reconnectMultiplier = 1.6
+	reconnectJitter     = 0.2
 )
 
 // Config configures a Client. Seeds and one of TLSConfig or Insecure are
@@ -93,6 +102,23 @@ type Config struct {
 	// KeepaliveTime + KeepaliveTimeout of going silent. Default
 	// DefaultKeepaliveTimeout (5 s).
 	KeepaliveTimeout time.Duration
+	// ReconnectMaxBackoff caps the wait between two attempts to reconnect
+	// to a server whose connection failed (gRPC's own cap is 120 s, which
+	// kept a node that had been down for minutes unreachable long after it
+	// returned). A server that comes back is connected to again within
+	// about this long, plus 20% jitter; a server named leader while its
+	// connection is failing is redialled at once. Dialling a server that
+	// is down costs one refused connection per interval. Default
+	// DefaultReconnectMaxBackoff (500 ms).
+	ReconnectMaxBackoff time.Duration
+	// FailFastWhenRefused, when positive, makes a call give up once this
+	// long has passed without any server ever having answered this
+	// client and every attempt failed because connections were refused,
+	// instead of retrying until RetryTimeout: a command pointed at
+	// addresses where nothing listens fails in about this long. A client
+	// that reached the cluster once keeps retrying through a full outage.
+	// Default 0: retry until RetryTimeout.
+	FailFastWhenRefused time.Duration
 	// DialOptions are added to the client's connection, after the ones the
 	// client sets itself. Default none.
 	DialOptions []grpc.DialOption
@@ -131,6 +157,9 @@ func (cfg Config) withDefaults() Config {
 	if cfg.KeepaliveTimeout == 0 {
 		cfg.KeepaliveTimeout = DefaultKeepaliveTimeout
 	}
+	if cfg.ReconnectMaxBackoff == 0 {
+		cfg.ReconnectMaxBackoff = DefaultReconnectMaxBackoff
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -160,6 +189,7 @@ func (cfg Config) validate() error {
 		"RetryTimeout": cfg.RetryTimeout, "InitialBackoff": cfg.InitialBackoff,
 		"MaxBackoff": cfg.MaxBackoff, "StreamResumeTimeout": cfg.StreamResumeTimeout,
 		"AttemptTimeout": cfg.AttemptTimeout, "KeepaliveTimeout": cfg.KeepaliveTimeout,
+		"ReconnectMaxBackoff": cfg.ReconnectMaxBackoff, "FailFastWhenRefused": cfg.FailFastWhenRefused,
 	} {
 		if d < 0 {
 			return fmt.Errorf("loadbalance: Config.%s %v is negative", name, d)
@@ -212,6 +242,18 @@ func New(cfg Config) (*Client, error) {
 		grpc.WithTransportCredentials(creds),
 		grpc.WithResolvers(builder),
 		clientKeepalive(cfg),
+		grpc.WithConnectParams(grpc.ConnectParams{
+			Backoff: grpcbackoff.Config{
+				BaseDelay:  min(reconnectBaseDelay, cfg.ReconnectMaxBackoff),
+				Multiplier: reconnectMultiplier,
+				Jitter:     reconnectJitter,
+				MaxDelay:   cfg.ReconnectMaxBackoff,
+			},
+			// gRPC's default: how long one connection attempt (TCP and
+			// TLS) may take. A paused server accepts TCP and then stalls
+			// the handshake; calls do not wait on it (AttemptTimeout).
+			MinConnectTimeout: 20 * time.Second,
+		}),
 		// The resolver sends the same service config; this covers a
 		// ClientConn built with service configs disabled.
 		grpc.WithDefaultServiceConfig(fmt.Sprintf(`{"loadBalancingConfig":[{%q:{}}]}`, Name)),
@@ -363,6 +405,7 @@ func (c *Client) GetServers(ctx context.Context) ([]*api.Server, error) {
 func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Record) error) error {
 	next := from
 	bo := c.newBackoff()
+	start := time.Now()
 	var failingSince time.Time
 	for {
 		opened, received, err := c.consumeStreamOnce(ctx, &next, fn)
@@ -375,6 +418,9 @@ func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Re
 		}
 		if !resumable(err) {
 			return fmt.Errorf("loadbalance: consume stream at offset %d: %w", next, err)
+		}
+		if c.nothingListens(start, err) {
+			return fmt.Errorf("loadbalance: consume stream at offset %d: %w (%w)", next, err, ErrNothingListens)
 		}
 		if opened {
 			// The stream worked, however long it then sat idle: this break
@@ -479,6 +525,7 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 		defer cancel()
 	}
 	bo := c.newBackoff()
+	start := time.Now()
 	// informative is the last attempt error that says more than "the
 	// caller's deadline passed": when the deadline cuts the final attempt
 	// short, the error reports why the attempts before it failed
@@ -500,6 +547,10 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 		if !retryable(err) {
 			return err
 		}
+		if c.nothingListens(start, err) {
+			return fmt.Errorf("loadbalance: %s: gave up after %d attempts in %v: %w (%w)",
+				op, attempt, time.Since(start).Round(time.Millisecond), err, ErrNothingListens)
+		}
 		informative = err
 		fields := []zap.Field{zap.String("op", op), zap.Int("attempt", attempt), zap.Error(err)}
 		if st, ok := status.FromError(err); ok {
@@ -513,6 +564,23 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 			return gaveUp(op, attempt, err, waitErr)
 		}
 	}
+}
+
+// nothingListens reports whether a call that started at start and just
+// failed with err should stop because of Config.FailFastWhenRefused: no
+// server ever answered this client, err is a refused connection, and the
+// allowance has passed.
+func (c *Client) nothingListens(start time.Time, err error) bool {
+	return c.cfg.FailFastWhenRefused > 0 && !c.builder.answered.Load() &&
+		refused(err) && time.Since(start) >= c.cfg.FailFastWhenRefused
+}
+
+// refused reports whether err says a connection was refused. gRPC reports
+// dial errors (and the resolver's, which the picker passes on) only as
+// status messages, so the message is all there is to look at.
+func refused(err error) bool {
+	return status.Code(err) == codes.Unavailable &&
+		strings.Contains(status.Convert(err).Message(), "connection refused")
 }
 
 // cutByContext reports whether err only says that the call's context ended.

@@ -23,3 +23,8 @@ var ErrAttemptTimeout = errors.New("loadbalance: no answer within the attempt ti
 // errLeaderChanged ends a write attempt in flight when the resolver learns
 // of a new leader; the client retries it there.
 var errLeaderChanged = errors.New("loadbalance: the leader changed while the write was in flight")
+
+// ErrNothingListens is wrapped in the error of a call that gave up early
+// because no server ever answered the client and every connection was
+// refused (Config.FailFastWhenRefused).
+var ErrNothingListens = errors.New("loadbalance: nothing listens at the cluster's addresses")

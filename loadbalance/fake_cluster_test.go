@@ -28,6 +28,10 @@ func TestMain(m *testing.M) {
 // answers GetServers with the whole list, refuses writes with NOT_LEADER
 // unless it leads, and counts the RPCs it receives.
 type fakeCluster struct {
+	opts []grpc.ServerOption // options of every server, restarted ones too
+
+	// servers is replaced element-wise by restart, under mu; tests that
+	// restart read it through server(i).
 	servers []*fakeServer
 
 	mu      sync.Mutex
@@ -49,50 +53,90 @@ func newFakeCluster(t *testing.T, n int) *fakeCluster {
 // credentials).
 func newFakeClusterWith(t *testing.T, n int, opts ...grpc.ServerOption) *fakeCluster {
 	t.Helper()
-	c := &fakeCluster{leader: 0, appended: make(chan struct{})}
-	for i := range n {
+	c := &fakeCluster{leader: 0, appended: make(chan struct{}), opts: opts}
+	for range n {
 		lis, err := net.Listen("tcp", "127.0.0.1:0")
 		require.NoError(t, err)
-		s := &fakeServer{
-			cluster:    c,
-			index:      i,
-			addr:       lis.Addr().String(),
-			lis:        &countingListener{Listener: lis},
-			stopping:   make(chan struct{}),
-			callsByRPC: make(map[string]int),
-		}
-		s.grpc = grpc.NewServer(append([]grpc.ServerOption{
-			grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
-				s.count(info.FullMethod)
-				if err := s.waitThawed(ctx); err != nil {
-					return nil, err
-				}
-				return h(ctx, req)
-			}),
-			grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
-				s.count(info.FullMethod)
-				if err := s.waitThawed(ss.Context()); err != nil {
-					return err
-				}
-				return h(srv, ss)
-			}),
-		}, opts...)...)
-		api.RegisterLogServer(s.grpc, s)
-		c.servers = append(c.servers, s)
+		c.servers = append(c.servers, c.newServer(len(c.servers), lis))
 	}
 	for _, s := range c.servers {
-		s.serveDone = make(chan struct{})
-		go func() {
-			defer close(s.serveDone)
-			_ = s.grpc.Serve(s.lis) // returns when the server stops
-		}()
+		s.serve()
 	}
 	t.Cleanup(func() {
-		for _, s := range c.servers {
+		for _, s := range c.serversNow() {
 			s.stop()
 		}
 	})
 	return c
+}
+
+// newServer builds server i on lis; serve starts it.
+func (c *fakeCluster) newServer(i int, lis net.Listener) *fakeServer {
+	s := &fakeServer{
+		cluster:    c,
+		index:      i,
+		addr:       lis.Addr().String(),
+		lis:        &countingListener{Listener: lis},
+		stopping:   make(chan struct{}),
+		callsByRPC: make(map[string]int),
+	}
+	s.grpc = grpc.NewServer(append([]grpc.ServerOption{
+		grpc.UnaryInterceptor(func(ctx context.Context, req any, info *grpc.UnaryServerInfo, h grpc.UnaryHandler) (any, error) {
+			s.count(info.FullMethod)
+			if err := s.waitThawed(ctx); err != nil {
+				return nil, err
+			}
+			return h(ctx, req)
+		}),
+		grpc.StreamInterceptor(func(srv any, ss grpc.ServerStream, info *grpc.StreamServerInfo, h grpc.StreamHandler) error {
+			s.count(info.FullMethod)
+			if err := s.waitThawed(ss.Context()); err != nil {
+				return err
+			}
+			return h(srv, ss)
+		}),
+	}, c.opts...)...)
+	api.RegisterLogServer(s.grpc, s)
+	return s
+}
+
+// serve starts serving in a goroutine that stop waits for.
+func (s *fakeServer) serve() {
+	s.serveDone = make(chan struct{})
+	go func() {
+		defer close(s.serveDone)
+		_ = s.grpc.Serve(s.lis) // returns when the server stops
+	}()
+}
+
+// restart starts a new server i on the address of the stopped one (a
+// process that came back), with fresh counters.
+func (c *fakeCluster) restart(t *testing.T, i int) *fakeServer {
+	t.Helper()
+	old := c.server(i)
+	old.stop()
+	lis, err := net.Listen("tcp", old.addr)
+	require.NoError(t, err, "listen again on %s", old.addr)
+	s := c.newServer(i, lis)
+	c.mu.Lock()
+	c.servers[i] = s
+	c.mu.Unlock()
+	s.serve()
+	return s
+}
+
+// server returns server i as it is now (restart replaces it).
+func (c *fakeCluster) server(i int) *fakeServer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.servers[i]
+}
+
+// serversNow returns a copy of the server list.
+func (c *fakeCluster) serversNow() []*fakeServer {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]*fakeServer(nil), c.servers...)
 }
 
 // advertise makes server i list itself (in GetServers and NOT_LEADER

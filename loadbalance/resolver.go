@@ -8,6 +8,7 @@ import (
 	"slices"
 	"strings"
 	"sync"
+	"sync/atomic"
 	"time"
 
 	"go.uber.org/zap"
@@ -92,6 +93,9 @@ type Builder struct {
 	// reports a leader other than the one it reported before. Guarded by
 	// mu.
 	leaderWatchers map[*leaderWatcher]struct{}
+	// answered is set once any resolver built by b got an answer to
+	// GetServers: the cluster was reachable at least once.
+	answered atomic.Bool
 }
 
 // leaderWatcher is one onLeaderChange registration; a pointer, so it can
@@ -363,6 +367,7 @@ func (r *proglogResolver) resolve(ctx context.Context) {
 			continue
 		}
 		delete(r.unanswered, addr)
+		r.builder.answered.Store(true)
 		r.report(servers)
 		return
 	}

@@ -86,6 +86,7 @@ func (c clientSettings) dial(logger *zap.Logger) (*loadbalance.Client, error) {
 		RetryTimeout:        c.timeout,
 		StreamResumeTimeout: c.timeout,
 		AttemptTimeout:      c.attemptTimeout,
+		FailFastWhenRefused: refusedGiveUp,
 		Logger:              logger,
 	})
 	if err != nil {
@@ -116,10 +117,19 @@ func (c clientSettings) dialDirect(addr string) (*grpc.ClientConn, error) {
 	return conn, nil
 }
 
+// refusedGiveUp is how long a client command retries when no server has
+// ever answered and every connection is refused: nothing listens there, and
+// waiting out --timeout would only delay the news.
+const refusedGiveUp = time.Second
+
 // rpcError turns a failed call into one line that says what to check.
 func (c clientSettings) rpcError(op string, err error) error {
 	if errors.Is(err, context.Canceled) {
 		return fmt.Errorf("%s: interrupted", op)
+	}
+	if errors.Is(err, loadbalance.ErrNothingListens) {
+		return fmt.Errorf("%s: nothing listens at %s (is the cluster running? 'make run' starts one): %s",
+			op, strings.Join(c.addrs, ","), briefCause(status.Convert(err).Message()))
 	}
 	st, ok := status.FromError(err)
 	if !ok {
