@@ -44,18 +44,25 @@ lint:
 	if [ -n "$$out" ]; then echo "gofmt would change:"; echo "$$out"; exit 1; fi
 	$(GO) vet ./...
 
-## compile-proto: regenerate api/v1 from log.proto (protoc from Debian's protobuf-compiler).
+## compile-proto: regenerate api/v1 from log.proto, and the book's wire format that the compatibility
+## test speaks (test/bookcompat/bookv1), with protoc from Debian's protobuf-compiler. One protoc run per
+## file: both declare package log.v1, which one run refuses.
+PROTO_FILES = api/v1/log.proto test/bookcompat/bookv1/log.proto
 compile-proto:
 	GOFLAGS= $(GO) install google.golang.org/protobuf/cmd/protoc-gen-go@$(PROTOC_GEN_GO_VERSION)
 	GOFLAGS= $(GO) install google.golang.org/grpc/cmd/protoc-gen-go-grpc@$(PROTOC_GEN_GO_GRPC_VERSION)
-	PATH="$(GOBIN):$$PATH" protoc --proto_path=. \
-		--go_out=. --go_opt=paths=source_relative \
-		--go-grpc_out=. --go-grpc_opt=paths=source_relative \
-		api/v1/log.proto
+	for f in $(PROTO_FILES); do \
+		PATH="$(GOBIN):$$PATH" protoc --proto_path=. \
+			--go_out=. --go_opt=paths=source_relative \
+			--go-grpc_out=. --go-grpc_opt=paths=source_relative \
+			"$$f" || exit 1; \
+	done
 
 ## check-proto: fail when the committed generated code is stale.
 check-proto: compile-proto
-	@git diff --exit-code -- api/v1 || { echo "api/v1: generated code is stale; run make compile-proto and commit"; exit 1; }
+	@git diff --exit-code -- api/v1 test/bookcompat/bookv1 || { echo "generated code is stale; run make compile-proto and commit"; exit 1; }
+	@untracked=$$(git ls-files --others --exclude-standard -- api/v1 test/bookcompat/bookv1); \
+	if [ -n "$$untracked" ]; then echo "generated code not committed: $$untracked"; exit 1; fi
 
 ## gencert: CA, server and client certificates plus the ACL files, into $(CONFIG_DIR).
 ## Skips the certificates that already exist (a new CA reissues everything it signed);
