@@ -100,7 +100,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	}
 	topicConfig := cfg.Log
 	topicConfig.Logger = nil
-	if d.fsm, err = newFSM(dataDir, topicConfig, d.snapshots.stagingDir(), d.logger.Named("fsm")); err != nil {
+	if d.fsm, err = newFSM(dataDir, topicConfig, d.snapshots, d.logger.Named("fsm")); err != nil {
 		return nil, err
 	}
 	undo = append(undo, d.fsm.Close)

@@ -71,9 +71,8 @@ type fsm struct {
 	dir       string // data directory: the metadata file and topics/
 	logConfig storage.Config
 	logger    *zap.Logger
-	// stagingDir is where Snapshot hard-links the topics' segments; on the
-	// file system of the snapshot store (see SnapshotStore.stagingDir).
-	stagingDir string
+	// snapshots is where Snapshot hard-links the topics' segments.
+	snapshots *SnapshotStore
 
 	mu sync.RWMutex
 	// meta is the metadata table; topics holds its topics by name.
@@ -97,8 +96,8 @@ var (
 
 // newFSM opens the state machine in dir: the metadata table and every
 // topic's log. A directory without a table starts with DefaultTopic alone.
-func newFSM(dir string, logConfig storage.Config, stagingDir string, logger *zap.Logger) (*fsm, error) {
-	f := &fsm{dir: dir, logConfig: logConfig, logger: logger, stagingDir: stagingDir, topics: map[string]*topicState{}}
+func newFSM(dir string, logConfig storage.Config, snapshots *SnapshotStore, logger *zap.Logger) (*fsm, error) {
+	f := &fsm{dir: dir, logConfig: logConfig, logger: logger, snapshots: snapshots, topics: map[string]*topicState{}}
 	if err := os.MkdirAll(filepath.Join(dir, topicsDirName), 0o755); err != nil {
 		return nil, fmt.Errorf("distlog: create %s: %w", dir, err)
 	}
@@ -132,7 +131,7 @@ func newFSM(dir string, logConfig storage.Config, stagingDir string, logger *zap
 
 // topicDir is the directory of the topic with id.
 func (f *fsm) topicDir(id uint64) string {
-	return filepath.Join(f.dir, topicsDirName, fmt.Sprintf("%020d", id))
+	return filepath.Join(f.dir, topicsDirName, topicDirName(id))
 }
 
 // topicLogConfig is the storage config of a topic with cfg.

@@ -23,9 +23,9 @@ func newTestFSM(t *testing.T, dir string) *fsm {
 	var c storage.Config
 	c.MaxRecordBytes = testMaxRecordBytes
 	c.Segment.MaxIndexBytes = 8 * 12
-	staging := filepath.Join(dir, "staging")
-	require.NoError(t, os.MkdirAll(staging, 0o755))
-	f, err := newFSM(dir, c, staging, zaptest.NewLogger(t))
+	snapshots, err := NewSnapshotStore(filepath.Join(dir, "snapshots"), 1, zaptest.NewLogger(t))
+	require.NoError(t, err)
+	f, err := newFSM(dir, c, snapshots, zaptest.NewLogger(t))
 	require.NoError(t, err)
 	t.Cleanup(func() { _ = f.Close() })
 	return f
@@ -358,8 +358,7 @@ func snapshotBytes(t *testing.T, snap raft.FSMSnapshot) []byte {
 func linkedSnapshotBytes(t *testing.T, f *fsm, snap raft.FSMSnapshot) []byte {
 	t.Helper()
 	defer snap.Release()
-	store, err := NewSnapshotStore(filepath.Join(f.dir, "snapshots"), 1, zaptest.NewLogger(t))
-	require.NoError(t, err)
+	store := f.snapshots
 	sink, err := store.Create(1, 1, 1, raft.Configuration{}, 1, nil)
 	require.NoError(t, err)
 	require.NoError(t, snap.Persist(sink))

@@ -9,7 +9,6 @@ import (
 	"os"
 	"path/filepath"
 	"slices"
-	"strings"
 
 	"github.com/hashicorp/raft"
 	"github.com/proglog/proglog/distlog/storage"
@@ -123,8 +122,12 @@ func readSnapshotState(r io.Reader) (snapshotState, error) {
 
 // Snapshot implements raft.FSM. It runs on the FSM goroutine, so the
 // capture holds exactly the state up to the last applied entry: the table,
-// and for each topic hard links to its segment files and their sizes now
-// (one link per segment, no record copied; see storage.Log.LinkSegments).
+// and for each topic hard links to its segment files and their sizes now,
+// no record copied. Sealed segments go to the snapshot store's pool, once
+// each (see storage.Log.LinkSegments); the active ones to a staging
+// directory that the snapshot takes over. Its cost grows with the number
+// of topics and of segments sealed since the last snapshot, not with the
+// records held.
 func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -132,11 +135,11 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)
 	}
 	f.stagings++
-	stage := filepath.Join(f.stagingDir, fmt.Sprintf("capture-%d", f.stagings))
+	stage := filepath.Join(f.snapshots.stagingDir(), fmt.Sprintf("capture-%d", f.stagings))
 	if err := os.RemoveAll(stage); err != nil {
 		return nil, fmt.Errorf("distlog: snapshot: %w", err)
 	}
-	snap := &fsmSnapshot{dir: stage, logger: f.logger}
+	snap := &fsmSnapshot{dir: stage, pool: f.snapshots.poolRoot(), logger: f.logger}
 	fail := func(err error) (raft.FSMSnapshot, error) {
 		snap.Release()
 		return nil, fmt.Errorf("distlog: snapshot: %w", err)
@@ -150,41 +153,63 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		names = append(names, name)
 	}
 	slices.Sort(names)
+	var pools []string
 	for _, name := range names {
 		t := f.topics[name]
-		dir := strconv10(t.id)
-		if err := os.Mkdir(filepath.Join(stage, dir), 0o755); err != nil {
+		pool := poolDirName(t.id, t.log.Epoch())
+		pools = append(pools, pool)
+		active := topicDirName(t.id)
+		if err := os.Mkdir(filepath.Join(stage, active), 0o755); err != nil {
 			return fail(err)
 		}
-		c, err := t.log.LinkSegments(filepath.Join(stage, dir))
+		poolDir, err := f.snapshots.makePoolDir(pool)
+		if err != nil {
+			return fail(err)
+		}
+		c, err := t.log.LinkSegments(poolDir, filepath.Join(stage, active))
 		if err != nil {
 			return fail(fmt.Errorf("topic %q: %w", name, err))
 		}
 		state.meta.topics = append(state.meta.topics, t.topicMeta)
-		state.topics = append(state.topics, snapshotTopic{
-			lowest: c.Lowest, next: c.Next, lastIndex: t.lastIndex, lastPos: t.lastPos, streamBytes: c.StreamBytes(),
-		})
-		last := c.Segments[len(c.Segments)-1]
-		snap.parts = append(snap.parts,
-			snapshotPart{Data: c.StreamHeader()},
-			snapshotPart{Dir: dir, Files: uint64(len(c.Segments)), LastSize: last.Size})
+		st := snapshotTopic{lowest: c.Lowest, next: c.Next, lastIndex: t.lastIndex, lastPos: t.lastPos, streamBytes: c.StreamBytes()}
+		state.topics = append(state.topics, st)
+		sealed, last := c.Segments[:len(c.Segments)-1], c.Segments[len(c.Segments)-1]
+		snap.parts = append(snap.parts, snapshotPart{Data: c.StreamHeader()})
+		if len(sealed) > 0 {
+			snap.parts = append(snap.parts, snapshotPart{Pool: pool, From: sealed[0].Base, Files: uint64(len(sealed))})
+		}
+		snap.parts = append(snap.parts, snapshotPart{File: filepath.Join(active, storage.StoreFileName(last.Base)), Size: last.Size})
+		snap.size += int64(st.streamBytes)
 	}
-	snap.parts = append([]snapshotPart{{Data: state.encode()}}, snap.parts...)
+	stateBytes := state.encode()
+	snap.size += int64(len(stateBytes))
+	snap.parts = append([]snapshotPart{{Data: stateBytes}}, snap.parts...)
+	snap.release = f.snapshots.hold(pools)
 	if err := storage.SyncDir(stage); err != nil {
 		return fail(err)
 	}
 	return snap, nil
 }
 
-// strconv10 is id as the name of its directory in a capture.
-func strconv10(id uint64) string { return fmt.Sprintf("%020d", id) }
+// topicDirName is the name of the directory of the topic with id.
+func topicDirName(id uint64) string { return fmt.Sprintf("%020d", id) }
 
-// fsmSnapshot is a capture of the state machine: hard links in dir and the
-// parts that make up its stream.
+// poolDirName is the name of the pool directory of the sealed segments of
+// the topic with id in its log's epoch.
+func poolDirName(id, epoch uint64) string { return fmt.Sprintf("%020d-%d", id, epoch) }
+
+// fsmSnapshot is a capture of the state machine: the active segments'
+// links in dir, the sealed ones in the pool, the parts that make up its
+// stream and the stream's size.
 type fsmSnapshot struct {
-	dir    string
-	parts  []snapshotPart
-	logger *zap.Logger
+	dir   string
+	pool  string // the snapshot store's pool directory
+	parts []snapshotPart
+	size  int64
+	// release lets the snapshot store reap the pool directories the
+	// capture uses again; nil once called.
+	release func()
+	logger  *zap.Logger
 }
 
 // Persist implements raft.FSMSnapshot. A sink of the SnapshotStore takes
@@ -192,9 +217,9 @@ type fsmSnapshot struct {
 func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 	var err error
 	if ours, ok := sink.(*snapshotSink); ok {
-		err = ours.adopt(s.dir, s.parts)
+		err = ours.adopt(s.dir, s.parts, s.size)
 	} else {
-		r := newPartsReader(s.dir, s.parts)
+		r := newPartsReader(s.pool, s.dir, s.parts)
 		_, err = io.Copy(sink, r)
 		err = errors.Join(err, r.Close())
 	}
@@ -205,10 +230,14 @@ func (s *fsmSnapshot) Persist(sink raft.SnapshotSink) error {
 }
 
 // Release implements raft.FSMSnapshot: it removes the links the sink did
-// not take.
+// not take, and lets the store reap the pool again.
 func (s *fsmSnapshot) Release() {
 	if err := os.RemoveAll(s.dir); err != nil {
 		s.logger.Warn("removing a snapshot capture failed", zap.String("dir", s.dir), zap.Error(err))
+	}
+	if s.release != nil {
+		s.release()
+		s.release = nil
 	}
 }
 
@@ -323,24 +352,30 @@ func (t *topicState) holds(st snapshotTopic) bool {
 	return rec.EntryIndex == st.lastIndex && rec.BatchPos == st.lastPos
 }
 
-// snapshotPart is one piece of a snapshot stream: bytes, or the frames of
-// the store files in a directory of hard links.
+// snapshotPart is one piece of a snapshot stream: inline bytes, the frames
+// of a run of sealed store files in a pool directory, or the frames of a
+// captured active store file.
 type snapshotPart struct {
 	// Data is inline bytes.
 	Data []byte `json:",omitempty"`
-	// Dir names a directory of Files store files (by storage.StoreFileName,
-	// read in name order, each without its header); every file is read to
-	// its end but the last, which is read to LastSize.
-	Dir      string `json:",omitempty"`
-	Files    uint64 `json:",omitempty"`
-	LastSize uint64 `json:",omitempty"`
+	// Pool names a pool directory: the part is the Files store files
+	// from the one of base From on, in base order, each without its
+	// header and to its end (sealed files never change).
+	Pool  string `json:",omitempty"`
+	From  uint64 `json:",omitempty"`
+	Files uint64 `json:",omitempty"`
+	// File names a store file relative to the snapshot's links: the part
+	// is its bytes from the end of its header to Size.
+	File string `json:",omitempty"`
+	Size uint64 `json:",omitempty"`
 }
 
-// partsReader streams parts whose directories are under root.
+// partsReader streams parts: pool directories are under poolRoot, files
+// under links.
 type partsReader struct {
-	root  string
-	parts []snapshotPart
-	// files are the store files left of the directory part being read.
+	poolRoot, links string
+	parts           []snapshotPart
+	// files are the store files left of the part being read.
 	files []fileExtent
 	cur   *os.File
 	left  int64 // bytes left in cur
@@ -353,58 +388,37 @@ type fileExtent struct {
 	size int64
 }
 
-func newPartsReader(root string, parts []snapshotPart) *partsReader {
-	return &partsReader{root: root, parts: parts}
+func newPartsReader(poolRoot, links string, parts []snapshotPart) *partsReader {
+	return &partsReader{poolRoot: poolRoot, links: links, parts: parts}
 }
 
-// partExtents lists the store files of a directory part and how far each
+// extents lists the store files of a pool or file part and how far each
 // is read.
-func partExtents(root string, p snapshotPart) ([]fileExtent, error) {
-	dir := filepath.Join(root, p.Dir)
+func (r *partsReader) extents(p snapshotPart) ([]fileExtent, error) {
+	if p.File != "" {
+		return []fileExtent{{path: filepath.Join(r.links, p.File), size: int64(p.Size)}}, nil
+	}
+	dir := filepath.Join(r.poolRoot, p.Pool)
 	entries, err := os.ReadDir(dir)
 	if err != nil {
 		return nil, err
 	}
 	var files []fileExtent
 	for _, e := range entries {
-		if strings.HasSuffix(e.Name(), ".store") {
-			files = append(files, fileExtent{path: filepath.Join(dir, e.Name())})
-		}
-	}
-	if uint64(len(files)) != p.Files {
-		return nil, fmt.Errorf("%w: %s holds %d store files, want %d", ErrBadSnapshot, dir, len(files), p.Files)
-	}
-	for k := range files {
-		if k == len(files)-1 {
-			files[k].size = int64(p.LastSize)
+		base, ok := storage.ParseStoreFileName(e.Name())
+		if !ok || base < p.From || uint64(len(files)) == p.Files {
 			continue
 		}
-		fi, err := os.Stat(files[k].path)
+		fi, err := e.Info()
 		if err != nil {
 			return nil, err
 		}
-		files[k].size = fi.Size()
+		files = append(files, fileExtent{path: filepath.Join(dir, e.Name()), size: fi.Size()})
+	}
+	if uint64(len(files)) != p.Files {
+		return nil, fmt.Errorf("%w: %s holds %d store files from %d, want %d", ErrBadSnapshot, dir, len(files), p.From, p.Files)
 	}
 	return files, nil
-}
-
-// partsSize is the length of the stream of parts under root.
-func partsSize(root string, parts []snapshotPart) (int64, error) {
-	var n int64
-	for _, p := range parts {
-		n += int64(len(p.Data))
-		if p.Dir == "" {
-			continue
-		}
-		files, err := partExtents(root, p)
-		if err != nil {
-			return 0, err
-		}
-		for _, f := range files {
-			n += max(0, f.size-storage.SegmentHeaderBytes)
-		}
-	}
-	return n, nil
 }
 
 // Read implements io.Reader.
@@ -445,8 +459,8 @@ func (r *partsReader) Read(p []byte) (int, error) {
 			part := r.parts[0]
 			r.parts = r.parts[1:]
 			r.data = part.Data
-			if part.Dir != "" {
-				r.files, r.err = partExtents(r.root, part)
+			if part.Pool != "" || part.File != "" {
+				r.files, r.err = r.extents(part)
 			}
 		default:
 			r.err = io.EOF

@@ -91,7 +91,7 @@ func newBenchState(b *testing.B, n int) (*fsm, *SnapshotStore) {
 	require.NoError(b, err)
 	c, err := storage.Config{}.WithDefaults()
 	require.NoError(b, err)
-	f, err := newFSM(dir, c, store.stagingDir(), zap.NewNop())
+	f, err := newFSM(dir, c, store, zap.NewNop())
 	require.NoError(b, err)
 	b.Cleanup(func() { _ = f.Close() })
 	start := time.Now()

@@ -18,40 +18,47 @@ import (
 )
 
 // SnapshotStore is Raft's snapshot store for the distlog state machine. A
-// snapshot the node takes itself costs O(metadata + segments), not
-// O(records): the state machine's capture (hard links to the topics'
-// segment files, see fsm.Snapshot) is moved into the snapshot's directory,
-// and the snapshot's stream is produced from the links only when it is
-// read: by Raft to send a follower an InstallSnapshot, or to restore at
-// start. A snapshot received from a leader (or written by any other
-// FSMSnapshot) is kept as the stream it is.
+// snapshot the node takes itself copies no record: the state machine's
+// capture (see fsm.Snapshot) is hard links, to each topic's sealed segments
+// in a pool shared by the snapshots (each sealed segment is linked once)
+// and to its active segment, and the snapshot's stream is produced from
+// them only when it is read: by Raft to send a follower an InstallSnapshot,
+// or to restore at start. A snapshot received from a leader (or written by
+// any other FSMSnapshot) is kept as the stream it is.
 //
 // On disk, under its directory:
 //
-//	.staging/            captures not yet taken by a snapshot (emptied at open)
-//	<id>.tmp/            a snapshot being written (removed at open)
-//	<id>/meta.json       raft.SnapshotMeta, the form, and the stream's parts
-//	<id>/links/          linked form: the capture's hard links
-//	<id>/stream          stream form: the stream
+//	pool/<topic id>-<epoch>/   links to sealed segments (storage.Log.Epoch)
+//	.staging/                  captures not yet taken by a snapshot (emptied at open)
+//	<id>.tmp/                  a snapshot being written (removed at open)
+//	<id>/meta.json             raft.SnapshotMeta, and the stream's parts (linked form)
+//	<id>/links/<topic id>/     linked form: the active segments' links
+//	<id>/stream                stream form: the stream
 //
 // id is term-index-milliseconds, as raft.FileSnapshotStore names them.
+// Pool directories no kept snapshot and no capture in flight uses are
+// removed when a snapshot is closed.
 type SnapshotStore struct {
 	dir    string
 	retain int
 	logger *zap.Logger
-	// mu serialises the reaping of old snapshots.
+	// mu serialises reaping with captures' holds on pool directories.
 	mu sync.Mutex
+	// held counts the captures in flight using each pool directory.
+	// Guarded by mu.
+	held map[string]int
 }
 
 var _ raft.SnapshotStore = (*SnapshotStore)(nil)
 
 const (
+	snapshotPoolDir     = "pool"
 	snapshotStagingDir  = ".staging"
 	snapshotTmpSuffix   = ".tmp"
 	snapshotMetaFile    = "meta.json"
 	snapshotLinksDir    = "links"
 	snapshotStreamFile  = "stream"
-	snapshotMetaVersion = 1
+	snapshotMetaVersion = 2
 )
 
 // snapshotMetaFileContent is meta.json.
@@ -73,7 +80,7 @@ func NewSnapshotStore(dir string, retain int, logger *zap.Logger) (*SnapshotStor
 	if logger == nil {
 		logger = zap.NewNop()
 	}
-	s := &SnapshotStore{dir: dir, retain: retain, logger: logger}
+	s := &SnapshotStore{dir: dir, retain: retain, logger: logger, held: map[string]int{}}
 	if err := os.MkdirAll(dir, 0o755); err != nil {
 		return nil, fmt.Errorf("distlog: snapshot store: %w", err)
 	}
@@ -88,10 +95,47 @@ func NewSnapshotStore(dir string, retain int, logger *zap.Logger) (*SnapshotStor
 			}
 		}
 	}
-	if err := os.MkdirAll(s.stagingDir(), 0o755); err != nil {
-		return nil, fmt.Errorf("distlog: snapshot store: %w", err)
+	for _, d := range []string{s.stagingDir(), s.poolRoot()} {
+		if err := os.MkdirAll(d, 0o755); err != nil {
+			return nil, fmt.Errorf("distlog: snapshot store: %w", err)
+		}
 	}
 	return s, nil
+}
+
+// poolRoot is the directory of the pool directories.
+func (s *SnapshotStore) poolRoot() string { return filepath.Join(s.dir, snapshotPoolDir) }
+
+// makePoolDir returns the pool directory name, created (durably) if need
+// be.
+func (s *SnapshotStore) makePoolDir(name string) (string, error) {
+	dir := filepath.Join(s.poolRoot(), name)
+	if _, err := os.Stat(dir); err == nil {
+		return dir, nil
+	}
+	if err := os.MkdirAll(dir, 0o755); err != nil {
+		return "", fmt.Errorf("distlog: snapshot store: %w", err)
+	}
+	return dir, storage.SyncDir(s.poolRoot())
+}
+
+// hold keeps the pool directories from being reaped until the returned
+// function is called.
+func (s *SnapshotStore) hold(pools []string) func() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	for _, p := range pools {
+		s.held[p]++
+	}
+	return func() {
+		s.mu.Lock()
+		defer s.mu.Unlock()
+		for _, p := range pools {
+			if s.held[p]--; s.held[p] <= 0 {
+				delete(s.held, p)
+			}
+		}
+	}
 }
 
 // stagingDir is where the state machine makes its captures (on the store's
@@ -190,7 +234,7 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 		return nil, nil, fmt.Errorf("distlog: snapshot store: open %s: %w", id, err)
 	}
 	if meta.Parts != nil {
-		return &meta.SnapshotMeta, newPartsReader(filepath.Join(s.dir, id, snapshotLinksDir), meta.Parts), nil
+		return &meta.SnapshotMeta, newPartsReader(s.poolRoot(), filepath.Join(s.dir, id, snapshotLinksDir), meta.Parts), nil
 	}
 	f, err := os.Open(filepath.Join(s.dir, id, snapshotStreamFile))
 	if err != nil {
@@ -199,7 +243,10 @@ func (s *SnapshotStore) Open(id string) (*raft.SnapshotMeta, io.ReadCloser, erro
 	return &meta.SnapshotMeta, f, nil
 }
 
-// reap removes all but the newest retain snapshots.
+// reap removes all but the newest retain snapshots, then the pool
+// directories that neither a kept snapshot nor a capture in flight uses.
+// (Within a pool directory, sealed segments are only ever added, so a
+// directory in use is kept whole.)
 func (s *SnapshotStore) reap() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
@@ -211,6 +258,29 @@ func (s *SnapshotStore) reap() error {
 	for _, meta := range metas[min(len(metas), s.retain):] {
 		if err := os.RemoveAll(filepath.Join(s.dir, meta.ID)); err != nil {
 			errs = append(errs, fmt.Errorf("distlog: snapshot store: remove %s: %w", meta.ID, err))
+		}
+	}
+	used := map[string]bool{}
+	for p := range s.held {
+		used[p] = true
+	}
+	for _, meta := range metas[:min(len(metas), s.retain)] {
+		for _, part := range meta.Parts {
+			if part.Pool != "" {
+				used[part.Pool] = true
+			}
+		}
+	}
+	pools, err := os.ReadDir(s.poolRoot())
+	if err != nil {
+		return errors.Join(append(errs, fmt.Errorf("distlog: snapshot store: %w", err))...)
+	}
+	for _, p := range pools {
+		if used[p.Name()] {
+			continue
+		}
+		if err := os.RemoveAll(filepath.Join(s.poolRoot(), p.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("distlog: snapshot store: remove pool %s: %w", p.Name(), err))
 		}
 	}
 	return errors.Join(errs...)
@@ -250,18 +320,14 @@ func (s *snapshotSink) Write(p []byte) (int, error) {
 	return n, err
 }
 
-// adopt takes over a capture: the links in dir move into the snapshot, and
-// parts (with their Dir relative to dir) make up its stream.
-func (s *snapshotSink) adopt(dir string, parts []snapshotPart) error {
+// adopt takes over a capture: the links in dir move into the snapshot;
+// parts (with their files relative to dir or in the pool) make up its
+// stream, of size bytes.
+func (s *snapshotSink) adopt(dir string, parts []snapshotPart, size int64) error {
 	if s.done || s.stream != nil {
 		return errors.New("distlog: snapshot sink: adopt after write or close")
 	}
-	links := filepath.Join(s.tmp, snapshotLinksDir)
-	if err := os.Rename(dir, links); err != nil {
-		return fmt.Errorf("distlog: snapshot sink: %w", err)
-	}
-	size, err := partsSize(links, parts)
-	if err != nil {
+	if err := os.Rename(dir, filepath.Join(s.tmp, snapshotLinksDir)); err != nil {
 		return fmt.Errorf("distlog: snapshot sink: %w", err)
 	}
 	s.adopted = true

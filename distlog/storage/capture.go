@@ -1,17 +1,24 @@
 package storage
 
 import (
+	"errors"
 	"fmt"
 	"os"
 	"path/filepath"
+	"strconv"
+	"strings"
 )
 
 // Capture describes a point-in-time copy of a Log made of hard links to its
 // store files (see LinkSegments): the records Lowest .. Next-1, in the
 // Segments' store files, each read up to its captured Size.
 type Capture struct {
+	// Epoch is the log's Epoch at the capture.
+	Epoch        uint64
 	Lowest, Next uint64
-	Segments     []CapturedSegment
+	// Segments are in offset order; the last is the active one, the
+	// others are sealed.
+	Segments []CapturedSegment
 }
 
 // CapturedSegment is one store file of a Capture.
@@ -25,6 +32,13 @@ type CapturedSegment struct {
 
 // StoreFileName is the name of the store file of the segment at base.
 func StoreFileName(base uint64) string { return segmentFileName(base, storeExt) }
+
+// ParseStoreFileName returns the base offset a store file name stands for,
+// or false.
+func ParseStoreFileName(name string) (uint64, bool) {
+	base, ok := parseSegmentFileName(name)
+	return base, ok && filepath.Ext(name) == storeExt
+}
 
 // StreamHeader returns the header of the Reader stream of the captured
 // records. The stream is that header, then each captured file's bytes from
@@ -43,49 +57,75 @@ func (c Capture) StreamBytes() uint64 {
 	return n
 }
 
-// LinkSegments hard-links the store file of every segment into dir (which
-// must exist, on the same file system) and returns what the links hold at
-// this instant: no record is copied, so it costs one link per segment
-// whatever the log's size. The captured bytes are durable (fsynced) when
-// it returns.
+// LinkSegments captures the log at this instant with hard links and no
+// copy: the store file of every sealed segment is linked into sealedDir
+// (unless an earlier LinkSegments into the same sealedDir in the same
+// Epoch linked it: a sealed file never changes, so each is linked once)
+// and the active one's into activeDir. Both directories must exist, on the
+// log's file system; sealedDir should be named after the Epoch. The
+// captured bytes are durable (fsynced) when it returns, and so are the new
+// links' directory entries.
 //
 // The links stay valid whatever the Log does next: sealed store files are
 // never written again, the active one only grows (the capture reads it up
-// to its captured Size), and removing or resetting segments unlinks the
-// Log's names, not dir's. The one exception is TruncateFrom, which cuts
-// the active file in place: a Log whose captures must stay valid must not
-// be truncated from an offset below a capture's Next (distlog's topic logs
-// never are).
-func (l *Log) LinkSegments(dir string) (Capture, error) {
-	c, err := l.linkSegments(dir)
+// to its captured Size), and anything that rewrites or recreates segments
+// (TruncateFrom, Reset, ResetTo, Restore) unlinks the Log's names, not
+// the links, and changes the Epoch first.
+func (l *Log) LinkSegments(sealedDir, activeDir string) (Capture, error) {
+	c, linkedSealed, err := l.linkSegments(sealedDir, activeDir)
 	if err != nil {
 		return Capture{}, err
 	}
 	if err := l.Sync(); err != nil {
 		return Capture{}, err
 	}
+	if linkedSealed {
+		if err := syncDir(sealedDir); err != nil {
+			return Capture{}, err
+		}
+	}
+	if err := syncDir(activeDir); err != nil {
+		return Capture{}, err
+	}
 	return c, nil
 }
 
-func (l *Log) linkSegments(dir string) (Capture, error) {
+func (l *Log) linkSegments(sealedDir, activeDir string) (Capture, bool, error) {
 	l.appendMu.Lock() // no append may land between a flush and its link
 	defer l.appendMu.Unlock()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
 	if l.closed {
-		return Capture{}, ErrClosed
+		return Capture{}, false, ErrClosed
 	}
-	c := Capture{Lowest: l.segments[0].baseOffset, Next: l.active.nextOffset.Load()}
+	if !l.pooled || l.pooledDir != sealedDir {
+		l.pooled, l.pooledDir = false, sealedDir
+	}
+	c := Capture{Epoch: l.epoch, Lowest: l.segments[0].baseOffset, Next: l.active.nextOffset.Load()}
+	linkedSealed := false
 	for _, s := range l.segments {
 		if err := s.store.Flush(); err != nil {
-			return Capture{}, err
-		}
-		if err := os.Link(s.store.path, filepath.Join(dir, StoreFileName(s.baseOffset))); err != nil {
-			return Capture{}, fmt.Errorf("storage: link segment %d: %w", s.baseOffset, err)
+			return Capture{}, false, err
 		}
 		c.Segments = append(c.Segments, CapturedSegment{Base: s.baseOffset, Size: s.store.Size()})
+		name := StoreFileName(s.baseOffset)
+		if s == l.active {
+			if err := os.Link(s.store.path, filepath.Join(activeDir, name)); err != nil {
+				return Capture{}, false, fmt.Errorf("storage: link segment %d: %w", s.baseOffset, err)
+			}
+			continue
+		}
+		if l.pooled && s.baseOffset <= l.pooledThrough {
+			continue
+		}
+		err := os.Link(s.store.path, filepath.Join(sealedDir, name))
+		if err != nil && !errors.Is(err, os.ErrExist) {
+			return Capture{}, false, fmt.Errorf("storage: link segment %d: %w", s.baseOffset, err)
+		}
+		linkedSealed = linkedSealed || err == nil
+		l.pooled, l.pooledThrough = true, s.baseOffset
 	}
-	return c, nil
+	return c, linkedSealed, nil
 }
 
 // Bytes returns the total size of the log's store files, or ErrClosed
@@ -101,4 +141,60 @@ func (l *Log) Bytes() (uint64, error) {
 		n += s.store.Size()
 	}
 	return n, nil
+}
+
+// epochFileName is the file holding a Log's epoch.
+const epochFileName = "EPOCH"
+
+// Epoch names the log's current set of segment files: a segment file of
+// a given base holds the same bytes (or a prefix of them, for the active
+// one) for as long as Epoch returns the same value. It changes, durably,
+// before TruncateFrom, Reset, ResetTo or Restore rewrite or recreate
+// segments, so a hard link to a sealed segment named by its base and the
+// epoch never names different data.
+func (l *Log) Epoch() uint64 {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	return l.epoch
+}
+
+func (l *Log) loadEpoch() error {
+	b, err := os.ReadFile(filepath.Join(l.dir, epochFileName))
+	switch {
+	case errors.Is(err, os.ErrNotExist):
+		l.epoch = 0
+		return nil
+	case err != nil:
+		return fmt.Errorf("storage: read epoch: %w", err)
+	}
+	l.epoch, err = strconv.ParseUint(strings.TrimSpace(string(b)), 10, 64)
+	if err != nil {
+		return fmt.Errorf("storage: %s: %w", filepath.Join(l.dir, epochFileName), err)
+	}
+	return nil
+}
+
+// bumpEpochLocked makes the next epoch durable. Caller holds appendMu.
+func (l *Log) bumpEpochLocked() error {
+	path := filepath.Join(l.dir, epochFileName)
+	tmp := path + ".tmp"
+	err := os.WriteFile(tmp, []byte(strconv.FormatUint(l.epoch+1, 10)+"\n"), 0o644)
+	if err == nil {
+		var f *os.File
+		if f, err = os.Open(tmp); err == nil {
+			err = errors.Join(f.Sync(), f.Close())
+		}
+	}
+	if err == nil {
+		err = os.Rename(tmp, path)
+	}
+	if err == nil {
+		err = syncDir(l.dir)
+	}
+	if err != nil {
+		return fmt.Errorf("storage: write epoch: %w", err)
+	}
+	l.epoch++
+	l.pooled = false
+	return nil
 }

@@ -71,6 +71,16 @@ type Log struct {
 	// Reader stream can tell that bytes it captured may have changed.
 	truncations atomic.Uint64
 
+	// epoch names the log's current set of segment files (see Epoch); it
+	// is in the file EPOCH. Guarded by appendMu.
+	epoch uint64
+	// pooledDir and pooledThrough remember the sealed segments LinkSegments
+	// linked last: every sealed segment up to base pooledThrough is in
+	// pooledDir (pooled false: none known). Guarded by appendMu.
+	pooledDir     string
+	pooledThrough uint64
+	pooled        bool
+
 	notifyMu sync.Mutex
 	changed  chan struct{} // closed and replaced at every change; guarded by notifyMu
 	taken    bool          // someone holds changed: the next change must close it; guarded by notifyMu
@@ -169,7 +179,7 @@ func (l *Log) load() error {
 		}
 	}
 	l.active = l.segments[len(l.segments)-1]
-	return nil
+	return l.loadEpoch()
 }
 
 // removeFiles deletes the files of the segments at bases (not opened).
@@ -495,6 +505,9 @@ func (l *Log) TruncateFrom(offset uint64) error {
 		return l.resetToLocked(offset)
 	}
 	l.truncations.Add(1)
+	if err := l.bumpEpochLocked(); err != nil {
+		return err
+	}
 	var err error
 	for err == nil {
 		last := l.segments[len(l.segments)-1]
@@ -539,6 +552,9 @@ func (l *Log) ResetTo(next uint64) error {
 // resetToLocked removes every segment and starts an empty one at next.
 // Caller holds appendMu and mu.
 func (l *Log) resetToLocked(next uint64) error {
+	if err := l.bumpEpochLocked(); err != nil {
+		return err
+	}
 	var errs []error
 	for _, s := range l.segments {
 		errs = append(errs, s.Remove())
