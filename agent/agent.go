@@ -97,8 +97,20 @@ func New(cfg Config) (*Agent, error) {
 	return a, nil
 }
 
-// RPCAddr is the address of the node's multiplexed Raft + gRPC port.
-func (a *Agent) RPCAddr() string { return a.rpcListener.Addr().String() }
+// RPCAddr is the address of the node's multiplexed Raft + gRPC port, as
+// other nodes and clients reach it: Config.AdvertiseHost and the bound port,
+// or the bound address when AdvertiseHost is empty.
+func (a *Agent) RPCAddr() string {
+	bound := a.rpcListener.Addr().String()
+	if a.cfg.AdvertiseHost == "" {
+		return bound
+	}
+	_, port, err := net.SplitHostPort(bound)
+	if err != nil {
+		return bound
+	}
+	return net.JoinHostPort(a.cfg.AdvertiseHost, port)
+}
 
 // HTTPAddr is the address of the node's HTTPS port (JSON API, metrics,
 // health).
@@ -235,7 +247,7 @@ func (a *Agent) setupMembership() error {
 		NodeName:       a.cfg.NodeName,
 		BindAddr:       a.cfg.BindAddr,
 		Tags:           map[string]string{discovery.RPCAddrTag: a.RPCAddr()},
-		StartJoinAddrs: a.cfg.StartJoinAddrs,
+		StartJoinAddrs: a.cfg.startJoinAddrs(),
 		// A node stopped gracefully leaves Serf, and the leader takes it out
 		// of the Raft configuration. Started again, with or without its
 		// original StartJoinAddrs, it rejoins the members its snapshot

@@ -4,6 +4,8 @@ import (
 	"crypto/tls"
 	"fmt"
 	"net"
+	"slices"
+	"strings"
 	"time"
 
 	"github.com/prometheus/client_golang/prometheus"
@@ -55,11 +57,22 @@ type Config struct {
 	// HTTPPort is the port of the HTTPS listener (JSON API, /metrics,
 	// /healthz, /readyz). 0 means DefaultHTTPPort unless RandomPorts is set.
 	HTTPPort int
+	// AdvertiseHost is the host name or IP address that other nodes and
+	// clients reach this node's RPC port by: the host of its address in the
+	// Raft configuration, in GetServers answers and in its Serf tag, and so
+	// the name peers and clients check its certificate against. A DNS name
+	// that stays with the node when its IP address changes (a StatefulSet
+	// pod's) keeps the Raft configuration valid across restarts. The RPC and
+	// HTTP ports still listen on the host of BindAddr. Default: the IP
+	// address the RPC port is bound to.
+	AdvertiseHost string
 	// RandomPorts makes a 0 RPCPort or HTTPPort (and a 0 port in BindAddr)
 	// mean "any free port" instead of the default: for tests.
 	RandomPorts bool
 	// StartJoinAddrs are Serf addresses of running nodes to join. Empty for
-	// the first node. A node restarted with existing data also rejoins the
+	// the first node. An address that is this node's own (BindAddr, or
+	// AdvertiseHost with BindAddr's port) is skipped, so that every node of a
+	// cluster can be given the same list. A node restarted with existing data also rejoins the
 	// members in its Serf snapshot, so it needs none of these to answer.
 	StartJoinAddrs []string
 	// Bootstrap makes this node bootstrap a new Raft cluster with itself as
@@ -239,7 +252,33 @@ func (c Config) validate() error {
 	if _, _, err := net.SplitHostPort(c.BindAddr); err != nil {
 		return fmt.Errorf("agent: BindAddr %q: %w", c.BindAddr, err)
 	}
+	if c.AdvertiseHost != "" {
+		if _, _, err := net.SplitHostPort(c.AdvertiseHost); err == nil {
+			return fmt.Errorf("agent: AdvertiseHost %q: want a host without a port", c.AdvertiseHost)
+		}
+		if ip := net.ParseIP(c.AdvertiseHost); ip != nil && ip.IsUnspecified() {
+			return fmt.Errorf("agent: AdvertiseHost %q: other nodes cannot reach a wildcard address", c.AdvertiseHost)
+		}
+	}
 	return nil
+}
+
+// startJoinAddrs is StartJoinAddrs without this node's own Serf address:
+// joining oneself is pointless, and a name of one's own that does not
+// resolve yet (a new pod's DNS record) must not stop the node from starting.
+func (c Config) startJoinAddrs() []string {
+	_, serfPort, _ := net.SplitHostPort(c.BindAddr)
+	own := []string{c.BindAddr}
+	if c.AdvertiseHost != "" {
+		own = append(own, net.JoinHostPort(c.AdvertiseHost, serfPort))
+	}
+	var addrs []string
+	for _, addr := range c.StartJoinAddrs {
+		if !slices.ContainsFunc(own, func(o string) bool { return strings.EqualFold(o, addr) }) {
+			addrs = append(addrs, addr)
+		}
+	}
+	return addrs
 }
 
 // host is the host part of BindAddr, where every listener of the node binds.

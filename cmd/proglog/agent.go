@@ -21,12 +21,15 @@ type agentSettings struct {
 	dataDir        string
 	nodeName       string
 	bindAddr       string
+	advertiseHost  string
 	rpcPort        int
 	httpPort       int
 	startJoinAddrs []string
 	bootstrap      bool
-	aclModelFile   string
-	aclPolicyFile  string
+	// bootstrapNode is the node name that bootstraps, as if with bootstrap.
+	bootstrapNode string
+	aclModelFile  string
+	aclPolicyFile string
 	// serverTLS secures the gRPC and HTTP servers and the Raft branch of the
 	// RPC port; peerTLS is what a node dials Raft peers with (its
 	// certificate, and the CA that verifies peers both ways).
@@ -51,10 +54,12 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 		dataDir:        s.String(keyDataDir),
 		nodeName:       s.String(keyNodeName),
 		bindAddr:       s.String(keyBindAddr),
+		advertiseHost:  s.String(keyAdvertiseHost),
 		rpcPort:        s.Int(keyRPCPort),
 		httpPort:       s.Int(keyHTTPPort),
 		startJoinAddrs: s.List(keyStartJoinAddrs),
 		bootstrap:      s.Bool(keyBootstrap),
+		bootstrapNode:  s.String(keyBootstrapNode),
 		aclModelFile:   orDefault(s.String(keyACLModelFile), files.ACLModelFile),
 		aclPolicyFile:  orDefault(s.String(keyACLPolicyFile), files.ACLPolicyFile),
 		serverTLS: tlsconfig.Config{
@@ -108,6 +113,9 @@ func (as agentSettings) validate() error {
 	if _, _, err := net.SplitHostPort(as.bindAddr); err != nil {
 		return usageError(fmt.Errorf("--bind-addr %q: %w", as.bindAddr, err))
 	}
+	if _, _, err := net.SplitHostPort(as.advertiseHost); as.advertiseHost != "" && err == nil {
+		return usageError(fmt.Errorf("--advertise-host %q: want a host without a port (the ports are --rpc-port and --http-port)", as.advertiseHost))
+	}
 	for _, addr := range as.startJoinAddrs {
 		if _, port, err := net.SplitHostPort(addr); err != nil || port == "" {
 			return usageError(fmt.Errorf("--start-join-addrs: %q is not host:port", addr))
@@ -117,6 +125,12 @@ func (as agentSettings) validate() error {
 		return err
 	}
 	return nil
+}
+
+// bootstraps reports whether this node bootstraps a new cluster: --bootstrap,
+// or --bootstrap-node naming this node.
+func (as agentSettings) bootstraps() bool {
+	return as.bootstrap || (as.bootstrapNode != "" && as.bootstrapNode == as.nodeName)
 }
 
 // config builds the agent's Config: it reads the certificates.
@@ -147,10 +161,11 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		DataDir:             as.dataDir,
 		NodeName:            as.nodeName,
 		BindAddr:            as.bindAddr,
+		AdvertiseHost:       as.advertiseHost,
 		RPCPort:             as.rpcPort,
 		HTTPPort:            as.httpPort,
 		StartJoinAddrs:      as.startJoinAddrs,
-		Bootstrap:           as.bootstrap,
+		Bootstrap:           as.bootstraps(),
 		ServerTLSConfig:     serverTLS,
 		PeerTLSConfig:       peerClientTLS,
 		PeerServerTLSConfig: peerServerTLS,
@@ -179,8 +194,10 @@ func newAgentCmd(hostname string) (*cobra.Command, error) {
 byte), the JSON API, /metrics, /healthz and /readyz over HTTPS on --http-port,
 and Serf gossip on --bind-addr, whose host is where every port listens.
 
-The first node of a new cluster runs with --bootstrap; the others name a
-running node's Serf address in --start-join-addrs and the leader adds them.
+The first node of a new cluster runs with --bootstrap (or is named by
+--bootstrap-node); the others name a running node's Serf address in
+--start-join-addrs and the leader adds them. --advertise-host is the name the
+others reach this node by, when it is not the bind address (a pod's DNS name).
 Every connection is mutual TLS: the certificates and the ACL default to the
 files 'make gencert' writes into --config-dir.
 

@@ -49,7 +49,7 @@ func TestHelp(t *testing.T) {
 	}
 	r := runInProcess(t, "", "agent", "--help")
 	for _, flag := range []string{"--config-file", "--data-dir", "--node-name", "--bind-addr", "--rpc-port", "--http-port",
-		"--start-join-addrs", "--bootstrap", "--acl-model-file", "--acl-policy-file", "--server-tls-cert-file",
+		"--start-join-addrs", "--bootstrap", "--bootstrap-node", "--advertise-host", "--acl-model-file", "--acl-policy-file", "--server-tls-cert-file",
 		"--server-tls-key-file", "--server-tls-ca-file", "--peer-tls-cert-file", "--peer-tls-key-file",
 		"--peer-tls-ca-file", "--log-level"} {
 		require.Contains(t, r.stdout, flag)
@@ -80,6 +80,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "log level", args: []string{"servers", "--log-level", "loud"}, want: `invalid --log-level "loud"`},
 		{name: "agent without data dir", args: []string{"agent"}, want: "--data-dir is required"},
 		{name: "agent bad port", args: []string{"agent", "--data-dir", "/d", "--rpc-port", "70000"}, want: "--rpc-port 70000"},
+		{name: "agent advertise host with port", args: []string{"agent", "--data-dir", "/d", "--advertise-host", "n1:8401"}, want: `--advertise-host "n1:8401": want a host without a port`},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

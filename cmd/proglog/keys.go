@@ -24,10 +24,12 @@ const (
 	keyDataDir           = "data-dir"
 	keyNodeName          = "node-name"
 	keyBindAddr          = "bind-addr"
+	keyAdvertiseHost     = "advertise-host"
 	keyRPCPort           = "rpc-port"
 	keyHTTPPort          = "http-port"
 	keyStartJoinAddrs    = "start-join-addrs"
 	keyBootstrap         = "bootstrap"
+	keyBootstrapNode     = "bootstrap-node"
 	keyACLModelFile      = "acl-model-file"
 	keyACLPolicyFile     = "acl-policy-file"
 	keyServerTLSCertFile = "server-tls-cert-file"
@@ -110,10 +112,12 @@ func agentOptions(hostname string) []option {
 		option{key: keyDataDir, def: "", usage: "directory of this node's data log, Raft log and snapshots (required)"},
 		option{key: keyNodeName, def: hostname, usage: "unique node name: the Raft server ID and Serf node name"},
 		option{key: keyBindAddr, def: "127.0.0.1:8301", usage: "host:port Serf gossips on (TCP and UDP); the RPC and HTTP ports listen on its host"},
+		option{key: keyAdvertiseHost, def: "", usage: "host name or IP other nodes and clients reach this node's RPC port by, and its certificate names (default: the host of --bind-addr); a DNS name survives an IP change"},
 		option{key: keyRPCPort, def: 8401, usage: "port of the multiplexed Raft + gRPC listener"},
 		option{key: keyHTTPPort, def: 8080, usage: "port of the HTTPS listener: JSON API, /metrics, /healthz, /readyz"},
 		option{key: keyStartJoinAddrs, def: []string{}, usage: "Serf addresses (host:port, comma-separated) of running nodes to join"},
 		option{key: keyBootstrap, def: false, usage: "bootstrap a new cluster with this node as its only voter (ignored when the node has Raft state)"},
+		option{key: keyBootstrapNode, def: "", usage: "the node that bootstraps a new cluster: a node whose --node-name is this acts as with --bootstrap, so every node can share one command line (a StatefulSet's pods)"},
 		option{key: keyACLModelFile, def: "", usage: "Casbin ACL model (default model.conf in --config-dir)"},
 		option{key: keyACLPolicyFile, def: "", usage: "Casbin ACL policy (default policy.csv in --config-dir)"},
 		option{key: keyServerTLSCertFile, def: "", usage: "certificate of the gRPC and HTTP servers (default server.pem in --config-dir)"},

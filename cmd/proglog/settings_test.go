@@ -151,6 +151,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 	clearProglogEnv(t)
 	s, err := load(t, agentOptions("host-name"),
 		"--data-dir", "/d", "--node-name", "n1", "--bind-addr", "10.0.0.1:7946",
+		"--advertise-host", "n1.example", "--bootstrap-node", "n0",
 		"--rpc-port", "9401", "--http-port", "9080", "--start-join-addrs", "10.0.0.2:7946,10.0.0.3:7946",
 		"--bootstrap", "--acl-model-file", "/acl/m", "--acl-policy-file", "/acl/p",
 		"--server-tls-cert-file", "/s/cert", "--server-tls-key-file", "/s/key", "--server-tls-ca-file", "/s/ca",
@@ -161,7 +162,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 	got, err := readAgentSettings(s)
 	require.NoError(t, err)
 	want := agentSettings{
-		dataDir: "/d", nodeName: "n1", bindAddr: "10.0.0.1:7946", rpcPort: 9401, httpPort: 9080,
+		dataDir: "/d", nodeName: "n1", bindAddr: "10.0.0.1:7946", advertiseHost: "n1.example", bootstrapNode: "n0", rpcPort: 9401, httpPort: 9080,
 		startJoinAddrs: []string{"10.0.0.2:7946", "10.0.0.3:7946"}, bootstrap: true,
 		aclModelFile: "/acl/m", aclPolicyFile: "/acl/p",
 		serverTLS:      tlsconfig.Config{CertFile: "/s/cert", KeyFile: "/s/key", CAFile: "/s/ca", Server: true},
@@ -171,6 +172,23 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		traceExporter: "otlp", otlpEndpoint: "collector:4317", otlpInsecure: true,
 	}
 	require.Equal(t, want, got)
+}
+
+// TestBootstrapNode: --bootstrap-node makes only the node it names
+// bootstrap, so that one command line serves every pod of a StatefulSet.
+func TestBootstrapNode(t *testing.T) {
+	for _, tt := range []struct {
+		nodeName, bootstrapNode string
+		bootstrap, want         bool
+	}{
+		{nodeName: "proglog-0", bootstrapNode: "proglog-0", want: true},
+		{nodeName: "proglog-1", bootstrapNode: "proglog-0", want: false},
+		{nodeName: "proglog-1", bootstrapNode: "", want: false},
+		{nodeName: "proglog-1", bootstrapNode: "proglog-0", bootstrap: true, want: true},
+	} {
+		as := agentSettings{nodeName: tt.nodeName, bootstrapNode: tt.bootstrapNode, bootstrap: tt.bootstrap}
+		require.Equal(t, tt.want, as.bootstraps(), "%+v", tt)
+	}
 }
 
 // TestAgentDefaults: without flags, TLS and ACL files are the ones `make
