@@ -10,13 +10,15 @@ TEST_FLAGS ?=
 BENCH ?= .
 BENCH_FLAGS ?= -benchtime=2s -count=1
 
-.PHONY: all build run test bench lint compile-proto check-proto gencert
+.PHONY: all build run test bench lint compile-proto check-proto gencert gencert-kube
 
 all: build
 
-## build: the single binary, bin/proglog.
+## build: the single binary, $(BIN) (bin/proglog): static (no C library) and with no build paths in it, so that
+## the container image (deploy/Dockerfile runs `make build BIN=/out/proglog`) holds the same binary.
+BIN ?= bin/proglog
 build:
-	$(GO) build -o bin/proglog ./cmd/proglog
+	CGO_ENABLED=0 $(GO) build -trimpath -o $(BIN) ./cmd/proglog
 
 ## run: a three-node cluster of bin/proglog processes on $(RUN_HOST), node 1 bootstrapping, data and
 ## logs in $(RUN_DIR)/; Ctrl-C stops every node. Override e.g. RPC_PORTS="9401 9402 9403".
@@ -90,3 +92,26 @@ gencert:
 	done; \
 	rm -f "$$dir"/*.csr; \
 	for f in model.conf policy.csv; do cmp -s "test/$$f" "$$dir/$$f" || cp "test/$$f" "$$dir/$$f"; done
+
+## gencert-kube: the certificate of the Helm chart's nodes (deploy/proglog), signed by the gencert CA: for every pod
+## of release fullname $(NAME) in $(NAMESPACE) (*.$(NAME)-headless.$(NAMESPACE).svc.$(CLUSTER_DOMAIN)) and for the
+## client Service, plus $(EXTRA_HOSTS) (comma-separated: a load balancer's name). Writes
+## $(CONFIG_DIR)/kube/$(NAME).$(NAMESPACE)/server.pem and server-key.pem, and prints the kubectl commands that make
+## the chart's Secrets.
+NAME ?= proglog
+NAMESPACE ?= default
+CLUSTER_DOMAIN ?= cluster.local
+EXTRA_HOSTS ?=
+gencert-kube: gencert
+	@set -euo pipefail; dir='$(CONFIG_DIR)'; out="$$dir/kube/$(NAME).$(NAMESPACE)"; mkdir -p "$$out"; \
+	hosts='*.$(NAME)-headless.$(NAMESPACE).svc.$(CLUSTER_DOMAIN),*.$(NAME)-headless.$(NAMESPACE).svc'; \
+	hosts="$$hosts,$(NAME),$(NAME).$(NAMESPACE),$(NAME).$(NAMESPACE).svc,$(NAME).$(NAMESPACE).svc.$(CLUSTER_DOMAIN)"; \
+	hosts="$$hosts,localhost,127.0.0.1$(if $(EXTRA_HOSTS),$(comma)$(EXTRA_HOSTS))"; \
+	$(CFSSL) gencert -loglevel=3 -ca="$$dir/ca.pem" -ca-key="$$dir/ca-key.pem" -config=test/ca-config.json \
+		-profile=server -hostname="$$hosts" test/server-csr.json | $(CFSSLJSON) -bare "$$out/server"; \
+	rm -f "$$out"/*.csr; \
+	echo "gencert-kube: $$out/server.pem for $$hosts"; \
+	echo "Create the chart's Secrets (release fullname $(NAME), namespace $(NAMESPACE)):"; \
+	echo "  kubectl -n $(NAMESPACE) create secret generic $(NAME)-tls --from-file=tls.crt=$$out/server.pem --from-file=tls.key=$$out/server-key.pem --from-file=ca.crt=$$dir/ca.pem"; \
+	echo "  kubectl -n $(NAMESPACE) create secret generic $(NAME)-client-tls --from-file=tls.crt=$$dir/root-client.pem --from-file=tls.key=$$dir/root-client-key.pem --from-file=ca.crt=$$dir/ca.pem"
+comma := ,
