@@ -242,8 +242,12 @@ func (a *Agent) setupHTTPServer() error {
 	return nil
 }
 
+// startJoinRetryInterval is the wait between tries of StartJoinAddrs while
+// Config.StartJoinTimeout lasts.
+const startJoinRetryInterval = time.Second
+
 func (a *Agent) setupMembership() error {
-	m, err := discovery.New(membershipHandler{a}, discovery.Config{
+	cfg := discovery.Config{
 		NodeName:       a.cfg.NodeName,
 		BindAddr:       a.cfg.BindAddr,
 		Tags:           map[string]string{discovery.RPCAddrTag: a.RPCAddr()},
@@ -258,12 +262,23 @@ func (a *Agent) setupMembership() error {
 		RejoinAfterLeave: true,
 		Profile:          a.cfg.GossipProfile,
 		Logger:           a.cfg.Logger,
-	})
-	if err != nil {
-		return err
 	}
-	a.membership = m
-	return nil
+	deadline := time.Now().Add(a.cfg.StartJoinTimeout)
+	for {
+		m, err := discovery.New(membershipHandler{a}, cfg)
+		if err == nil {
+			a.membership = m
+			return nil
+		}
+		if !errors.Is(err, discovery.ErrJoin) || !time.Now().Add(startJoinRetryInterval).Before(deadline) {
+			return err
+		}
+		// The nodes to join may be starting too (pods created together,
+		// their DNS names not yet published).
+		a.logger.Info("no start-join address answered yet; retrying",
+			zap.Duration("retry_in", startJoinRetryInterval), zap.Time("until", deadline), zap.Error(err))
+		time.Sleep(startJoinRetryInterval)
+	}
 }
 
 // serve starts the goroutines that accept connections. It runs once every

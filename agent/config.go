@@ -75,6 +75,11 @@ type Config struct {
 	// cluster can be given the same list. A node restarted with existing data also rejoins the
 	// members in its Serf snapshot, so it needs none of these to answer.
 	StartJoinAddrs []string
+	// StartJoinTimeout is how long New keeps trying StartJoinAddrs, every
+	// startJoinRetryInterval, while none answers: nodes started together (a
+	// StatefulSet's pods) need not wait for each other's start. 0 (default)
+	// means one try, and New fails with discovery.ErrJoin at once.
+	StartJoinTimeout time.Duration
 	// Bootstrap makes this node bootstrap a new Raft cluster with itself as
 	// the only voter. Ignored when the node already has Raft state.
 	Bootstrap bool
@@ -238,6 +243,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("agent: PeerTLSConfig is required")
 	case c.ACLModelFile == "" || c.ACLPolicyFile == "":
 		return fmt.Errorf("agent: ACLModelFile and ACLPolicyFile are required")
+	case c.StartJoinTimeout < 0:
+		return fmt.Errorf("agent: StartJoinTimeout %v must not be negative", c.StartJoinTimeout)
 	case c.RPCPort < 0 || c.RPCPort > 65535:
 		return fmt.Errorf("agent: RPCPort %d out of range", c.RPCPort)
 	case c.HTTPPort < 0 || c.HTTPPort > 65535:

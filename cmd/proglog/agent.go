@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"net"
+	"time"
 
 	"github.com/spf13/cobra"
 	"go.opentelemetry.io/otel"
@@ -25,7 +26,9 @@ type agentSettings struct {
 	rpcPort        int
 	httpPort       int
 	startJoinAddrs []string
-	bootstrap      bool
+	// startJoinTimeout is how long to keep trying startJoinAddrs.
+	startJoinTimeout time.Duration
+	bootstrap        bool
 	// bootstrapNode is the node name that bootstraps, as if with bootstrap.
 	bootstrapNode string
 	aclModelFile  string
@@ -51,17 +54,18 @@ type agentSettings struct {
 func readAgentSettings(s *settings) (agentSettings, error) {
 	files := tlsconfig.Files(configDir(s))
 	as := agentSettings{
-		dataDir:        s.String(keyDataDir),
-		nodeName:       s.String(keyNodeName),
-		bindAddr:       s.String(keyBindAddr),
-		advertiseHost:  s.String(keyAdvertiseHost),
-		rpcPort:        s.Int(keyRPCPort),
-		httpPort:       s.Int(keyHTTPPort),
-		startJoinAddrs: s.List(keyStartJoinAddrs),
-		bootstrap:      s.Bool(keyBootstrap),
-		bootstrapNode:  s.String(keyBootstrapNode),
-		aclModelFile:   orDefault(s.String(keyACLModelFile), files.ACLModelFile),
-		aclPolicyFile:  orDefault(s.String(keyACLPolicyFile), files.ACLPolicyFile),
+		dataDir:          s.String(keyDataDir),
+		nodeName:         s.String(keyNodeName),
+		bindAddr:         s.String(keyBindAddr),
+		advertiseHost:    s.String(keyAdvertiseHost),
+		rpcPort:          s.Int(keyRPCPort),
+		httpPort:         s.Int(keyHTTPPort),
+		startJoinAddrs:   s.List(keyStartJoinAddrs),
+		startJoinTimeout: s.Duration(keyStartJoinTimeout),
+		bootstrap:        s.Bool(keyBootstrap),
+		bootstrapNode:    s.String(keyBootstrapNode),
+		aclModelFile:     orDefault(s.String(keyACLModelFile), files.ACLModelFile),
+		aclPolicyFile:    orDefault(s.String(keyACLPolicyFile), files.ACLPolicyFile),
 		serverTLS: tlsconfig.Config{
 			CertFile: orDefault(s.String(keyServerTLSCertFile), files.ServerCertFile),
 			KeyFile:  orDefault(s.String(keyServerTLSKeyFile), files.ServerKeyFile),
@@ -99,6 +103,8 @@ func (as agentSettings) validate() error {
 		return usageError(fmt.Errorf("--rpc-port %d is not a port", as.rpcPort))
 	case as.httpPort < 0 || as.httpPort > 65535:
 		return usageError(fmt.Errorf("--http-port %d is not a port", as.httpPort))
+	case as.startJoinTimeout < 0:
+		return usageError(fmt.Errorf("--start-join-timeout %v must not be negative", as.startJoinTimeout))
 	case as.maxRecordBytes <= 0:
 		return usageError(fmt.Errorf("--max-record-bytes %d must be positive", as.maxRecordBytes))
 	case as.maxBatchRecords <= 0:
@@ -165,6 +171,7 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		RPCPort:             as.rpcPort,
 		HTTPPort:            as.httpPort,
 		StartJoinAddrs:      as.startJoinAddrs,
+		StartJoinTimeout:    as.startJoinTimeout,
 		Bootstrap:           as.bootstraps(),
 		ServerTLSConfig:     serverTLS,
 		PeerTLSConfig:       peerClientTLS,

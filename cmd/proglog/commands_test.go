@@ -49,7 +49,7 @@ func TestHelp(t *testing.T) {
 	}
 	r := runInProcess(t, "", "agent", "--help")
 	for _, flag := range []string{"--config-file", "--data-dir", "--node-name", "--bind-addr", "--rpc-port", "--http-port",
-		"--start-join-addrs", "--bootstrap", "--bootstrap-node", "--advertise-host", "--acl-model-file", "--acl-policy-file", "--server-tls-cert-file",
+		"--start-join-addrs", "--bootstrap", "--bootstrap-node", "--advertise-host", "--start-join-timeout", "--acl-model-file", "--acl-policy-file", "--server-tls-cert-file",
 		"--server-tls-key-file", "--server-tls-ca-file", "--peer-tls-cert-file", "--peer-tls-key-file",
 		"--peer-tls-ca-file", "--log-level"} {
 		require.Contains(t, r.stdout, flag)

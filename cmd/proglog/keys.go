@@ -28,6 +28,7 @@ const (
 	keyRPCPort           = "rpc-port"
 	keyHTTPPort          = "http-port"
 	keyStartJoinAddrs    = "start-join-addrs"
+	keyStartJoinTimeout  = "start-join-timeout"
 	keyBootstrap         = "bootstrap"
 	keyBootstrapNode     = "bootstrap-node"
 	keyACLModelFile      = "acl-model-file"
@@ -116,6 +117,7 @@ func agentOptions(hostname string) []option {
 		option{key: keyRPCPort, def: 8401, usage: "port of the multiplexed Raft + gRPC listener"},
 		option{key: keyHTTPPort, def: 8080, usage: "port of the HTTPS listener: JSON API, /metrics, /healthz, /readyz"},
 		option{key: keyStartJoinAddrs, def: []string{}, usage: "Serf addresses (host:port, comma-separated) of running nodes to join"},
+		option{key: keyStartJoinTimeout, def: time.Duration(0), usage: "how long a new node keeps trying --start-join-addrs while none answers (nodes started together); 0: one try"},
 		option{key: keyBootstrap, def: false, usage: "bootstrap a new cluster with this node as its only voter (ignored when the node has Raft state)"},
 		option{key: keyBootstrapNode, def: "", usage: "the node that bootstraps a new cluster: a node whose --node-name is this acts as with --bootstrap, so every node can share one command line (a StatefulSet's pods)"},
 		option{key: keyACLModelFile, def: "", usage: "Casbin ACL model (default model.conf in --config-dir)"},

@@ -283,9 +283,9 @@ func TestMakeRunCallsTheScript(t *testing.T) {
 		"RUN_DIR=/tmp/x", "RPC_PORTS=1 2 3", "HTTP_PORTS=4 5 6", "SERF_PORTS=7 8 9", "CONFIG_DIR=/tmp/cfg").CombinedOutput()
 	require.NoError(t, err, "make -n run: %s", out)
 	for _, want := range []string{
-		"go build -o bin/proglog ./cmd/proglog",
+		"go build -trimpath -o bin/proglog ./cmd/proglog",
 		"gencert",
-		"RUN_BIN=bin/proglog", "RUN_DIR='/tmp/x'", "RUN_CONFIG_DIR='/tmp/cfg'",
+		"RUN_BIN='bin/proglog'", "RUN_DIR='/tmp/x'", "RUN_CONFIG_DIR='/tmp/cfg'",
 		"RUN_RPC_PORTS='1 2 3'", "RUN_HTTP_PORTS='4 5 6'", "RUN_SERF_PORTS='7 8 9'",
 		"bash deploy/run-local.sh",
 	} {

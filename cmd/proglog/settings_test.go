@@ -152,7 +152,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 	s, err := load(t, agentOptions("host-name"),
 		"--data-dir", "/d", "--node-name", "n1", "--bind-addr", "10.0.0.1:7946",
 		"--advertise-host", "n1.example", "--bootstrap-node", "n0",
-		"--rpc-port", "9401", "--http-port", "9080", "--start-join-addrs", "10.0.0.2:7946,10.0.0.3:7946",
+		"--rpc-port", "9401", "--http-port", "9080", "--start-join-addrs", "10.0.0.2:7946,10.0.0.3:7946", "--start-join-timeout", "2m",
 		"--bootstrap", "--acl-model-file", "/acl/m", "--acl-policy-file", "/acl/p",
 		"--server-tls-cert-file", "/s/cert", "--server-tls-key-file", "/s/key", "--server-tls-ca-file", "/s/ca",
 		"--peer-tls-cert-file", "/p/cert", "--peer-tls-key-file", "/p/key", "--peer-tls-ca-file", "/p/ca",
@@ -163,7 +163,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 	require.NoError(t, err)
 	want := agentSettings{
 		dataDir: "/d", nodeName: "n1", bindAddr: "10.0.0.1:7946", advertiseHost: "n1.example", bootstrapNode: "n0", rpcPort: 9401, httpPort: 9080,
-		startJoinAddrs: []string{"10.0.0.2:7946", "10.0.0.3:7946"}, bootstrap: true,
+		startJoinAddrs: []string{"10.0.0.2:7946", "10.0.0.3:7946"}, startJoinTimeout: 2 * time.Minute, bootstrap: true,
 		aclModelFile: "/acl/m", aclPolicyFile: "/acl/p",
 		serverTLS:      tlsconfig.Config{CertFile: "/s/cert", KeyFile: "/s/key", CAFile: "/s/ca", Server: true},
 		peerTLS:        tlsconfig.Config{CertFile: "/p/cert", KeyFile: "/p/key", CAFile: "/p/ca", Peer: true},
