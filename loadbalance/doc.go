@@ -16,8 +16,17 @@
 //     health) to any ready server. When the leader is unknown or unreachable
 //     a write fails fast with codes.Unavailable instead of waiting forever.
 //   - Client, a small wrapper over both that retries writes on Unavailable
-//     (including a follower's NOT_LEADER refusal) with exponential backoff and
-//     resumes a broken ConsumeStream on another server from the next offset.
+//     (including a follower's NOT_LEADER refusal) with exponential backoff,
+//     resumes a broken ConsumeStream on another server from the next offset,
+//     and fails a ProduceStream over to the new leader, resending what was
+//     not acknowledged, in order.
+//
+// # Servers that come back
+//
+// A connection that failed is redialled with a backoff capped at
+// Config.ReconnectMaxBackoff (500 ms), so a server that returns after
+// minutes takes calls within about that long; one the resolver names leader
+// while its connection is failing is redialled at once.
 //
 // # Using the resolver and balancer directly
 //

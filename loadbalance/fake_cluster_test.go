@@ -2,6 +2,8 @@ package loadbalance
 
 import (
 	"context"
+	"errors"
+	"io"
 	"net"
 	"sync"
 	"sync/atomic"
@@ -321,6 +323,30 @@ func (s *fakeServer) ProduceBatch(_ context.Context, req *api.ProduceBatchReques
 	}
 	first := s.cluster.append(values...)
 	return &api.ProduceBatchResponse{FirstOffset: first, Count: uint64(len(values))}, nil
+}
+
+// ProduceStream appends each value and answers with its offset, refusing
+// with NOT_LEADER (ending the stream) once the server no longer leads.
+func (s *fakeServer) ProduceStream(stream api.Log_ProduceStreamServer) error {
+	for {
+		req, err := stream.Recv()
+		if errors.Is(err, io.EOF) {
+			return nil
+		}
+		if err != nil {
+			return err
+		}
+		if err := s.waitThawed(stream.Context()); err != nil {
+			return err
+		}
+		if err := s.notLeader(); err != nil {
+			return err
+		}
+		offset := s.cluster.append(req.GetRecord().GetValue())
+		if err := stream.Send(&api.ProduceResponse{Offset: offset}); err != nil {
+			return err
+		}
+	}
 }
 
 // record returns the record at offset, or ok false, and the channel closed
