@@ -135,6 +135,11 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), d.transport.Close())
 	}
 	undo = append(undo, func() error { return d.raft.Shutdown().Error() })
+	if hl, ok := raftConfig.Logger.(*hclogZap); ok {
+		// One line when an unreachable peer answers again; the bridge
+		// logged one when it went.
+		d.raft.RegisterObserver(peerReturnObserver(hl.peers))
+	}
 
 	if cfg.Raft.Bootstrap && !hasState {
 		bootstrap := raft.Configuration{Servers: []raft.Server{{

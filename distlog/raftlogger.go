@@ -19,6 +19,9 @@ type hclogZap struct {
 	z       *zap.Logger
 	name    string
 	implied []any // With key/value pairs, kept for ImpliedArgs
+	// peers folds Raft's repeated errors about an unreachable peer into
+	// one warning (see peerFailures); shared by derived loggers.
+	peers *peerFailures
 }
 
 var _ hclog.Logger = (*hclogZap)(nil)
@@ -26,7 +29,7 @@ var _ hclog.Logger = (*hclogZap)(nil)
 // newHCLogger returns an hclog.Logger writing to z.
 func newHCLogger(z *zap.Logger) hclog.Logger {
 	// Skip the adapter's own frames so callers show as Raft's code.
-	return &hclogZap{z: z.WithOptions(zap.AddCallerSkip(2))}
+	return &hclogZap{z: z.WithOptions(zap.AddCallerSkip(2)), peers: newPeerFailures()}
 }
 
 // fields turns hclog's alternating key/value arguments into zap fields. A
@@ -81,6 +84,11 @@ func zapLevel(level hclog.Level) zapcore.Level {
 
 // Log implements hclog.Logger.
 func (l *hclogZap) Log(level hclog.Level, msg string, args ...any) {
+	if addr := peerAddress(msg, args); addr != "" && l.peers != nil {
+		if !l.peers.failed(l.z, msg, addr, fields(args)) {
+			return
+		}
+	}
 	if ce := l.z.Check(zapLevel(level), msg); ce != nil {
 		ce.Write(fields(args)...)
 	}
@@ -122,7 +130,7 @@ func (l *hclogZap) ImpliedArgs() []any { return l.implied }
 // With implements hclog.Logger.
 func (l *hclogZap) With(args ...any) hclog.Logger {
 	implied := append(append([]any(nil), l.implied...), args...)
-	return &hclogZap{z: l.z.With(fields(args)...), name: l.name, implied: implied}
+	return &hclogZap{z: l.z.With(fields(args)...), name: l.name, implied: implied, peers: l.peers}
 }
 
 // Name implements hclog.Logger.
@@ -134,13 +142,13 @@ func (l *hclogZap) Named(name string) hclog.Logger {
 	if l.name != "" {
 		full = l.name + "." + name
 	}
-	return &hclogZap{z: l.z.Named(name), name: full, implied: l.implied}
+	return &hclogZap{z: l.z.Named(name), name: full, implied: l.implied, peers: l.peers}
 }
 
 // ResetNamed implements hclog.Logger. zap names only grow, so the new name
 // is recorded for Name but zap keeps the prefix it already has.
 func (l *hclogZap) ResetNamed(name string) hclog.Logger {
-	return &hclogZap{z: l.z, name: name, implied: l.implied}
+	return &hclogZap{z: l.z, name: name, implied: l.implied, peers: l.peers}
 }
 
 // SetLevel implements hclog.Logger as a no-op: zap's level rules.
