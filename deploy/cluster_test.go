@@ -79,8 +79,9 @@ type localCluster struct {
 // advertised address, a produce/consume round trip through the proglog:///
 // resolver, and the helm test pod's command line passing. Then the scale
 // down Kubernetes does: SIGTERM to the highest ordinal, which leaves Raft
-// and exits within the grace period; and back up on the same data (a
-// retained volume), where it rejoins and catches up.
+// and exits within the grace period; back up on the same data (a retained
+// volume), where it rejoins and catches up; and a restart of pod 0, as a
+// rolling update does, which must rejoin rather than bootstrap again.
 func TestChartRunsAsLocalCluster(t *testing.T) {
 	const replicas = 3
 	prefix := fmt.Sprintf("127.%d.%d.", 100+rand.IntN(100), 1+rand.IntN(250))
@@ -153,6 +154,22 @@ func TestChartRunsAsLocalCluster(t *testing.T) {
 	c.waitReady(last)
 	c.requireServers(client, c.pods)
 	c.requireRecords(last, want)
+
+	// A rolling update restarts pod 0 too: with Raft state it does not
+	// bootstrap again, and it has nobody to join but the members it
+	// remembers.
+	first := c.pods[0]
+	require.Equal(t, 0, c.stop(first, grace), "%s exits cleanly within the grace period; log:\n%s", first.name, c.logTail(first))
+	c.start(first)
+	c.waitReady(first)
+	c.requireServers(client, c.pods)
+	ctx, cancel = context.WithTimeout(context.Background(), callTimeout)
+	off, err = client.Produce(ctx, []byte("fifth"))
+	cancel()
+	require.NoError(t, err)
+	want = append(want, "fifth")
+	require.Equal(t, uint64(len(want)-1), off)
+	c.requireRecords(first, want)
 }
 
 // freePortsOn returns n port numbers free for TCP and UDP on every address.
@@ -160,7 +177,7 @@ func freePortsOn(t *testing.T, ips []string, n int) []int {
 	t.Helper()
 	var ports []int
 	for attempt := 0; len(ports) < n && attempt < 200; attempt++ {
-		port := 20000 + rand.IntN(30000)
+		port := 20000 + rand.IntN(12000) // below Linux's ephemeral ports (32768+)
 		if slices.Contains(ports, port) || !portFree(ips, port) {
 			continue
 		}
