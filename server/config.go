@@ -134,7 +134,7 @@ type Config struct {
 // clientView is the boundary where records leave the server: the CommitLog's
 // Read answers with a record holding only what a client owns, its value and
 // offset. Whatever else a log keeps in a record (the replication layer's
-// term, type and raft_index) never reaches the wire, so a client comparing a
+// term and type) never reaches the wire, so a client comparing a
 // record it consumed with the one it produced sees the same record.
 type clientView struct {
 	CommitLog

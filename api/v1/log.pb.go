@@ -33,20 +33,17 @@ const (
 )
 
 // Record is one entry of the log. A client sets value; the server assigns
-// offset. Servers send records with value and offset only: fields 3 to 5 are
-// never set by a server and ignored in records a client sends.
+// offset. Servers send records with value and offset only and ignore any
+// other field in records a client sends.
 type Record struct {
 	state  protoimpl.MessageState `protogen:"open.v1"`
 	Value  []byte                 `protobuf:"bytes,1,opt,name=value,proto3" json:"value,omitempty"`
 	Offset uint64                 `protobuf:"varint,2,opt,name=offset,proto3" json:"offset,omitempty"`
-	// term (3) and type (4) have the book's numbers and types, where the book's
+	// term (3) and type (4) have the book's numbers and types: the book's
 	// replication layer kept Raft bookkeeping in them. proglog's storage and
-	// Raft layers may use them internally; clients never see them set.
-	Term uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
-	Type uint32 `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
-	// raft_index (5) is internal to the storage and Raft layers (the Raft index
-	// of the entry that wrote the record); clients never see it set.
-	RaftIndex     uint64 `protobuf:"varint,5,opt,name=raft_index,json=raftIndex,proto3" json:"raft_index,omitempty"`
+	// Raft layers keep their own formats, so servers never set them.
+	Term          uint64 `protobuf:"varint,3,opt,name=term,proto3" json:"term,omitempty"`
+	Type          uint32 `protobuf:"varint,4,opt,name=type,proto3" json:"type,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -105,13 +102,6 @@ func (x *Record) GetTerm() uint64 {
 func (x *Record) GetType() uint32 {
 	if x != nil {
 		return x.Type
-	}
-	return 0
-}
-
-func (x *Record) GetRaftIndex() uint64 {
-	if x != nil {
-		return x.RaftIndex
 	}
 	return 0
 }
@@ -1074,14 +1064,13 @@ var File_api_v1_log_proto protoreflect.FileDescriptor
 
 const file_api_v1_log_proto_rawDesc = "" +
 	"\n" +
-	"\x10api/v1/log.proto\x12\x06log.v1\"}\n" +
+	"\x10api/v1/log.proto\x12\x06log.v1\"p\n" +
 	"\x06Record\x12\x14\n" +
 	"\x05value\x18\x01 \x01(\fR\x05value\x12\x16\n" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
-	"\x04type\x18\x04 \x01(\rR\x04type\x12\x1d\n" +
-	"\n" +
-	"raft_index\x18\x05 \x01(\x04R\traftIndex\"N\n" +
+	"\x04type\x18\x04 \x01(\rR\x04typeJ\x04\b\x05\x10\x06R\n" +
+	"raft_index\"N\n" +
 	"\x0eProduceRequest\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\")\n" +

@@ -60,9 +60,9 @@ func FailWith(err error) Option {
 	}
 }
 
-// WithBookkeeping makes the records Read returns carry replication
-// bookkeeping in term, type and raft_index, as distlog's data log keeps it:
-// the server must never let it reach a client.
+// WithBookkeeping makes the records Read returns carry bookkeeping in the
+// fields a client never owns (term and type, where the book's replication
+// layer kept it): the server must never let it reach a client.
 func WithBookkeeping() Option {
 	return func(l *Log) { l.bookkeeping = true }
 }
@@ -108,7 +108,7 @@ func (l *Log) AppendBatch(ctx context.Context, records []*api.Record) (uint64, e
 	for i, r := range records {
 		stored := &api.Record{Value: append([]byte(nil), r.GetValue()...), Offset: first + uint64(i)}
 		if l.bookkeeping {
-			stored.Term, stored.Type, stored.RaftIndex = 2, uint32(i), first+1
+			stored.Term, stored.Type = 2, uint32(i)+1
 		}
 		l.records = append(l.records, stored)
 	}

@@ -88,7 +88,7 @@ func TestLogOptions(t *testing.T) {
 	got, err := hooked.Read(ctx, 0)
 	require.NoError(t, err)
 	require.NotZero(t, got.GetTerm(), "WithBookkeeping: term not set")
-	require.NotZero(t, got.GetRaftIndex(), "WithBookkeeping: raft_index not set")
+	require.NotZero(t, got.GetType(), "WithBookkeeping: type not set")
 	_, err = hooked.Read(ctx, 1)
 	require.ErrorIs(t, err, errDisk)
 }
