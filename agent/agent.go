@@ -209,7 +209,7 @@ func (a *Agent) setupGRPCServer() error {
 
 func (a *Agent) serverConfig(authorizer server.Authorizer) *server.Config {
 	return &server.Config{
-		CommitLog:       a.obs.metrics.CountAppends(defaultTopicLog{log: a.log}),
+		CommitLog:       a.obs.metrics.CountAppends(topicLog{a.log}),
 		Authorizer:      authorizer,
 		ServerGetter:    a.log,
 		ID:              a.cfg.NodeName,

@@ -2,37 +2,107 @@ package agent
 
 import (
 	"context"
+	"errors"
+	"fmt"
 
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/server"
 )
 
-// defaultTopicLog serves the book's single-log API (server.CommitLog) from
-// distlog.DefaultTopic of the replicated log. It is the glue until the
-// server speaks topics (issue 13).
-type defaultTopicLog struct {
+// topicLog adapts the replicated log's topics to server.CommitLog: it turns
+// the api types the server speaks into distlog's, and distlog's own
+// client-facing errors into api/v1's, which the server maps to codes.
+type topicLog struct {
 	log *distlog.DistributedLog
 }
 
-var _ server.CommitLog = defaultTopicLog{}
+var _ server.CommitLog = topicLog{}
 
-// Append implements server.CommitLog.
-func (l defaultTopicLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	return l.log.AppendBatch(ctx, distlog.DefaultTopic, []*api.Record{record})
+// AppendBatch appends records to topic through Raft.
+func (l topicLog) AppendBatch(ctx context.Context, topic string, records []*api.Record) (uint64, error) {
+	return l.log.AppendBatch(ctx, topic, records)
 }
 
-// AppendBatch implements server.CommitLog.
-func (l defaultTopicLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
-	return l.log.AppendBatch(ctx, distlog.DefaultTopic, records)
+// Read reads topic on this node.
+func (l topicLog) Read(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
+	return l.log.Read(ctx, topic, offset)
 }
 
-// Read implements server.CommitLog.
-func (l defaultTopicLog) Read(ctx context.Context, offset uint64) (*api.Record, error) {
-	return l.log.Read(ctx, distlog.DefaultTopic, offset)
+// Appended is topic's change notification on this node.
+func (l topicLog) Appended(topic string) <-chan struct{} {
+	return l.log.Appended(topic)
 }
 
-// Appended implements server.CommitLog.
-func (l defaultTopicLog) Appended() <-chan struct{} {
-	return l.log.Appended(distlog.DefaultTopic)
+// CreateTopic creates topic name through Raft.
+func (l topicLog) CreateTopic(ctx context.Context, name string, config *api.TopicConfig) error {
+	return clientError(l.log.CreateTopic(ctx, name, topicConfig(config)))
+}
+
+// DeleteTopic deletes topic name through Raft.
+func (l topicLog) DeleteTopic(ctx context.Context, name string) error {
+	return clientError(l.log.DeleteTopic(ctx, name))
+}
+
+// ListTopics describes every topic as this node has applied them.
+func (l topicLog) ListTopics(context.Context) ([]*api.TopicInfo, error) {
+	topics := l.log.Topics()
+	infos := make([]*api.TopicInfo, 0, len(topics))
+	for _, t := range topics {
+		infos = append(infos, topicInfo(t))
+	}
+	return infos, nil
+}
+
+// DescribeTopic describes topic name as this node has applied it.
+func (l topicLog) DescribeTopic(_ context.Context, name string) (*api.TopicInfo, error) {
+	t, err := l.log.Topic(name)
+	if err != nil {
+		return nil, err
+	}
+	return topicInfo(t), nil
+}
+
+// topicConfig is distlog's view of a requested topic config.
+func topicConfig(config *api.TopicConfig) distlog.TopicConfig {
+	return distlog.TopicConfig{
+		MaxRecordBytes: config.GetMaxRecordBytes(),
+		SegmentBytes:   config.GetMaxSegmentBytes(),
+	}
+}
+
+// topicInfo is the wire view of a distlog topic.
+func topicInfo(t distlog.TopicInfo) *api.TopicInfo {
+	info := &api.TopicInfo{
+		Name: t.Name,
+		Config: &api.TopicConfig{
+			MaxSegmentBytes: t.Config.SegmentBytes,
+			MaxRecordBytes:  t.Config.MaxRecordBytes,
+		},
+		LowestOffset: t.LowestOffset,
+		NextOffset:   t.NextOffset,
+		Records:      t.Records,
+		Bytes:        t.Bytes,
+		Segments:     uint64(t.Segments),
+	}
+	if t.NextOffset > t.LowestOffset {
+		info.HighestOffset = t.NextOffset - 1
+	}
+	return info
+}
+
+// clientError marks distlog's topic errors that are the client's doing with
+// the api/v1 sentinels the server maps (distlog declares them on its own);
+// the message stays distlog's.
+func clientError(err error) error {
+	switch {
+	case err == nil:
+		return nil
+	case errors.Is(err, distlog.ErrDefaultTopic):
+		return fmt.Errorf("%w (%w)", api.ErrDeleteDefaultTopic, err)
+	case errors.Is(err, distlog.ErrInvalidTopicConfig):
+		return fmt.Errorf("%w: %w", api.ErrInvalidTopicConfig, err)
+	default:
+		return err
+	}
 }

@@ -10,7 +10,6 @@ import (
 	"google.golang.org/grpc"
 
 	api "github.com/proglog/proglog/api/v1"
-	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/server/auth"
 	"github.com/proglog/proglog/server/telemetry"
 )
@@ -41,7 +40,9 @@ func (a *Agent) setupTelemetry() error {
 	if err != nil {
 		return err
 	}
-	if err := metrics.Register(telemetry.NewStatsCollector(a.statsSources())); err != nil {
+	sources := a.statsSources()
+	sources.TopicLabels = metrics.TopicLabels()
+	if err := metrics.Register(telemetry.NewStatsCollector(sources)); err != nil {
 		return err
 	}
 	tracing, err := telemetry.NewTracing(context.Background(), telemetry.TracingConfig{
@@ -108,12 +109,19 @@ func (o *observability) close(timeout time.Duration) error {
 // statsSources read the node's gauges at scrape time.
 func (a *Agent) statsSources() telemetry.StatsSources {
 	return telemetry.StatsSources{
-		Log: func() (telemetry.LogStats, error) {
-			info, err := a.log.Topic(distlog.DefaultTopic)
-			if err != nil {
-				return telemetry.LogStats{}, err
+		Topics: func() ([]telemetry.TopicStats, error) {
+			topics := a.log.Topics()
+			stats := make([]telemetry.TopicStats, 0, len(topics))
+			for _, t := range topics {
+				stats = append(stats, telemetry.TopicStats{
+					Topic:        t.Name,
+					Bytes:        t.Bytes,
+					LowestOffset: t.LowestOffset,
+					NextOffset:   t.NextOffset,
+					Segments:     t.Segments,
+				})
 			}
-			return telemetry.LogStats{LowestOffset: info.LowestOffset, NextOffset: info.NextOffset, Segments: info.Segments}, nil
+			return stats, nil
 		},
 		Raft: func() (telemetry.RaftStats, error) {
 			s := a.log.Stats()

@@ -69,6 +69,9 @@ func metricValue(t *testing.T, m telemetrytest.Metrics, name string, labels map[
 	return v
 }
 
+// defaultTopic selects the default topic's series of a per-topic metric.
+var defaultTopic = map[string]string{"topic": "default"}
+
 func TestClusterMetrics(t *testing.T) {
 	c := newTestCluster(t, 3, func(cfg *agent.Config) {
 		// Two records per segment, so segments roll.
@@ -85,8 +88,8 @@ func TestClusterMetrics(t *testing.T) {
 	var appended, appendedBytes, produceOK float64
 	for i := range c.nodes {
 		m := telemetrytest.Scrape(t, root, c.httpURL(i, "/metrics"))
-		appended += metricValue(t, m, "proglog_records_appended_total", nil)
-		appendedBytes += metricValue(t, m, "proglog_bytes_appended_total", nil)
+		appended += metricValue(t, m, "proglog_records_appended_total", defaultTopic)
+		appendedBytes += metricValue(t, m, "proglog_bytes_appended_total", defaultTopic)
 		produceOK += metricValue(t, m, "grpc_server_handled_total",
 			map[string]string{"grpc_method": "Produce", "grpc_code": "OK"})
 	}
@@ -94,13 +97,13 @@ func TestClusterMetrics(t *testing.T) {
 	require.Equal(t, float64(len(produced)*len(produced[0])), appendedBytes, "bytes appended, all nodes")
 	require.Equal(t, float64(len(produced)), produceOK, "Produce OK calls, all nodes")
 	followerMetrics := telemetrytest.Scrape(t, root, c.httpURL(follower, "/metrics"))
-	require.Zero(t, metricValue(t, followerMetrics, "proglog_records_appended_total", nil),
+	require.Zero(t, metricValue(t, followerMetrics, "proglog_records_appended_total", defaultTopic),
 		"records appended on a follower")
 
 	// The follower's gauges show what it replicated, at scrape time.
 	require.Eventually(t, func() bool {
 		m := telemetrytest.Scrape(t, root, c.httpURL(follower, "/metrics"))
-		highest, ok := m.Value("proglog_log_highest_offset", nil)
+		highest, ok := m.Value("proglog_log_highest_offset", defaultTopic)
 		return ok && highest == float64(len(produced)-1)
 	}, telemetryTimeout, 20*time.Millisecond, "follower's highest offset")
 	tests := []struct {
@@ -110,9 +113,9 @@ func TestClusterMetrics(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"follower records", follower, "proglog_log_records", nil, 5},
-		{"follower lowest offset", follower, "proglog_log_lowest_offset", nil, 0},
-		{"follower segments", follower, "proglog_log_segments", nil, 3},
+		{"follower records", follower, "proglog_log_records", defaultTopic, 5},
+		{"follower lowest offset", follower, "proglog_log_lowest_offset", defaultTopic, 0},
+		{"follower segments", follower, "proglog_log_segments", defaultTopic, 3},
 		{"follower state", follower, "proglog_raft_state", map[string]string{"state": "follower"}, 1},
 		{"follower not leader", follower, "proglog_raft_state", map[string]string{"state": "leader"}, 0},
 		{"follower knows leader", follower, "proglog_raft_has_leader", nil, 1},

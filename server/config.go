@@ -9,23 +9,40 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 )
 
-// CommitLog is what the server needs from a log. The local distlog.Log (through
-// a small adapter) and the Raft-replicated distlog.DistributedLog both satisfy
-// it. Implementations must be safe for concurrent use.
+// CommitLog is what the server needs from a log of named topics. The
+// Raft-replicated distlog.DistributedLog satisfies it through the agent's
+// adapter, and servertest.Log is an in-memory one for tests. Implementations
+// must be safe for concurrent use.
+//
+// Every topic argument is a valid topic name (the server maps an empty
+// request topic to api.DefaultTopic and refuses invalid names before it calls
+// the log). A topic the log does not have is an api.TopicNotFoundError.
 type CommitLog interface {
-	// Append appends record and returns the offset the log gave it.
-	Append(ctx context.Context, record *api.Record) (uint64, error)
-	// AppendBatch appends records contiguously, in order, as one unit, and
-	// returns the offset of the first; record i gets first+i.
-	AppendBatch(ctx context.Context, records []*api.Record) (first uint64, err error)
-	// Read returns the record at offset, or api.ErrOffsetOutOfRange when the
-	// log does not hold it. The caller must not modify the returned record.
-	Read(ctx context.Context, offset uint64) (*api.Record, error)
-	// Appended returns a channel that is closed at the log's next change. A
-	// reader waiting for new records takes it BEFORE a read that came back
-	// out of range, so that an append between the read and the wait is not
-	// missed.
-	Appended() <-chan struct{}
+	// AppendBatch appends records to topic contiguously, in order, as one
+	// unit, and returns the offset of the first; record i gets first+i.
+	// Offsets are per topic.
+	AppendBatch(ctx context.Context, topic string, records []*api.Record) (first uint64, err error)
+	// Read returns the record at offset in topic, or
+	// api.ErrOffsetOutOfRange when the topic does not hold it. The caller
+	// must not modify the returned record.
+	Read(ctx context.Context, topic string, offset uint64) (*api.Record, error)
+	// Appended returns a channel that is closed at topic's next change (an
+	// append, or its deletion). A reader waiting for new records takes it
+	// BEFORE a read that came back out of range, so that an append between
+	// the read and the wait is not missed. For a topic the log does not
+	// have it returns a channel that is already closed, so that the reader
+	// reads again and meets the TopicNotFoundError.
+	Appended(topic string) <-chan struct{}
+	// CreateTopic creates topic name with config (nil: all defaults). It is
+	// idempotent: creating a topic that exists with the same config
+	// succeeds; with another config it is an api.TopicExistsError.
+	CreateTopic(ctx context.Context, name string, config *api.TopicConfig) error
+	// DeleteTopic deletes topic name and its records.
+	DeleteTopic(ctx context.Context, name string) error
+	// ListTopics describes every topic, sorted by name.
+	ListTopics(ctx context.Context) ([]*api.TopicInfo, error)
+	// DescribeTopic describes topic name.
+	DescribeTopic(ctx context.Context, name string) (*api.TopicInfo, error)
 }
 
 // Authorizer decides whether subject may perform action on object. It returns
@@ -40,16 +57,22 @@ type ServerGetter interface {
 	GetServers() ([]*api.Server, error)
 }
 
-// Actions and the object the server asks its Authorizer about.
+// The actions the server asks its Authorizer about. The object of every
+// check is a topic name (the default topic, "default", for requests that name
+// none), so a policy can grant a subject some topics and not others; policies
+// name topics with globs (test/model.conf matches objects with globMatch:
+// "*" is every topic, "orders.*" every topic whose name starts "orders.").
 const (
-	// ObjectWildcard is the object of every authorization check: proglog has
-	// one log, so policies name actions, not objects.
-	ObjectWildcard = "*"
-	// ProduceAction guards Produce, ProduceBatch and ProduceStream (and
-	// POST on the HTTP API).
+	// ProduceAction guards Produce, ProduceBatch and ProduceStream on a
+	// topic (and POST on the HTTP API).
 	ProduceAction = "produce"
-	// ConsumeAction guards Consume and ConsumeStream (and GET on the HTTP API).
+	// ConsumeAction guards Consume, ConsumeStream and DescribeTopic on a
+	// topic (and GET on the HTTP API); ListTopics lists only the topics the
+	// subject may consume.
 	ConsumeAction = "consume"
+	// AdminAction guards CreateTopic and DeleteTopic on a topic (HTTP PUT
+	// and DELETE /topics/{name}). It does not imply produce or consume.
+	AdminAction = "admin"
 )
 
 // Defaults for the zero values of Config's limits.
@@ -82,10 +105,14 @@ const messageOverhead = 1024
 type Config struct {
 	// CommitLog is the log the server appends to and reads from. Required.
 	CommitLog CommitLog
-	// Authorizer checks every call: (subject, "*", "produce") for Produce,
-	// ProduceBatch, ProduceStream and HTTP POST; (subject, "*", "consume") for
-	// Consume, ConsumeStream and HTTP GET. The subject is auth.Subject of the
-	// call's context ("" when no authentication interceptor set one).
+	// Authorizer checks every call with the topic as the object:
+	// (subject, topic, "produce") for Produce, ProduceBatch, ProduceStream
+	// and HTTP POST; (subject, topic, "consume") for Consume,
+	// ConsumeStream, DescribeTopic and HTTP GET; (subject, topic, "admin")
+	// for CreateTopic, DeleteTopic and HTTP PUT/DELETE /topics/{name};
+	// ListTopics keeps the topics the subject may consume. The subject is
+	// auth.Subject of the call's context ("" when no authentication
+	// interceptor set one).
 	// Required: use an allow-all Authorizer to run without access control.
 	Authorizer Authorizer
 	// ServerGetter answers GetServers. Nil: GetServers returns this server
@@ -141,8 +168,8 @@ type clientView struct {
 }
 
 // Read returns a fresh record with the log record's value and offset.
-func (v clientView) Read(ctx context.Context, offset uint64) (*api.Record, error) {
-	record, err := v.CommitLog.Read(ctx, offset)
+func (v clientView) Read(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
+	record, err := v.CommitLog.Read(ctx, topic, offset)
 	if err != nil || record == nil {
 		return record, err
 	}

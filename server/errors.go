@@ -46,9 +46,10 @@ var errorTable = []errorClass{
 	{"offset out of range", isOutOfRange, codes.OutOfRange, http.StatusNotFound},
 	{"not leader", isNotLeader, codes.Unavailable, http.StatusServiceUnavailable},
 	{"oversized input", isAny(api.ErrRecordTooLarge, api.ErrBatchTooLarge), codes.InvalidArgument, http.StatusRequestEntityTooLarge},
-	{"invalid input", isAny(api.ErrNoRecord, api.ErrEmptyBatch, ErrInvalidRequest, api.ErrInvalidTopicName), codes.InvalidArgument, http.StatusBadRequest},
+	{"invalid input", isAny(api.ErrNoRecord, api.ErrEmptyBatch, ErrInvalidRequest, api.ErrInvalidTopicName, api.ErrInvalidTopicConfig), codes.InvalidArgument, http.StatusBadRequest},
 	{"topic not found", isAny(api.ErrTopicNotFound), codes.NotFound, http.StatusNotFound},
 	{"topic exists", isAny(api.ErrTopicExists), codes.AlreadyExists, http.StatusConflict},
+	{"default topic kept", isAny(api.ErrDeleteDefaultTopic), codes.FailedPrecondition, http.StatusConflict},
 	{"stopping", isAny(api.ErrLogClosed, ErrStopping), codes.Unavailable, http.StatusServiceUnavailable},
 	// The authentication and authorization layers (server/auth, an
 	// Authorizer) refuse calls with status errors; they keep their code.

@@ -51,6 +51,8 @@ func TestErrorTable(t *testing.T) {
 		{"topic not found", fmt.Errorf("append: %w", api.TopicNotFoundError{Topic: "orders"}), codes.NotFound, `topic "orders" does not exist; create it`, http.StatusNotFound},
 		{"topic exists", api.TopicExistsError{Topic: "orders"}, codes.AlreadyExists, `topic "orders" already exists`, http.StatusConflict},
 		{"invalid topic name", fmt.Errorf("create: %w", api.InvalidTopicNameError{Topic: "a/b"}), codes.InvalidArgument, "[A-Za-z0-9._-]{1,249}", http.StatusBadRequest},
+		{"invalid topic config", fmt.Errorf("distlog: %w: MaxRecordBytes 9 over the node's 8", api.ErrInvalidTopicConfig), codes.InvalidArgument, "invalid topic config: MaxRecordBytes", http.StatusBadRequest},
+		{"delete the default topic", fmt.Errorf("distlog: %w", api.ErrDeleteDefaultTopic), codes.FailedPrecondition, "default topic cannot be deleted", http.StatusConflict},
 		{"unknown", errSecret, codes.Internal, "internal error", http.StatusInternalServerError},
 		{"unknown status code", status.Error(codes.Unknown, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},
 		{"a status no layer may set", status.Error(codes.NotFound, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},

@@ -7,7 +7,6 @@ import (
 	"net"
 	"net/http"
 	"net/http/httptest"
-	"os"
 	"strings"
 	"time"
 
@@ -16,53 +15,23 @@ import (
 	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
-	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/server"
+	"github.com/proglog/proglog/server/servertest"
 )
-
-// exampleLog adapts a local distlog.Log to server.CommitLog.
-type exampleLog struct{ log *distlog.Log }
-
-func (l exampleLog) Append(_ context.Context, r *api.Record) (uint64, error) { return l.log.Append(r) }
-func (l exampleLog) AppendBatch(_ context.Context, rs []*api.Record) (uint64, error) {
-	return l.log.AppendBatch(rs)
-}
-func (l exampleLog) Read(_ context.Context, off uint64) (*api.Record, error) { return l.log.Read(off) }
-func (l exampleLog) Appended() <-chan struct{}                               { return l.log.Appended() }
 
 // allowEveryone is an Authorizer without access control.
 type allowEveryone struct{}
 
 func (allowEveryone) Authorize(string, string, string) error { return nil }
 
-// openExampleLog opens a log in a fresh directory; the returned function
-// closes and removes it.
-func openExampleLog() (*distlog.Log, func(), error) {
-	dir, err := os.MkdirTemp("", "proglog-example-")
-	if err != nil {
-		return nil, nil, err
-	}
-	log, err := distlog.NewLog(dir, distlog.Config{})
-	if err != nil {
-		os.RemoveAll(dir)
-		return nil, nil, err
-	}
-	return log, func() { log.Close(); os.RemoveAll(dir) }, nil
-}
-
-// A server on a local log: produce, consume a stream, then stop the server
+// A server on an in-memory log: produce, consume a stream, then stop the server
 // with a stream still open.
 func ExampleNewGRPCServer() {
-	log, closeLog, err := openExampleLog()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer closeLog()
+	log := servertest.NewLog()
 
 	stopping := make(chan struct{})
 	srv, err := server.NewGRPCServer(&server.Config{
-		CommitLog:  exampleLog{log},
+		CommitLog:  log,
 		Authorizer: allowEveryone{},
 		Stopping:   stopping,
 	})
@@ -125,13 +94,8 @@ func ExampleNewGRPCServer() {
 
 // The seed book's JSON API.
 func ExampleNewHTTPHandler() {
-	log, closeLog, err := openExampleLog()
-	if err != nil {
-		fmt.Println(err)
-		return
-	}
-	defer closeLog()
-	handler, err := server.NewHTTPHandler(&server.Config{CommitLog: exampleLog{log}, Authorizer: allowEveryone{}})
+	log := servertest.NewLog()
+	handler, err := server.NewHTTPHandler(&server.Config{CommitLog: log, Authorizer: allowEveryone{}})
 	if err != nil {
 		fmt.Println(err)
 		return

@@ -12,9 +12,19 @@ import (
 	"github.com/proglog/proglog/server/servertest"
 )
 
-// newTestLog returns an empty in-memory log (the shared servertest fake):
-// these tests are about the server, not storage.
+// newTestLog returns an empty in-memory log holding the default topic (the
+// shared servertest fake): these tests are about the server, not storage.
 func newTestLog(testing.TB) *servertest.Log { return servertest.NewLog() }
+
+// appendDefault appends values to the default topic of log.
+func appendDefault(t testing.TB, log CommitLog, values ...string) {
+	t.Helper()
+	for _, v := range values {
+		if _, err := log.AppendBatch(context.Background(), api.DefaultTopic, []*api.Record{{Value: []byte(v)}}); err != nil {
+			t.Fatalf("append %q: %v", v, err)
+		}
+	}
+}
 
 // appendGate holds every append until the test releases it, and reports the
 // size of each append on entered.

@@ -80,44 +80,48 @@ type logService struct {
 
 var _ api.LogServer = (*logService)(nil)
 
-// Produce appends one record and returns its offset.
+// Produce appends one record to the request's topic and returns its offset.
 func (s *logService) Produce(ctx context.Context, req *api.ProduceRequest) (*api.ProduceResponse, error) {
-	if err := s.authorize(ctx, ProduceAction); err != nil {
+	topic, err := s.authorizeTopic(ctx, req.GetTopic(), ProduceAction)
+	if err != nil {
 		return nil, s.status(err)
 	}
 	record, err := s.checkRecord(req.GetRecord())
 	if err != nil {
 		return nil, s.status(err)
 	}
-	offset, err := s.cfg.CommitLog.Append(ctx, record)
+	offset, err := s.cfg.CommitLog.AppendBatch(ctx, topic, []*api.Record{record})
 	if err != nil {
 		return nil, s.status(err)
 	}
 	return &api.ProduceResponse{Offset: offset}, nil
 }
 
-// ProduceBatch appends every record of the request contiguously, as one unit.
+// ProduceBatch appends every record of the request to its topic
+// contiguously, as one unit.
 func (s *logService) ProduceBatch(ctx context.Context, req *api.ProduceBatchRequest) (*api.ProduceBatchResponse, error) {
-	if err := s.authorize(ctx, ProduceAction); err != nil {
+	topic, err := s.authorizeTopic(ctx, req.GetTopic(), ProduceAction)
+	if err != nil {
 		return nil, s.status(err)
 	}
 	records, err := s.checkBatch(req.GetRecords())
 	if err != nil {
 		return nil, s.status(err)
 	}
-	first, err := s.cfg.CommitLog.AppendBatch(ctx, records)
+	first, err := s.cfg.CommitLog.AppendBatch(ctx, topic, records)
 	if err != nil {
 		return nil, s.status(err)
 	}
 	return &api.ProduceBatchResponse{FirstOffset: first, Count: uint64(len(records))}, nil
 }
 
-// Consume reads the record at the requested offset.
+// Consume reads the record at the requested offset of the request's topic.
 func (s *logService) Consume(ctx context.Context, req *api.ConsumeRequest) (*api.ConsumeResponse, error) {
-	if err := s.authorize(ctx, ConsumeAction); err != nil {
+	topic, err := s.authorizeTopic(ctx, req.GetTopic(), ConsumeAction)
+	if err != nil {
 		return nil, s.status(err)
 	}
-	record, err := s.cfg.CommitLog.Read(ctx, req.GetOffset())
+	record, err := s.cfg.CommitLog.Read(ctx, topic, req.GetOffset())
 	if err != nil {
 		return nil, s.status(err)
 	}
@@ -139,15 +143,25 @@ func (s *logService) GetServers(ctx context.Context, _ *api.GetServersRequest) (
 	return &api.GetServersResponse{Servers: servers}, nil
 }
 
-// authorize asks the Authorizer whether the call's subject may perform action.
-func (s *logService) authorize(ctx context.Context, action string) error {
-	return authorize(ctx, s.cfg.Authorizer, action)
+// authorizeTopic reads a request's topic (empty: api.DefaultTopic), checks
+// its name, and asks the Authorizer whether the call's subject may perform
+// action on it. It returns the topic to use.
+func (s *logService) authorizeTopic(ctx context.Context, requested, action string) (string, error) {
+	return authorizeTopic(ctx, s.cfg.Authorizer, requested, action)
 }
 
-// authorize is shared by the gRPC and HTTP paths.
-func authorize(ctx context.Context, authorizer Authorizer, action string) error {
+// authorizeTopic is shared by the gRPC and HTTP paths. The name is checked
+// first, so that a policy never sees an object that is not a topic name.
+func authorizeTopic(ctx context.Context, authorizer Authorizer, requested, action string) (string, error) {
+	topic := api.TopicOrDefault(requested)
+	if err := api.ValidateTopicName(topic); err != nil {
+		return "", err
+	}
 	subject, _ := auth.Subject(ctx)
-	return authorizer.Authorize(subject, ObjectWildcard, action)
+	if err := authorizer.Authorize(subject, topic, action); err != nil {
+		return "", err
+	}
+	return topic, nil
 }
 
 // checkRecord validates a record a client sent and returns the record to

@@ -17,11 +17,15 @@ import (
 // maxConsumeBodyBytes bounds a GET body: {"offset": N} needs a few dozen.
 const maxConsumeBodyBytes = 4 << 10
 
+// errEmptyBody is wrapped by decodeJSON's error for an empty body.
+var errEmptyBody = errors.New("empty body")
+
 // jsonSlackBytes is room in a POST body for the JSON around the base64 value.
 const jsonSlackBytes = 1 << 10
 
-// NewHTTPHandler returns the seed book's JSON API on "/", for the node's HTTP
-// port (the agent mounts it beside /metrics, /healthz and /readyz):
+// NewHTTPHandler returns the JSON API for the node's HTTP port (the agent
+// mounts it on "/" beside /metrics, /healthz and /readyz). The seed book's
+// API works on the default topic:
 //
 //   - POST / with {"record": {"value": "<base64>"}} appends the record and
 //     answers 200 {"offset": N};
@@ -29,25 +33,49 @@ const jsonSlackBytes = 1 << 10
 //     send a GET body; the query wins when both are given), answers
 //     200 {"record": {"value": "<base64>", "offset": N}};
 //
+// and the same on any topic, with the topic administration beside it:
+//
+//   - POST /topics/{name} and GET /topics/{name}?offset=N produce to and
+//     consume from topic name, with the documents of POST / and GET /;
+//   - GET /topics answers 200 {"topics": [<topic>, ...]}, the topics the
+//     subject may consume, sorted by name;
+//   - PUT /topics/{name}, with an empty body or {"config": {"max_segment_bytes":
+//     N, "max_record_bytes": M}} (absent fields: the node's defaults), creates the topic (again with the same config: no change) and
+//     answers 200 {"topic": <topic>};
+//   - DELETE /topics/{name} deletes it and answers 200 {}.
+//
+// A <topic> is {"name", "config": {"max_segment_bytes", "max_record_bytes"}, "lowest_offset",
+// "highest_offset", "next_offset", "records", "bytes", "segments"}.
+//
 // Offsets are JSON numbers. Errors answer {"error": "<message>"}: 400 for
-// malformed JSON, a missing record, value or offset, or bad base64; 404 past
-// the end of the log or on another path; 405 for other methods; 413 for a
-// body or value over the limits; 401/403 when the Authorizer refuses the
-// subject that authentication middleware put in the request's context (the
-// same actions as gRPC: POST produces, GET consumes); 503 when the log
-// refuses a write on a follower; 500 with a generic message for anything
-// unexpected. Nothing invalid reaches the log.
+// malformed JSON, a missing record, value or offset, bad base64 or a bad
+// topic name; 404 past the end of a topic, for an unknown topic (the message
+// says how to create it) or on another path; 405 for other methods; 409 to
+// create a topic that exists with another config; 413 for a body or value
+// over the limits; 401/403 when the Authorizer refuses the subject that
+// authentication middleware put in the request's context (the same actions
+// as gRPC: POST produces, GET consumes, PUT and DELETE administer, each on
+// the topic); 503 when the log refuses a write on a follower; 500 with a
+// generic message for anything unexpected. Nothing invalid reaches the log.
 func NewHTTPHandler(cfg *Config) (http.Handler, error) {
 	c, err := cfg.withDefaults()
 	if err != nil {
 		return nil, err
 	}
-	return &httpHandler{
+	h := &httpHandler{
 		cfg:    c,
 		logger: c.Logger.Named("http"),
 		// base64 turns every 3 bytes into 4.
 		maxProduceBodyBytes: int64(base64.StdEncoding.EncodedLen(c.MaxRecordBytes)) + jsonSlackBytes,
-	}, nil
+		mux:                 http.NewServeMux(),
+	}
+	// Patterns without methods: each handler answers other methods itself,
+	// with a JSON error, where ServeMux would answer in plain text.
+	h.mux.HandleFunc("/{$}", h.serveLog)
+	h.mux.HandleFunc("/topics", h.serveTopics)
+	h.mux.HandleFunc("/topics/{name}", h.serveTopic)
+	h.mux.HandleFunc("/", h.notFound)
+	return h, nil
 }
 
 // httpHandler serves the JSON API.
@@ -55,6 +83,8 @@ type httpHandler struct {
 	cfg                 Config
 	logger              *zap.Logger
 	maxProduceBodyBytes int64
+	// mux routes the API's paths; it is not changed after NewHTTPHandler.
+	mux *http.ServeMux
 }
 
 // The JSON documents of the API. Pointers tell a missing field from a zero
@@ -80,10 +110,51 @@ type (
 	consumeResponseJSON struct {
 		Record recordJSON `json:"record"`
 	}
+	topicConfigJSON struct {
+		MaxSegmentBytes uint64 `json:"max_segment_bytes"`
+		MaxRecordBytes  uint64 `json:"max_record_bytes"`
+	}
+	topicJSON struct {
+		Name          string          `json:"name"`
+		Config        topicConfigJSON `json:"config"`
+		LowestOffset  uint64          `json:"lowest_offset"`
+		HighestOffset uint64          `json:"highest_offset"`
+		NextOffset    uint64          `json:"next_offset"`
+		Records       uint64          `json:"records"`
+		Bytes         uint64          `json:"bytes"`
+		Segments      uint64          `json:"segments"`
+	}
+	createTopicRequestJSON struct {
+		Config *topicConfigJSON `json:"config"`
+	}
+	topicResponseJSON struct {
+		Topic topicJSON `json:"topic"`
+	}
+	topicsResponseJSON struct {
+		Topics []topicJSON `json:"topics"`
+	}
+	emptyJSON struct{}
 	errorJSON struct {
 		Error string `json:"error"`
 	}
 )
+
+// toTopicJSON is the JSON view of a TopicInfo.
+func toTopicJSON(info *api.TopicInfo) topicJSON {
+	return topicJSON{
+		Name: info.GetName(),
+		Config: topicConfigJSON{
+			MaxSegmentBytes: info.GetConfig().GetMaxSegmentBytes(),
+			MaxRecordBytes:  info.GetConfig().GetMaxRecordBytes(),
+		},
+		LowestOffset:  info.GetLowestOffset(),
+		HighestOffset: info.GetHighestOffset(),
+		NextOffset:    info.GetNextOffset(),
+		Records:       info.GetRecords(),
+		Bytes:         info.GetBytes(),
+		Segments:      info.GetSegments(),
+	}
+}
 
 // ServeHTTP implements http.Handler.
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -98,24 +169,98 @@ func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
 			h.writeJSON(w, http.StatusInternalServerError, errorJSON{Error: internalMessage})
 		}
 	}()
-	if r.URL.Path != "/" {
-		h.writeJSON(w, http.StatusNotFound, errorJSON{Error: fmt.Sprintf("no such path: %s", r.URL.Path)})
-		return
-	}
+	h.mux.ServeHTTP(w, r)
+}
+
+// notFound answers a path the API does not have.
+func (h *httpHandler) notFound(w http.ResponseWriter, r *http.Request) {
+	h.writeJSON(w, http.StatusNotFound, errorJSON{Error: fmt.Sprintf("no such path: %s", r.URL.Path)})
+}
+
+// methodNotAllowed answers a method a path does not serve.
+func (h *httpHandler) methodNotAllowed(w http.ResponseWriter, r *http.Request, allow string) {
+	w.Header().Set("Allow", allow)
+	h.writeJSON(w, http.StatusMethodNotAllowed,
+		errorJSON{Error: fmt.Sprintf("method %s not allowed on %s; use %s", r.Method, r.URL.Path, allow)})
+}
+
+// serveLog serves the seed book's API on the default topic.
+func (h *httpHandler) serveLog(w http.ResponseWriter, r *http.Request) {
 	switch r.Method {
 	case http.MethodPost:
-		h.produce(w, r)
+		h.produce(w, r, "")
 	case http.MethodGet:
-		h.consume(w, r)
+		h.consume(w, r, "")
 	default:
-		w.Header().Set("Allow", "GET, POST")
-		h.writeJSON(w, http.StatusMethodNotAllowed, errorJSON{Error: fmt.Sprintf("method %s not allowed; use GET or POST", r.Method)})
+		h.methodNotAllowed(w, r, "GET, POST")
 	}
 }
 
-// produce serves POST /.
-func (h *httpHandler) produce(w http.ResponseWriter, r *http.Request) {
-	if err := authorize(r.Context(), h.cfg.Authorizer, ProduceAction); err != nil {
+// serveTopics serves /topics.
+func (h *httpHandler) serveTopics(w http.ResponseWriter, r *http.Request) {
+	if r.Method != http.MethodGet {
+		h.methodNotAllowed(w, r, "GET")
+		return
+	}
+	topics, err := listTopics(r.Context(), h.cfg)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	res := topicsResponseJSON{Topics: make([]topicJSON, 0, len(topics))}
+	for _, topic := range topics {
+		res.Topics = append(res.Topics, toTopicJSON(topic))
+	}
+	h.writeJSON(w, http.StatusOK, res)
+}
+
+// serveTopic serves /topics/{name}.
+func (h *httpHandler) serveTopic(w http.ResponseWriter, r *http.Request) {
+	name := r.PathValue("name")
+	switch r.Method {
+	case http.MethodPost:
+		// An explicit name: the empty one would mean the default topic to
+		// produce, but a path segment cannot be empty here anyway.
+		h.produce(w, r, name)
+	case http.MethodGet:
+		h.consume(w, r, name)
+	case http.MethodPut:
+		h.createTopic(w, r, name)
+	case http.MethodDelete:
+		if err := deleteTopic(r.Context(), h.cfg, name); err != nil {
+			h.writeError(w, err)
+			return
+		}
+		h.writeJSON(w, http.StatusOK, emptyJSON{})
+	default:
+		h.methodNotAllowed(w, r, "GET, POST, PUT, DELETE")
+	}
+}
+
+// createTopic serves PUT /topics/{name}.
+func (h *httpHandler) createTopic(w http.ResponseWriter, r *http.Request, name string) {
+	var req createTopicRequestJSON
+	if err := decodeOptionalJSON(http.MaxBytesReader(w, r.Body, maxConsumeBodyBytes), &req); err != nil {
+		h.writeError(w, err)
+		return
+	}
+	config := &api.TopicConfig{}
+	if req.Config != nil {
+		config.MaxSegmentBytes = req.Config.MaxSegmentBytes
+		config.MaxRecordBytes = req.Config.MaxRecordBytes
+	}
+	info, err := createTopic(r.Context(), h.cfg, name, config)
+	if err != nil {
+		h.writeError(w, err)
+		return
+	}
+	h.writeJSON(w, http.StatusOK, topicResponseJSON{Topic: toTopicJSON(info)})
+}
+
+// produce serves POST / (topic "") and POST /topics/{name}.
+func (h *httpHandler) produce(w http.ResponseWriter, r *http.Request, requestedTopic string) {
+	topic, err := authorizeTopic(r.Context(), h.cfg.Authorizer, requestedTopic, ProduceAction)
+	if err != nil {
 		h.writeError(w, err)
 		return
 	}
@@ -142,7 +287,7 @@ func (h *httpHandler) produce(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	offset, err := h.cfg.CommitLog.Append(r.Context(), record)
+	offset, err := h.cfg.CommitLog.AppendBatch(r.Context(), topic, []*api.Record{record})
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -150,9 +295,10 @@ func (h *httpHandler) produce(w http.ResponseWriter, r *http.Request) {
 	h.writeJSON(w, http.StatusOK, produceResponseJSON{Offset: offset})
 }
 
-// consume serves GET /.
-func (h *httpHandler) consume(w http.ResponseWriter, r *http.Request) {
-	if err := authorize(r.Context(), h.cfg.Authorizer, ConsumeAction); err != nil {
+// consume serves GET / (topic "") and GET /topics/{name}.
+func (h *httpHandler) consume(w http.ResponseWriter, r *http.Request, requestedTopic string) {
+	topic, err := authorizeTopic(r.Context(), h.cfg.Authorizer, requestedTopic, ConsumeAction)
+	if err != nil {
 		h.writeError(w, err)
 		return
 	}
@@ -161,7 +307,7 @@ func (h *httpHandler) consume(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	record, err := h.cfg.CommitLog.Read(r.Context(), offset)
+	record, err := h.cfg.CommitLog.Read(r.Context(), topic, offset)
 	if err != nil {
 		h.writeError(w, err)
 		return
@@ -213,10 +359,20 @@ func decodeJSON(body io.Reader, v any) error {
 	case errors.As(err, &tooLarge):
 		return err
 	case errors.Is(err, io.EOF):
-		return fmt.Errorf("%w: empty body; want a JSON object", ErrInvalidRequest)
+		return fmt.Errorf("%w: %w; want a JSON object", ErrInvalidRequest, errEmptyBody)
 	default:
 		return fmt.Errorf("%w: malformed JSON: %w", ErrInvalidRequest, err)
 	}
+}
+
+// decodeOptionalJSON is decodeJSON for a body that may be empty, which
+// leaves v as it is.
+func decodeOptionalJSON(body io.Reader, v any) error {
+	err := decodeJSON(body, v)
+	if err != nil && errors.Is(err, errEmptyBody) {
+		return nil
+	}
+	return err
 }
 
 // writeError answers err with its HTTP status (errorTable) and a JSON

@@ -183,7 +183,22 @@ func httpClient(t *testing.T, cfg *tls.Config) *http.Client {
 }
 
 // rpcNames lists every RPC of the Log service, in the order callRPC knows.
-var rpcNames = []string{"Produce", "ProduceBatch", "ProduceStream", "Consume", "ConsumeStream", "GetServers"}
+// TestRPCNamesCoverTheService keeps it complete.
+var rpcNames = []string{"Produce", "ProduceBatch", "ProduceStream", "Consume", "ConsumeStream", "GetServers",
+	"CreateTopic", "DeleteTopic", "ListTopics", "DescribeTopic"}
+
+// TestRPCNamesCoverTheService: a new RPC must be added to rpcNames (and
+// callRPC), so that the security tests call it as root and as nobody.
+func TestRPCNamesCoverTheService(t *testing.T) {
+	var service []string
+	for _, m := range api.Log_ServiceDesc.Methods {
+		service = append(service, m.MethodName)
+	}
+	for _, s := range api.Log_ServiceDesc.Streams {
+		service = append(service, s.StreamName)
+	}
+	require.ElementsMatch(t, service, rpcNames)
+}
 
 // callRPC makes one call of the named RPC and returns its error: for a
 // stream, the error of the first response.
@@ -221,6 +236,18 @@ func callRPC(ctx context.Context, client api.LogClient, name string) error {
 	case "GetServers":
 		_, err := client.GetServers(ctx, &api.GetServersRequest{})
 		return err
+	case "CreateTopic":
+		_, err := client.CreateTopic(ctx, &api.CreateTopicRequest{Name: "secret-topic"})
+		return err
+	case "DeleteTopic":
+		_, err := client.DeleteTopic(ctx, &api.DeleteTopicRequest{Name: "secret-topic"})
+		return err
+	case "ListTopics":
+		_, err := client.ListTopics(ctx, &api.ListTopicsRequest{})
+		return err
+	case "DescribeTopic":
+		_, err := client.DescribeTopic(ctx, &api.DescribeTopicRequest{Name: api.DefaultTopic})
+		return err
 	default:
 		return fmt.Errorf("unknown RPC %q", name)
 	}
@@ -237,6 +264,10 @@ type httpCall struct {
 var httpCalls = []httpCall{
 	{name: "POST", method: http.MethodPost, url: "", body: `{"record": {"value": "TGV0J3MgR28gIzEK"}}`},
 	{name: "GET", method: http.MethodGet, url: "?offset=0"},
+	{name: "POST topic", method: http.MethodPost, url: "topics/default", body: `{"record": {"value": "TGV0J3MgR28gIzEK"}}`},
+	{name: "GET topic", method: http.MethodGet, url: "topics/default?offset=0"},
+	{name: "PUT topic", method: http.MethodPut, url: "topics/secret-topic"},
+	{name: "DELETE topic", method: http.MethodDelete, url: "topics/secret-topic"},
 }
 
 // do sends an httpCall and returns the status and the decoded JSON error
@@ -315,7 +346,7 @@ func TestSecurityRootProducesAndConsumes(t *testing.T) {
 	code, msg, err = httpCall{method: http.MethodGet, url: "?offset=4"}.do(t, httpRoot, srv.httpURL)
 	require.NoError(t, err)
 	require.Equal(t, http.StatusOK, code, "GET as root: %s", msg)
-	require.Equal(t, 5, srv.log.Len(), "records in the log")
+	require.Equal(t, 5, srv.log.Len(api.DefaultTopic), "records in the log")
 }
 
 func TestSecurityNobodyIsDenied(t *testing.T) {
@@ -329,8 +360,15 @@ func TestSecurityNobodyIsDenied(t *testing.T) {
 			ctx, cancel := context.WithTimeout(context.Background(), securityTimeout)
 			defer cancel()
 			err := callRPC(ctx, client, name)
-			if name == "GetServers" {
+			switch name {
+			case "GetServers":
 				require.NoError(t, err, "GetServers needs only authentication")
+				return
+			case "ListTopics":
+				// Lists what the subject may consume: nothing.
+				list, err := client.ListTopics(ctx, &api.ListTopicsRequest{})
+				require.NoError(t, err)
+				require.Empty(t, list.GetTopics(), "ListTopics as nobody")
 				return
 			}
 			require.Equal(t, codes.PermissionDenied, status.Code(err), "%s as nobody = %v, want PermissionDenied", name, err)
@@ -346,7 +384,7 @@ func TestSecurityNobodyIsDenied(t *testing.T) {
 			require.Contains(t, msg, "nobody", "error names the subject")
 		})
 	}
-	require.Equal(t, 0, srv.log.Len(), "records in the log after nobody's calls")
+	require.Equal(t, 0, srv.log.Len(api.DefaultTopic), "records in the log after nobody's calls")
 }
 
 // TestSecurityPolicyFromFile runs the server on another policy file: the
@@ -434,8 +472,8 @@ func TestSecurityUnauthenticatedClients(t *testing.T) {
 		})
 	}
 	// Only the control client's produces (Produce, 2 in ProduceBatch,
-	// ProduceStream, POST) reached the log.
-	require.Equal(t, 5, srv.log.Len(), "records in the log")
+	// ProduceStream, POST /, POST /topics/default) reached the log.
+	require.Equal(t, 6, srv.log.Len(api.DefaultTopic), "records in the log")
 }
 
 func TestSecurityPlaintextClient(t *testing.T) {
@@ -464,7 +502,7 @@ func TestSecurityPlaintextClient(t *testing.T) {
 		_ = resp.Body.Close()
 		require.Equal(t, http.StatusBadRequest, resp.StatusCode, "plaintext POST status")
 	}
-	require.Equal(t, 0, srv.log.Len(), "records in the log after plaintext calls")
+	require.Equal(t, 0, srv.log.Len(api.DefaultTopic), "records in the log after plaintext calls")
 }
 
 // TestSecurityHealthWithoutCertificate checks that probes without a client

@@ -10,8 +10,8 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 )
 
-// ConsumeStream sends every record from the requested offset on, then waits
-// for new ones (woken by CommitLog.Appended, never by polling) until the
+// ConsumeStream sends every record of the request's topic from the requested
+// offset on, then waits for new ones (woken by CommitLog.Appended, never by polling) until the
 // client cancels or Config.Stopping is closed (codes.Unavailable).
 //
 // It holds one record at a time: stream.Send blocks while the client's gRPC
@@ -19,7 +19,8 @@ import (
 // making the server buffer.
 func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerStreamingServer[api.ConsumeResponse]) error {
 	ctx := stream.Context()
-	if err := s.authorize(ctx, ConsumeAction); err != nil {
+	topic, err := s.authorizeTopic(ctx, req.GetTopic(), ConsumeAction)
+	if err != nil {
 		return s.status(err)
 	}
 	// Headers now, before any record: they tell the client the stream is
@@ -29,7 +30,7 @@ func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerSt
 		return err
 	}
 	for offset := req.GetOffset(); ; offset++ {
-		record, err := s.waitRead(ctx, offset)
+		record, err := s.waitRead(ctx, topic, offset)
 		if err != nil {
 			return s.status(err)
 		}
@@ -41,10 +42,11 @@ func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerSt
 	}
 }
 
-// waitRead returns the record at offset, waiting for the log to reach it.
-// It returns ctx's error when the call ends and ErrStopping when the server
-// stops.
-func (s *logService) waitRead(ctx context.Context, offset uint64) (*api.Record, error) {
+// waitRead returns the record at offset of topic, waiting for the topic to
+// reach it. It returns ctx's error when the call ends, ErrStopping when the
+// server stops, and the log's api.TopicNotFoundError when the topic is
+// deleted meanwhile (its deletion closes the Appended channel).
+func (s *logService) waitRead(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
 	for {
 		select {
 		case <-s.cfg.Stopping:
@@ -53,7 +55,7 @@ func (s *logService) waitRead(ctx context.Context, offset uint64) (*api.Record, 
 			return nil, ctx.Err()
 		default:
 		}
-		record, err := s.cfg.CommitLog.Read(ctx, offset)
+		record, err := s.cfg.CommitLog.Read(ctx, topic, offset)
 		if !isOutOfRange(err) {
 			return record, err
 		}
@@ -61,8 +63,8 @@ func (s *logService) waitRead(ctx context.Context, offset uint64) (*api.Record, 
 		// read and the wait below then closes the channel we wait on, so it
 		// is never missed. Taking it only after a miss keeps the common
 		// catch-up path (every read succeeds) free of it.
-		appended := s.cfg.CommitLog.Appended()
-		record, err = s.cfg.CommitLog.Read(ctx, offset)
+		appended := s.cfg.CommitLog.Appended(topic)
+		record, err = s.cfg.CommitLog.Read(ctx, topic, offset)
 		if !isOutOfRange(err) {
 			return record, err
 		}
@@ -85,18 +87,21 @@ func (s *logService) waitRead(ctx context.Context, offset uint64) (*api.Record, 
 // receiving and gRPC flow control holds the client back, so a stream holds
 // at most about ProduceStreamWindow requests in memory.
 //
+// Each request names its topic (empty: the default topic); a batch holds
+// requests for one topic, and each topic is authorized once per stream, when
+// a request first names it.
+//
 // The client's CloseSend is a clean end: every request is answered and the
 // call returns OK. An invalid request ends the stream with
-// codes.InvalidArgument after the valid requests before it are appended and
-// answered. When Config.Stopping is closed the stream answers the append in
+// codes.InvalidArgument (a refused topic with codes.PermissionDenied) after
+// the valid requests before it are appended and answered. When Config.Stopping is closed the stream answers the append in
 // progress and returns codes.Unavailable; requests read but not answered were
 // not appended.
 func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse]) error {
 	ctx := stream.Context()
-	// Once per stream, not per record.
-	if err := s.authorize(ctx, ProduceAction); err != nil {
-		return s.status(err)
-	}
+	// Each request names its topic; each topic is authorized once per
+	// stream, not per record.
+	topics := newStreamTopics()
 
 	requests := make(chan *api.ProduceRequest, s.cfg.ProduceStreamWindow)
 	recvErr := make(chan error, 1)
@@ -144,20 +149,28 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 		}
 
 		// Take the requests that queued up meanwhile, without waiting, up
-		// to the batch limits, and stop at the first invalid one.
+		// to the batch limits and while they name the same topic, and stop
+		// at the first invalid or unauthorized one.
 		batch = batch[:0]
 		batchBytes := 0
+		var batchTopic string
 		var invalid error
 		for {
+			topic, err := topics.authorize(ctx, s, req.GetTopic())
+			if err != nil {
+				invalid = err
+				break
+			}
 			record, err := s.checkRecord(req.GetRecord())
 			if err != nil {
 				invalid = err
 				break
 			}
-			if len(batch) > 0 && batchBytes+len(record.Value) > s.cfg.MaxBatchBytes {
+			if len(batch) > 0 && (topic != batchTopic || batchBytes+len(record.Value) > s.cfg.MaxBatchBytes) {
 				carried = req
 				break
 			}
+			batchTopic = topic
 			batch = append(batch, record)
 			batchBytes += len(record.Value)
 			if len(batch) == maxBatch {
@@ -170,7 +183,7 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 		}
 
 		if len(batch) > 0 {
-			first, err := s.appendRecords(ctx, batch)
+			first, err := s.cfg.CommitLog.AppendBatch(ctx, batchTopic, batch)
 			if err != nil {
 				return s.status(err)
 			}
@@ -186,12 +199,37 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 	}
 }
 
-// appendRecords appends one record with Append and several with AppendBatch.
-func (s *logService) appendRecords(ctx context.Context, records []*api.Record) (uint64, error) {
-	if len(records) == 1 {
-		return s.cfg.CommitLog.Append(ctx, records[0])
+// maxStreamTopics bounds the topics one ProduceStream remembers as
+// authorized; past it the set starts over (a stream writing to more topics
+// than this is authorized again as it goes, which is correct, only slower).
+const maxStreamTopics = 1024
+
+// streamTopics remembers the topics one ProduceStream was authorized to
+// produce to. It belongs to the stream's handler goroutine.
+type streamTopics struct {
+	authorized map[string]struct{}
+}
+
+func newStreamTopics() *streamTopics {
+	return &streamTopics{authorized: make(map[string]struct{})}
+}
+
+// authorize returns the topic a request names (empty: the default topic)
+// once the stream's subject may produce to it.
+func (t *streamTopics) authorize(ctx context.Context, s *logService, requested string) (string, error) {
+	topic := api.TopicOrDefault(requested)
+	if _, ok := t.authorized[topic]; ok {
+		return topic, nil
 	}
-	return s.cfg.CommitLog.AppendBatch(ctx, records)
+	topic, err := s.authorizeTopic(ctx, requested, ProduceAction)
+	if err != nil {
+		return "", err
+	}
+	if len(t.authorized) >= maxStreamTopics {
+		clear(t.authorized)
+	}
+	t.authorized[topic] = struct{}{}
+	return topic, nil
 }
 
 // tryReceive returns the next queued request without waiting: nil and true

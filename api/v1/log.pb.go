@@ -561,8 +561,11 @@ type TopicConfig struct {
 	// segment of the topic is sealed and a new one started. 0: the node's
 	// default.
 	MaxSegmentBytes uint64 `protobuf:"varint,1,opt,name=max_segment_bytes,json=maxSegmentBytes,proto3" json:"max_segment_bytes,omitempty"`
-	unknownFields   protoimpl.UnknownFields
-	sizeCache       protoimpl.SizeCache
+	// max_record_bytes is the largest record value, in bytes, the topic
+	// takes. 0: the node's limit, which is also the most a topic may set.
+	MaxRecordBytes uint64 `protobuf:"varint,2,opt,name=max_record_bytes,json=maxRecordBytes,proto3" json:"max_record_bytes,omitempty"`
+	unknownFields  protoimpl.UnknownFields
+	sizeCache      protoimpl.SizeCache
 }
 
 func (x *TopicConfig) Reset() {
@@ -598,6 +601,13 @@ func (*TopicConfig) Descriptor() ([]byte, []int) {
 func (x *TopicConfig) GetMaxSegmentBytes() uint64 {
 	if x != nil {
 		return x.MaxSegmentBytes
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetMaxRecordBytes() uint64 {
+	if x != nil {
+		return x.MaxRecordBytes
 	}
 	return 0
 }
@@ -1093,9 +1103,10 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
-	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"9\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"c\n" +
 	"\vTopicConfig\x12*\n" +
-	"\x11max_segment_bytes\x18\x01 \x01(\x04R\x0fmaxSegmentBytes\"\x85\x02\n" +
+	"\x11max_segment_bytes\x18\x01 \x01(\x04R\x0fmaxSegmentBytes\x12(\n" +
+	"\x10max_record_bytes\x18\x02 \x01(\x04R\x0emaxRecordBytes\"\x85\x02\n" +
 	"\tTopicInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\x12#\n" +

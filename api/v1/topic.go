@@ -26,6 +26,14 @@ var (
 	ErrTopicExists = errors.New("topic already exists")
 	// ErrInvalidTopicName is matched by InvalidTopicNameError.
 	ErrInvalidTopicName = errors.New("invalid topic name")
+	// ErrInvalidTopicConfig is returned by CreateTopic for a TopicConfig the
+	// cluster cannot honour (wrapped with the field at fault). The server
+	// reports it as codes.InvalidArgument (HTTP 400).
+	ErrInvalidTopicConfig = errors.New("invalid topic config")
+	// ErrDeleteDefaultTopic is returned by DeleteTopic for DefaultTopic,
+	// which the book's API (requests without a topic) needs. The server
+	// reports it as codes.FailedPrecondition (HTTP 409).
+	ErrDeleteDefaultTopic = errors.New("the default topic cannot be deleted: requests without a topic use it")
 )
 
 // TopicNotFoundError is returned for a request that names a topic the

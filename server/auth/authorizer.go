@@ -9,15 +9,19 @@ import (
 	"google.golang.org/grpc/status"
 )
 
-// The object and actions the proglog policy speaks of. The whole log is one
-// object, "*"; test/policy.csv grants actions on it per subject.
+// The objects and actions the proglog policy speaks of. Objects are topic
+// names; the model in test/model.conf matches them against the policy's
+// globs, so "*" in a policy line grants every topic.
 const (
-	// ObjectAll names the whole log.
+	// ObjectAll is the policy glob of every topic.
 	ObjectAll = "*"
-	// ActionProduce covers Produce, ProduceBatch and ProduceStream.
+	// ActionProduce covers Produce, ProduceBatch and ProduceStream on a topic.
 	ActionProduce = "produce"
-	// ActionConsume covers Consume and ConsumeStream.
+	// ActionConsume covers Consume, ConsumeStream, DescribeTopic and the
+	// topics ListTopics shows.
 	ActionConsume = "consume"
+	// ActionAdmin covers CreateTopic and DeleteTopic.
+	ActionAdmin = "admin"
 )
 
 // ErrInvalidConfig is wrapped by New when a file name is missing.

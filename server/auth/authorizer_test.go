@@ -16,7 +16,8 @@ import (
 )
 
 // TestAuthorizeGencertPolicy checks the policy `make gencert` installs:
-// root may produce and consume, nobody may do nothing.
+// root may produce, consume and administer every topic, nobody may do
+// nothing.
 func TestAuthorizeGencertPolicy(t *testing.T) {
 	files := tlsconfigtest.Files(t)
 	authorizer, err := auth.New(files.ACLModelFile, files.ACLPolicyFile)
@@ -28,8 +29,12 @@ func TestAuthorizeGencertPolicy(t *testing.T) {
 	}{
 		{"root", auth.ObjectAll, auth.ActionProduce, codes.OK},
 		{"root", auth.ObjectAll, auth.ActionConsume, codes.OK},
+		{"root", "default", auth.ActionProduce, codes.OK},
+		{"root", "some-topic", auth.ActionConsume, codes.OK},
+		{"root", "some-topic", auth.ActionAdmin, codes.OK},
 		{"root", auth.ObjectAll, "delete", codes.PermissionDenied},
-		{"root", "some-topic", auth.ActionProduce, codes.PermissionDenied},
+		{"nobody", "default", auth.ActionConsume, codes.PermissionDenied},
+		{"nobody", "some-topic", auth.ActionAdmin, codes.PermissionDenied},
 		{"nobody", auth.ObjectAll, auth.ActionProduce, codes.PermissionDenied},
 		{"nobody", auth.ObjectAll, auth.ActionConsume, codes.PermissionDenied},
 		{"", auth.ObjectAll, auth.ActionConsume, codes.PermissionDenied},
@@ -60,6 +65,45 @@ func TestAuthorizePolicyFromFile(t *testing.T) {
 	require.NoError(t, authorizer.Authorize("nobody", auth.ObjectAll, auth.ActionConsume))
 	err = authorizer.Authorize("root", auth.ObjectAll, auth.ActionConsume)
 	require.Equal(t, codes.PermissionDenied, status.Code(err), "Authorize(root, consume) = %v, want PermissionDenied", err)
+}
+
+// TestAuthorizeTopicGlobs: policy objects are globs over topic names, so a
+// subject can be granted some topics and not others, and each action is
+// granted on its own (admin does not imply produce or consume).
+func TestAuthorizeTopicGlobs(t *testing.T) {
+	files := tlsconfigtest.Files(t)
+	policy := filepath.Join(t.TempDir(), "policy.csv")
+	require.NoError(t, os.WriteFile(policy, []byte(`p, alice, orders.*, consume
+p, alice, orders.eu, produce
+p, alice, logs-?, consume
+p, ops, *, admin
+`), 0o600))
+	authorizer, err := auth.New(files.ACLModelFile, policy)
+	require.NoError(t, err)
+	tests := []struct {
+		subject, object, action string
+		want                    codes.Code
+	}{
+		{"alice", "orders.eu", auth.ActionConsume, codes.OK},
+		{"alice", "orders.us", auth.ActionConsume, codes.OK},
+		{"alice", "orders.eu", auth.ActionProduce, codes.OK},
+		{"alice", "orders.us", auth.ActionProduce, codes.PermissionDenied},
+		{"alice", "orders", auth.ActionConsume, codes.PermissionDenied},
+		{"alice", "payments", auth.ActionConsume, codes.PermissionDenied},
+		{"alice", "default", auth.ActionConsume, codes.PermissionDenied},
+		{"alice", "logs-1", auth.ActionConsume, codes.OK},
+		{"alice", "logs-12", auth.ActionConsume, codes.PermissionDenied},
+		{"alice", "orders.eu", auth.ActionAdmin, codes.PermissionDenied},
+		{"ops", "anything", auth.ActionAdmin, codes.OK},
+		{"ops", "anything", auth.ActionConsume, codes.PermissionDenied},
+	}
+	for _, tt := range tests {
+		t.Run(fmt.Sprintf("%s %s %s", tt.subject, tt.action, tt.object), func(t *testing.T) {
+			err := authorizer.Authorize(tt.subject, tt.object, tt.action)
+			require.Equal(t, tt.want, status.Code(err), "Authorize(%q, %q, %q) = %v, want %v",
+				tt.subject, tt.object, tt.action, err, tt.want)
+		})
+	}
 }
 
 func TestNewRejectsBadFiles(t *testing.T) {

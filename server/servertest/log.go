@@ -7,18 +7,23 @@ package servertest
 
 import (
 	"context"
+	"sort"
 	"sync"
 	"sync/atomic"
+
+	"google.golang.org/protobuf/proto"
 
 	api "github.com/proglog/proglog/api/v1"
 )
 
-// Log is an in-memory server.CommitLog: records at offsets 0, 1, 2, … with
-// the CommitLog contract's semantics (contiguous batches, out-of-range reads
-// as api.ErrOffsetOutOfRange, Appended closed at each change). Options add
-// the hooks tests need: gating or failing appends and reads, and records
-// carrying replication bookkeeping. It counts the calls it receives. Safe for
-// concurrent use.
+// Log is an in-memory server.CommitLog of named topics, each with records at
+// offsets 0, 1, 2, … and the CommitLog contract's semantics (contiguous
+// batches, out-of-range reads as api.ErrOffsetOutOfRange, Appended closed at
+// each change of the topic, unknown topics as api.TopicNotFoundError, topic
+// names checked as the real log checks them). A new Log holds the default
+// topic, empty, as every cluster does. Options add the hooks tests need:
+// gating or failing appends and reads, and records carrying replication
+// bookkeeping. It counts the calls it receives. Safe for concurrent use.
 type Log struct {
 	appendHook  func(ctx context.Context, records []*api.Record) error
 	readHook    func(ctx context.Context, offset uint64) error
@@ -28,20 +33,26 @@ type Log struct {
 	appends       atomic.Int64
 	appendedCalls atomic.Int64
 
-	// mu guards records and appended; appended is closed and replaced at
-	// every append.
-	mu       sync.Mutex
-	records  []*api.Record
+	mu     sync.Mutex
+	topics map[string]*topic // guarded by mu
+}
+
+// topic is one topic's state; its fields are guarded by Log.mu.
+type topic struct {
+	config  *api.TopicConfig
+	records []*api.Record
+	// appended is closed at the topic's next append or at its deletion,
+	// then replaced.
 	appended chan struct{}
 }
 
 // Option configures a Log.
 type Option func(*Log)
 
-// WithAppendHook runs hook at the start of every Append and AppendBatch,
-// before anything is appended: a hook that returns an error fails the call
-// with it and appends nothing; a hook may also block (to hold appends until
-// a test lets them through) or count.
+// WithAppendHook runs hook at the start of every AppendBatch, before
+// anything is appended: a hook that returns an error fails the call with it
+// and appends nothing; a hook may also block (to hold appends until a test
+// lets them through) or count.
 func WithAppendHook(hook func(ctx context.Context, records []*api.Record) error) Option {
 	return func(l *Log) { l.appendHook = hook }
 }
@@ -52,7 +63,7 @@ func WithReadHook(hook func(ctx context.Context, offset uint64) error) Option {
 	return func(l *Log) { l.readHook = hook }
 }
 
-// FailWith fails every Append, AppendBatch and Read with err.
+// FailWith fails every AppendBatch and Read with err.
 func FailWith(err error) Option {
 	return func(l *Log) {
 		l.appendHook = func(context.Context, []*api.Record) error { return err }
@@ -67,24 +78,41 @@ func WithBookkeeping() Option {
 	return func(l *Log) { l.bookkeeping = true }
 }
 
-// NewLog returns an empty Log with opts applied.
+// NewLog returns a Log holding the empty default topic, with opts applied.
 func NewLog(opts ...Option) *Log {
-	l := &Log{appended: make(chan struct{})}
+	l := &Log{topics: map[string]*topic{api.DefaultTopic: newTopic(nil)}}
 	for _, opt := range opts {
 		opt(l)
 	}
 	return l
 }
 
-// Append appends record and returns its offset.
-func (l *Log) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	return l.AppendBatch(ctx, []*api.Record{record})
+func newTopic(config *api.TopicConfig) *topic {
+	if config == nil {
+		config = &api.TopicConfig{}
+	}
+	return &topic{config: proto.Clone(config).(*api.TopicConfig), appended: make(chan struct{})}
 }
 
-// AppendBatch appends records contiguously and returns the first's offset.
-// It stores a copy of each record's value only, with its offset. A call
-// whose context has ended appends nothing and returns the context's error.
-func (l *Log) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
+// topicLocked returns the named topic, an api.InvalidTopicNameError for a
+// name the real log would refuse, or an api.TopicNotFoundError. Callers hold
+// l.mu.
+func (l *Log) topicLocked(name string) (*topic, error) {
+	if err := api.ValidateTopicName(name); err != nil {
+		return nil, err
+	}
+	t, ok := l.topics[name]
+	if !ok {
+		return nil, api.TopicNotFoundError{Topic: name}
+	}
+	return t, nil
+}
+
+// AppendBatch appends records to topicName contiguously and returns the
+// first's offset. It stores a copy of each record's value only, with its
+// offset. A call whose context has ended appends nothing and returns the
+// context's error.
+func (l *Log) AppendBatch(ctx context.Context, topicName string, records []*api.Record) (uint64, error) {
 	l.appends.Add(1)
 	if l.appendHook != nil {
 		if err := l.appendHook(ctx, records); err != nil {
@@ -104,22 +132,26 @@ func (l *Log) AppendBatch(ctx context.Context, records []*api.Record) (uint64, e
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	first := uint64(len(l.records))
+	t, err := l.topicLocked(topicName)
+	if err != nil {
+		return 0, err
+	}
+	first := uint64(len(t.records))
 	for i, r := range records {
 		stored := &api.Record{Value: append([]byte(nil), r.GetValue()...), Offset: first + uint64(i)}
 		if l.bookkeeping {
 			stored.Term, stored.Type = 2, uint32(i)+1
 		}
-		l.records = append(l.records, stored)
+		t.records = append(t.records, stored)
 	}
-	close(l.appended)
-	l.appended = make(chan struct{})
+	close(t.appended)
+	t.appended = make(chan struct{})
 	return first, nil
 }
 
-// Read returns the record at offset, or api.ErrOffsetOutOfRange. The caller
-// must not modify it.
-func (l *Log) Read(ctx context.Context, offset uint64) (*api.Record, error) {
+// Read returns the record at offset in topicName, or
+// api.ErrOffsetOutOfRange. The caller must not modify it.
+func (l *Log) Read(ctx context.Context, topicName string, offset uint64) (*api.Record, error) {
 	l.reads.Add(1)
 	if l.readHook != nil {
 		if err := l.readHook(ctx, offset); err != nil {
@@ -131,31 +163,138 @@ func (l *Log) Read(ctx context.Context, offset uint64) (*api.Record, error) {
 	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	if offset >= uint64(len(l.records)) {
+	t, err := l.topicLocked(topicName)
+	if err != nil {
+		return nil, err
+	}
+	if offset >= uint64(len(t.records)) {
 		return nil, api.ErrOffsetOutOfRange{Offset: offset}
 	}
-	return l.records[offset], nil
+	return t.records[offset], nil
 }
 
-// Appended returns a channel closed at the next append.
-func (l *Log) Appended() <-chan struct{} {
+// Appended returns a channel closed at topicName's next append or deletion;
+// for a topic that does not exist, a channel that is already closed.
+func (l *Log) Appended(topicName string) <-chan struct{} {
 	l.appendedCalls.Add(1)
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return l.appended
+	t, ok := l.topics[topicName]
+	if !ok {
+		closed := make(chan struct{})
+		close(closed)
+		return closed
+	}
+	return t.appended
 }
 
-// Len returns the number of records the log holds.
-func (l *Log) Len() int {
+// CreateTopic creates a topic (nil config: the defaults); again with an
+// equal config it does nothing, with another it returns an
+// api.TopicExistsError.
+func (l *Log) CreateTopic(ctx context.Context, name string, config *api.TopicConfig) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	if err := api.ValidateTopicName(name); err != nil {
+		return err
+	}
+	if config == nil {
+		config = &api.TopicConfig{}
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
-	return len(l.records)
+	if t, ok := l.topics[name]; ok {
+		if proto.Equal(t.config, config) {
+			return nil
+		}
+		return api.TopicExistsError{Topic: name}
+	}
+	l.topics[name] = newTopic(config)
+	return nil
+}
+
+// DeleteTopic deletes a topic and wakes its waiting readers. The default
+// topic cannot be deleted (api.ErrDeleteDefaultTopic), as in the real log.
+func (l *Log) DeleteTopic(ctx context.Context, name string) error {
+	if err := ctx.Err(); err != nil {
+		return err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, err := l.topicLocked(name)
+	if err != nil {
+		return err
+	}
+	if name == api.DefaultTopic {
+		return api.ErrDeleteDefaultTopic
+	}
+	delete(l.topics, name)
+	close(t.appended)
+	return nil
+}
+
+// ListTopics describes every topic, sorted by name.
+func (l *Log) ListTopics(ctx context.Context) ([]*api.TopicInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	infos := make([]*api.TopicInfo, 0, len(l.topics))
+	for name, t := range l.topics {
+		infos = append(infos, t.infoLocked(name))
+	}
+	sort.Slice(infos, func(i, j int) bool { return infos[i].GetName() < infos[j].GetName() })
+	return infos, nil
+}
+
+// DescribeTopic describes one topic.
+func (l *Log) DescribeTopic(ctx context.Context, name string) (*api.TopicInfo, error) {
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, err := l.topicLocked(name)
+	if err != nil {
+		return nil, err
+	}
+	return t.infoLocked(name), nil
+}
+
+// infoLocked describes t: one segment, bytes counting values only.
+func (t *topic) infoLocked(name string) *api.TopicInfo {
+	info := &api.TopicInfo{
+		Name:       name,
+		Config:     proto.Clone(t.config).(*api.TopicConfig),
+		NextOffset: uint64(len(t.records)),
+		Records:    uint64(len(t.records)),
+		Segments:   1,
+	}
+	if n := len(t.records); n > 0 {
+		info.HighestOffset = uint64(n - 1)
+	}
+	for _, r := range t.records {
+		info.Bytes += uint64(len(r.GetValue()))
+	}
+	return info
+}
+
+// Len returns the number of records topicName holds (0 when there is no
+// such topic).
+func (l *Log) Len(topicName string) int {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if t, ok := l.topics[topicName]; ok {
+		return len(t.records)
+	}
+	return 0
 }
 
 // Reads returns how many times Read was called.
 func (l *Log) Reads() int64 { return l.reads.Load() }
 
-// Appends returns how many times Append or AppendBatch was called.
+// Appends returns how many times AppendBatch was called.
 func (l *Log) Appends() int64 { return l.appends.Load() }
 
 // AppendedCalls returns how many times Appended was called.

@@ -17,9 +17,9 @@ var _ server.CommitLog = (*servertest.Log)(nil)
 func TestLog(t *testing.T) {
 	ctx := t.Context()
 	log := servertest.NewLog()
-	appended := log.Appended()
+	appended := log.Appended(api.DefaultTopic)
 
-	off, err := log.Append(ctx, &api.Record{Value: []byte("a"), Term: 9})
+	off, err := log.AppendBatch(ctx, api.DefaultTopic, []*api.Record{{Value: []byte("a"), Term: 9}})
 	require.NoError(t, err)
 	require.Equal(t, uint64(0), off)
 	select {
@@ -28,30 +28,30 @@ func TestLog(t *testing.T) {
 		t.Fatal("Appended() channel not closed by an append")
 	}
 
-	first, err := log.AppendBatch(ctx, []*api.Record{{Value: []byte("b")}, {Value: []byte("c")}})
+	first, err := log.AppendBatch(ctx, api.DefaultTopic, []*api.Record{{Value: []byte("b")}, {Value: []byte("c")}})
 	require.NoError(t, err)
 	require.Equal(t, uint64(1), first, "AppendBatch first offset")
 	for i, want := range []string{"a", "b", "c"} {
-		got, err := log.Read(ctx, uint64(i))
+		got, err := log.Read(ctx, api.DefaultTopic, uint64(i))
 		require.NoError(t, err)
 		require.Equalf(t, &api.Record{Value: []byte(want), Offset: uint64(i)}, got, "Read(%d)", i)
 	}
-	_, err = log.Read(ctx, 3)
+	_, err = log.Read(ctx, api.DefaultTopic, 3)
 	var oor api.ErrOffsetOutOfRange
 	require.ErrorAs(t, err, &oor)
 	require.Equal(t, uint64(3), oor.Offset)
 
-	_, err = log.AppendBatch(ctx, nil)
+	_, err = log.AppendBatch(ctx, api.DefaultTopic, nil)
 	require.ErrorIs(t, err, api.ErrEmptyBatch)
-	_, err = log.AppendBatch(ctx, []*api.Record{nil})
+	_, err = log.AppendBatch(ctx, api.DefaultTopic, []*api.Record{nil})
 	require.ErrorIs(t, err, api.ErrNoRecord)
 
 	canceled, cancel := context.WithCancel(ctx)
 	cancel()
-	_, err = log.Append(canceled, &api.Record{Value: []byte("d")})
+	_, err = log.AppendBatch(canceled, api.DefaultTopic, []*api.Record{{Value: []byte("d")}})
 	require.ErrorIs(t, err, context.Canceled)
 
-	require.Equal(t, 3, log.Len())
+	require.Equal(t, 3, log.Len(api.DefaultTopic))
 	require.Equal(t, int64(4), log.Reads())
 	require.Equal(t, int64(5), log.Appends())
 	require.Equal(t, int64(1), log.AppendedCalls())
@@ -62,11 +62,11 @@ func TestLogOptions(t *testing.T) {
 	errDisk := errors.New("disk on fire")
 
 	failing := servertest.NewLog(servertest.FailWith(errDisk))
-	_, err := failing.Append(ctx, &api.Record{Value: []byte("a")})
+	_, err := failing.AppendBatch(ctx, api.DefaultTopic, []*api.Record{{Value: []byte("a")}})
 	require.ErrorIs(t, err, errDisk)
-	_, err = failing.Read(ctx, 0)
+	_, err = failing.Read(ctx, api.DefaultTopic, 0)
 	require.ErrorIs(t, err, errDisk)
-	require.Equal(t, 0, failing.Len(), "a failed append appended")
+	require.Equal(t, 0, failing.Len(api.DefaultTopic), "a failed append appended")
 
 	var seen []int
 	hooked := servertest.NewLog(
@@ -82,13 +82,59 @@ func TestLogOptions(t *testing.T) {
 		}),
 		servertest.WithBookkeeping(),
 	)
-	_, err = hooked.AppendBatch(ctx, []*api.Record{{Value: []byte("a")}, {Value: []byte("b")}})
+	_, err = hooked.AppendBatch(ctx, api.DefaultTopic, []*api.Record{{Value: []byte("a")}, {Value: []byte("b")}})
 	require.NoError(t, err)
 	require.Equal(t, []int{2}, seen)
-	got, err := hooked.Read(ctx, 0)
+	got, err := hooked.Read(ctx, api.DefaultTopic, 0)
 	require.NoError(t, err)
 	require.NotZero(t, got.GetTerm(), "WithBookkeeping: term not set")
 	require.NotZero(t, got.GetType(), "WithBookkeeping: type not set")
-	_, err = hooked.Read(ctx, 1)
+	_, err = hooked.Read(ctx, api.DefaultTopic, 1)
 	require.ErrorIs(t, err, errDisk)
+}
+
+// TestLogTopics: topics are independent logs with their own offsets;
+// creation is idempotent for the same config; deletion wakes waiting readers;
+// names are checked.
+func TestLogTopics(t *testing.T) {
+	ctx := t.Context()
+	log := servertest.NewLog()
+
+	_, err := log.AppendBatch(ctx, "orders", []*api.Record{{Value: []byte("x")}})
+	require.ErrorIs(t, err, api.ErrTopicNotFound)
+	require.ErrorIs(t, log.CreateTopic(ctx, "a/b", nil), api.ErrInvalidTopicName)
+
+	require.NoError(t, log.CreateTopic(ctx, "orders", nil))
+	require.NoError(t, log.CreateTopic(ctx, "orders", &api.TopicConfig{}), "same config again")
+	require.ErrorIs(t, log.CreateTopic(ctx, "orders", &api.TopicConfig{MaxSegmentBytes: 1}), api.ErrTopicExists)
+
+	for i := range 3 {
+		off, err := log.AppendBatch(ctx, "orders", []*api.Record{{Value: []byte("o")}})
+		require.NoError(t, err)
+		require.Equal(t, uint64(i), off, "orders offset")
+	}
+	off, err := log.AppendBatch(ctx, api.DefaultTopic, []*api.Record{{Value: []byte("d")}})
+	require.NoError(t, err)
+	require.Equal(t, uint64(0), off, "default offset is its own")
+
+	topics, err := log.ListTopics(ctx)
+	require.NoError(t, err)
+	require.Len(t, topics, 2)
+	require.Equal(t, api.DefaultTopic, topics[0].GetName())
+	require.Equal(t, "orders", topics[1].GetName())
+	require.Equal(t, uint64(3), topics[1].GetRecords())
+	require.Equal(t, uint64(2), topics[1].GetHighestOffset())
+
+	waiting := log.Appended("orders")
+	require.NoError(t, log.DeleteTopic(ctx, "orders"))
+	select {
+	case <-waiting:
+	default:
+		t.Fatal("deleting a topic did not wake its readers")
+	}
+	_, err = log.Read(ctx, "orders", 0)
+	require.ErrorIs(t, err, api.ErrTopicNotFound)
+	_, err = log.DescribeTopic(ctx, "orders")
+	require.ErrorIs(t, err, api.ErrTopicNotFound)
+	require.ErrorIs(t, log.DeleteTopic(ctx, api.DefaultTopic), api.ErrDeleteDefaultTopic)
 }

@@ -8,8 +8,12 @@ import (
 	"github.com/prometheus/client_golang/prometheus"
 )
 
-// LogStats is a snapshot of the data log a node serves.
-type LogStats struct {
+// TopicStats is a snapshot of one topic of the log a node serves.
+type TopicStats struct {
+	// Topic is the topic's name.
+	Topic string
+	// Bytes is the size on disk of the topic's segments.
+	Bytes uint64
 	// LowestOffset is the offset of the first record held (or that would be
 	// held, when empty).
 	LowestOffset uint64
@@ -46,9 +50,17 @@ type RaftStats struct {
 // errors, which Metrics.Handler logs). They must be safe for concurrent use
 // and quick: a scrape waits for them.
 type StatsSources struct {
-	Log     func() (LogStats, error)
+	// Topics lists the node's topics.
+	Topics  func() ([]TopicStats, error)
 	Raft    func() (RaftStats, error)
 	Members func() (map[string]int, error) // member count by Serf status ("alive", "failed", …)
+	// TopicLabels bounds the topic label of the per-topic gauges: topics it
+	// names get series of their own, the rest are summed under
+	// OtherTopicLabel (records, bytes and segments; offsets, which do not
+	// add up, are left out for them). Use Metrics.TopicLabels, so that the
+	// counters and the gauges name the same topics. Nil: a new
+	// TopicLabels with the default cap.
+	TopicLabels *TopicLabels
 }
 
 // StatsCollector is a prometheus.Collector of the gauges that describe a
@@ -57,10 +69,12 @@ type StatsSources struct {
 // StatsSources, so no goroutine polls them in between.
 type StatsCollector struct {
 	sources StatsSources
+	topics  *TopicLabels
 
 	lowestOffset  *prometheus.Desc
 	highestOffset *prometheus.Desc
 	records       *prometheus.Desc
+	bytes         *prometheus.Desc
 	segments      *prometheus.Desc
 
 	raftState        *prometheus.Desc
@@ -82,12 +96,18 @@ func NewStatsCollector(sources StatsSources) *StatsCollector {
 	desc := func(name, help string, labels ...string) *prometheus.Desc {
 		return prometheus.NewDesc(prometheus.BuildFQName(Namespace, "", name), help, labels, nil)
 	}
+	topics := sources.TopicLabels
+	if topics == nil {
+		topics = NewTopicLabels(0)
+	}
 	return &StatsCollector{
 		sources:       sources,
-		lowestOffset:  desc("log_lowest_offset", "Offset of the first record the node's data log holds."),
-		highestOffset: desc("log_highest_offset", "Offset of the last record the node's data log holds; absent while it holds none."),
-		records:       desc("log_records", "Records the node's data log holds."),
-		segments:      desc("log_segments", "Segments of the node's data log."),
+		topics:        topics,
+		lowestOffset:  desc("log_lowest_offset", "Offset of the first record a topic holds on this node.", "topic"),
+		highestOffset: desc("log_highest_offset", "Offset of the last record a topic holds on this node; absent while it holds none.", "topic"),
+		records:       desc("log_records", "Records a topic holds on this node.", "topic"),
+		bytes:         desc("log_bytes", "Bytes of a topic's segments on this node's disk.", "topic"),
+		segments:      desc("log_segments", "Segments of a topic's log on this node.", "topic"),
 
 		raftState:        desc("raft_state", "1 for the node's current Raft state, 0 for the others.", "state"),
 		raftTerm:         desc("raft_term", "Current Raft term."),
@@ -105,7 +125,7 @@ func NewStatsCollector(sources StatsSources) *StatsCollector {
 // Describe sends every metric's description.
 func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
-		c.lowestOffset, c.highestOffset, c.records, c.segments,
+		c.lowestOffset, c.highestOffset, c.records, c.bytes, c.segments,
 		c.raftState, c.raftTerm, c.raftCommitIndex, c.raftAppliedIndex, c.raftLastIndex,
 		c.raftHasLeader, c.raftLastContact, c.members,
 	} {
@@ -115,8 +135,8 @@ func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
 
 // Collect reads the sources and sends the current values.
 func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
-	if c.sources.Log != nil {
-		c.collectLog(ch)
+	if c.sources.Topics != nil {
+		c.collectTopics(ch)
 	}
 	if c.sources.Raft != nil {
 		c.collectRaft(ch)
@@ -136,20 +156,42 @@ func gauge(desc *prometheus.Desc, v float64, labels ...string) prometheus.Metric
 	return m
 }
 
-func (c *StatsCollector) collectLog(ch chan<- prometheus.Metric) {
-	s, err := c.sources.Log()
+func (c *StatsCollector) collectTopics(ch chan<- prometheus.Metric) {
+	topics, err := c.sources.Topics()
 	if err != nil {
-		ch <- prometheus.NewInvalidMetric(c.segments, fmt.Errorf("read log stats: %w", err))
+		ch <- prometheus.NewInvalidMetric(c.segments, fmt.Errorf("read topic stats: %w", err))
 		return
 	}
-	ch <- gauge(c.lowestOffset, float64(s.LowestOffset))
-	if s.NextOffset > s.LowestOffset {
-		ch <- gauge(c.highestOffset, float64(s.NextOffset-1))
-		ch <- gauge(c.records, float64(s.NextOffset-s.LowestOffset))
-	} else {
-		ch <- gauge(c.records, 0)
+	var other struct {
+		seen                     bool
+		records, bytes, segments float64
 	}
-	ch <- gauge(c.segments, float64(s.Segments))
+	for _, s := range topics {
+		records := 0.0
+		if s.NextOffset > s.LowestOffset {
+			records = float64(s.NextOffset - s.LowestOffset)
+		}
+		label := c.topics.Label(s.Topic)
+		if label == OtherTopicLabel {
+			other.seen = true
+			other.records += records
+			other.bytes += float64(s.Bytes)
+			other.segments += float64(s.Segments)
+			continue
+		}
+		ch <- gauge(c.lowestOffset, float64(s.LowestOffset), label)
+		if s.NextOffset > s.LowestOffset {
+			ch <- gauge(c.highestOffset, float64(s.NextOffset-1), label)
+		}
+		ch <- gauge(c.records, records, label)
+		ch <- gauge(c.bytes, float64(s.Bytes), label)
+		ch <- gauge(c.segments, float64(s.Segments), label)
+	}
+	if other.seen {
+		ch <- gauge(c.records, other.records, OtherTopicLabel)
+		ch <- gauge(c.bytes, other.bytes, OtherTopicLabel)
+		ch <- gauge(c.segments, other.segments, OtherTopicLabel)
+	}
 }
 
 func (c *StatsCollector) collectRaft(ch chan<- prometheus.Metric) {

@@ -40,6 +40,11 @@ type MetricsConfig struct {
 	// LatencyBuckets are the gRPC handling-time histogram's bucket upper
 	// bounds in seconds. Default DefaultLatencyBuckets().
 	LatencyBuckets []float64
+	// MaxTopicLabels is how many topics get a topic label value of their own
+	// on the per-topic metrics (records and bytes appended, offsets,
+	// segments); the topics a node meets after that are counted under
+	// OtherTopicLabel, "(other)". Default DefaultMaxTopicLabels (100).
+	MaxTopicLabels int
 	// Logger receives errors met while serving /metrics. Default
 	// zap.NewNop().
 	Logger *zap.Logger
@@ -53,8 +58,9 @@ type Metrics struct {
 	registry        *prometheus.Registry
 	logger          *zap.Logger
 	grpc            *grpcprom.ServerMetrics
-	recordsAppended prometheus.Counter
-	bytesAppended   prometheus.Counter
+	topics          *TopicLabels
+	recordsAppended *prometheus.CounterVec // by topic
+	bytesAppended   *prometheus.CounterVec // by topic
 }
 
 // NewMetrics creates the metrics and registers them in cfg.Registry. It
@@ -82,17 +88,22 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 		grpc: grpcprom.NewServerMetrics(
 			grpcprom.WithServerHandlingTimeHistogram(grpcprom.WithHistogramBuckets(cfg.LatencyBuckets)),
 		),
-		recordsAppended: prometheus.NewCounter(prometheus.CounterOpts{
+		topics: NewTopicLabels(cfg.MaxTopicLabels),
+		recordsAppended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "records_appended_total",
-			Help:      "Records appended to the log through this node's gRPC and HTTP APIs.",
-		}),
-		bytesAppended: prometheus.NewCounter(prometheus.CounterOpts{
+			Help:      "Records appended through this node's gRPC and HTTP APIs, by topic (\"(other)\" past the topic label cap).",
+		}, []string{"topic"}),
+		bytesAppended: prometheus.NewCounterVec(prometheus.CounterOpts{
 			Namespace: Namespace,
 			Name:      "bytes_appended_total",
-			Help:      "Bytes of record values appended to the log through this node's gRPC and HTTP APIs.",
-		}),
+			Help:      "Bytes of record values appended through this node's gRPC and HTTP APIs, by topic (\"(other)\" past the topic label cap).",
+		}, []string{"topic"}),
 	}
+	// The default topic's series exist from the start, at zero, so that a
+	// rate() over them works from the first scrape.
+	m.recordsAppended.WithLabelValues(m.topics.Label(api.DefaultTopic))
+	m.bytesAppended.WithLabelValues(m.topics.Label(api.DefaultTopic))
 	if err := registerAll(registry, m.grpc, m.recordsAppended, m.bytesAppended); err != nil {
 		return nil, err
 	}
@@ -107,6 +118,10 @@ func registerAll(r prometheus.Registerer, cs ...prometheus.Collector) error {
 	}
 	return nil
 }
+
+// TopicLabels is the bound on topic label values these metrics share; give
+// it to StatsSources.TopicLabels so the gauges name the same topics.
+func (m *Metrics) TopicLabels() *TopicLabels { return m.topics }
 
 // Registry is where the metrics live.
 func (m *Metrics) Registry() *prometheus.Registry { return m.registry }
@@ -156,44 +171,36 @@ func (l promLogger) Println(v ...any) {
 }
 
 // CountAppends returns log, counting in proglog_records_appended_total and
-// proglog_bytes_appended_total the records (and their value bytes) that
-// each successful Append and AppendBatch added. Give it to the server's
+// proglog_bytes_appended_total, by topic, the records (and their value
+// bytes) that each successful AppendBatch added. Give it to the server's
 // Config.CommitLog. A follower refuses writes, so only the node that took
 // the write counts it; proglog_log_highest_offset shows every node's
 // progress.
 func (m *Metrics) CountAppends(log server.CommitLog) server.CommitLog {
-	return &countingLog{CommitLog: log, records: m.recordsAppended, bytes: m.bytesAppended}
+	return &countingLog{CommitLog: log, topics: m.topics, records: m.recordsAppended, bytes: m.bytesAppended}
 }
 
 // countingLog is a server.CommitLog that counts successful appends.
 type countingLog struct {
 	server.CommitLog
-	records prometheus.Counter
-	bytes   prometheus.Counter
+	topics  *TopicLabels
+	records *prometheus.CounterVec
+	bytes   *prometheus.CounterVec
 }
 
 var _ server.CommitLog = (*countingLog)(nil)
 
-// Append appends and counts record.
-func (l *countingLog) Append(ctx context.Context, record *api.Record) (uint64, error) {
-	off, err := l.CommitLog.Append(ctx, record)
-	if err == nil {
-		l.records.Inc()
-		l.bytes.Add(float64(len(record.GetValue())))
-	}
-	return off, err
-}
-
 // AppendBatch appends and counts records.
-func (l *countingLog) AppendBatch(ctx context.Context, records []*api.Record) (uint64, error) {
-	first, err := l.CommitLog.AppendBatch(ctx, records)
+func (l *countingLog) AppendBatch(ctx context.Context, topic string, records []*api.Record) (uint64, error) {
+	first, err := l.CommitLog.AppendBatch(ctx, topic, records)
 	if err == nil {
 		n := 0
 		for _, r := range records {
 			n += len(r.GetValue())
 		}
-		l.records.Add(float64(len(records)))
-		l.bytes.Add(float64(n))
+		label := l.topics.Label(topic)
+		l.records.WithLabelValues(label).Add(float64(len(records)))
+		l.bytes.WithLabelValues(label).Add(float64(n))
 	}
 	return first, err
 }

@@ -17,6 +17,7 @@ import (
 	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server/servertest"
 	"github.com/proglog/proglog/server/telemetry"
 	"github.com/proglog/proglog/server/telemetry/telemetrytest"
 )
@@ -52,8 +53,8 @@ func TestMetricsCountCallsAndAppends(t *testing.T) {
 		labels map[string]string
 		want   float64
 	}{
-		{"records appended", "proglog_records_appended_total", nil, 5},
-		{"bytes appended", "proglog_bytes_appended_total", nil, 1 + 2 + 3 + 4 + 5},
+		{"records appended", "proglog_records_appended_total", map[string]string{"topic": "default"}, 5},
+		{"bytes appended", "proglog_bytes_appended_total", map[string]string{"topic": "default"}, 1 + 2 + 3 + 4 + 5},
 		{"produce ok", "grpc_server_handled_total", map[string]string{"grpc_method": "Produce", "grpc_code": "OK"}, 3},
 		{"produce internal", "grpc_server_handled_total", map[string]string{"grpc_method": "Produce", "grpc_code": "Internal"}, 1},
 		{"batch ok", "grpc_server_handled_total", map[string]string{"grpc_method": "ProduceBatch", "grpc_code": "OK"}, 1},
@@ -101,8 +102,11 @@ func TestMetricNamesFollowConventions(t *testing.T) {
 // fakeSources returns fixed stats, or err from every source when set.
 func fakeSources(err error) telemetry.StatsSources {
 	return telemetry.StatsSources{
-		Log: func() (telemetry.LogStats, error) {
-			return telemetry.LogStats{LowestOffset: 10, NextOffset: 15, Segments: 2}, err
+		Topics: func() ([]telemetry.TopicStats, error) {
+			return []telemetry.TopicStats{
+				{Topic: "default", LowestOffset: 10, NextOffset: 15, Segments: 2, Bytes: 300},
+				{Topic: "orders", LowestOffset: 0, NextOffset: 0, Segments: 1, Bytes: 0},
+			}, err
 		},
 		Raft: func() (telemetry.RaftStats, error) {
 			return telemetry.RaftStats{
@@ -118,18 +122,25 @@ func fakeSources(err error) telemetry.StatsSources {
 
 func TestStatsCollector(t *testing.T) {
 	const want = `
-# HELP proglog_log_highest_offset Offset of the last record the node's data log holds; absent while it holds none.
+# HELP proglog_log_bytes Bytes of a topic's segments on this node's disk.
+# TYPE proglog_log_bytes gauge
+proglog_log_bytes{topic="default"} 300
+proglog_log_bytes{topic="orders"} 0
+# HELP proglog_log_highest_offset Offset of the last record a topic holds on this node; absent while it holds none.
 # TYPE proglog_log_highest_offset gauge
-proglog_log_highest_offset 14
-# HELP proglog_log_lowest_offset Offset of the first record the node's data log holds.
+proglog_log_highest_offset{topic="default"} 14
+# HELP proglog_log_lowest_offset Offset of the first record a topic holds on this node.
 # TYPE proglog_log_lowest_offset gauge
-proglog_log_lowest_offset 10
-# HELP proglog_log_records Records the node's data log holds.
+proglog_log_lowest_offset{topic="default"} 10
+proglog_log_lowest_offset{topic="orders"} 0
+# HELP proglog_log_records Records a topic holds on this node.
 # TYPE proglog_log_records gauge
-proglog_log_records 5
-# HELP proglog_log_segments Segments of the node's data log.
+proglog_log_records{topic="default"} 5
+proglog_log_records{topic="orders"} 0
+# HELP proglog_log_segments Segments of a topic's log on this node.
 # TYPE proglog_log_segments gauge
-proglog_log_segments 2
+proglog_log_segments{topic="default"} 2
+proglog_log_segments{topic="orders"} 1
 # HELP proglog_raft_applied_index Highest Raft log index applied to the data log.
 # TYPE proglog_raft_applied_index gauge
 proglog_raft_applied_index 19
@@ -196,8 +207,8 @@ func collectCount(t *testing.T, c prometheus.Collector, name string) int {
 
 func TestStatsCollectorOmitsUnknowns(t *testing.T) {
 	c := telemetry.NewStatsCollector(telemetry.StatsSources{
-		Log: func() (telemetry.LogStats, error) {
-			return telemetry.LogStats{LowestOffset: 0, NextOffset: 0, Segments: 1}, nil
+		Topics: func() ([]telemetry.TopicStats, error) {
+			return []telemetry.TopicStats{{Topic: "default", LowestOffset: 0, NextOffset: 0, Segments: 1}}, nil
 		},
 		Raft: func() (telemetry.RaftStats, error) {
 			return telemetry.RaftStats{State: "Candidate", LastContact: -1}, nil
@@ -233,7 +244,7 @@ func TestMetricsHandlerServesPastAFailingSource(t *testing.T) {
 	srv := httptest.NewServer(m.Handler())
 	t.Cleanup(srv.Close)
 	got := telemetrytest.Scrape(t, srv.Client(), srv.URL)
-	_, ok := got.Value("proglog_log_segments", nil)
+	_, ok := got.Value("proglog_log_segments", map[string]string{"topic": "default"})
 	require.True(t, ok, "proglog_log_segments missing when only Raft failed")
 	_, ok = got.Value("proglog_raft_term", nil)
 	require.False(t, ok, "proglog_raft_term present although Raft failed")
@@ -253,5 +264,61 @@ func TestScrapeStatus(t *testing.T) {
 	m.Handler().ServeHTTP(rec, httptest.NewRequest(http.MethodGet, "/metrics", nil))
 	require.Equal(t, http.StatusOK, rec.Code)
 	require.Contains(t, rec.Body.String(), "go_goroutines", "default registry has the Go collector")
-	require.Contains(t, rec.Body.String(), "proglog_records_appended_total 0")
+	require.Contains(t, rec.Body.String(), `proglog_records_appended_total{topic="default"} 0`)
+}
+
+// TestTopicLabelsAreBounded: past MaxTopicLabels topics, appends and gauges
+// are counted under "(other)", so clients creating topics cannot grow the
+// number of series without bound.
+func TestTopicLabelsAreBounded(t *testing.T) {
+	m, err := telemetry.NewMetrics(telemetry.MetricsConfig{Registry: prometheus.NewRegistry(), MaxTopicLabels: 3})
+	require.NoError(t, err)
+	log := servertest.NewLog()
+	counted := m.CountAppends(log)
+	ctx := t.Context()
+	topics := []string{"a", "b", "c", "d", "e"}
+	for _, topic := range topics {
+		require.NoError(t, log.CreateTopic(ctx, topic, nil))
+		_, err := counted.AppendBatch(ctx, topic, []*api.Record{{Value: []byte("xy")}})
+		require.NoError(t, err)
+	}
+	var stats []telemetry.TopicStats
+	for _, topic := range append([]string{"default"}, topics...) {
+		stats = append(stats, telemetry.TopicStats{Topic: topic, NextOffset: 1, Segments: 1, Bytes: 10})
+	}
+	require.NoError(t, m.Register(telemetry.NewStatsCollector(telemetry.StatsSources{
+		Topics:      func() ([]telemetry.TopicStats, error) { return stats, nil },
+		TopicLabels: m.TopicLabels(),
+	})))
+
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	got := telemetrytest.Scrape(t, srv.Client(), srv.URL)
+	// The default topic holds a label from the start; "a" and "b" took the
+	// other two.
+	tests := []struct {
+		metric, topic string
+		want          float64
+	}{
+		{"proglog_records_appended_total", "default", 0},
+		{"proglog_records_appended_total", "a", 1},
+		{"proglog_records_appended_total", "b", 1},
+		{"proglog_records_appended_total", telemetry.OtherTopicLabel, 3},
+		{"proglog_bytes_appended_total", telemetry.OtherTopicLabel, 6},
+		{"proglog_log_records", "a", 1},
+		{"proglog_log_records", telemetry.OtherTopicLabel, 3},
+		{"proglog_log_bytes", telemetry.OtherTopicLabel, 30},
+		{"proglog_log_segments", telemetry.OtherTopicLabel, 3},
+	}
+	for _, tt := range tests {
+		v, ok := got.Value(tt.metric, map[string]string{"topic": tt.topic})
+		require.True(t, ok, "%s{topic=%q} missing", tt.metric, tt.topic)
+		require.Equal(t, tt.want, v, "%s{topic=%q}", tt.metric, tt.topic)
+	}
+	for _, topic := range []string{"c", "d", "e"} {
+		_, ok := got.Value("proglog_records_appended_total", map[string]string{"topic": topic})
+		require.False(t, ok, "topic %q past the cap has a series of its own", topic)
+		_, ok = got.Value("proglog_log_highest_offset", map[string]string{"topic": topic})
+		require.False(t, ok, "topic %q past the cap has an offset series", topic)
+	}
 }
