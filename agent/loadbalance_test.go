@@ -300,6 +300,73 @@ func TestLoadBalanceRouting(t *testing.T) {
 			want: followerShare,
 		},
 		{
+			name:   "CreateTopic goes to the leader",
+			method: api.Log_CreateTopic_FullMethodName,
+			call: func(t *testing.T, i int) {
+				_, err := client.CreateTopic(ctx, fmt.Sprintf("routed-%02d", i), nil)
+				require.NoError(t, err)
+				if i == n-1 {
+					// Reads of the topics below go to followers: wait
+					// until every node has applied the last creation.
+					for node := range c.nodes {
+						require.Eventually(t, func() bool {
+							_, err := c.nodes[node].agent.Log().Topic(fmt.Sprintf("routed-%02d", i))
+							return err == nil
+						}, 10*time.Second, 10*time.Millisecond, "node %d never applied the topic", node)
+					}
+				}
+			},
+			want: leaderOnly,
+		},
+		{
+			name:   "Produce to a topic goes to the leader",
+			method: api.Log_Produce_FullMethodName,
+			call: func(t *testing.T, i int) {
+				off, err := client.Produce(ctx, []byte("in a topic"), loadbalance.WithTopic("routed-00"))
+				require.NoError(t, err)
+				require.Equal(t, uint64(i), off, "offset in topic routed-00")
+			},
+			want: leaderOnly,
+		},
+		{
+			name:   "Consume of a topic spreads over the followers",
+			method: api.Log_Consume_FullMethodName,
+			call: func(t *testing.T, i int) {
+				record, err := client.Consume(ctx, uint64(i), loadbalance.WithTopic("routed-00"))
+				require.NoError(t, err)
+				require.Equal(t, "in a topic", string(record.GetValue()))
+			},
+			want: followerShare,
+		},
+		{
+			name:   "ListTopics spreads over the followers",
+			method: api.Log_ListTopics_FullMethodName,
+			call: func(t *testing.T, i int) {
+				topics, err := client.ListTopics(ctx)
+				require.NoError(t, err)
+				require.Len(t, topics, n+1, "the default topic and the routed ones")
+			},
+			want: followerShare,
+		},
+		{
+			name:   "DescribeTopic spreads over the followers",
+			method: api.Log_DescribeTopic_FullMethodName,
+			call: func(t *testing.T, i int) {
+				info, err := client.DescribeTopic(ctx, fmt.Sprintf("routed-%02d", i))
+				require.NoError(t, err)
+				require.Equal(t, fmt.Sprintf("routed-%02d", i), info.GetName())
+			},
+			want: followerShare,
+		},
+		{
+			name:   "DeleteTopic goes to the leader",
+			method: api.Log_DeleteTopic_FullMethodName,
+			call: func(t *testing.T, i int) {
+				require.NoError(t, client.DeleteTopic(ctx, fmt.Sprintf("routed-%02d", i)))
+			},
+			want: leaderOnly,
+		},
+		{
 			name:   "ConsumeStream spreads over the followers",
 			method: api.Log_ConsumeStream_FullMethodName,
 			call: func(t *testing.T, i int) {

@@ -115,6 +115,10 @@ func TestPickerRoutesByExactMethod(t *testing.T) {
 		{method: api.Log_ProduceStream_FullMethodName, want: []string{"l:1"}},
 		{method: api.Log_Consume_FullMethodName, want: []string{"f:2", "g:3"}},
 		{method: api.Log_ConsumeStream_FullMethodName, want: []string{"f:2", "g:3"}},
+		{method: api.Log_CreateTopic_FullMethodName, want: []string{"l:1"}},
+		{method: api.Log_DeleteTopic_FullMethodName, want: []string{"l:1"}},
+		{method: api.Log_ListTopics_FullMethodName, want: []string{"f:2", "g:3"}},
+		{method: api.Log_DescribeTopic_FullMethodName, want: []string{"f:2", "g:3"}},
 		{method: api.Log_GetServers_FullMethodName, want: []string{"l:1", "f:2", "g:3"}},
 		{method: "/grpc.health.v1.Health/Check", want: []string{"l:1", "f:2", "g:3"}},
 		// Substring look-alikes are not writes or reads.
@@ -135,6 +139,25 @@ func TestPickerRoutesByExactMethod(t *testing.T) {
 			require.Len(t, seen, len(tt.want), "Pick(%s) spread = %v, want all of %v", tt.method, seen, tt.want)
 		})
 	}
+}
+
+// TestRoutesCoverTheLogService walks the Log service's descriptor: every
+// RPC must have an explicit route, so a new write RPC cannot silently reach
+// a follower (which refuses it) because nobody added it to routes.
+func TestRoutesCoverTheLogService(t *testing.T) {
+	var methods []string
+	for _, m := range api.Log_ServiceDesc.Methods {
+		methods = append(methods, "/"+api.Log_ServiceDesc.ServiceName+"/"+m.MethodName)
+	}
+	for _, s := range api.Log_ServiceDesc.Streams {
+		methods = append(methods, "/"+api.Log_ServiceDesc.ServiceName+"/"+s.StreamName)
+	}
+	require.NotEmpty(t, methods)
+	for _, method := range methods {
+		_, ok := routes[method]
+		require.Truef(t, ok, "RPC %s has no entry in routes: decide whether it goes to the leader, to followers or anywhere", method)
+	}
+	require.Len(t, routes, len(methods), "routes names methods the Log service does not have")
 }
 
 func TestPickerReadsFallBackToLeader(t *testing.T) {

@@ -311,10 +311,13 @@ func (c *Client) Close() error {
 // may already be in the log (the old leader may have committed it just
 // before it froze) and the retry appends it a second time; callers that need
 // exactly-once must deduplicate (e.g. by an id inside the value).
-func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
+//
+// WithTopic writes to a topic other than the default one.
+func (c *Client) Produce(ctx context.Context, value []byte, opts ...CallOption) (uint64, error) {
+	o := applyCallOptions(opts)
 	var offset uint64
 	err := c.retry(ctx, "produce", true, func(ctx context.Context) error {
-		resp, err := c.log.Produce(ctx, &api.ProduceRequest{Record: &api.Record{Value: value}})
+		resp, err := c.log.Produce(ctx, &api.ProduceRequest{Topic: o.topic, Record: &api.Record{Value: value}})
 		if err != nil {
 			return err
 		}
@@ -331,14 +334,17 @@ func (c *Client) Produce(ctx context.Context, value []byte) (uint64, error) {
 // It retries exactly like Produce, with the same caveat: a batch retried
 // after a broken connection, a timed-out attempt or one abandoned for a new
 // leader may be appended twice, unless the failed attempt was never sent.
-func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (uint64, error) {
+//
+// WithTopic writes to a topic other than the default one.
+func (c *Client) ProduceBatch(ctx context.Context, values [][]byte, opts ...CallOption) (uint64, error) {
+	o := applyCallOptions(opts)
 	records := make([]*api.Record, len(values))
 	for i, v := range values {
 		records[i] = &api.Record{Value: v}
 	}
 	var first uint64
 	err := c.retry(ctx, "produce batch", true, func(ctx context.Context) error {
-		resp, err := c.log.ProduceBatch(ctx, &api.ProduceBatchRequest{Records: records})
+		resp, err := c.log.ProduceBatch(ctx, &api.ProduceBatchRequest{Topic: o.topic, Records: records})
 		if err != nil {
 			return err
 		}
@@ -356,10 +362,13 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte) (uint64, err
 // codes.Unavailable and on an attempt that timed out, like Produce (a
 // leader change does not matter to a read). An offset past the end fails
 // with codes.OutOfRange (api.ErrOffsetOutOfRange on the server side).
-func (c *Client) Consume(ctx context.Context, offset uint64) (*api.Record, error) {
+//
+// WithTopic reads a topic other than the default one.
+func (c *Client) Consume(ctx context.Context, offset uint64, opts ...CallOption) (*api.Record, error) {
+	o := applyCallOptions(opts)
 	var record *api.Record
 	err := c.retry(ctx, "consume", false, func(ctx context.Context) error {
-		resp, err := c.log.Consume(ctx, &api.ConsumeRequest{Offset: offset})
+		resp, err := c.log.Consume(ctx, &api.ConsumeRequest{Topic: o.topic, Offset: offset})
 		if err != nil {
 			return err
 		}
@@ -402,13 +411,16 @@ func (c *Client) GetServers(ctx context.Context) ([]*api.Server, error) {
 // a stream counts as open once the server has answered with its headers
 // (proglog servers do so at once) or a record. Any other error ends it,
 // wrapped.
-func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Record) error) error {
+//
+// WithTopic reads a topic other than the default one.
+func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Record) error, opts ...CallOption) error {
+	o := applyCallOptions(opts)
 	next := from
 	bo := c.newBackoff()
 	start := time.Now()
 	var failingSince time.Time
 	for {
-		opened, received, err := c.consumeStreamOnce(ctx, &next, fn)
+		opened, received, err := c.consumeStreamOnce(ctx, o.topic, &next, fn)
 		var fnErr callbackError
 		if errors.As(err, &fnErr) {
 			return fnErr.err
@@ -457,14 +469,14 @@ func (e callbackError) Error() string { return e.err.Error() }
 // consumeStreamOnce runs one stream from *next until it breaks, advancing
 // *next past each record handed to fn. It reports whether the stream opened
 // (the server sent its headers or a record) and whether fn got a record.
-func (c *Client) consumeStreamOnce(ctx context.Context, next *uint64, fn func(*api.Record) error) (opened, received bool, err error) {
+func (c *Client) consumeStreamOnce(ctx context.Context, topic string, next *uint64, fn func(*api.Record) error) (opened, received bool, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil) // ends the stream on every return
 	// A paused server accepts the stream at the transport level and then
 	// says nothing; keepalive would take longer to notice.
 	openTimer := time.AfterFunc(c.cfg.AttemptTimeout, func() { cancel(ErrAttemptTimeout) })
 	defer openTimer.Stop()
-	stream, err := c.log.ConsumeStream(ctx, &api.ConsumeRequest{Offset: *next})
+	stream, err := c.log.ConsumeStream(ctx, &api.ConsumeRequest{Topic: topic, Offset: *next})
 	if err != nil {
 		return false, false, c.attemptError(ctx, err)
 	}

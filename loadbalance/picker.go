@@ -23,15 +23,28 @@ const (
 	routeFollower              // followers round-robin, else the leader
 )
 
-// routes maps exact full method names to routes; anything absent (GetServers,
-// health checks, reflection) is routeAny. Exact names, not substrings: a
-// future "ConsumeStats" must not be taken for a read.
+// routes maps exact full method names to routes. Every method of the Log
+// service is listed (TestRoutesCoverTheLogService walks the service
+// descriptor, so a new RPC cannot be forgotten); anything absent (health
+// checks, reflection) is routeAny. Exact names, not substrings: a future
+// "ConsumeStats" must not be taken for a read.
+//
+// Writes, the topic administration included, go to the leader, which alone
+// can apply them (a follower answers NOT_LEADER). Reads go to followers:
+// ListTopics and DescribeTopic answer from the node's applied state, so
+// right after CreateTopic a follower may not list the new topic for a
+// moment (Consume, by contrast, waits a little for a committed offset).
 var routes = map[string]route{
 	api.Log_Produce_FullMethodName:       routeLeader,
 	api.Log_ProduceBatch_FullMethodName:  routeLeader,
 	api.Log_ProduceStream_FullMethodName: routeLeader,
+	api.Log_CreateTopic_FullMethodName:   routeLeader,
+	api.Log_DeleteTopic_FullMethodName:   routeLeader,
 	api.Log_Consume_FullMethodName:       routeFollower,
 	api.Log_ConsumeStream_FullMethodName: routeFollower,
+	api.Log_ListTopics_FullMethodName:    routeFollower,
+	api.Log_DescribeTopic_FullMethodName: routeFollower,
+	api.Log_GetServers_FullMethodName:    routeAny,
 }
 
 // picker is an immutable snapshot of the ready SubConns built by

@@ -27,6 +27,7 @@ var ErrProduceStreamClosed = errors.New("loadbalance: produce stream closed for 
 // gRPC stream); Close from any.
 type ProduceStream struct {
 	c      *Client
+	topic  string          // every value's topic; "" is the default topic
 	ctx    context.Context // the caller's; ends the stream
 	cancel context.CancelFunc
 	logger *zap.Logger
@@ -74,13 +75,17 @@ type ProduceStream struct {
 // As with Produce, a value resent after a break may already have been
 // appended by the old leader and is then appended twice: the offsets Recv
 // returns are those of the last copy.
-func (c *Client) ProduceStream(ctx context.Context) (*ProduceStream, error) {
+//
+// WithTopic writes the stream's values to a topic other than the default
+// one.
+func (c *Client) ProduceStream(ctx context.Context, opts ...CallOption) (*ProduceStream, error) {
 	if ctx.Err() != nil {
 		return nil, ctx.Err()
 	}
 	ctx, cancel := context.WithCancel(ctx)
 	s := &ProduceStream{
 		c:       c,
+		topic:   applyCallOptions(opts).topic,
 		ctx:     ctx,
 		cancel:  cancel,
 		logger:  c.logger.With(zap.String("op", "produce stream")),
@@ -128,7 +133,7 @@ func (s *ProduceStream) Send(value []byte) error {
 	if stream == nil {
 		return nil // run sends it with the rest when a stream opens
 	}
-	if err := stream.Send(&api.ProduceRequest{Record: &api.Record{Value: value}}); err != nil && !errors.Is(err, io.EOF) {
+	if err := stream.Send(&api.ProduceRequest{Topic: s.topic, Record: &api.Record{Value: value}}); err != nil && !errors.Is(err, io.EOF) {
 		// io.EOF means the stream broke; Recv on it tells run why. Any
 		// other error is the client's own refusal (too large a message)
 		// and ends this stream with it.
@@ -273,7 +278,7 @@ func (s *ProduceStream) open(ctx context.Context, cancel context.CancelCauseFunc
 	}
 	s.mu.Unlock()
 	for _, v := range resend {
-		if err := stream.Send(&api.ProduceRequest{Record: &api.Record{Value: v}}); err != nil {
+		if err := stream.Send(&api.ProduceRequest{Topic: s.topic, Record: &api.Record{Value: v}}); err != nil {
 			// Broken already: Recv in receive reports why.
 			return nil
 		}
