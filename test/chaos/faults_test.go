@@ -1,0 +1,300 @@
+package chaos
+
+import (
+	"fmt"
+	"math/rand/v2"
+	"os"
+	"slices"
+	"syscall"
+	"testing"
+	"time"
+
+	"github.com/stretchr/testify/require"
+)
+
+// Fault kinds.
+const (
+	faultKillFollower      = "kill-follower"
+	faultKillLeader        = "kill-leader"
+	faultStopLeader        = "graceful-stop-leader"
+	faultPauseLeader       = "pause-leader"
+	faultPauseFollower     = "pause-follower"
+	faultKillAll           = "kill-all"
+	faultIsolateLeader     = "partition-leader-from-majority"
+	faultIsolateFollower   = "partition-follower-from-all"
+	faultSplit             = "partition-symmetric-split"
+	faultCorruptFollower   = "corrupt-segment-follower"
+	faultCorruptLeader     = "corrupt-segment-leader"
+	faultDiskFullFollower  = "disk-full-follower"
+	returningNodeKind      = "returning-node-usable"
+	pauseBeyondElection    = 3 * time.Second // the default election timeout is 1 s
+	progressTimeout        = 90 * time.Second
+	returningProbeDuration = 10 * time.Second
+)
+
+// Availability targets with the default timeouts (issue 15), by fault kind:
+// the median write stall should not exceed them.
+var stallTargets = map[string]time.Duration{
+	faultKillLeader:   2 * time.Second,
+	faultStopLeader:   time.Second,
+	faultPauseLeader:  3 * time.Second,
+	returningNodeKind: time.Second,
+}
+
+// runner injects faults into a cluster under a workload and records them.
+type runner struct {
+	t    testing.TB
+	c    *cluster
+	h    *history
+	rng  *rand.Rand
+	hold time.Duration // how long a fault lasts, at least
+
+	faults    []fault
+	returning []time.Duration // returning node: ready → first call it served
+}
+
+func (r *runner) logf(format string, args ...any) {
+	r.t.Helper()
+	r.t.Logf("%s "+format, append([]any{time.Now().Format("15:04:05.000")}, args...)...)
+}
+
+// record notes a fault whose stall counts from now.
+func (r *runner) record(kind string, node int) {
+	r.faults = append(r.faults, fault{kind: kind, node: node, from: time.Now()})
+}
+
+// holdFor waits out a fault: the fault's duration, not a synchronisation.
+func (r *runner) holdFor(d time.Duration) {
+	time.Sleep(d)
+}
+
+// inject runs one fault of kind, returning false when it does not apply
+// now (e.g. disk-full when the tmpfs node leads).
+func (r *runner) inject(kind string) bool {
+	r.t.Helper()
+	c := r.c
+	leader := c.leader()
+	pick := func(n int) int { return r.rng.IntN(n) }
+	switch kind {
+	case faultKillFollower:
+		f := c.follower(leader, pick)
+		r.logf("%s: node %d", kind, f+1)
+		r.record(kind, f)
+		c.signal(f, syscall.SIGKILL)
+		r.holdFor(r.hold)
+		r.restart(f)
+	case faultKillLeader, faultStopLeader:
+		sig := syscall.SIGKILL
+		if kind == faultStopLeader {
+			sig = syscall.SIGTERM
+		}
+		r.logf("%s: node %d", kind, leader+1)
+		r.record(kind, leader)
+		c.signal(leader, sig)
+		r.holdFor(r.hold)
+		r.restart(leader)
+	case faultPauseLeader, faultPauseFollower:
+		victim := leader
+		if kind == faultPauseFollower {
+			victim = c.follower(leader, pick)
+		}
+		r.logf("%s: node %d for %v", kind, victim+1, max(r.hold, pauseBeyondElection))
+		r.record(kind, victim)
+		c.signal(victim, syscall.SIGSTOP)
+		r.holdFor(max(r.hold, pauseBeyondElection))
+		c.signal(victim, syscall.SIGCONT)
+	case faultKillAll:
+		r.logf("%s", kind)
+		for i := range c.nodes {
+			c.signal(i, syscall.SIGKILL)
+		}
+		r.holdFor(time.Second)
+		r.record(kind, -1) // the stall counts from the restart
+		for i := range c.nodes {
+			c.start(i)
+		}
+		for i := range c.nodes {
+			c.waitReady(i)
+		}
+	case faultIsolateLeader, faultIsolateFollower, faultSplit:
+		groups := r.partitionGroups(kind, leader)
+		r.logf("%s: groups %v (leader %d)", kind, oneBased(groups), leader+1)
+		r.record(kind, leader)
+		c.setPartition(groups)
+		r.holdFor(max(r.hold, pauseBeyondElection))
+		c.setPartition(nil)
+	case faultCorruptFollower, faultCorruptLeader:
+		victim := leader
+		if kind == faultCorruptFollower {
+			victim = c.follower(leader, pick)
+		}
+		r.logf("%s: node %d", kind, victim+1)
+		r.record(kind, victim)
+		c.signal(victim, syscall.SIGKILL)
+		r.corrupt(victim)
+		r.restart(victim)
+	case faultDiskFullFollower:
+		victim := -1
+		for _, n := range c.nodes {
+			if n.tmpfs {
+				victim = n.index
+			}
+		}
+		if victim < 0 || victim == leader {
+			return false
+		}
+		used, err := tmpfsUsed(c.nodes[victim].dataDir)
+		require.NoError(r.t, err)
+		r.logf("%s: node %d (tmpfs %d KiB in use)", kind, victim+1, used>>10)
+		r.record(kind, victim)
+		require.NoError(r.t, resizeTmpfs(c.nodes[victim].dataDir, used+64<<10))
+		r.holdFor(max(r.hold, pauseBeyondElection))
+		require.NoError(r.t, resizeTmpfs(c.nodes[victim].dataDir, tmpfsSize))
+		if !c.running(victim) || !r.alive(victim) {
+			r.logf("%s: node %d stopped; starting it again", kind, victim+1)
+			c.signal(victim, syscall.SIGKILL)
+			r.restart(victim)
+		} else {
+			// A node that failed a write and kept running must still
+			// recover (catch up) once there is space again.
+			c.waitReady(victim)
+		}
+	default:
+		r.t.Fatalf("unknown fault %q", kind)
+	}
+	r.waitProgress()
+	return true
+}
+
+// alive reports whether node i's process is still running.
+func (r *runner) alive(i int) bool {
+	r.c.mu.Lock()
+	exited := r.c.nodes[i].exited
+	r.c.mu.Unlock()
+	select {
+	case <-exited:
+		r.c.mu.Lock()
+		r.c.nodes[i].cmd = nil
+		r.c.mu.Unlock()
+		return false
+	default:
+		return true
+	}
+}
+
+// partitionGroups builds the groups of a partition kind.
+func (r *runner) partitionGroups(kind string, leader int) [][]int {
+	var others []int
+	for _, n := range r.c.nodes {
+		if n.index != leader {
+			others = append(others, n.index)
+		}
+	}
+	r.rng.Shuffle(len(others), func(i, j int) { others[i], others[j] = others[j], others[i] })
+	switch kind {
+	case faultIsolateLeader:
+		return [][]int{{leader}, others}
+	case faultIsolateFollower:
+		rest := append([]int{leader}, others[1:]...)
+		return [][]int{{others[0]}, rest}
+	default: // symmetric split: the leader's side is the smaller half
+		half := len(r.c.nodes) / 2
+		minority := append([]int{leader}, others[:half-1]...)
+		return [][]int{minority, others[half-1:]}
+	}
+}
+
+func oneBased(groups [][]int) [][]int {
+	out := make([][]int, len(groups))
+	for g, members := range groups {
+		for _, m := range members {
+			out[g] = append(out[g], m+1)
+		}
+	}
+	return out
+}
+
+// restart starts node i again, waits until it is ready, and measures how
+// soon the running clients' calls reach it.
+func (r *runner) restart(i int) {
+	r.t.Helper()
+	r.c.start(i)
+	ready := r.c.waitReady(i)
+	methods := []string{"Consume", "Produce", "ProduceBatch"}
+	base := r.c.handled(i, methods...)
+	deadline := ready.Add(returningProbeDuration)
+	for time.Now().Before(deadline) {
+		if n := r.c.handled(i, methods...); n > base && base >= 0 {
+			d := time.Since(ready)
+			r.returning = append(r.returning, d)
+			r.logf("node %d ready and served its first client call %v later", i+1, d.Round(time.Millisecond))
+			return
+		}
+		time.Sleep(25 * time.Millisecond) // polling another process's metrics
+	}
+	r.logf("node %d served no client call within %v of being ready", i+1, returningProbeDuration)
+	r.returning = append(r.returning, returningProbeDuration)
+}
+
+// waitProgress waits until writes are acknowledged again after a fault.
+func (r *runner) waitProgress() {
+	r.t.Helper()
+	before := r.h.acks.Load()
+	require.Eventually(r.t, func() bool { return r.h.acks.Load() > before+5 }, progressTimeout, 20*time.Millisecond,
+		"no write acknowledged for %v after the fault", progressTimeout)
+}
+
+// corrupt damages node i's newest segments while it is stopped: the
+// newest store file is cut in the middle of its last record, and one byte
+// of the next newest (the other log's active segment) is flipped near its
+// end.
+func (r *runner) corrupt(i int) {
+	r.t.Helper()
+	files := r.c.storeFiles(i)
+	require.NotEmpty(r.t, files, "node %d has no segment files", i+1)
+	cut := files[0]
+	info, err := os.Stat(cut)
+	require.NoError(r.t, err)
+	if info.Size() > 16 {
+		require.NoError(r.t, os.Truncate(cut, info.Size()-7))
+		r.logf("truncated %s from %d to %d bytes", cut, info.Size(), info.Size()-7)
+	}
+	if len(files) > 1 {
+		flip := files[1]
+		data, err := os.ReadFile(flip)
+		require.NoError(r.t, err)
+		if len(data) > 16 {
+			pos := len(data) - 5
+			data[pos] ^= 0xff
+			require.NoError(r.t, os.WriteFile(flip, data, 0o644))
+			r.logf("flipped byte %d of %s", pos, flip)
+		}
+	}
+}
+
+// summarize prints stalls per fault kind and the returning-node figures,
+// and returns the targets missed.
+func (r *runner) summarize(report func(string)) []string {
+	windows := func(i int) time.Duration {
+		w := 20 * time.Second
+		if i+1 < len(r.faults) {
+			w = min(w, r.faults[i+1].from.Sub(r.faults[i].from))
+		}
+		return w
+	}
+	text, byKind := stallReport(r.faults, r.h.okCompletions(), windows)
+	report(text)
+	if len(r.returning) > 0 {
+		byKind[returningNodeKind] = r.returning
+		report(fmt.Sprintf("%-30s n=%-3d median %-8v max %v", returningNodeKind, len(r.returning),
+			median(r.returning).Round(time.Millisecond), slices.Max(r.returning).Round(time.Millisecond)))
+	}
+	var missed []string
+	for kind, target := range stallTargets {
+		if ds, ok := byKind[kind]; ok && median(ds) > target {
+			missed = append(missed, fmt.Sprintf("%s: median %v > target %v", kind, median(ds).Round(time.Millisecond), target))
+		}
+	}
+	slices.Sort(missed)
+	return missed
+}
