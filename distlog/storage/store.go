@@ -151,10 +151,19 @@ func (s *store) Sync() error {
 }
 
 // Truncate cuts the store to size bytes and fsyncs it.
+//
+// When the cut is at or below what reached the file, the buffered bytes,
+// all past the cut, are dropped instead of written. That is also how a
+// store recovers from a failed flush (a full disk): bufio.Writer keeps a
+// write error for good and fails every later write with it, and only
+// Reset clears it; the caller cuts the log back to before the failed
+// append, and the bytes that did reach the file are truncated away.
 func (s *store) Truncate(size uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if err := s.flushLocked(); err != nil {
+	if size <= s.flushed.Load() {
+		s.buf.Reset(s.file)
+	} else if err := s.flushLocked(); err != nil {
 		return err
 	}
 	if err := s.file.Truncate(int64(size)); err != nil {

@@ -1,7 +1,10 @@
 package storage
 
 import (
+	"bufio"
+	"os"
 	"path/filepath"
+	"syscall"
 	"testing"
 
 	"github.com/stretchr/testify/require"
@@ -68,4 +71,51 @@ func TestFrameChecksumCoversLength(t *testing.T) {
 		bad[i] ^= 0x01
 		require.ErrorIs(t, checkFrame(bad[:frameHeaderWidth], bad[frameHeaderWidth:]), errBadChecksum, "flip at byte %d", i)
 	}
+}
+
+// failingWriter fails every write, as a full disk does.
+type failingWriter struct{}
+
+func (failingWriter) Write([]byte) (int, error) { return 0, syscall.ENOSPC }
+
+// TestStoreRecoversFromAFailedFlush: after a flush fails (disk full), a
+// truncation back to what reached the file clears the error, and appends
+// work again; the failed bytes are gone. Before, bufio.Writer's sticky
+// error failed every later write and truncation, so a follower whose disk
+// filled up never caught up once space was freed (found by test/chaos).
+func TestStoreRecoversFromAFailedFlush(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "test.store")
+	s, err := openStore(path)
+	require.NoError(t, err)
+	defer s.Close()
+	good := appendFrame(nil, &Record{Value: storageValue(0)}, 0)
+	_, err = s.Append(good)
+	require.NoError(t, err)
+	require.NoError(t, s.Sync())
+	durable := s.Size()
+
+	// The disk fills up: the next flush fails.
+	s.mu.Lock()
+	s.buf = bufio.NewWriterSize(failingWriter{}, storeBufferBytes)
+	s.mu.Unlock()
+	_, err = s.Append(appendFrame(nil, &Record{Value: storageValue(1)}, 1))
+	require.NoError(t, err, "Append (buffered)")
+	require.ErrorIs(t, s.Flush(), syscall.ENOSPC)
+	require.ErrorIs(t, s.Flush(), syscall.ENOSPC, "the error stays until the cut")
+
+	// The log cuts back to before the failed append; space is back.
+	require.NoError(t, s.Truncate(durable))
+	require.Equal(t, durable, s.Size())
+	pos, err := s.Append(appendFrame(nil, &Record{Value: storageValue(1)}, 1))
+	require.NoError(t, err)
+	require.Equal(t, durable, pos)
+	require.NoError(t, s.Sync())
+	payload, err := s.Read(pos, 0)
+	require.NoError(t, err)
+	rec, err := decodeRecord(payload)
+	require.NoError(t, err)
+	require.Equal(t, storageValue(1), rec.Value)
+	info, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, int64(s.Size()), info.Size(), "file size")
 }
