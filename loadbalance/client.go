@@ -364,8 +364,31 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte, opts ...Call
 // with codes.OutOfRange (api.ErrOffsetOutOfRange on the server side).
 //
 // WithTopic reads a topic other than the default one.
+//
+// A follower that says an offset is past the end may only be behind (its
+// disk filled up, it is cut off from the leader): it cannot know what the
+// leader acknowledged since. So OutOfRange from a follower is checked with
+// the leader, which holds every acknowledged record, before it is
+// returned; an offset written before Consume was called is never reported
+// out of range because one follower lags. The leader is asked only then,
+// so reads still spread over the followers.
 func (c *Client) Consume(ctx context.Context, offset uint64, opts ...CallOption) (*api.Record, error) {
 	o := applyCallOptions(opts)
+	record, err := c.consume(ctx, offset, o)
+	if status.Code(err) != codes.OutOfRange {
+		return record, err
+	}
+	confirmed, leaderErr := c.consume(withLeaderRead(ctx), offset, o)
+	if leaderErr == nil || status.Code(leaderErr) == codes.OutOfRange {
+		return confirmed, leaderErr
+	}
+	// No leader to ask (an election, an outage): the follower's answer
+	// is the best there is.
+	c.logger.Debug("could not check out-of-range with the leader", zap.Uint64("offset", offset), zap.Error(leaderErr))
+	return nil, err
+}
+
+func (c *Client) consume(ctx context.Context, offset uint64, o callOptions) (*api.Record, error) {
 	var record *api.Record
 	err := c.retry(ctx, "consume", false, func(ctx context.Context) error {
 		resp, err := c.log.Consume(ctx, &api.ConsumeRequest{Topic: o.topic, Offset: offset})

@@ -452,3 +452,29 @@ func TestClientGaveUpKeepsTheCause(t *testing.T) {
 	require.Contains(t, err.Error(), "connection refused", "retry = %v", err)
 	require.Equal(t, codes.Unavailable, status.Code(err))
 }
+
+// TestConsumeChecksOutOfRangeWithTheLeader: a follower that fell behind
+// answers OutOfRange for records the leader acknowledged; Consume asks the
+// leader before it believes it. A read past the real end is still
+// OutOfRange.
+func TestConsumeChecksOutOfRangeWithTheLeader(t *testing.T) {
+	cluster := newFakeCluster(t, 3)
+	cluster.append([]byte("r0"), []byte("r1"), []byte("r2"))
+	cluster.server(1).lagBehind(3)
+	cluster.server(2).lagBehind(3)
+	client := newTestClient(t, Config{Seeds: cluster.addrs()})
+	ctx := testContext(t)
+	// Wait until both followers take reads.
+	waitBothFollowers(t, ctx, client, cluster)
+
+	before := cluster.callCounts(api.Log_Consume_FullMethodName)
+	rec, err := client.Consume(ctx, 2)
+	require.NoError(t, err, "Consume(2) with both followers behind")
+	require.Equal(t, "r2", string(rec.GetValue()))
+	calls := diff(cluster.callCounts(api.Log_Consume_FullMethodName), before)
+	require.Equal(t, 1, calls[0], "Consume calls on the leader")
+	require.Equal(t, 1, calls[1]+calls[2], "Consume calls on the followers")
+
+	_, err = client.Consume(ctx, 3)
+	require.Equal(t, codes.OutOfRange, status.Code(err), "Consume(3) past the end = %v", err)
+}

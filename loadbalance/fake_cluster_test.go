@@ -210,6 +210,9 @@ type fakeServer struct {
 	mu         sync.Mutex
 	callsByRPC map[string]int // full method name → calls. Guarded by mu.
 	streamFrom []uint64       // offsets ConsumeStream was opened at. Guarded by mu.
+	// behind is how many of the newest records Consume does not see.
+	// Guarded by mu.
+	behind uint64
 	// thawed is nil while the server answers; while it is frozen, calls
 	// wait for this channel, closed by thaw. Guarded by mu.
 	thawed chan struct{}
@@ -360,8 +363,23 @@ func (c *fakeCluster) record(offset uint64) (rec *api.Record, ok bool, appended 
 	return &api.Record{Value: c.records[offset], Offset: offset}, true, c.appended
 }
 
+// lagBehind makes the server miss the last n records of the log, as a
+// follower that fell behind does.
+func (s *fakeServer) lagBehind(n uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.behind = n
+}
+
 func (s *fakeServer) Consume(_ context.Context, req *api.ConsumeRequest) (*api.ConsumeResponse, error) {
 	rec, ok, _ := s.cluster.record(req.GetOffset())
+	s.mu.Lock()
+	behind := s.behind
+	s.mu.Unlock()
+	if ok && behind > 0 {
+		// Seen only when the record `behind` later exists too.
+		_, ok, _ = s.cluster.record(req.GetOffset() + behind)
+	}
 	if !ok {
 		return nil, status.Error(codes.OutOfRange, api.ErrOffsetOutOfRange{Offset: req.GetOffset()}.Error())
 	}

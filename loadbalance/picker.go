@@ -2,6 +2,7 @@ package loadbalance
 
 import (
 	"cmp"
+	"context"
 	"fmt"
 	"maps"
 	"slices"
@@ -47,6 +48,16 @@ var routes = map[string]route{
 	api.Log_GetServers_FullMethodName:    routeAny,
 }
 
+// leaderReadKey marks a context whose read must go to the leader (see
+// withLeaderRead).
+type leaderReadKey struct{}
+
+// withLeaderRead returns ctx marked so that the picker sends a read made
+// with it to the leader instead of a follower.
+func withLeaderRead(ctx context.Context) context.Context {
+	return context.WithValue(ctx, leaderReadKey{}, true)
+}
+
 // picker is an immutable snapshot of the ready SubConns built by
 // leaderBalancer.updatePicker; gRPC may call Pick from any goroutine.
 type picker struct {
@@ -62,7 +73,11 @@ var _ balancer.Picker = (*picker)(nil)
 
 // Pick implements balancer.Picker.
 func (p *picker) Pick(info balancer.PickInfo) (balancer.PickResult, error) {
-	switch routes[info.FullMethodName] {
+	r := routes[info.FullMethodName]
+	if r == routeFollower && info.Ctx != nil && info.Ctx.Value(leaderReadKey{}) != nil {
+		r = routeLeader
+	}
+	switch r {
 	case routeLeader:
 		if p.leader == nil {
 			return balancer.PickResult{}, p.noLeader
