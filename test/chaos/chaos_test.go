@@ -143,6 +143,18 @@ func TestFaultsFiveNodes(t *testing.T) {
 	runScenario(t, 5, []string{faultKillLeader, faultSplit}, false)
 }
 
+// TestFaultsDiskFull: only the disk-full fault (for debugging it alone;
+// TestFaultsThreeNodes includes it).
+func TestFaultsDiskFull(t *testing.T) {
+	if !canMountTmpfs() || testing.Short() {
+		t.Skip("needs root (tmpfs); covered by TestFaultsThreeNodes")
+	}
+	if os.Getenv("CHAOS_DISK_FULL_ALONE") == "" {
+		t.Skip("set CHAOS_DISK_FULL_ALONE=1 to run it alone; TestFaultsThreeNodes includes it")
+	}
+	runScenario(t, 3, []string{faultDiskFullFollower, faultDiskFullFollower}, true)
+}
+
 // TestChaos runs randomized faults for -chaos.duration (make chaos).
 func TestChaos(t *testing.T) {
 	if *chaosDuration <= 0 {

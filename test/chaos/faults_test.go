@@ -5,6 +5,7 @@ import (
 	"math/rand/v2"
 	"os"
 	"slices"
+	"strings"
 	"syscall"
 	"testing"
 	"time"
@@ -147,9 +148,13 @@ func (r *runner) inject(kind string) bool {
 		require.NoError(r.t, err)
 		r.logf("%s: node %d (tmpfs %d KiB in use)", kind, victim+1, used>>10)
 		r.record(kind, victim)
-		require.NoError(r.t, resizeTmpfs(c.nodes[victim].dataDir, used+64<<10))
+		require.NoError(r.t, resizeTmpfs(c.nodes[victim].dataDir, used+16<<10))
 		r.holdFor(max(r.hold, pauseBeyondElection))
 		require.NoError(r.t, resizeTmpfs(c.nodes[victim].dataDir, tmpfsSize))
+		if logData, err := os.ReadFile(c.nodes[victim].logPath); err == nil {
+			r.logf("%s: node %d logged %d 'no space left on device' errors", kind, victim+1,
+				strings.Count(string(logData), "no space left on device"))
+		}
 		if !c.running(victim) || !r.alive(victim) {
 			r.logf("%s: node %d stopped; starting it again", kind, victim+1)
 			c.signal(victim, syscall.SIGKILL)
