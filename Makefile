@@ -10,7 +10,7 @@ TEST_FLAGS ?=
 BENCH ?= .
 BENCH_FLAGS ?= -benchtime=2s -count=1
 
-.PHONY: all build run test bench lint compile-proto check-proto gencert gencert-kube
+.PHONY: all build run test bench lint compile-proto check-proto gencert chaos gencert-kube
 
 all: build
 
@@ -35,6 +35,16 @@ run: gencert build
 ## test: the full suite, with the race detector (needs certificates: gencert).
 test: gencert
 	PROGLOG_CONFIG_DIR=$(CONFIG_DIR) $(GO) test -race -count=1 -timeout 15m $(TEST_FLAGS) ./...
+
+## chaos: randomized faults (kills, pauses, partitions, corruption, disk full) against $(NODES) proglog processes for
+## $(DURATION) while clients write, then the checks (lost, divergent, duplicates, linearizable) and write stalls per
+## fault kind; SEED replays a run (0: a new one, printed). See README "Failover testing".
+DURATION ?= 5m
+NODES ?= 3
+SEED ?= 0
+chaos:
+	$(GO) test -run '^TestChaos$$' -count=1 -timeout 0 -v ./test/chaos -args \
+		-chaos.duration $(DURATION) -chaos.nodes $(NODES) -chaos.seed $(SEED)
 
 ## bench: storage-engine benchmarks (go test -bench); compare runs with benchstat.
 bench:
