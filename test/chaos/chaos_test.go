@@ -130,7 +130,9 @@ func TestFaultsThreeNodes(t *testing.T) {
 	}
 	tmpfs := canMountTmpfs()
 	if tmpfs {
-		faults = append(faults, faultDiskFullFollower)
+		// First: the tmpfs node (the last) is still a follower then; it
+		// applies only to a follower.
+		faults = append([]string{faultDiskFullFollower}, faults...)
 	} else {
 		t.Log("disk-full-follower skipped: mounting a tmpfs needs root")
 	}
