@@ -22,9 +22,11 @@ import (
 )
 
 // The distributed crash test re-executes the test binary as a child that
-// runs a one-node DistributedLog and appends until the parent SIGKILLs it.
-// The data log does not fsync (its default), so a kill loses its buffered
-// tail: Raft's replay must restore it, without appending anything twice.
+// runs a one-node DistributedLog and appends, to the default topic and to
+// topic "second", creating and deleting other topics now and then, until
+// the parent SIGKILLs it. The topics' logs do not fsync (their default), so
+// a kill loses their buffered tails: Raft's replay must restore them, in
+// every topic, without appending anything twice.
 const (
 	distCrashDirEnv  = "DISTLOG_DIST_CRASH_DIR"
 	distCrashAddrEnv = "DISTLOG_DIST_CRASH_ADDR"
@@ -51,9 +53,12 @@ func distCrashConfig(ln net.Listener, logger *zap.Logger) DistributedConfig {
 
 func crashSeqValue(seq uint64) []byte { return []byte(fmt.Sprintf("v-%d", seq)) }
 
+// crashTopics are the topics the child appends to ("" is the default).
+var crashTopics = []string{"", "second"}
+
 // TestDistributedCrashChild is the child of TestDistributedLogCrashRecovery;
 // run directly, it skips. It reports every acknowledged append on stdout as
-// "ack <first offset> <count> <first seq>".
+// "ack <topic index> <first offset> <count> <first seq>".
 func TestDistributedCrashChild(t *testing.T) {
 	dir := os.Getenv(distCrashDirEnv)
 	if dir == "" {
@@ -75,7 +80,46 @@ func TestDistributedCrashChild(t *testing.T) {
 		return
 	}
 	ctx := context.Background()
+	// fatal reports err unless it is the node not leading yet, and then
+	// waits for it to lead.
+	fatal := func(what string, err error) bool {
+		var notLeader api.ErrNotLeader
+		if !errors.As(err, &notLeader) {
+			fmt.Printf("error %s: %v\n", what, err)
+			return true
+		}
+		if err := d.WaitForLeader(ctx); err != nil {
+			fmt.Printf("error wait: %v\n", err)
+			return true
+		}
+		return false
+	}
+	for {
+		err := d.CreateTopic(ctx, "second", TopicConfig{})
+		if err == nil {
+			break
+		}
+		if fatal("create", err) {
+			return
+		}
+	}
 	for k := 0; ; k++ {
+		if k%40 == 39 {
+			// Topic churn: the metadata table changes under the kills too.
+			name := fmt.Sprintf("churn-%d", seq)
+			if err := d.CreateTopic(ctx, name, TopicConfig{}); err != nil {
+				if fatal("create", err) {
+					return
+				}
+				continue
+			}
+			if _, err := d.AppendBatch(ctx, name, []*api.Record{{Value: []byte("x")}}); err != nil && fatal("append churn", err) {
+				return
+			}
+			if err := d.DeleteTopic(ctx, name); err != nil && fatal("delete", err) {
+				return
+			}
+		}
 		count := 1
 		if k%2 == 1 {
 			count = 2 + k%7
@@ -84,7 +128,8 @@ func TestDistributedCrashChild(t *testing.T) {
 		for j := range batch {
 			batch[j] = &api.Record{Value: crashSeqValue(seq + uint64(j))}
 		}
-		first, err := d.AppendBatch(ctx, "", batch)
+		topic := k % 3 % 2 // default twice as often as "second"
+		first, err := d.AppendBatch(ctx, crashTopics[topic], batch)
 		if err != nil {
 			// Until the node has elected itself; anything else is fatal.
 			var notLeader api.ErrNotLeader
@@ -98,13 +143,14 @@ func TestDistributedCrashChild(t *testing.T) {
 			}
 			continue
 		}
-		fmt.Printf("ack %d %d %d\n", first, count, seq)
+		fmt.Printf("ack %d %d %d %d\n", topic, first, count, seq)
 		seq += uint64(count)
 	}
 }
 
-// crashAck is one acknowledged append: values seq.. at offsets first..
-type crashAck struct{ first, count, seq uint64 }
+// crashAck is one acknowledged append: values seq.. at offsets first.. of
+// crashTopics[topic].
+type crashAck struct{ topic, first, count, seq uint64 }
 
 // runDistCrashChild runs a child on dir and addr, SIGKILLs it at a random
 // moment after it acknowledged killAfter appends, and returns what it
@@ -133,9 +179,9 @@ func runDistCrashChild(t *testing.T, dir, addr string, seq uint64, killAfter int
 		}
 		switch fields[0] {
 		case "ack":
-			require.Len(t, fields, 4, "child line %q", lines.Text())
+			require.Len(t, fields, 5, "child line %q", lines.Text())
 			var a crashAck
-			for k, p := range []*uint64{&a.first, &a.count, &a.seq} {
+			for k, p := range []*uint64{&a.topic, &a.first, &a.count, &a.seq} {
 				*p, err = strconv.ParseUint(fields[k+1], 10, 64)
 				require.NoError(t, err)
 			}
@@ -187,31 +233,54 @@ func TestDistributedLogCrashRecovery(t *testing.T) {
 		return err == nil
 	}, waitTimeout, 10*time.Millisecond)
 
-	// Every acknowledged record is where it was acknowledged.
+	// Every acknowledged record is where it was acknowledged, in its topic.
 	for _, a := range acks {
 		for j := uint64(0); j < a.count; j++ {
-			rec, err := d.Read(ctx, "", a.first+j)
-			require.NoError(t, err, "Read(%d)", a.first+j)
-			require.Equal(t, string(crashSeqValue(a.seq+j)), string(rec.GetValue()), "Read(%d)", a.first+j)
+			rec, err := d.Read(ctx, crashTopics[a.topic], a.first+j)
+			require.NoError(t, err, "Read(%q, %d)", crashTopics[a.topic], a.first+j)
+			require.Equal(t, string(crashSeqValue(a.seq+j)), string(rec.GetValue()), "Read(%q, %d)", crashTopics[a.topic], a.first+j)
 		}
 	}
 	// Nothing twice: the values, written by one sequential writer per run,
-	// strictly increase from offset 0 to the end (records committed but
-	// not acknowledged before a kill may be there, once).
-	last := acks[len(acks)-1]
-	require.GreaterOrEqual(t, next, last.first+last.count)
-	prev := int64(-1)
-	for off := uint64(0); off < next; off++ {
-		rec, err := d.Read(ctx, "", off)
-		require.NoError(t, err, "Read(%d)", off)
-		seq, err := strconv.ParseInt(strings.TrimPrefix(string(rec.GetValue()), "v-"), 10, 64)
-		require.NoError(t, err, "Read(%d) = %q", off, rec.GetValue())
-		require.Greater(t, seq, prev, "Read(%d) = %q after seq %d: duplicate or reordered", off, rec.GetValue(), prev)
-		prev = seq
+	// strictly increase from offset 0 to the end of each topic (records
+	// committed but not acknowledged before a kill may be there, once).
+	for k, topic := range crashTopics {
+		info, err := d.Topic(topic)
+		require.NoError(t, err)
+		end := info.NextOffset
+		if topic == "" {
+			end = next
+		}
+		var acked uint64
+		for _, a := range acks {
+			if a.topic == uint64(k) {
+				acked = max(acked, a.first+a.count)
+			}
+		}
+		require.GreaterOrEqual(t, end, acked, "topic %q", topic)
+		prev := int64(-1)
+		for off := uint64(0); off < end; off++ {
+			rec, err := d.Read(ctx, topic, off)
+			require.NoError(t, err, "Read(%q, %d)", topic, off)
+			seq, err := strconv.ParseInt(strings.TrimPrefix(string(rec.GetValue()), "v-"), 10, 64)
+			require.NoError(t, err, "Read(%q, %d) = %q", topic, off, rec.GetValue())
+			require.Greater(t, seq, prev, "Read(%q, %d) = %q after seq %d: duplicate or reordered", topic, off, rec.GetValue(), prev)
+			prev = seq
+		}
 	}
 	rec, err := d.Read(ctx, "", next)
 	require.NoError(t, err)
 	require.Equal(t, "after", string(rec.GetValue()))
 	require.Equal(t, next+1, nextOffset(d))
-	t.Logf("%d acknowledged appends over two crashes; %d records", len(acks), next)
+	// At most the churn topic a kill caught between create and delete is
+	// left besides the two.
+	topics := d.Topics()
+	require.LessOrEqual(t, len(topics), 4)
+	for _, info := range topics {
+		if info.Name != DefaultTopic && info.Name != "second" {
+			require.True(t, strings.HasPrefix(info.Name, "churn-"), "topic %q", info.Name)
+			require.LessOrEqual(t, info.Records, uint64(1))
+		}
+	}
+	t.Logf("%d acknowledged appends over two crashes; %d records in the default topic, %d topics", len(acks), next, len(topics))
 }
