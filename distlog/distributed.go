@@ -334,17 +334,46 @@ func (d *DistributedLog) raftError(err error) error {
 // api.ErrOffsetOutOfRange. It does not wait for an offset below the lowest
 // one, nor on a leader that has applied its whole log (nothing more can be
 // acknowledged there without it knowing). A cancelled ctx ends the wait
-// with ctx's error. A topic this node does not have is api.TopicNotFoundError.
+// with ctx's error. A topic this node does not have is
+// api.TopicNotFoundError, after the same wait for its creation.
 func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
 	topic, err := topicName(topic)
 	if err != nil {
 		return nil, err
 	}
 	var timer *time.Timer
+	wait := func(changed <-chan struct{}, err error) error {
+		if timer == nil {
+			timer = time.NewTimer(d.config.ReadWaitTimeout)
+		}
+		select {
+		case <-changed:
+			return nil
+		case <-timer.C:
+			return err
+		case <-ctx.Done():
+			return fmt.Errorf("distlog: read %d: %w", offset, ctx.Err())
+		}
+	}
+	defer func() {
+		if timer != nil {
+			timer.Stop()
+		}
+	}()
 	for {
-		t, ok := d.fsm.lookup(topic)
-		if !ok || t.log == nil {
-			return nil, api.TopicNotFoundError{Topic: topic}
+		t, ok, topicsChanged := d.fsm.lookupOrWait(topic)
+		if !ok {
+			// The topic may be created by an entry committed but not yet
+			// applied here (a client that created it through the leader
+			// and reads from a follower).
+			notFound := api.TopicNotFoundError{Topic: topic}
+			if !d.mayArrive() {
+				return nil, notFound
+			}
+			if err := wait(topicsChanged, notFound); err != nil {
+				return nil, err
+			}
+			continue
 		}
 		changed := t.log.Appended() // taken before the read: no append slips between
 		record, err := t.log.Read(offset)
@@ -362,36 +391,27 @@ func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) 
 			return nil, api.TopicNotFoundError{Topic: topic}
 		}
 		var outOfRange api.ErrOffsetOutOfRange
-		if !errors.As(err, &outOfRange) || !d.mayArrive(t, offset) {
+		if !errors.As(err, &outOfRange) || !d.mayArrive() {
 			return nil, err
 		}
-		if timer == nil {
-			timer = time.NewTimer(d.config.ReadWaitTimeout)
-			defer timer.Stop()
-		}
-		select {
-		case <-changed:
-		case <-timer.C:
+		if lowest, lowErr := t.log.LowestOffset(); lowErr != nil || offset < lowest {
 			return nil, err
-		case <-ctx.Done():
-			return nil, fmt.Errorf("distlog: read %d: %w", offset, ctx.Err())
+		}
+		if err := wait(changed, err); err != nil {
+			return nil, err
 		}
 	}
 }
 
-// mayArrive reports whether a record at offset of topic t, not held now,
-// may still come through Raft.
-func (d *DistributedLog) mayArrive(t *topicState, offset uint64) bool {
+// mayArrive reports whether an entry this node has not applied yet may
+// still come through Raft: not on a closed node, nor on a leader that has
+// applied its whole log (nothing more can be acknowledged there without it
+// knowing).
+func (d *DistributedLog) mayArrive() bool {
 	if d.isClosed() {
 		return false
 	}
-	if lowest, err := t.log.LowestOffset(); err != nil || offset < lowest {
-		return false
-	}
-	if d.raft.State() == raft.Leader && d.raft.AppliedIndex() >= d.raft.LastIndex() {
-		return false
-	}
-	return true
+	return d.raft.State() != raft.Leader || d.raft.AppliedIndex() < d.raft.LastIndex()
 }
 
 // Appended returns a channel closed at topic's next change on this node

@@ -78,6 +78,10 @@ type fsm struct {
 	// meta is the metadata table; topics holds its topics by name.
 	meta   metadata
 	topics map[string]*topicState
+	// topicsChanged is closed and replaced at every change of the set of
+	// topics (create, delete, restore), for readers waiting for a topic
+	// this node has not applied yet.
+	topicsChanged chan struct{}
 	// failed stops the state machine; see ErrFSMFailed.
 	failed error
 	// restores counts topics rebuilt from a snapshot stream.
@@ -97,7 +101,8 @@ var (
 // newFSM opens the state machine in dir: the metadata table and every
 // topic's log. A directory without a table starts with DefaultTopic alone.
 func newFSM(dir string, logConfig storage.Config, snapshots *SnapshotStore, logger *zap.Logger) (*fsm, error) {
-	f := &fsm{dir: dir, logConfig: logConfig, logger: logger, snapshots: snapshots, topics: map[string]*topicState{}}
+	f := &fsm{dir: dir, logConfig: logConfig, logger: logger, snapshots: snapshots,
+		topics: map[string]*topicState{}, topicsChanged: make(chan struct{})}
 	if err := os.MkdirAll(filepath.Join(dir, topicsDirName), 0o755); err != nil {
 		return nil, fmt.Errorf("distlog: create %s: %w", dir, err)
 	}
@@ -225,15 +230,24 @@ func (f *fsm) persistMetaLocked(applied uint64) error {
 	}
 	f.meta = m
 	f.applied = max(f.applied, applied)
+	close(f.topicsChanged)
+	f.topicsChanged = make(chan struct{})
 	return nil
 }
 
 // lookup returns topic name's state, or false.
 func (f *fsm) lookup(name string) (*topicState, bool) {
+	t, ok, _ := f.lookupOrWait(name)
+	return t, ok
+}
+
+// lookupOrWait returns topic name's state, or false and a channel closed
+// at the next change of the set of topics.
+func (f *fsm) lookupOrWait(name string) (*topicState, bool, <-chan struct{}) {
 	f.mu.RLock()
 	defer f.mu.RUnlock()
 	t, ok := f.topics[name]
-	return t, ok
+	return t, ok, f.topicsChanged
 }
 
 // topicInfos returns every topic, sorted by name.

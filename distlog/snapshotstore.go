@@ -182,7 +182,7 @@ func (s *SnapshotStore) list() ([]snapshotMetaFileContent, error) {
 	}
 	var metas []snapshotMetaFileContent
 	for _, e := range entries {
-		if !e.IsDir() || e.Name() == snapshotStagingDir || strings.HasSuffix(e.Name(), snapshotTmpSuffix) {
+		if !e.IsDir() || e.Name() == snapshotStagingDir || e.Name() == snapshotPoolDir || strings.HasSuffix(e.Name(), snapshotTmpSuffix) {
 			continue
 		}
 		meta, err := s.readMeta(e.Name())
