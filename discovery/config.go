@@ -119,6 +119,16 @@ type Config struct {
 	// Profile selects the gossip timings. Default ProfileLAN.
 	Profile Profile
 
+	// GossipKeys encrypt and authenticate gossip (AES-GCM, memberlist's
+	// keyring): GossipKeys[0] is the primary key, which encrypts; every key
+	// listed decrypts, which is what lets a cluster rotate its key without
+	// a pause (SetGossipKeys). Each key is 16, 24 or 32 bytes. A member
+	// without the key cannot join, and its packets are dropped; members
+	// with keys refuse plaintext gossip. Empty: gossip is plaintext and
+	// unauthenticated, so anyone who reaches BindAddr can join; the agent
+	// asks for that explicitly (--gossip-insecure). New copies the keys.
+	GossipKeys [][]byte
+
 	// Logger receives this package's logs and Serf's and memberlist's, each
 	// under its own name ("discovery", "discovery.serf",
 	// "discovery.memberlist") and with a "node" field. Default zap.NewNop().
@@ -147,6 +157,13 @@ func (c Config) withDefaults() Config {
 	// with Serf reading them.
 	c.Tags = maps.Clone(c.Tags)
 	c.StartJoinAddrs = append([]string(nil), c.StartJoinAddrs...)
+	if c.GossipKeys != nil {
+		keys := make([][]byte, len(c.GossipKeys))
+		for i, k := range c.GossipKeys {
+			keys[i] = append([]byte(nil), k...)
+		}
+		c.GossipKeys = keys
+	}
 	return c
 }
 
@@ -183,6 +200,17 @@ func (c Config) validate() error {
 	if c.RetryJoinInterval < 0 {
 		return invalid("RetryJoinInterval", c.RetryJoinInterval.String(), "must not be negative")
 	}
+	for i, key := range c.GossipKeys {
+		// The value is a secret: the error shows its size only.
+		if err := checkGossipKey(key); err != nil {
+			return fmt.Errorf("%w: GossipKeys[%d]: %v", ErrInvalidConfig, i, err)
+		}
+		for j := range i {
+			if string(c.GossipKeys[j]) == string(key) {
+				return fmt.Errorf("%w: GossipKeys[%d] repeats GossipKeys[%d]", ErrInvalidConfig, i, j)
+			}
+		}
+	}
 	return nil
 }
 
@@ -215,8 +243,9 @@ func splitIPPort(hostport string, advertise bool) (string, int, error) {
 }
 
 // serfConfig builds the Serf configuration for c (defaults filled in and
-// validated), sending events to eventCh and logs to logger through gate.
-func (c Config) serfConfig(eventCh chan<- serf.Event, logger *zap.Logger, gate *logGate) *serf.Config {
+// validated), sending events to eventCh and logs to logger through gate, and
+// encrypting gossip with keyring (nil: plaintext).
+func (c Config) serfConfig(eventCh chan<- serf.Event, logger *zap.Logger, gate *logGate, keyring *memberlist.Keyring) *serf.Config {
 	sc := serf.DefaultConfig()
 	switch c.Profile {
 	case ProfileWAN:
@@ -249,6 +278,13 @@ func (c Config) serfConfig(eventCh chan<- serf.Event, logger *zap.Logger, gate *
 	sc.Logger = newStdLogger(logger.Named("serf"), "serf", gate)
 	sc.MemberlistConfig.LogOutput = nil
 	sc.MemberlistConfig.Logger = newStdLogger(logger.Named("memberlist"), "memberlist", gate)
+	// With a keyring, memberlist encrypts everything it sends and, with
+	// GossipVerifyIncoming (on in every preset, and set here so that no
+	// preset can turn it off), drops whatever arrives unencrypted or under
+	// a key it does not hold.
+	sc.MemberlistConfig.Keyring = keyring
+	sc.MemberlistConfig.GossipVerifyIncoming = true
+	sc.MemberlistConfig.GossipVerifyOutgoing = true
 
 	// validate has checked both addresses.
 	bindHost, bindPort, _ := splitIPPort(c.BindAddr, false)

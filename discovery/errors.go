@@ -53,3 +53,13 @@ func (e *joinError) Error() string {
 func (e *joinError) Unwrap() []error {
 	return append([]error{ErrJoin}, e.causes...)
 }
+
+// ErrInvalidGossipKey is returned for a gossip key or key file that cannot
+// be used: not base64, not 16, 24 or 32 bytes, listed twice, or no key at
+// all. The wrapping error says which; it never contains the key.
+var ErrInvalidGossipKey = errors.New("discovery: invalid gossip key")
+
+// ErrNotEncrypted is returned by SetGossipKeys on a member started without
+// Config.GossipKeys: memberlist cannot turn encryption on in a running
+// member, so it must be restarted with keys.
+var ErrNotEncrypted = errors.New("discovery: gossip is not encrypted on this member")

@@ -7,6 +7,7 @@ import (
 	"strconv"
 	"sync"
 
+	"github.com/hashicorp/memberlist"
 	"github.com/hashicorp/serf/serf"
 	"go.uber.org/zap"
 )
@@ -60,6 +61,10 @@ type Membership struct {
 	state memberState
 	// retryStop, when not nil, stops the rejoin goroutine.
 	retryStop chan struct{}
+
+	// serfKeyring is memberlist's keyring (nil without encryption), which
+	// Serf does not hand out; keyring.go changes it.
+	serfKeyring *memberlist.Keyring
 }
 
 // New starts Serf on cfg.BindAddr with cfg.Tags, joins the cluster through
@@ -94,15 +99,19 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 
 	// The event loop runs before Serf starts: Serf reports the local member's
 	// join from Create on.
+	keyring, err := newKeyring(cfg.GossipKeys)
+	if err != nil {
+		return nil, err
+	}
 	loop := startEventLoop(handler, cfg.NodeName, logger)
 	gate := &logGate{}
-	s, err := serf.Create(cfg.serfConfig(loop.events, logger, gate))
+	s, err := serf.Create(cfg.serfConfig(loop.events, logger, gate, keyring))
 	if err != nil {
 		loop.close()
 		gate.close()
 		return nil, fmt.Errorf("discovery: start serf on %s: %w", cfg.BindAddr, err)
 	}
-	m := &Membership{cfg: cfg, logger: logger, serf: s, loop: loop, logGate: gate}
+	m := &Membership{cfg: cfg, logger: logger, serf: s, loop: loop, logGate: gate, serfKeyring: keyring}
 
 	if len(cfg.StartJoinAddrs) > 0 {
 		if err := m.join(cfg.StartJoinAddrs); err != nil {
@@ -135,7 +144,7 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 	logger.Info("membership started",
 		zap.String("serf_addr", m.Addr()), zap.String("rpc_addr", cfg.Tags[RPCAddrTag]),
 		zap.Strings("start_join_addrs", cfg.StartJoinAddrs), zap.Strings("snapshot_members", previous),
-		zap.String("profile", string(cfg.Profile)))
+		zap.String("profile", string(cfg.Profile)), zap.Bool("gossip_encrypted", keyring != nil))
 	return m, nil
 }
 
