@@ -76,8 +76,8 @@ check-proto: compile-proto
 	@untracked=$$(git ls-files --others --exclude-standard -- api/v1 test/bookcompat/bookv1); \
 	if [ -n "$$untracked" ]; then echo "generated code not committed: $$untracked"; exit 1; fi
 
-## gencert: CA, server and client certificates plus the ACL files, into $(CONFIG_DIR).
-## Skips the certificates that already exist (a new CA reissues everything it signed);
+## gencert: CA, server and client certificates, the gossip key and the ACL files, into $(CONFIG_DIR).
+## Skips the certificates and the key that already exist (a new CA reissues everything it signed);
 ## the ACL files are copied whenever they differ, so a policy edit in test/ takes effect.
 CFSSL = GOFLAGS=-buildvcs=false $(GO) run github.com/cloudflare/cfssl/cmd/cfssl@$(CFSSL_VERSION)
 CFSSLJSON = GOFLAGS=-buildvcs=false $(GO) run github.com/cloudflare/cfssl/cmd/cfssljson@$(CFSSL_VERSION)
@@ -100,6 +100,10 @@ gencert:
 			sign -profile=client -cn="$$cn" test/client-csr.json | $(CFSSLJSON) -bare "$$dir/$$cn-client"; \
 		fi; \
 	done; \
+	if [ ! -s "$$dir/gossip.key" ]; then \
+		echo "gencert: gossip encryption key (gossip.key)"; \
+		(umask 077; head -c 32 /dev/urandom | base64 > "$$dir/gossip.key"); \
+	fi; \
 	rm -f "$$dir"/*.csr; \
 	for f in model.conf policy.csv; do cmp -s "test/$$f" "$$dir/$$f" || cp "test/$$f" "$$dir/$$f"; done
 

@@ -40,6 +40,9 @@ type Agent struct {
 	grpcServer   *grpc.Server
 	httpServer   *http.Server
 	membership   *discovery.Membership
+	// verifier decides which Serf members may become Raft voters
+	// (verify.go).
+	verifier *joinVerifier
 	// obs holds metrics, tracing, call logging and health (metrics.go,
 	// health.go).
 	obs *observability
@@ -81,6 +84,7 @@ func New(cfg Config) (*Agent, error) {
 		{"telemetry", a.setupTelemetry},
 		{"grpc server", a.setupGRPCServer},
 		{"http server", a.setupHTTPServer},
+		{"join verification", a.setupJoinVerifier},
 		{"membership", a.setupMembership},
 	}
 	for _, step := range steps {
@@ -246,7 +250,21 @@ func (a *Agent) setupHTTPServer() error {
 // Config.StartJoinTimeout lasts.
 const startJoinRetryInterval = time.Second
 
+func (a *Agent) setupJoinVerifier() error {
+	v, err := newJoinVerifier(a.cfg, a.logger)
+	if err != nil {
+		return err
+	}
+	a.verifier = v
+	return nil
+}
+
 func (a *Agent) setupMembership() error {
+	if a.cfg.GossipInsecure {
+		a.logger.Warn("GOSSIP IS NOT ENCRYPTED (--gossip-insecure): anyone who reaches the Serf address can join the "+
+			"gossip and read it; only the join verification keeps them out of Raft. Use a gossip key on any network "+
+			"others can reach.", zap.String("serf_addr", a.cfg.BindAddr))
+	}
 	cfg := discovery.Config{
 		NodeName:       a.cfg.NodeName,
 		BindAddr:       a.cfg.BindAddr,
@@ -261,6 +279,7 @@ func (a *Agent) setupMembership() error {
 		SnapshotPath:     filepath.Join(a.cfg.DataDir, "serf", "local.snapshot"),
 		RejoinAfterLeave: true,
 		Profile:          a.cfg.GossipProfile,
+		GossipKeys:       a.cfg.GossipKeys,
 		Logger:           a.cfg.Logger,
 	}
 	deadline := time.Now().Add(a.cfg.StartJoinTimeout)
@@ -385,6 +404,14 @@ func (a *Agent) shutdown() error {
 	}
 	a.logger.Info("agent stopped")
 	return errors.Join(errs...)
+}
+
+// SetGossipKeys replaces the node's gossip keyring with keys, keys[0] being
+// the primary (see discovery.Membership.SetGossipKeys): how a running
+// cluster's key is rotated, node by node, without a restart. It fails for a
+// node started with GossipInsecure.
+func (a *Agent) SetGossipKeys(keys [][]byte) error {
+	return a.membership.SetGossipKeys(keys)
 }
 
 // Leave takes the node out of the cluster without stopping it: it leaves

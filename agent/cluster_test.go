@@ -38,6 +38,8 @@ type testCluster struct {
 	t     *testing.T
 	files tlsconfig.FileSet
 	nodes []*testNode
+	// gossipKey encrypts the cluster's gossip.
+	gossipKey []byte
 }
 
 // newTestCluster starts n agents: node 0 bootstraps, the others join it
@@ -45,7 +47,7 @@ type testCluster struct {
 func newTestCluster(t *testing.T, n int, configure func(*agent.Config)) *testCluster {
 	t.Helper()
 	files := tlsconfigtest.Files(t)
-	c := &testCluster{t: t, files: files}
+	c := &testCluster{t: t, files: files, gossipKey: newGossipKey(t)}
 	serverTLS, err := tlsconfig.SetupTLSConfig(tlsconfig.Config{
 		CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Server: true,
 	})
@@ -70,6 +72,7 @@ func newTestCluster(t *testing.T, n int, configure func(*agent.Config)) *testClu
 			ACLModelFile:           files.ACLModelFile,
 			ACLPolicyFile:          files.ACLPolicyFile,
 			GossipProfile:          discovery.ProfileLocal,
+			GossipKeys:             [][]byte{c.gossipKey},
 			ReconcileInterval:      100 * time.Millisecond,
 			RaftHeartbeatTimeout:   300 * time.Millisecond,
 			RaftElectionTimeout:    300 * time.Millisecond,
@@ -100,6 +103,16 @@ func newTestCluster(t *testing.T, n int, configure func(*agent.Config)) *testClu
 	})
 	c.waitForServers(n)
 	return c
+}
+
+// newGossipKey returns a fresh gossip key.
+func newGossipKey(t *testing.T) []byte {
+	t.Helper()
+	encoded, err := discovery.GenerateGossipKey()
+	require.NoError(t, err)
+	keys, err := discovery.ParseGossipKeys([]byte(encoded))
+	require.NoError(t, err)
+	return keys[0]
 }
 
 func freePorts(t *testing.T, n int) []int {

@@ -36,6 +36,12 @@ const (
 	// DefaultReconcileInterval is how often the leader reconciles Serf's
 	// membership with the Raft configuration.
 	DefaultReconcileInterval = time.Second
+	// DefaultJoinVerifyTimeout bounds the leader's TLS handshake with a
+	// member it is about to add as a voter.
+	DefaultJoinVerifyTimeout = 5 * time.Second
+	// DefaultRefusedRetryInterval is how long the reconcile loop leaves a
+	// refused member alone before it verifies it again.
+	DefaultRefusedRetryInterval = 30 * time.Second
 )
 
 // Config configures one node. The zero value of each field means its
@@ -91,6 +97,26 @@ type Config struct {
 	// while there was no leader, a node that left while it was a follower).
 	// Default DefaultReconcileInterval.
 	ReconcileInterval time.Duration
+
+	// GossipKeys encrypt and authenticate Serf's gossip (see
+	// discovery.Config.GossipKeys): GossipKeys[0] encrypts, every key
+	// decrypts. Required unless GossipInsecure: without them anyone who
+	// reaches BindAddr joins the gossip. SetGossipKeys changes them on a
+	// running node, for key rotation.
+	GossipKeys [][]byte
+	// GossipInsecure runs Serf's gossip in plaintext, unauthenticated: for
+	// a deliberate setup on a network only the cluster reaches. New refuses
+	// it together with GossipKeys, and logs a warning at start.
+	GossipInsecure bool
+	// JoinVerifyTimeout bounds the leader's verification of a member it is
+	// about to add as a Raft voter: a TLS handshake on the member's RPC
+	// port (see verify.go). Default DefaultJoinVerifyTimeout.
+	JoinVerifyTimeout time.Duration
+	// RefusedRetryInterval is how long the leader's reconcile loop leaves a
+	// member it refused (or could not reach) before verifying it again; a
+	// new Serf join event from the member is verified at once. Default
+	// DefaultRefusedRetryInterval.
+	RefusedRetryInterval time.Duration
 
 	// ServerTLSConfig secures the gRPC and HTTP servers: it must verify
 	// client certificates when given (tls.VerifyClientCertIfGiven). Required.
@@ -208,6 +234,12 @@ func (c Config) withDefaults() Config {
 	if c.ReconcileInterval == 0 {
 		c.ReconcileInterval = DefaultReconcileInterval
 	}
+	if c.JoinVerifyTimeout == 0 {
+		c.JoinVerifyTimeout = DefaultJoinVerifyTimeout
+	}
+	if c.RefusedRetryInterval == 0 {
+		c.RefusedRetryInterval = DefaultRefusedRetryInterval
+	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
 	}
@@ -245,6 +277,12 @@ func (c Config) validate() error {
 		return fmt.Errorf("agent: ACLModelFile and ACLPolicyFile are required")
 	case c.StartJoinTimeout < 0:
 		return fmt.Errorf("agent: StartJoinTimeout %v must not be negative", c.StartJoinTimeout)
+	case len(c.GossipKeys) == 0 && !c.GossipInsecure:
+		return fmt.Errorf("agent: GossipKeys is required (or GossipInsecure, for plaintext gossip that anyone who reaches BindAddr can join)")
+	case len(c.GossipKeys) > 0 && c.GossipInsecure:
+		return fmt.Errorf("agent: GossipKeys and GossipInsecure are exclusive")
+	case c.JoinVerifyTimeout < 0 || c.RefusedRetryInterval < 0:
+		return fmt.Errorf("agent: JoinVerifyTimeout and RefusedRetryInterval must not be negative")
 	case c.RPCPort < 0 || c.RPCPort > 65535:
 		return fmt.Errorf("agent: RPCPort %d out of range", c.RPCPort)
 	case c.HTTPPort < 0 || c.HTTPPort > 65535:

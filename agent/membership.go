@@ -20,12 +20,14 @@ type membershipHandler struct{ a *Agent }
 
 var _ discovery.Handler = membershipHandler{}
 
-// Join adds the member as a voter when this node leads.
+// Join adds the member as a voter when this node leads, once the member
+// has proved that it may be one (verify.go).
 func (h membershipHandler) Join(name, addr string) error {
-	if !h.a.isLeader() {
+	servers, err := h.a.log.GetServers()
+	if err != nil || !leads(servers, h.a.cfg.NodeName) {
 		return nil
 	}
-	return h.a.log.Join(name, addr)
+	return h.a.admit(name, addr, servers, true)
 }
 
 // Leave removes a member that left gracefully when this node leads. A member
@@ -45,6 +47,11 @@ func (a *Agent) isLeader() bool {
 	return err == nil && leads(servers, a.cfg.NodeName)
 }
 
+// memberAlive reports whether Serf sees the named member alive.
+func (a *Agent) memberAlive(name string) bool {
+	return a.memberStatus(name) == serf.StatusAlive
+}
+
 // memberStatus is Serf's status of the named member, StatusNone if unknown.
 func (a *Agent) memberStatus(name string) serf.MemberStatus {
 	if a.membership == nil {
@@ -60,7 +67,8 @@ func (a *Agent) memberStatus(name string) serf.MemberStatus {
 
 // reconcileLoop runs until Shutdown. While this node leads, it adds every
 // alive Serf member missing from the Raft configuration (or present at a
-// stale address) and removes every server whose Serf member has left.
+// stale address) that passes verification (verify.go), and removes every
+// server whose Serf member has left.
 func (a *Agent) reconcileLoop() {
 	ticker := time.NewTicker(a.cfg.ReconcileInterval)
 	defer ticker.Stop()
@@ -91,7 +99,7 @@ func (a *Agent) reconcile() {
 		known, ok := inRaft[m.Name]
 		switch {
 		case m.Status == serf.StatusAlive && addr != "" && (!ok || known.GetRpcAddr() != addr):
-			if err := a.log.Join(m.Name, addr); err != nil {
+			if err := a.admit(m.Name, addr, servers, false); err != nil {
 				a.logReconcileErr("join", m.Name, err)
 			}
 		case (m.Status == serf.StatusLeft) && ok:

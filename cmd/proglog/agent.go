@@ -4,7 +4,11 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"io/fs"
 	"net"
+	"os"
+	"os/signal"
+	"syscall"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -12,6 +16,7 @@ import (
 	"go.uber.org/zap"
 
 	"github.com/proglog/proglog/agent"
+	"github.com/proglog/proglog/discovery"
 	"github.com/proglog/proglog/server/telemetry"
 	"github.com/proglog/proglog/server/tlsconfig"
 )
@@ -46,6 +51,11 @@ type agentSettings struct {
 	traceExporter string
 	otlpEndpoint  string
 	otlpInsecure  bool
+	// gossipKeyFile holds the gossip keys; gossipInsecure turns encryption
+	// off instead. gossipKeyFileSet says the file was named explicitly.
+	gossipKeyFile    string
+	gossipKeyFileSet bool
+	gossipInsecure   bool
 }
 
 // readAgentSettings reads and validates the settings of `proglog agent`.
@@ -84,6 +94,12 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 		traceExporter:   s.String(keyTraceExporter),
 		otlpEndpoint:    s.String(keyOTLPEndpoint),
 		otlpInsecure:    s.Bool(keyOTLPInsecure),
+		gossipInsecure:  s.Bool(keyGossipInsecure),
+	}
+	as.gossipKeyFile = s.String(keyGossipKeyFile)
+	as.gossipKeyFileSet = as.gossipKeyFile != ""
+	if !as.gossipKeyFileSet && !as.gossipInsecure {
+		as.gossipKeyFile = files.GossipKeyFile
 	}
 	if err := s.Err(); err != nil {
 		return as, err
@@ -109,6 +125,8 @@ func (as agentSettings) validate() error {
 		return usageError(fmt.Errorf("--max-record-bytes %d must be positive", as.maxRecordBytes))
 	case as.maxBatchRecords <= 0:
 		return usageError(fmt.Errorf("--max-batch-records %d must be positive", as.maxBatchRecords))
+	case as.gossipInsecure && as.gossipKeyFileSet:
+		return usageError(errors.New("--gossip-insecure and --gossip-key-file contradict each other: choose one"))
 	}
 	switch as.traceExporter {
 	case telemetry.ExporterNone, telemetry.ExporterStdout, telemetry.ExporterOTLP:
@@ -163,7 +181,13 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 	if err != nil {
 		return agent.Config{}, fmt.Errorf("raft server certificate: %w%s", err, gencertHint(err))
 	}
+	gossipKeys, err := as.readGossipKeys()
+	if err != nil {
+		return agent.Config{}, err
+	}
 	return agent.Config{
+		GossipKeys:          gossipKeys,
+		GossipInsecure:      as.gossipInsecure,
 		DataDir:             as.dataDir,
 		NodeName:            as.nodeName,
 		BindAddr:            as.bindAddr,
@@ -192,6 +216,22 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 	}, nil
 }
 
+// readGossipKeys reads the gossip key file; nil with --gossip-insecure.
+func (as agentSettings) readGossipKeys() ([][]byte, error) {
+	if as.gossipInsecure {
+		return nil, nil
+	}
+	keys, err := discovery.ReadGossipKeyFile(as.gossipKeyFile)
+	if errors.Is(err, fs.ErrNotExist) {
+		return nil, fmt.Errorf("gossip key: %w (run 'make gencert', or 'proglog keygen --out %s'; every node needs the same key. "+
+			"--gossip-insecure runs without one, and lets anyone who reaches --bind-addr join the gossip)", err, as.gossipKeyFile)
+	}
+	if err != nil {
+		return nil, fmt.Errorf("gossip key: %w", err)
+	}
+	return keys, nil
+}
+
 func newAgentCmd(hostname string) (*cobra.Command, error) {
 	opts := agentOptions(hostname)
 	return newCommand(&cobra.Command{
@@ -205,8 +245,13 @@ The first node of a new cluster runs with --bootstrap (or is named by
 --bootstrap-node); the others name a running node's Serf address in
 --start-join-addrs and the leader adds them. --advertise-host is the name the
 others reach this node by, when it is not the bind address (a pod's DNS name).
-Every connection is mutual TLS: the certificates and the ACL default to the
-files 'make gencert' writes into --config-dir.
+Every connection is mutual TLS, and gossip is encrypted: the certificates, the
+ACL and the gossip key default to the files 'make gencert' writes into
+--config-dir. The leader makes a member a Raft voter only once a TLS handshake
+with the member's RPC port has shown a server certificate from the cluster's CA
+whose subject may join (ACL action "join"; without join lines in the policy,
+the subject of this node's own server certificate). SIGHUP reloads the gossip
+key file, which is how a key is rotated without a restart.
 
 SIGINT or SIGTERM stops the node gracefully: it leaves the cluster, lets calls
 in flight finish, and closes its log. A second signal kills it at once.
@@ -235,6 +280,24 @@ remembers and catches up.`,
 	}, opts)
 }
 
+// reloadGossipKeys applies the gossip key file to the running node's
+// keyring: one step of a key rotation (see README).
+func reloadGossipKeys(as agentSettings, a *agent.Agent, logger *zap.Logger) {
+	if as.gossipInsecure {
+		logger.Warn("SIGHUP: gossip is not encrypted (--gossip-insecure); no key file to reload")
+		return
+	}
+	keys, err := as.readGossipKeys()
+	if err == nil {
+		err = a.SetGossipKeys(keys)
+	}
+	if err != nil {
+		logger.Error("SIGHUP: gossip keys not reloaded; the keyring is unchanged", zap.String("file", as.gossipKeyFile), zap.Error(err))
+		return
+	}
+	logger.Info("SIGHUP: gossip keys reloaded", zap.String("file", as.gossipKeyFile), zap.Int("keys", len(keys)))
+}
+
 // runAgent runs a node until ctx is done (SIGINT or SIGTERM), then shuts it
 // down.
 func runAgent(ctx context.Context, as agentSettings, cmd *cobra.Command) error {
@@ -257,7 +320,17 @@ func runAgent(ctx context.Context, as agentSettings, cmd *cobra.Command) error {
 		return fmt.Errorf("start node %s: %w", as.nodeName, err)
 	}
 	// The agent logs its addresses when it starts and when it stops.
-	<-ctx.Done()
+	hangup := make(chan os.Signal, 1)
+	signal.Notify(hangup, syscall.SIGHUP)
+	defer signal.Stop(hangup)
+	for waiting := true; waiting; {
+		select {
+		case <-ctx.Done():
+			waiting = false
+		case <-hangup:
+			reloadGossipKeys(as, a, logger)
+		}
+	}
 	logger.Info("signal received; shutting down (a second signal kills at once)")
 	if err := a.Shutdown(); err != nil {
 		return fmt.Errorf("shut down node %s: %w", as.nodeName, err)

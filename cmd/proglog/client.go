@@ -144,6 +144,12 @@ func (c clientSettings) rpcError(op string, err error) error {
 			return fmt.Errorf("%s: TLS handshake with the cluster at %s failed (is %s the CA of the servers' certificates, and does the cluster trust the CA of %s? --config-dir picks both): %s",
 				op, strings.Join(c.addrs, ","), c.tls.CAFile, c.tls.CertFile, cause)
 		}
+		if leaderless(st.Message()) {
+			// The servers answered, so "is it running?" would mislead: the
+			// cluster is up but has no quorum to elect a leader.
+			return fmt.Errorf("%s: the cluster at %s is up but has no leader, still none after %v (a majority of its voters is down or cut off from the rest; 'proglog servers' lists the voters, and each node's /readyz says what it sees): %s",
+				op, strings.Join(c.addrs, ","), c.timeout, cause)
+		}
 		return fmt.Errorf("%s: no answer from a cluster at %s within %v (is it running? 'make run' starts one): %s",
 			op, strings.Join(c.addrs, ","), c.timeout, cause)
 	case codes.Unauthenticated, codes.PermissionDenied:
@@ -151,6 +157,16 @@ func (c clientSettings) rpcError(op string, err error) error {
 	default:
 		return fmt.Errorf("%s: %s: %s", op, st.Code(), st.Message())
 	}
+}
+
+// leaderless reports whether a call's Unavailable message says that servers
+// answered but know no leader: the balancer's "the cluster reports no
+// leader" / "no leader known" and a server's "no leader is known". The
+// messages are all the client has: the balancer's pick error carries no
+// details.
+func leaderless(msg string) bool {
+	return strings.Contains(msg, "no leader known") || strings.Contains(msg, "the cluster reports no leader") ||
+		strings.Contains(msg, "no leader is known")
 }
 
 // briefCause shortens a message of gRPC's transport, which nests the real

@@ -37,7 +37,7 @@ func requireOneLine(t *testing.T, r result, want string) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"agent", "--help"}, {"produce", "--help"}, {"consume", "--help"},
-		{"servers", "--help"}, {"bench", "--help"},
+		{"servers", "--help"}, {"bench", "--help"}, {"keygen", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := runInProcess(t, "", args...)
@@ -51,7 +51,7 @@ func TestHelp(t *testing.T) {
 	for _, flag := range []string{"--config-file", "--data-dir", "--node-name", "--bind-addr", "--rpc-port", "--http-port",
 		"--start-join-addrs", "--bootstrap", "--bootstrap-node", "--advertise-host", "--start-join-timeout", "--acl-model-file", "--acl-policy-file", "--server-tls-cert-file",
 		"--server-tls-key-file", "--server-tls-ca-file", "--peer-tls-cert-file", "--peer-tls-key-file",
-		"--peer-tls-ca-file", "--log-level"} {
+		"--peer-tls-ca-file", "--log-level", "--gossip-key-file", "--gossip-insecure"} {
 		require.Contains(t, r.stdout, flag)
 	}
 }
@@ -81,6 +81,7 @@ func TestUsageErrors(t *testing.T) {
 		{name: "agent without data dir", args: []string{"agent"}, want: "--data-dir is required"},
 		{name: "agent bad port", args: []string{"agent", "--data-dir", "/d", "--rpc-port", "70000"}, want: "--rpc-port 70000"},
 		{name: "agent advertise host with port", args: []string{"agent", "--data-dir", "/d", "--advertise-host", "n1:8401"}, want: `--advertise-host "n1:8401": want a host without a port`},
+		{name: "agent gossip key and insecure", args: []string{"agent", "--data-dir", "/d", "--gossip-insecure", "--gossip-key-file", "/k"}, want: "--gossip-insecure and --gossip-key-file contradict each other"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -172,6 +173,16 @@ func TestRPCErrorNamesTheCause(t *testing.T) {
 			name: "client certificate from another CA",
 			msg:  `connection error: desc = "error reading server preface: remote error: tls: unknown certificate authority"`,
 			want: "produce: TLS handshake with the cluster at 127.0.0.1:8401 failed (is /cfg/ca.pem the CA of the servers' certificates, and does the cluster trust the CA of /cfg/root-client.pem? --config-dir picks both): error reading server preface: remote error: tls: unknown certificate authority",
+		},
+		{
+			name: "cluster without a leader",
+			msg:  `loadbalance: produce: gave up after 12 attempts: rpc error: code = Unavailable desc = loadbalance: no leader known: the cluster reports no leader (context deadline exceeded)`,
+			want: "produce: the cluster at 127.0.0.1:8401 is up but has no leader, still none after 10s (a majority of its voters is down or cut off from the rest; 'proglog servers' lists the voters, and each node's /readyz says what it sees): loadbalance: produce: gave up after 12 attempts: rpc error: code = Unavailable desc = loadbalance: no leader known: the cluster reports no leader (context deadline exceeded)",
+		},
+		{
+			name: "follower that knows no leader",
+			msg:  `not the leader; no leader is known`,
+			want: "produce: the cluster at 127.0.0.1:8401 is up but has no leader, still none after 10s (a majority of its voters is down or cut off from the rest; 'proglog servers' lists the voters, and each node's /readyz says what it sees): not the leader; no leader is known",
 		},
 	}
 	for _, tt := range tests {

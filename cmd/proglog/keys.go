@@ -44,6 +44,9 @@ const (
 	keyTraceExporter     = "trace-exporter"
 	keyOTLPEndpoint      = "otlp-endpoint"
 	keyOTLPInsecure      = "otlp-insecure"
+	// proglog agent (issue 12).
+	keyGossipKeyFile  = "gossip-key-file"
+	keyGossipInsecure = "gossip-insecure"
 
 	// Client commands: produce, consume, servers, bench.
 	keyAddr           = "addr"
@@ -61,6 +64,9 @@ const (
 
 	// servers.
 	keyExpect = "expect"
+
+	// keygen.
+	keyOut = "out"
 
 	// bench.
 	keyMode        = "mode"
@@ -133,7 +139,16 @@ func agentOptions(hostname string) []option {
 		option{key: keyTraceExporter, def: "none", usage: "where OpenTelemetry spans go: none, stdout or otlp"},
 		option{key: keyOTLPEndpoint, def: "", usage: "host:port of the OTLP/gRPC collector for --trace-exporter otlp (default $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)"},
 		option{key: keyOTLPInsecure, def: false, usage: "send spans to --otlp-endpoint without TLS (a collector on the same host)"},
+		option{key: keyGossipKeyFile, def: "", usage: "gossip encryption keys, base64, one per line, the first encrypting (default gossip.key in --config-dir; 'make gencert' or 'proglog keygen' writes one); SIGHUP reloads it"},
+		option{key: keyGossipInsecure, def: false, usage: "gossip in plaintext, without a key: anyone who reaches --bind-addr can join the gossip (never on a shared network)"},
 	)
+}
+
+// keygenOptions are the settings of `proglog keygen`.
+func keygenOptions() []option {
+	return []option{
+		{key: keyOut, def: "", usage: "write the key to this file (mode 0600; it must not exist yet) instead of printing it"},
+	}
 }
 
 // clientOptions are declared by every command that talks to a cluster. Their

@@ -49,6 +49,7 @@ starts and to the root client certificate 'make gencert' writes.`,
 		newConsumeCmd,
 		newServersCmd,
 		newBenchCmd,
+		newKeygenCmd,
 	} {
 		cmd, err := build()
 		if err != nil {

@@ -149,7 +149,7 @@ func warnUnknownEnv(environ []string, known map[string]bool, warn io.Writer) {
 func knownKeys() map[string]bool {
 	known := make(map[string]bool)
 	for _, opts := range [][]option{
-		agentOptions(""), produceOptions(), consumeOptions(), serversOptions(), benchOptions(),
+		agentOptions(""), produceOptions(), consumeOptions(), serversOptions(), benchOptions(), keygenOptions(),
 	} {
 		for _, o := range opts {
 			known[o.key] = true

@@ -35,6 +35,7 @@ func commandReaders() map[string]commandReader {
 		"consume": {consumeOptions(), func(s *settings) (any, error) { return readConsumeSettings(s) }},
 		"servers": {serversOptions(), func(s *settings) (any, error) { return readServersSettings(s) }},
 		"bench":   {benchOptions(), func(s *settings) (any, error) { return readBenchSettings(s) }},
+		"keygen":  {keygenOptions(), func(s *settings) (any, error) { return readKeygenSettings(s) }},
 	}
 }
 
@@ -157,7 +158,8 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		"--server-tls-cert-file", "/s/cert", "--server-tls-key-file", "/s/key", "--server-tls-ca-file", "/s/ca",
 		"--peer-tls-cert-file", "/p/cert", "--peer-tls-key-file", "/p/key", "--peer-tls-ca-file", "/p/ca",
 		"--log-level", "debug", "--max-record-bytes", "4096", "--max-batch-records", "7",
-		"--trace-exporter", "otlp", "--otlp-endpoint", "collector:4317", "--otlp-insecure")
+		"--trace-exporter", "otlp", "--otlp-endpoint", "collector:4317", "--otlp-insecure",
+		"--gossip-key-file", "/g/key")
 	require.NoError(t, err)
 	got, err := readAgentSettings(s)
 	require.NoError(t, err)
@@ -170,6 +172,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		logLevel:       "debug",
 		maxRecordBytes: 4096, maxBatchRecords: 7,
 		traceExporter: "otlp", otlpEndpoint: "collector:4317", otlpInsecure: true,
+		gossipKeyFile: "/g/key", gossipKeyFileSet: true,
 	}
 	require.Equal(t, want, got)
 }
@@ -207,6 +210,7 @@ func TestAgentDefaults(t *testing.T) {
 		peerTLS:        tlsconfig.Config{CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Peer: true},
 		logLevel:       "info",
 		maxRecordBytes: 1 << 20, maxBatchRecords: 1000, traceExporter: "none",
+		gossipKeyFile: files.GossipKeyFile,
 	}
 	require.Equal(t, want, got)
 }

@@ -50,6 +50,9 @@ type FileSet struct {
 	NobodyClientCertFile, NobodyClientKeyFile string
 	// ACLModelFile and ACLPolicyFile: the Casbin model and policy.
 	ACLModelFile, ACLPolicyFile string
+	// GossipKeyFile: the key that encrypts the nodes' Serf gossip, base64,
+	// one key per line (see discovery.ReadGossipKeyFile).
+	GossipKeyFile string
 }
 
 // Files returns the paths of the files `make gencert` writes into dir. It
@@ -67,6 +70,7 @@ func Files(dir string) FileSet {
 		NobodyClientKeyFile:  join("nobody-client-key.pem"),
 		ACLModelFile:         join("model.conf"),
 		ACLPolicyFile:        join("policy.csv"),
+		GossipKeyFile:        join("gossip.key"),
 	}
 }
 
@@ -79,7 +83,7 @@ func (f FileSet) Check() error {
 		f.CAFile, f.ServerCertFile, f.ServerKeyFile,
 		f.RootClientCertFile, f.RootClientKeyFile,
 		f.NobodyClientCertFile, f.NobodyClientKeyFile,
-		f.ACLModelFile, f.ACLPolicyFile,
+		f.ACLModelFile, f.ACLPolicyFile, f.GossipKeyFile,
 	} {
 		info, err := os.Stat(path)
 		switch {

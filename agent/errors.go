@@ -1,0 +1,17 @@
+package agent
+
+import "errors"
+
+// ErrPeerRefused is what the leader's verification of a joining member
+// (verify.go) fails with when the member's identity does not qualify it as
+// a Raft voter: its certificate does not chain to the cluster's CA, is not
+// a server certificate for its address, names a subject the policy does not
+// let join, or the member refused this node's certificate. The wrapping
+// error says which. A refused member is removed from Serf.
+var ErrPeerRefused = errors.New("agent: member refused as a raft voter")
+
+// ErrPeerUnreachable is what the verification fails with when the member's
+// RPC port does not complete a TLS handshake for another reason (connection
+// refused, timeout). Such a member is not added either, but stays in Serf
+// and is verified again later.
+var ErrPeerUnreachable = errors.New("agent: member unreachable for verification")
