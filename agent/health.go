@@ -2,6 +2,7 @@ package agent
 
 import (
 	"fmt"
+	"strings"
 	"time"
 
 	"github.com/hashicorp/raft"
@@ -89,12 +90,19 @@ func (a *Agent) watchReadiness() {
 		leaderID, _ := a.log.Leader()
 		stats := a.log.Stats()
 		ready, reason := state.evaluate(stats, leaderID != "")
+		// Reasons compose: each check adds its own, and /readyz lists
+		// them all, separated by "; ".
+		reasons := []string{reason}
+		if !ready && leaderID == "" && stats.State != raft.Shutdown.String() {
+			servers, err := a.log.GetServers()
+			reasons = append(reasons, leaderlessReasons(stats, servers, err, a.cfg.NodeName)...)
+		}
 		if failures := a.peerTLS.failures(); !ready && failures != "" {
 			// Why there is no leader, or no progress: say it where an
 			// operator looks first.
-			reason += "; " + failures
+			reasons = append(reasons, failures)
 		}
-		a.obs.health.Set(ready, reason)
+		a.obs.health.Set(ready, strings.Join(reasons, "; "))
 		if stats.State == raft.Shutdown.String() {
 			// The log is closing (or crashed, in fault tests): its Appended
 			// channel stays closed from now on and would spin this loop.

@@ -2,8 +2,11 @@ package agent_test
 
 import (
 	"context"
+	"crypto/tls"
 	"fmt"
+	"io"
 	"net"
+	"net/http"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -145,7 +148,7 @@ func TestJoinVerification(t *testing.T) {
 		cfg.RefusedRetryInterval = 100 * time.Millisecond
 	})
 
-	startNode(t, c.nodeConfig("rogue-foreign-ca", foreignCerts(t), c.gossipKey))
+	rogue := startNode(t, c.nodeConfig("rogue-foreign-ca", foreignCerts(t), c.gossipKey))
 	clientOnly := nodeCerts{cert: c.files.RootClientCertFile, key: c.files.RootClientKeyFile, ca: c.files.CAFile}
 	startNode(t, c.nodeConfig("rogue-client-cert", clientOnly, c.gossipKey))
 	waitRefusedAndRemoved(t, c, logs, "rogue-foreign-ca", "certificate signed by unknown authority")
@@ -166,6 +169,29 @@ func TestJoinVerification(t *testing.T) {
 	for _, rogue := range []string{"rogue-foreign-ca", "rogue-client-cert"} {
 		require.Len(t, refusals(logs, msgRefused, rogue), 1, "%s: refusal logged at warning level more than once", rogue)
 	}
+
+	// The refused node itself says why it is not ready.
+	code, body := readyz(t, rogue.HTTPAddr())
+	require.Equal(t, http.StatusServiceUnavailable, code)
+	require.Contains(t, body, "no raft leader")
+	require.Contains(t, body, "this node is not in the raft configuration")
+}
+
+// readyz GETs /readyz on the HTTPS address addr, whatever certificate the
+// node shows (rogue nodes have their own CA), and returns the status code and
+// body.
+func readyz(t *testing.T, addr string) (int, string) {
+	t.Helper()
+	client := &http.Client{Transport: &http.Transport{
+		TLSClientConfig: &tls.Config{InsecureSkipVerify: true}, //nolint:gosec // the body is all the test reads
+	}}
+	defer client.CloseIdleConnections()
+	res, err := client.Get("https://" + addr + "/readyz")
+	require.NoError(t, err)
+	defer res.Body.Close()
+	body, err := io.ReadAll(res.Body)
+	require.NoError(t, err)
+	return res.StatusCode, string(body)
 }
 
 // TestJoinPolicyDecidesWhoJoins: with join lines in the policy, only the
@@ -222,4 +248,15 @@ func TestTwoRoguesCannotTakeTheQuorum(t *testing.T) {
 	for _, e := range logs.FilterMessage(msgRefused).All() {
 		require.True(t, strings.HasPrefix(e.ContextMap()["member"].(string), "rogue-"), "refused %v", e.ContextMap())
 	}
+
+	// With a second real node gone, the last one has no quorum, and its
+	// /readyz says so, naming the voters it waits for.
+	c.crash(leader)
+	last := 3 - victim - leader
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		code, body := readyz(t, c.nodes[last].agent.HTTPAddr())
+		assert.Equal(ct, http.StatusServiceUnavailable, code)
+		assert.Contains(ct, body, "no raft leader")
+		assert.Contains(ct, body, "the raft configuration has 3 voters (node-0, node-1, node-2): a leader needs 2 of them")
+	}, 20*time.Second, 50*time.Millisecond)
 }

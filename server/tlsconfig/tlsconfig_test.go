@@ -305,6 +305,7 @@ func TestFileSetCheck(t *testing.T) {
 			src.RootClientCertFile: set.RootClientCertFile, src.RootClientKeyFile: set.RootClientKeyFile,
 			src.NobodyClientKeyFile: set.NobodyClientKeyFile,
 			src.ACLModelFile:        set.ACLModelFile, src.ACLPolicyFile: set.ACLPolicyFile,
+			src.GossipKeyFile: set.GossipKeyFile,
 		} {
 			data, err := os.ReadFile(from)
 			require.NoError(t, err)
