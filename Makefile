@@ -111,7 +111,7 @@ gencert:
 ## of release fullname $(NAME) in $(NAMESPACE) (*.$(NAME)-headless.$(NAMESPACE).svc.$(CLUSTER_DOMAIN)) and for the
 ## client Service, plus $(EXTRA_HOSTS) (comma-separated: a load balancer's name). Writes
 ## $(CONFIG_DIR)/kube/$(NAME).$(NAMESPACE)/server.pem and server-key.pem, and prints the kubectl commands that make
-## the chart's Secrets.
+## the chart's Secrets (TLS, client TLS, and the gossip key from $(CONFIG_DIR)/gossip.key).
 NAME ?= proglog
 NAMESPACE ?= default
 CLUSTER_DOMAIN ?= cluster.local
@@ -127,5 +127,6 @@ gencert-kube: gencert
 	echo "gencert-kube: $$out/server.pem for $$hosts"; \
 	echo "Create the chart's Secrets (release fullname $(NAME), namespace $(NAMESPACE)):"; \
 	echo "  kubectl -n $(NAMESPACE) create secret generic $(NAME)-tls --from-file=tls.crt=$$out/server.pem --from-file=tls.key=$$out/server-key.pem --from-file=ca.crt=$$dir/ca.pem"; \
-	echo "  kubectl -n $(NAMESPACE) create secret generic $(NAME)-client-tls --from-file=tls.crt=$$dir/root-client.pem --from-file=tls.key=$$dir/root-client-key.pem --from-file=ca.crt=$$dir/ca.pem"
+	echo "  kubectl -n $(NAMESPACE) create secret generic $(NAME)-client-tls --from-file=tls.crt=$$dir/root-client.pem --from-file=tls.key=$$dir/root-client-key.pem --from-file=ca.crt=$$dir/ca.pem"; \
+	echo "  kubectl -n $(NAMESPACE) create secret generic $(NAME)-gossip --from-file=gossip.key=$$dir/gossip.key"
 comma := ,

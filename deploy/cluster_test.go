@@ -237,7 +237,7 @@ func (c *localCluster) makeSecrets(ips []string) {
 		}
 		c.secrets[m[2]] = files
 	}
-	require.Len(t, c.secrets, 2, "make gencert-kube prints the server and client Secrets:\n%s", out)
+	require.Len(t, c.secrets, 3, "make gencert-kube prints the server, client and gossip key Secrets:\n%s", out)
 
 	// The nodes' certificate holds every pod's DNS name and the client
 	// Service's: the names the pods advertise and clients dial.

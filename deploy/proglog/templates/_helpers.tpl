@@ -36,6 +36,10 @@ Names. The client Service is <fullname>; the headless Service that gives every p
 {{- default (printf "%s-client-tls" (include "proglog.fullname" .)) .Values.tls.clientSecretName }}
 {{- end }}
 
+{{- define "proglog.gossipSecretName" -}}
+{{- default (printf "%s-gossip" (include "proglog.fullname" .)) .Values.gossip.keySecret }}
+{{- end }}
+
 {{- define "proglog.image" -}}
 {{- printf "%s:%s" .Values.image.repository (default .Chart.AppVersion .Values.image.tag) }}
 {{- end }}
@@ -74,4 +78,5 @@ app.kubernetes.io/instance: {{ .Release.Name }}
 {{/* Where the pod mounts its files. */}}
 {{- define "proglog.tlsDir" -}}/etc/proglog/tls{{- end }}
 {{- define "proglog.aclDir" -}}/etc/proglog/acl{{- end }}
+{{- define "proglog.gossipDir" -}}/etc/proglog/gossip{{- end }}
 {{- define "proglog.dataDir" -}}/var/lib/proglog{{- end }}
