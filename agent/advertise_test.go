@@ -90,13 +90,14 @@ func TestStartJoinTimeout(t *testing.T) {
 		CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Peer: true,
 	})
 	require.NoError(t, err)
+	gossipKey := newGossipKey(t)
 	config := func(name string, ports []int) agent.Config {
 		return agent.Config{
 			DataDir: t.TempDir(), NodeName: name,
 			BindAddr: net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0])), RPCPort: ports[1], HTTPPort: ports[2],
 			ServerTLSConfig: serverTLS, PeerTLSConfig: peerTLS,
 			ACLModelFile: files.ACLModelFile, ACLPolicyFile: files.ACLPolicyFile,
-			GossipProfile: discovery.ProfileLocal, ReconcileInterval: 100 * time.Millisecond,
+			GossipProfile: discovery.ProfileLocal, GossipKeys: [][]byte{gossipKey}, ReconcileInterval: 100 * time.Millisecond,
 			RaftHeartbeatTimeout: 300 * time.Millisecond, RaftElectionTimeout: 300 * time.Millisecond,
 			RaftLeaderLeaseTimeout: 150 * time.Millisecond, RaftCommitTimeout: 10 * time.Millisecond,
 		}

@@ -73,6 +73,7 @@ func newTestCluster(t *testing.T, n int, configure func(*agent.Config)) *testClu
 			ACLPolicyFile:          files.ACLPolicyFile,
 			GossipProfile:          discovery.ProfileLocal,
 			GossipKeys:             [][]byte{c.gossipKey},
+			RefusedRetryInterval:   200 * time.Millisecond,
 			ReconcileInterval:      100 * time.Millisecond,
 			RaftHeartbeatTimeout:   300 * time.Millisecond,
 			RaftElectionTimeout:    300 * time.Millisecond,

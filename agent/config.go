@@ -277,12 +277,6 @@ func (c Config) validate() error {
 		return fmt.Errorf("agent: ACLModelFile and ACLPolicyFile are required")
 	case c.StartJoinTimeout < 0:
 		return fmt.Errorf("agent: StartJoinTimeout %v must not be negative", c.StartJoinTimeout)
-	case len(c.GossipKeys) == 0 && !c.GossipInsecure:
-		return fmt.Errorf("agent: GossipKeys is required (or GossipInsecure, for plaintext gossip that anyone who reaches BindAddr can join)")
-	case len(c.GossipKeys) > 0 && c.GossipInsecure:
-		return fmt.Errorf("agent: GossipKeys and GossipInsecure are exclusive")
-	case c.JoinVerifyTimeout < 0 || c.RefusedRetryInterval < 0:
-		return fmt.Errorf("agent: JoinVerifyTimeout and RefusedRetryInterval must not be negative")
 	case c.RPCPort < 0 || c.RPCPort > 65535:
 		return fmt.Errorf("agent: RPCPort %d out of range", c.RPCPort)
 	case c.HTTPPort < 0 || c.HTTPPort > 65535:
@@ -304,6 +298,14 @@ func (c Config) validate() error {
 		if ip := net.ParseIP(c.AdvertiseHost); ip != nil && ip.IsUnspecified() {
 			return fmt.Errorf("agent: AdvertiseHost %q: other nodes cannot reach a wildcard address", c.AdvertiseHost)
 		}
+	}
+	switch {
+	case len(c.GossipKeys) == 0 && !c.GossipInsecure:
+		return fmt.Errorf("agent: GossipKeys is required (or GossipInsecure, for plaintext gossip that anyone who reaches BindAddr can join)")
+	case len(c.GossipKeys) > 0 && c.GossipInsecure:
+		return fmt.Errorf("agent: GossipKeys and GossipInsecure are exclusive")
+	case c.JoinVerifyTimeout < 0 || c.RefusedRetryInterval < 0:
+		return fmt.Errorf("agent: JoinVerifyTimeout and RefusedRetryInterval must not be negative")
 	}
 	return nil
 }

@@ -6,8 +6,9 @@ import "errors"
 // (verify.go) fails with when the member's identity does not qualify it as
 // a Raft voter: its certificate does not chain to the cluster's CA, is not
 // a server certificate for its address, names a subject the policy does not
-// let join, or the member refused this node's certificate. The wrapping
-// error says which. A refused member is removed from Serf.
+// let join, or the member refused this node's certificate (ErrPeerDistrusts).
+// The wrapping error says which. A refused member is removed from Serf,
+// unless only ErrPeerDistrusts is to blame.
 var ErrPeerRefused = errors.New("agent: member refused as a raft voter")
 
 // ErrPeerUnreachable is what the verification fails with when the member's
@@ -15,3 +16,10 @@ var ErrPeerRefused = errors.New("agent: member refused as a raft voter")
 // refused, timeout). Such a member is not added either, but stays in Serf
 // and is verified again later.
 var ErrPeerUnreachable = errors.New("agent: member unreachable for verification")
+
+// ErrPeerDistrusts is wrapped, together with ErrPeerRefused, when the
+// member's certificate passed but the member refused this node's: it trusts
+// another CA. Such a member may be one of the cluster's own nodes with a
+// wrong CA file, so it is not removed from Serf: the leader verifies it
+// again every RefusedRetryInterval, and adds it once its CA is fixed.
+var ErrPeerDistrusts = errors.New("agent: the member refused this node's certificate")

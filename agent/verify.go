@@ -208,7 +208,7 @@ func classifyHandshakeError(err error) error {
 	case errors.As(err, &opErr) && opErr.Op == "remote error":
 		// The member refused this node's certificate (a TLS alert): it
 		// trusts another CA.
-		return fmt.Errorf("%w: it refused this node's certificate: %w", ErrPeerRefused, err)
+		return fmt.Errorf("%w: %w (it trusts another CA): %w", ErrPeerRefused, ErrPeerDistrusts, err)
 	default:
 		return fmt.Errorf("%w: tls handshake: %w", ErrPeerUnreachable, err)
 	}
@@ -286,7 +286,7 @@ func (a *Agent) admit(name, addr string, servers []*api.Server, recheck bool) er
 	subject, err := a.verifyMember(name, addr, servers)
 	if err != nil {
 		a.verifier.refuse(name, addr, err, now)
-		if errors.Is(err, ErrPeerRefused) && known == nil {
+		if errors.Is(err, ErrPeerRefused) && !errors.Is(err, ErrPeerDistrusts) && known == nil {
 			if err := a.membership.Remove(name); err != nil {
 				a.logger.Warn("remove refused member from gossip", zap.String("member", name), zap.Error(err))
 			}

@@ -12,8 +12,11 @@
 // The first node starts with no StartJoinAddrs; every other node names one or
 // more Serf addresses of nodes already running:
 //
+//	keys, err := discovery.ReadGossipKeyFile("/etc/proglog/gossip.key")
+//	if err != nil { ... }
 //	m, err := discovery.New(handler, discovery.Config{
 //		NodeName:       "node-2",
+//		GossipKeys:     keys,
 //		BindAddr:       "10.0.0.2:8401",
 //		Tags:           map[string]string{discovery.RPCAddrTag: "10.0.0.2:8400"},
 //		StartJoinAddrs: []string{"10.0.0.1:8401"},
@@ -34,6 +37,25 @@
 // order, with the command lines it was first started with, finds itself
 // again. Only a member with nothing to rejoin (no snapshot, an empty one, or
 // a leave recorded without RejoinAfterLeave) fails with ErrJoin.
+//
+// # Encryption
+//
+// With Config.GossipKeys, every packet and stream is encrypted and
+// authenticated with AES-GCM (memberlist's keyring): a member without one of
+// the keys cannot join, and plaintext gossip is refused. GossipKeys[0]
+// encrypts; every key listed decrypts. ReadGossipKeyFile reads keys from a
+// file (base64, one per line, as GenerateGossipKey makes them).
+//
+// A key is rotated without a pause in three rounds, each applied to every
+// member (Membership.SetGossipKeys) before the next starts: install the new
+// key beside the old ([old, new]), use it ([new, old]), remove the old one
+// ([new]). SetGossipKeys changes only the member it is called on, the way
+// the agent reloads its key file on SIGHUP; Serf's KeyManager would instead
+// send each step to the whole cluster as a query.
+//
+// Gossip membership proves only that a member holds the key. The agent
+// decides for itself whom to make a Raft voter, and calls Membership.Remove
+// on members it refuses.
 //
 // # Events
 //
