@@ -58,7 +58,7 @@ type Config struct {
 	// plaintext connection.
 	Insecure bool
 	// ResolveInterval is how often the resolver refreshes the server list.
-	// Default DefaultResolveInterval (5 s).
+	// Default DefaultResolveInterval (1 s).
 	ResolveInterval time.Duration
 	// ResolveTimeout bounds one GetServers call made by the resolver.
 	// Default DefaultResolveTimeout (2 s).
@@ -594,8 +594,19 @@ func (c *Client) retry(ctx context.Context, op string, write bool, call func(con
 			}
 		}
 		c.logger.Debug("retrying", fields...)
+		// A write waits for a new leader: the resolver reporting one ends
+		// the backoff early, so the write goes as soon as it is known.
+		var newLeader <-chan struct{}
+		stop := func() {}
+		if write {
+			ch := make(chan struct{})
+			stop = c.builder.onLeaderChange(func() { close(ch) })
+			newLeader = ch
+		}
 		c.builder.ResolveNow()
-		if waitErr := bo.wait(ctx); waitErr != nil {
+		waitErr := bo.waitOr(ctx, newLeader)
+		stop()
+		if waitErr != nil {
 			return gaveUp(op, attempt, err, waitErr)
 		}
 	}
@@ -701,6 +712,12 @@ func (b *backoff) reset() { b.step = b.initial }
 
 // wait sleeps for the next step, or returns ctx's error if ctx ends first.
 func (b *backoff) wait(ctx context.Context) error {
+	return b.waitOr(ctx, nil)
+}
+
+// waitOr is wait that also ends, without error, when wake is closed (a nil
+// wake never is).
+func (b *backoff) waitOr(ctx context.Context, wake <-chan struct{}) error {
 	d := b.step/2 + rand.N(b.step/2+1)
 	b.step = min(2*b.step, b.max)
 	timer := time.NewTimer(d)
@@ -709,6 +726,8 @@ func (b *backoff) wait(ctx context.Context) error {
 	case <-ctx.Done():
 		return ctx.Err()
 	case <-timer.C:
+		return nil
+	case <-wake:
 		return nil
 	}
 }

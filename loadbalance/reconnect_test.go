@@ -143,3 +143,49 @@ func TestReturningFollowerTakesReadsSoon(t *testing.T) {
 	}, 2*time.Second, 20*time.Millisecond, "reads never reached the returned follower")
 	t.Logf("returned follower took a read after %v", time.Since(start))
 }
+
+// TestWriteGoesAsSoonAsANewLeaderIsKnown: a write waiting out its backoff
+// while the cluster elects a leader is sent as soon as the resolver, which
+// polls quickly while no leader is named, learns of the new one, not when
+// the backoff ends.
+func TestWriteGoesAsSoonAsANewLeaderIsKnown(t *testing.T) {
+	cluster := newFakeCluster(t, 3)
+	client := newTestClient(t, Config{
+		Seeds:           cluster.addrs(),
+		ResolveInterval: time.Hour,
+		// Long backoffs: a retry that waited them out would miss the
+		// deadline below.
+		InitialBackoff: 8 * time.Second,
+		MaxBackoff:     8 * time.Second,
+	})
+	ctx := testContext(t)
+	_, err := client.Produce(ctx, []byte("before"))
+	require.NoError(t, err)
+
+	// The leader dies; an election is under way.
+	cluster.setLeader(-1)
+	cluster.server(0).stop()
+	done := produceAsync(ctx, client, []byte("after"))
+	// The new leader is elected a moment later.
+	time.AfterFunc(300*time.Millisecond, func() { cluster.setLeader(2) })
+	start := time.Now()
+	err = waitDone(t, done, 3*time.Second, "Produce during the election")
+	require.NoError(t, err)
+	t.Logf("write acknowledged %v after the election began", time.Since(start).Round(time.Millisecond))
+	require.Equal(t, 1, cluster.server(2).calls(api.Log_Produce_FullMethodName), "Produce calls on the new leader")
+}
+
+// TestResolverPollsWhileLeaderless: with no leader named, the resolver
+// asks again every LeaderlessResolveInterval without being asked.
+func TestResolverPollsWhileLeaderless(t *testing.T) {
+	cluster := newFakeCluster(t, 2)
+	cluster.setLeader(-1)
+	_, cc := buildResolver(t, ResolverConfig{ResolveInterval: time.Hour, LeaderlessResolveInterval: 10 * time.Millisecond}, cluster.addrs()...)
+	require.Eventually(t, func() bool { return cc.stateCount() >= 5 }, 5*time.Second, 5*time.Millisecond,
+		"resolutions while no leader is named")
+	cluster.setLeader(1)
+	require.Eventually(t, func() bool {
+		s, ok := cc.lastState()
+		return ok && len(leaders(s)) == 1
+	}, 5*time.Second, 5*time.Millisecond, "the new leader never reported")
+}

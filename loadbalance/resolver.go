@@ -27,8 +27,9 @@ const Scheme = "proglog"
 
 // Default values of ResolverConfig fields.
 const (
-	DefaultResolveInterval = 5 * time.Second
-	DefaultResolveTimeout  = 2 * time.Second
+	DefaultResolveInterval           = time.Second
+	DefaultResolveTimeout            = 2 * time.Second
+	DefaultLeaderlessResolveInterval = 250 * time.Millisecond
 )
 
 // ResolverConfig configures a Builder. The zero value is valid: every field
@@ -40,8 +41,16 @@ type ResolverConfig struct {
 	// resolver speaks TLS exactly when the client does.
 	Credentials credentials.TransportCredentials
 	// ResolveInterval is how often the resolver asks GetServers again when
-	// nothing else asks it to. Default DefaultResolveInterval (5 s).
+	// nothing else asks it to. A server that left the cluster and joined
+	// again (a graceful stop and restart) takes calls from a running
+	// client after at most this long. Default DefaultResolveInterval (1 s).
 	ResolveInterval time.Duration
+	// LeaderlessResolveInterval is how often the resolver asks again while
+	// the servers that answer name no leader (an election is under way),
+	// so that clients find the new leader soon after it is elected rather
+	// than at their next retry. Default DefaultLeaderlessResolveInterval
+	// (250 ms).
+	LeaderlessResolveInterval time.Duration
 	// ResolveTimeout bounds one GetServers call to one server, connecting
 	// included, before the resolver tries the next address. Default
 	// DefaultResolveTimeout (2 s).
@@ -62,6 +71,9 @@ func (cfg ResolverConfig) withDefaults() ResolverConfig {
 	if cfg.ResolveTimeout == 0 {
 		cfg.ResolveTimeout = DefaultResolveTimeout
 	}
+	if cfg.LeaderlessResolveInterval == 0 {
+		cfg.LeaderlessResolveInterval = DefaultLeaderlessResolveInterval
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -74,6 +86,9 @@ func (cfg ResolverConfig) validate() error {
 	}
 	if cfg.ResolveTimeout < 0 {
 		return fmt.Errorf("loadbalance: ResolveTimeout %v is negative", cfg.ResolveTimeout)
+	}
+	if cfg.LeaderlessResolveInterval < 0 {
+		return fmt.Errorf("loadbalance: LeaderlessResolveInterval %v is negative", cfg.LeaderlessResolveInterval)
 	}
 	return nil
 }
@@ -158,6 +173,7 @@ func (b *Builder) Build(target resolver.Target, cc resolver.ClientConn, opts res
 		dialOpts:      dialOpts,
 		serviceConfig: sc,
 		interval:      b.cfg.ResolveInterval,
+		leaderless:    b.cfg.LeaderlessResolveInterval,
 		timeout:       b.cfg.ResolveTimeout,
 		logger:        b.cfg.Logger.Named("resolver").With(zap.Strings("seeds", seeds)),
 		resolveNow:    make(chan struct{}, 1),
@@ -289,6 +305,7 @@ type proglogResolver struct {
 	dialOpts      []grpc.DialOption
 	serviceConfig *serviceconfig.ParseResult // nil when service config is disabled
 	interval      time.Duration
+	leaderless    time.Duration // the interval while no leader is named
 	timeout       time.Duration
 	logger        *zap.Logger
 
@@ -337,25 +354,35 @@ func (r *proglogResolver) run(ctx context.Context) {
 	defer r.closeConn()
 	ticker := time.NewTicker(r.interval)
 	defer ticker.Stop()
+	soon := time.NewTimer(r.leaderless)
+	defer soon.Stop()
 	for {
-		r.resolve(ctx)
+		leaderless := r.resolve(ctx)
+		soon.Stop()
+		var again <-chan time.Time
+		if leaderless {
+			soon.Reset(r.leaderless)
+			again = soon.C
+		}
 		select {
 		case <-ctx.Done():
 			return
 		case <-ticker.C:
+		case <-again:
 		case <-r.resolveNow:
 		}
 	}
 }
 
 // resolve asks each candidate address in turn for GetServers and reports the
-// first answer to gRPC, or an error when none answers.
-func (r *proglogResolver) resolve(ctx context.Context) {
+// first answer to gRPC, or an error when none answers. It reports whether a
+// server answered and named no leader.
+func (r *proglogResolver) resolve(ctx context.Context) (leaderless bool) {
 	var errs []error
 	for _, addr := range r.candidates() {
 		servers, err := r.getServers(ctx, addr)
 		if ctx.Err() != nil {
-			return
+			return false
 		}
 		if err == nil && len(servers) == 0 {
 			err = ErrNoServers
@@ -369,11 +396,12 @@ func (r *proglogResolver) resolve(ctx context.Context) {
 		delete(r.unanswered, addr)
 		r.builder.answered.Store(true)
 		r.report(servers)
-		return
+		return !slices.ContainsFunc(servers, (*api.Server).GetIsLeader)
 	}
 	err := fmt.Errorf("loadbalance: no server answered GetServers: %w", errors.Join(errs...))
 	r.logger.Warn("resolve failed", zap.Error(err))
 	r.cc.ReportError(err)
+	return false
 }
 
 // report sends servers to gRPC. It marks leadership in BalancerAttributes and
