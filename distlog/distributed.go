@@ -208,8 +208,9 @@ func (d *DistributedLog) apply(ctx context.Context, data []byte) (applyResult, u
 // failed.
 //
 // The outcome of an entry is unknown when the leader loses its leadership
-// while the entry is in flight: that also returns api.ErrNotLeader, and a
-// client that retries may append the records twice (at-least-once).
+// while the entry is in flight: that returns api.ErrNotLeader with
+// OutcomeUnknown set, and a client that retries may append the records
+// twice (at-least-once).
 func (d *DistributedLog) AppendBatch(ctx context.Context, topic string, records []*api.Record) (uint64, error) {
 	if d.isClosed() {
 		return 0, ErrClosed
@@ -318,7 +319,11 @@ func (d *DistributedLog) raftError(err error) error {
 		errors.Is(err, raft.ErrLeadershipTransferInProgress),
 		errors.Is(err, raft.ErrNotVoter):
 		addr, id := d.raft.LeaderWithID()
-		return api.ErrNotLeader{LeaderID: string(id), LeaderAddr: string(addr)}
+		// Lost while in flight, the entry may be in the new leader's log
+		// and committed there; the other errors come before it is
+		// appended anywhere.
+		return api.ErrNotLeader{LeaderID: string(id), LeaderAddr: string(addr),
+			OutcomeUnknown: errors.Is(err, raft.ErrLeadershipLost)}
 	case errors.Is(err, raft.ErrRaftShutdown):
 		return ErrClosed
 	default:

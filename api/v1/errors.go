@@ -68,26 +68,37 @@ func (e ErrOffsetOutOfRange) LocalizedMessage() string {
 // 503), so callers retry, with an ErrorInfo detail (reason NOT_LEADER, domain
 // proglog, metadata leader_id and leader_addr) that NotLeaderFromStatus reads
 // back on the client.
+//
+// OutcomeUnknown is set when the server was the leader when it took the
+// write and lost leadership before the write committed: the write may still
+// be committed by the next leader, so a retry may append it twice. Unset,
+// the write was refused before it was appended anywhere. It travels as the
+// ErrorInfo metadata key "outcome" with the value "unknown".
 type ErrNotLeader struct {
-	LeaderID   string
-	LeaderAddr string
+	LeaderID       string
+	LeaderAddr     string
+	OutcomeUnknown bool
 }
 
 // Error implements error.
 func (e ErrNotLeader) Error() string {
-	if e.LeaderAddr == "" {
-		return "not the leader; no leader is known"
+	msg := "not the leader"
+	if e.OutcomeUnknown {
+		msg = "leadership lost while the write was in flight; it may still be committed"
 	}
-	return fmt.Sprintf("not the leader; the leader is %s at %s", e.LeaderID, e.LeaderAddr)
+	if e.LeaderAddr == "" {
+		return msg + "; no leader is known"
+	}
+	return fmt.Sprintf("%s; the leader is %s at %s", msg, e.LeaderID, e.LeaderAddr)
 }
 
 // ErrorInfo is the detail the server attaches to e's status.
 func (e ErrNotLeader) ErrorInfo() *errdetails.ErrorInfo {
-	return &errdetails.ErrorInfo{
-		Reason:   ErrorReasonNotLeader,
-		Domain:   ErrorDomain,
-		Metadata: map[string]string{"leader_id": e.LeaderID, "leader_addr": e.LeaderAddr},
+	md := map[string]string{"leader_id": e.LeaderID, "leader_addr": e.LeaderAddr}
+	if e.OutcomeUnknown {
+		md["outcome"] = "unknown"
 	}
+	return &errdetails.ErrorInfo{Reason: ErrorReasonNotLeader, Domain: ErrorDomain, Metadata: md}
 }
 
 // NotLeaderFromStatus reports whether st, as a client received it, is a
@@ -99,7 +110,7 @@ func NotLeaderFromStatus(st *status.Status) (ErrNotLeader, bool) {
 			continue
 		}
 		md := info.GetMetadata()
-		return ErrNotLeader{LeaderID: md["leader_id"], LeaderAddr: md["leader_addr"]}, true
+		return ErrNotLeader{LeaderID: md["leader_id"], LeaderAddr: md["leader_addr"], OutcomeUnknown: md["outcome"] == "unknown"}, true
 	}
 	return ErrNotLeader{}, false
 }

@@ -35,6 +35,7 @@ func TestNotLeaderFromStatus(t *testing.T) {
 	}{
 		{"leader known", api.ErrNotLeader{LeaderID: "node-1", LeaderAddr: "127.0.0.1:8401"}},
 		{"election in progress", api.ErrNotLeader{}},
+		{"leadership lost in flight", api.ErrNotLeader{LeaderID: "node-2", LeaderAddr: "127.0.0.1:8402", OutcomeUnknown: true}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {

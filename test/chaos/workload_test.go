@@ -143,8 +143,9 @@ func definiteRefusal(err error) bool {
 	if !ok {
 		return false
 	}
-	if _, notLeader := api.NotLeaderFromStatus(st); notLeader {
-		return true
+	if nl, notLeader := api.NotLeaderFromStatus(st); notLeader {
+		// Leadership lost with the write in flight: it may commit.
+		return !nl.OutcomeUnknown
 	}
 	return st.Code() == codes.Unavailable && len(st.Message()) > 12 && st.Message()[:12] == "loadbalance:"
 }
