@@ -184,8 +184,12 @@ In another terminal:
   $bin consume$client_flags --from 0            # prints the records
   $bin consume$client_flags --from 0 --follow   # and waits for more
   $bin bench$client_flags --mode batch          # load test
+  $bin topic create$client_flags orders         # a topic of its own, offsets from 0
+  $bin produce$client_flags --topic orders o1   # write to it (consume --topic orders reads it)
+  $bin topic list$client_flags                  # every topic, its offsets and size
   curl --cacert $config_dir/ca.pem --cert $config_dir/root-client.pem --key $config_dir/root-client-key.pem \\
     -d '{"record": {"value": "aGVsbG8="}}' https://$host:${http_ports[0]}/
+  # the same on a topic: POST https://$host:${http_ports[0]}/topics/orders; GET .../topics/orders?offset=0
 
 Ctrl-C stops every node.
 EOF

@@ -27,6 +27,8 @@ const (
 // benchSettings are the settings of `proglog bench`.
 type benchSettings struct {
 	client clientSettings
+	// topic is the topic written and read; "" is the default topic.
+	topic string
 	// mode is one of the bench modes.
 	mode string
 	// records is how many records to write or read.
@@ -54,9 +56,14 @@ func readBenchSettings(s *settings) (benchSettings, error) {
 		batch:       s.Int(keyBatch),
 		json:        s.Bool(keyJSON),
 	}
+	topic, topicErr := readTopic(s)
 	if err := s.Err(); err != nil {
 		return bs, err
 	}
+	if topicErr != nil {
+		return bs, topicErr
+	}
+	bs.topic = topic
 	switch bs.mode {
 	case benchProduce, benchBatch, benchStream, benchConsume:
 	default:
@@ -96,7 +103,8 @@ report is one JSON object on standard output:
   {"mode", "records", "errors", "seconds", "records_per_sec", "mb_per_sec",
    "latency_ms": {"p50", "p90", "p99", "p999", "max"}}
 The command fails when a call failed; records counts the records written or
-read, errors the ones that were not.`,
+read, errors the ones that were not. --topic benches a topic made with
+'proglog topic create' instead of the default topic.`,
 		Example: `  proglog bench                                       # 10,000 Produce calls, 8 at a time
   proglog bench --mode batch --records 100000 --batch 100
   proglog bench --mode stream --concurrency 4 --batch 64
@@ -220,7 +228,7 @@ func (b *bench) setupConsume(ctx context.Context) error {
 	}
 	for written := 0; written < b.settings.records; {
 		n := min(batchSize, b.settings.records-written)
-		first, err := b.client.ProduceBatch(ctx, values[:n])
+		first, err := b.client.ProduceBatch(ctx, values[:n], loadbalance.WithTopic(b.settings.topic))
 		if err != nil {
 			return err
 		}
@@ -264,7 +272,7 @@ func (b *bench) caller(ctx context.Context, h *latencyHistogram) {
 	switch b.settings.mode {
 	case benchProduce:
 		b.unaryCaller(ctx, h, 1, func(ctx context.Context, _ int64, _ int) error {
-			_, err := b.client.Produce(ctx, b.value)
+			_, err := b.client.Produce(ctx, b.value, loadbalance.WithTopic(b.settings.topic))
 			return err
 		})
 	case benchBatch:
@@ -273,12 +281,12 @@ func (b *bench) caller(ctx context.Context, h *latencyHistogram) {
 			values[i] = b.value
 		}
 		b.unaryCaller(ctx, h, b.settings.batch, func(ctx context.Context, _ int64, n int) error {
-			_, err := b.client.ProduceBatch(ctx, values[:n])
+			_, err := b.client.ProduceBatch(ctx, values[:n], loadbalance.WithTopic(b.settings.topic))
 			return err
 		})
 	case benchConsume:
 		b.unaryCaller(ctx, h, 1, func(ctx context.Context, i int64, _ int) error {
-			_, err := b.client.Consume(ctx, b.consumeFrom+uint64(i))
+			_, err := b.client.Consume(ctx, b.consumeFrom+uint64(i), loadbalance.WithTopic(b.settings.topic))
 			return err
 		})
 	case benchStream:
@@ -360,7 +368,7 @@ func (b *bench) runStream(ctx context.Context, h *latencyHistogram) error {
 		}
 	})
 
-	req := &api.ProduceRequest{Record: &api.Record{Value: b.value}}
+	req := &api.ProduceRequest{Topic: b.settings.topic, Record: &api.Record{Value: b.value}}
 send:
 	for {
 		select {

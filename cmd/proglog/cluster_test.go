@@ -289,6 +289,86 @@ func TestCommandsAgainstACluster(t *testing.T) {
 	r = c.mustRun(t, "", "consume", "--from", "807", "--json")
 	require.Equal(t, `"offset":807`, strings.Split(strings.TrimPrefix(r.stdout, "{"), ",")[0])
 	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "the log ends at 807")
+
+	t.Run("topics", func(t *testing.T) { testTopicCommands(t, c) })
+}
+
+// untilTrue calls cond, on the test's goroutine (cond may fail the test),
+// every 50 ms until it returns true, and fails the test after timeout.
+func untilTrue(t *testing.T, timeout time.Duration, cond func() bool, what string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	ticker := time.NewTicker(50 * time.Millisecond)
+	defer ticker.Stop()
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("%s: condition not met within %v", what, timeout)
+		}
+		<-ticker.C
+	}
+}
+
+// testTopicCommands drives `proglog topic` and --topic on a cluster whose
+// default topic holds 808 records.
+func testTopicCommands(t *testing.T, c *testCluster) {
+	r := c.mustRun(t, "", "topic", "create", "orders")
+	require.Contains(t, r.stdout, "orders", "topic create prints the topic")
+	c.mustRun(t, "", "topic", "create", "orders") // again, same config: no change
+
+	// A topic's offsets are its own, from 0.
+	r = c.mustRun(t, "", "produce", "--topic", "orders", "first", "second")
+	require.Equal(t, "0\n1\n", r.stdout)
+	r = c.mustRun(t, "a\nb\n", "produce", "--topic", "orders", "-")
+	require.Equal(t, "2\n3\n", r.stdout)
+	r = c.mustRun(t, "", "consume", "--topic", "orders")
+	require.Equal(t, "first\nsecond\na\nb\n", r.stdout)
+	follow := startProcess(t, c.bin, "", append([]string{"consume", "--topic", "orders", "--from", "4", "--follow", "--count", "1"}, c.clientArgs()...)...)
+	c.mustRun(t, "", "produce", "not-in-orders") // the default topic: the follower must not see it
+	c.mustRun(t, "", "produce", "--topic", "orders", "third")
+	require.Equal(t, 0, follow.wait(t, exitTimeout), "consume --topic --follow: stderr: %s", follow.stderr)
+	require.Equal(t, "third\n", follow.stdout.String())
+
+	r = c.mustRun(t, "", "bench", "--topic", "orders", "--mode", benchBatch, "--records", "100", "--batch", "10", "--json")
+	require.Contains(t, r.stdout, `"records":100`)
+
+	// describe and list answer from a follower's applied state, which may
+	// be a moment behind the leader's: ask until the last batch shows.
+	var described topicJSON
+	untilTrue(t, exitTimeout, func() bool {
+		r := c.run(t, "", "topic", "describe", "orders", "--json")
+		described = topicJSON{}
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &described) == nil && described.Records == 105
+	}, "topic describe orders")
+	require.Equal(t, "orders", described.Name)
+	require.EqualValues(t, 104, described.HighestOffset, "orders: 5 produced + 100 benched")
+
+	var lines []string
+	untilTrue(t, exitTimeout, func() bool {
+		r := c.run(t, "", "topic", "list")
+		lines = strings.Split(strings.TrimSpace(r.stdout), "\n")
+		return r.code == 0 && len(lines) == 3 && strings.Contains(lines[2], " 105 ")
+	}, "topic list")
+	require.Equal(t, "NAME", strings.Fields(lines[0])[0])
+	require.Equal(t, []string{"default", "0-808", "809"}, strings.Fields(lines[1])[:3], "default topic line")
+	require.Equal(t, []string{"orders", "0-104", "105"}, strings.Fields(lines[2])[:3], "orders line")
+
+	// A topic that does not exist: one line that says how to create it.
+	r = c.run(t, "", "consume", "--topic", "missing")
+	require.Equal(t, exitError, r.code, "stderr: %s", r.stderr)
+	requireOneLine(t, r, `consume: NotFound: topic "missing" does not exist; create it first (CreateTopic, PUT /topics/missing, or proglog topic create missing)`)
+	r = c.run(t, "", "topic", "create", "orders", "--topic-segment-bytes", "4096")
+	require.Equal(t, exitError, r.code)
+	requireOneLine(t, r, `topic create: AlreadyExists: topic "orders" already exists with another configuration`)
+
+	r = c.mustRun(t, "", "topic", "delete", "orders")
+	require.Equal(t, "deleted topic orders\n", r.stdout)
+	untilTrue(t, exitTimeout, func() bool { // until the follower asked has applied the deletion
+		r := c.run(t, "", "topic", "describe", "orders")
+		return r.code == exitError && strings.Contains(r.stderr, `topic "orders" does not exist`)
+	}, "topic describe after delete")
+	r = c.run(t, "", "topic", "delete", "default")
+	require.Equal(t, exitError, r.code)
+	requireOneLine(t, r, "topic delete: FailedPrecondition: the default topic cannot be deleted")
 }
 
 // requireReflectionAndHealth checks that the node at addr lists the Log

@@ -37,7 +37,8 @@ func requireOneLine(t *testing.T, r result, want string) {
 func TestHelp(t *testing.T) {
 	for _, args := range [][]string{
 		{"--help"}, {"agent", "--help"}, {"produce", "--help"}, {"consume", "--help"},
-		{"servers", "--help"}, {"bench", "--help"}, {"keygen", "--help"},
+		{"servers", "--help"}, {"bench", "--help"}, {"keygen", "--help"}, {"topic", "--help"}, {"topic", "create", "--help"},
+		{"topic", "list", "--help"}, {"topic", "describe", "--help"}, {"topic", "delete", "--help"},
 	} {
 		t.Run(strings.Join(args, " "), func(t *testing.T) {
 			r := runInProcess(t, "", args...)
@@ -78,6 +79,14 @@ func TestUsageErrors(t *testing.T) {
 		{name: "zero timeout", args: []string{"servers", "--timeout", "0s"}, want: "--timeout 0s must be positive"},
 		{name: "zero attempt timeout", args: []string{"produce", "--attempt-timeout", "0s", "x"}, want: "--attempt-timeout 0s must be positive"},
 		{name: "log level", args: []string{"servers", "--log-level", "loud"}, want: `invalid --log-level "loud"`},
+		{name: "produce to a bad topic", args: []string{"produce", "--topic", "a/b", "x"}, want: "--topic: invalid topic name \"a/b\": topic names match [A-Za-z0-9._-]{1,249}"},
+		{name: "consume a bad topic", args: []string{"consume", "--topic", ".."}, want: "--topic: invalid topic name"},
+		{name: "bench a bad topic", args: []string{"bench", "--topic", "a b"}, want: "--topic: invalid topic name"},
+		{name: "topic create without a name", args: []string{"topic", "create"}, want: "topic create: needs one topic NAME, got 0 arguments"},
+		{name: "topic create with a bad name", args: []string{"topic", "create", "no/slash"}, want: "topic create: invalid topic name \"no/slash\""},
+		{name: "topic describe with two names", args: []string{"topic", "describe", "a", "b"}, want: "topic describe: needs one topic NAME, got 2 arguments"},
+		{name: "topic list with an argument", args: []string{"topic", "list", "x"}, want: `takes no arguments, got "x"`},
+		{name: "topic create negative segment", args: []string{"topic", "create", "t", "--topic-segment-bytes", "-1"}, want: "--topic-segment-bytes -1 must not be negative"},
 		{name: "agent without data dir", args: []string{"agent"}, want: "--data-dir is required"},
 		{name: "agent bad port", args: []string{"agent", "--data-dir", "/d", "--rpc-port", "70000"}, want: "--rpc-port 70000"},
 		{name: "agent advertise host with port", args: []string{"agent", "--data-dir", "/d", "--advertise-host", "n1:8401"}, want: `--advertise-host "n1:8401": want a host without a port`},

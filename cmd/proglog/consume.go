@@ -21,6 +21,8 @@ import (
 // consumeSettings are the settings of `proglog consume`.
 type consumeSettings struct {
 	client clientSettings
+	// topic is the topic read; "" is the default topic.
+	topic string
 	// from is the offset of the first record.
 	from uint64
 	// follow keeps waiting for new records.
@@ -40,9 +42,14 @@ func readConsumeSettings(s *settings) (consumeSettings, error) {
 		count:  s.Int(keyCount),
 		json:   s.Bool(keyJSON),
 	}
+	topic, topicErr := readTopic(s)
 	if err := s.Err(); err != nil {
 		return cs, err
 	}
+	if topicErr != nil {
+		return cs, topicErr
+	}
+	cs.topic = topic
 	if from < 0 {
 		return cs, usageError(fmt.Errorf("--from %d must not be negative", from))
 	}
@@ -69,7 +76,8 @@ committed before consume got there is printed.`,
 		Example: `  proglog consume                        # the whole log
   proglog consume --from 100 --count 10  # offsets 100..109
   proglog consume --from 0 --follow      # everything, then new records as they come
-  proglog consume --json | jq -r '.value | @base64d'`,
+  proglog consume --json | jq -r '.value | @base64d'
+  proglog consume --topic orders --follow  # a topic other than the default one`,
 		RunE: runConsume,
 	}, consumeOptions())
 }
@@ -119,7 +127,7 @@ func runConsume(cmd *cobra.Command, _ []string) error {
 			}
 			// Someone is watching: show each record as it comes.
 			return out.Flush()
-		})
+		}, loadbalance.WithTopic(cs.topic))
 		switch {
 		case errors.Is(err, errEnough), errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			return nil // enough records, or interrupted by the user
@@ -129,7 +137,7 @@ func runConsume(cmd *cobra.Command, _ []string) error {
 		return nil
 	}
 
-	reader := &hedgedReader{client: client, settings: cs.client}
+	reader := &hedgedReader{client: client, settings: cs.client, topic: cs.topic}
 	defer reader.close()
 	for offset := cs.from; ; offset++ {
 		record, err := reader.consume(ctx, offset)
@@ -162,6 +170,7 @@ const hedgeDelay = 100 * time.Millisecond
 type hedgedReader struct {
 	client   *loadbalance.Client
 	settings clientSettings
+	topic    string // "" is the default topic
 	// leader is a direct connection to the leader, made at the first hedge;
 	// nil until then, or when no leader could be found.
 	leader     api.LogClient
@@ -179,7 +188,7 @@ func (h *hedgedReader) consume(ctx context.Context, offset uint64) (*api.Record,
 	}
 	answers := make(chan answer, 2) // both senders always find room and exit
 	go func() {
-		record, err := h.client.Consume(ctx, offset)
+		record, err := h.client.Consume(ctx, offset, loadbalance.WithTopic(h.topic))
 		answers <- answer{record, err}
 	}()
 	pending := 1
@@ -205,7 +214,7 @@ func (h *hedgedReader) consume(ctx context.Context, offset uint64) (*api.Record,
 			if leader := h.leaderClient(ctx); leader != nil {
 				pending++
 				go func() {
-					resp, err := leader.Consume(ctx, &api.ConsumeRequest{Offset: offset})
+					resp, err := leader.Consume(ctx, &api.ConsumeRequest{Topic: h.topic, Offset: offset})
 					answers <- answer{resp.GetRecord(), err}
 				}()
 			}

@@ -56,6 +56,15 @@ const (
 	keyTimeout        = "timeout"
 	keyAttemptTimeout = "attempt-timeout"
 
+	// produce, consume, bench.
+	keyTopic = "topic"
+
+	// topic create. Named apart from the agent's --max-record-bytes, so
+	// that PROGLOG_MAX_RECORD_BYTES set for a node never becomes a topic's
+	// config.
+	keyTopicSegmentBytes   = "topic-segment-bytes"
+	keyTopicMaxRecordBytes = "topic-max-record-bytes"
+
 	// consume.
 	keyFrom   = "from"
 	keyFollow = "follow"
@@ -165,14 +174,19 @@ func clientOptions() []option {
 	)
 }
 
+// topicOption is --topic, of the commands that write or read records.
+func topicOption() option {
+	return option{key: keyTopic, def: "", usage: `topic to write or read (default: the default topic, "default", the book's single log); create others with 'proglog topic create'`}
+}
+
 // produceOptions are the settings of `proglog produce`.
 func produceOptions() []option {
-	return clientOptions()
+	return append(clientOptions(), topicOption())
 }
 
 // consumeOptions are the settings of `proglog consume`.
 func consumeOptions() []option {
-	return append(clientOptions(),
+	return append(clientOptions(), topicOption(),
 		option{key: keyFrom, def: 0, usage: "offset of the first record to print"},
 		option{key: keyFollow, short: "f", def: false, usage: "keep waiting for new records, like tail -f"},
 		option{key: keyCount, short: "n", def: 0, usage: "stop after this many records (0: no limit)"},
@@ -189,7 +203,7 @@ func serversOptions() []option {
 
 // benchOptions are the settings of `proglog bench`.
 func benchOptions() []option {
-	return append(clientOptions(),
+	return append(clientOptions(), topicOption(),
 		option{key: keyMode, def: "produce", usage: "what to measure: produce, batch, stream or consume"},
 		option{key: keyRecords, def: 10000, usage: "how many records to write or read"},
 		option{key: keySize, def: 100, usage: "bytes per record value"},
@@ -197,4 +211,31 @@ func benchOptions() []option {
 		option{key: keyBatch, def: 100, usage: "records per ProduceBatch call (batch mode), or records in flight per stream (stream mode)"},
 		option{key: keyJSON, def: false, usage: "print the report as one JSON object"},
 	)
+}
+
+// topicCreateOptions are the settings of `proglog topic create`.
+func topicCreateOptions() []option {
+	return append(clientOptions(),
+		option{key: keyTopicSegmentBytes, def: 0, usage: "store-file size, in bytes, past which the topic's segment is sealed (0: the cluster's default)"},
+		option{key: keyTopicMaxRecordBytes, def: 0, usage: "largest record value, in bytes, the topic takes (0: the cluster's limit, which is also the most it may be)"},
+	)
+}
+
+// topicListOptions are the settings of `proglog topic list`.
+func topicListOptions() []option {
+	return append(clientOptions(),
+		option{key: keyJSON, def: false, usage: "print one JSON object per topic"},
+	)
+}
+
+// topicDescribeOptions are the settings of `proglog topic describe`.
+func topicDescribeOptions() []option {
+	return append(clientOptions(),
+		option{key: keyJSON, def: false, usage: "print the topic as one JSON object"},
+	)
+}
+
+// topicDeleteOptions are the settings of `proglog topic delete`.
+func topicDeleteOptions() []option {
+	return clientOptions()
 }

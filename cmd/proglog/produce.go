@@ -23,14 +23,21 @@ const (
 // produceSettings are the settings of `proglog produce`.
 type produceSettings struct {
 	client clientSettings
+	// topic is the topic written; "" is the default topic.
+	topic string
 }
 
 // readProduceSettings reads and validates the settings of `proglog produce`.
 func readProduceSettings(s *settings) (produceSettings, error) {
 	ps := produceSettings{client: readClientSettings(s)}
+	topic, topicErr := readTopic(s)
 	if err := s.Err(); err != nil {
 		return ps, err
 	}
+	if topicErr != nil {
+		return ps, topicErr
+	}
+	ps.topic = topic
 	return ps, ps.client.validate()
 }
 
@@ -47,7 +54,8 @@ lines are sent one by one as you type them.`,
 		Example: `  proglog produce hello world                 # prints 0 and 1 on a fresh cluster
   printf 'a\nb\nc\n' | proglog produce -        # one record per line
   tail -f app.log | proglog produce -           # ship a log as it grows
-  proglog produce --addr 10.0.0.1:8401 "$(date)"`,
+  proglog produce --addr 10.0.0.1:8401 "$(date)"
+  proglog produce --topic orders '{"id": 1}'  # to a topic made with 'proglog topic create'`,
 		Args: func(cmd *cobra.Command, args []string) error {
 			if len(args) == 0 {
 				return usageError(fmt.Errorf("%sneeds VALUE arguments, or - to read lines from standard input (see '%s --help')",
@@ -90,7 +98,7 @@ func runProduce(cmd *cobra.Command, args []string) error {
 	for {
 		batch, readErr := next()
 		if len(batch) > 0 {
-			if err := produceBatch(cmd.Context(), client, batch, out); err != nil {
+			if err := produceBatch(cmd.Context(), client, ps.topic, batch, out); err != nil {
 				return ps.client.rpcError("produce", err)
 			}
 			if err := out.Flush(); err != nil {
@@ -106,15 +114,15 @@ func runProduce(cmd *cobra.Command, args []string) error {
 	}
 }
 
-// produceBatch appends values, one call for the lot, and prints their
-// offsets.
-func produceBatch(ctx context.Context, client *loadbalance.Client, values [][]byte, out io.Writer) error {
+// produceBatch appends values to topic, one call for the lot, and prints
+// their offsets.
+func produceBatch(ctx context.Context, client *loadbalance.Client, topic string, values [][]byte, out io.Writer) error {
 	var first uint64
 	var err error
 	if len(values) == 1 {
-		first, err = client.Produce(ctx, values[0])
+		first, err = client.Produce(ctx, values[0], loadbalance.WithTopic(topic))
 	} else {
-		first, err = client.ProduceBatch(ctx, values)
+		first, err = client.ProduceBatch(ctx, values, loadbalance.WithTopic(topic))
 	}
 	if err != nil {
 		return err

@@ -16,7 +16,7 @@ func newRootCmd(stdin io.Reader, stdout, stderr io.Writer) (*cobra.Command, erro
 		Use:   "proglog",
 		Short: "A Raft-replicated commit log",
 		Long: `proglog runs a node of a replicated commit log (proglog agent) and talks to a
-running cluster (produce, consume, servers, bench).
+running cluster (produce, consume, servers, bench, topic).
 
 Every setting is a flag, a PROGLOG_* environment variable (PROGLOG_ and the
 flag name upper-cased, dashes as underscores: --rpc-port is PROGLOG_RPC_PORT)
@@ -27,6 +27,8 @@ starts and to the root client certificate 'make gencert' writes.`,
   proglog produce hello world   # prints the offsets: 0, 1
   proglog consume --from 0      # prints hello, world
   proglog servers               # who is in the cluster, who leads
+  proglog topic create orders   # a topic of its own, offsets from 0
+  proglog produce --topic orders new-order
   proglog bench --mode batch    # load test`,
 		SilenceErrors: true,
 		SilenceUsage:  true,
@@ -50,6 +52,7 @@ starts and to the root client certificate 'make gencert' writes.`,
 		newServersCmd,
 		newBenchCmd,
 		newKeygenCmd,
+		newTopicCmd,
 	} {
 		cmd, err := build()
 		if err != nil {

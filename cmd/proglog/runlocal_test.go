@@ -143,6 +143,11 @@ func TestRunLocal(t *testing.T) {
 	require.Contains(t, out, "--addr "+joinPorts(ports[0:3]), "the banner shows the flags for these ports")
 	require.Equal(t, "0\n1\n", mustRun("", "produce", "first", "second"))
 	require.Equal(t, "first\nsecond\n", mustRun("", "consume"))
+	// The banner's topic example, as printed.
+	require.Contains(t, out, "topic create --addr "+joinPorts(ports[0:3]))
+	require.Contains(t, out, "--topic orders o1")
+	mustRun("", "topic", "create", "orders")
+	require.Equal(t, "0\n", mustRun("", "produce", "--topic", "orders", "o1"))
 	rl.interrupt(t)
 	for i := 1; i <= 3; i++ {
 		log, err := os.ReadFile(filepath.Join(dir, "node-"+strconv.Itoa(i)+".log"))

@@ -12,6 +12,7 @@ import (
 	"testing"
 	"time"
 
+	"github.com/spf13/cobra"
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
@@ -30,12 +31,16 @@ type commandReader struct {
 // command is missing, so a new command cannot skip the checks below.
 func commandReaders() map[string]commandReader {
 	return map[string]commandReader{
-		"agent":   {agentOptions("host-name"), func(s *settings) (any, error) { return readAgentSettings(s) }},
-		"produce": {produceOptions(), func(s *settings) (any, error) { return readProduceSettings(s) }},
-		"consume": {consumeOptions(), func(s *settings) (any, error) { return readConsumeSettings(s) }},
-		"servers": {serversOptions(), func(s *settings) (any, error) { return readServersSettings(s) }},
-		"bench":   {benchOptions(), func(s *settings) (any, error) { return readBenchSettings(s) }},
-		"keygen":  {keygenOptions(), func(s *settings) (any, error) { return readKeygenSettings(s) }},
+		"agent":          {agentOptions("host-name"), func(s *settings) (any, error) { return readAgentSettings(s) }},
+		"produce":        {produceOptions(), func(s *settings) (any, error) { return readProduceSettings(s) }},
+		"consume":        {consumeOptions(), func(s *settings) (any, error) { return readConsumeSettings(s) }},
+		"servers":        {serversOptions(), func(s *settings) (any, error) { return readServersSettings(s) }},
+		"bench":          {benchOptions(), func(s *settings) (any, error) { return readBenchSettings(s) }},
+		"keygen":         {keygenOptions(), func(s *settings) (any, error) { return readKeygenSettings(s) }},
+		"topic create":   {topicCreateOptions(), func(s *settings) (any, error) { return readTopicCreateSettings(s) }},
+		"topic list":     {topicListOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
+		"topic describe": {topicDescribeOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
+		"topic delete":   {topicDeleteOptions(), func(s *settings) (any, error) { return readTopicDeleteSettings(s) }},
 	}
 }
 
@@ -74,13 +79,24 @@ func TestEveryCommandHasAReader(t *testing.T) {
 	root, err := newRootCmd(strings.NewReader(""), io.Discard, io.Discard)
 	require.NoError(t, err)
 	readers := commandReaders()
-	for _, cmd := range root.Commands() {
-		if cmd.Hidden || cmd.Name() == "help" || cmd.Name() == "completion" {
-			continue
+	var check func(cmds []*cobra.Command)
+	check = func(cmds []*cobra.Command) {
+		for _, cmd := range cmds {
+			if cmd.Hidden || cmd.Name() == "help" || cmd.Name() == "completion" {
+				continue
+			}
+			if cmd.HasSubCommands() {
+				// A group (topic): its subcommands run, it does not.
+				require.Nil(t, cmd.RunE, "command group %q runs", cmd.Name())
+				check(cmd.Commands())
+				continue
+			}
+			name := strings.TrimPrefix(cmd.CommandPath(), root.Name()+" ")
+			_, ok := readers[name]
+			require.True(t, ok, "command %q has no entry in commandReaders", name)
 		}
-		_, ok := readers[cmd.Name()]
-		require.True(t, ok, "command %q has no entry in commandReaders", cmd.Name())
 	}
+	check(root.Commands())
 }
 
 // TestEveryDeclaredKeyIsRead: each command reads every setting it declares

@@ -1,0 +1,332 @@
+package main
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"text/tabwriter"
+
+	"github.com/spf13/cobra"
+
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// readTopic reads --topic: "" is the default topic. A name that cannot be a
+// topic is a usage error, caught before anything is sent.
+func readTopic(s *settings) (string, error) {
+	topic := s.String(keyTopic)
+	if topic == "" {
+		return "", nil
+	}
+	if err := api.ValidateTopicName(topic); err != nil {
+		return "", usageError(fmt.Errorf("--topic: %w", err))
+	}
+	return topic, nil
+}
+
+// topicArg checks the NAME argument of the topic subcommands.
+func topicArg(cmd *cobra.Command, args []string) error {
+	if len(args) != 1 {
+		return usageError(fmt.Errorf("%sneeds one topic NAME, got %d arguments (see '%s --help')",
+			commandPrefix(cmd), len(args), cmd.CommandPath()))
+	}
+	if err := api.ValidateTopicName(args[0]); err != nil {
+		return usageError(fmt.Errorf("%s%w", commandPrefix(cmd), err))
+	}
+	return nil
+}
+
+// topicCreateSettings are the settings of `proglog topic create`.
+type topicCreateSettings struct {
+	client clientSettings
+	config *api.TopicConfig
+}
+
+// readTopicCreateSettings reads and validates the settings of `proglog
+// topic create`.
+func readTopicCreateSettings(s *settings) (topicCreateSettings, error) {
+	segmentBytes, recordBytes := s.Int(keyTopicSegmentBytes), s.Int(keyTopicMaxRecordBytes)
+	ts := topicCreateSettings{client: readClientSettings(s)}
+	if err := s.Err(); err != nil {
+		return ts, err
+	}
+	if segmentBytes < 0 {
+		return ts, usageError(fmt.Errorf("--%s %d must not be negative", keyTopicSegmentBytes, segmentBytes))
+	}
+	if recordBytes < 0 {
+		return ts, usageError(fmt.Errorf("--%s %d must not be negative", keyTopicMaxRecordBytes, recordBytes))
+	}
+	ts.config = &api.TopicConfig{MaxSegmentBytes: uint64(segmentBytes), MaxRecordBytes: uint64(recordBytes)}
+	return ts, ts.client.validate()
+}
+
+// topicListSettings are the settings of `proglog topic list` and
+// `proglog topic describe`.
+type topicListSettings struct {
+	client clientSettings
+	json   bool
+}
+
+// readTopicListSettings reads and validates the settings of `proglog topic
+// list` and `proglog topic describe`.
+func readTopicListSettings(s *settings) (topicListSettings, error) {
+	ts := topicListSettings{client: readClientSettings(s), json: s.Bool(keyJSON)}
+	if err := s.Err(); err != nil {
+		return ts, err
+	}
+	return ts, ts.client.validate()
+}
+
+// topicDeleteSettings are the settings of `proglog topic delete`.
+type topicDeleteSettings struct {
+	client clientSettings
+}
+
+// readTopicDeleteSettings reads and validates the settings of `proglog
+// topic delete`.
+func readTopicDeleteSettings(s *settings) (topicDeleteSettings, error) {
+	ts := topicDeleteSettings{client: readClientSettings(s)}
+	if err := s.Err(); err != nil {
+		return ts, err
+	}
+	return ts, ts.client.validate()
+}
+
+func newTopicCmd() (*cobra.Command, error) {
+	topic := &cobra.Command{
+		Use:   "topic",
+		Short: "Create, list, describe and delete topics",
+		Long: `A topic is a named log with offsets of its own, from 0. Every cluster has the
+topic "default", which the book's API (requests without a topic, POST / and
+GET / over HTTP) reads and writes; produce, consume and bench take --topic for
+the others. Topic names match [A-Za-z0-9._-]{1,249} and are not "." or "..".
+
+Creating and deleting a topic needs the "admin" action on it in the ACL
+policy; describing it, and seeing it in the list, needs "consume".`,
+		Example: `  proglog topic create orders
+  proglog produce --topic orders '{"id": 1}'
+  proglog consume --topic orders
+  proglog topic list
+  proglog topic describe orders
+  proglog topic delete orders`,
+		Args: noArgs,
+	}
+	for _, build := range []func() (*cobra.Command, error){
+		newTopicCreateCmd, newTopicListCmd, newTopicDescribeCmd, newTopicDeleteCmd,
+	} {
+		cmd, err := build()
+		if err != nil {
+			return nil, err
+		}
+		topic.AddCommand(cmd)
+	}
+	return topic, nil
+}
+
+func newTopicCreateCmd() (*cobra.Command, error) {
+	return newCommand(&cobra.Command{
+		Use:   "create NAME",
+		Short: "Create a topic",
+		Long: `Create topic NAME and print it. Creating a topic that exists with the same
+configuration does nothing (it succeeds); with another configuration it fails.`,
+		Example: `  proglog topic create orders
+  proglog topic create audit --topic-segment-bytes 67108864`,
+		Args: topicArg,
+		RunE: runTopicCreate,
+	}, topicCreateOptions())
+}
+
+func newTopicListCmd() (*cobra.Command, error) {
+	return newCommand(&cobra.Command{
+		Use:   "list",
+		Short: "List the topics",
+		Long: `List the topics you may consume, with their offsets, size and configuration,
+as a follower has applied them (a topic created a moment ago may be missing).`,
+		Example: `  proglog topic list
+  proglog topic list --json | jq -r .name`,
+		RunE: runTopicList,
+	}, topicListOptions())
+}
+
+func newTopicDescribeCmd() (*cobra.Command, error) {
+	return newCommand(&cobra.Command{
+		Use:     "describe NAME",
+		Short:   "Describe a topic",
+		Long:    `Print topic NAME's offsets, size and configuration.`,
+		Example: `  proglog topic describe orders`,
+		Args:    topicArg,
+		RunE:    runTopicDescribe,
+	}, topicDescribeOptions())
+}
+
+func newTopicDeleteCmd() (*cobra.Command, error) {
+	return newCommand(&cobra.Command{
+		Use:   "delete NAME",
+		Short: "Delete a topic and its records",
+		Long: `Delete topic NAME and every record in it, on every node. The default topic
+cannot be deleted.`,
+		Example: `  proglog topic delete orders`,
+		Args:    topicArg,
+		RunE:    runTopicDelete,
+	}, topicDeleteOptions())
+}
+
+// runTopicCreate runs `proglog topic create`.
+func runTopicCreate(cmd *cobra.Command, args []string) error {
+	s, err := loadSettings(cmd.Flags(), topicCreateOptions(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	ts, err := readTopicCreateSettings(s)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	client, err := ts.client.dial(logger)
+	if err != nil {
+		return fmt.Errorf("topic create: %w", err)
+	}
+	defer client.Close()
+	info, err := client.CreateTopic(cmd.Context(), args[0], ts.config)
+	if err != nil {
+		return ts.client.rpcError("topic create", err)
+	}
+	return writeTopics(cmd.OutOrStdout(), []*api.TopicInfo{info}, false)
+}
+
+// runTopicList runs `proglog topic list`.
+func runTopicList(cmd *cobra.Command, _ []string) error {
+	s, err := loadSettings(cmd.Flags(), topicListOptions(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	ts, err := readTopicListSettings(s)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	client, err := ts.client.dial(logger)
+	if err != nil {
+		return fmt.Errorf("topic list: %w", err)
+	}
+	defer client.Close()
+	topics, err := client.ListTopics(cmd.Context())
+	if err != nil {
+		return ts.client.rpcError("topic list", err)
+	}
+	return writeTopics(cmd.OutOrStdout(), topics, ts.json)
+}
+
+// runTopicDescribe runs `proglog topic describe`.
+func runTopicDescribe(cmd *cobra.Command, args []string) error {
+	s, err := loadSettings(cmd.Flags(), topicDescribeOptions(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	ts, err := readTopicListSettings(s)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	client, err := ts.client.dial(logger)
+	if err != nil {
+		return fmt.Errorf("topic describe: %w", err)
+	}
+	defer client.Close()
+	info, err := client.DescribeTopic(cmd.Context(), args[0])
+	if err != nil {
+		return ts.client.rpcError("topic describe", err)
+	}
+	return writeTopics(cmd.OutOrStdout(), []*api.TopicInfo{info}, ts.json)
+}
+
+// runTopicDelete runs `proglog topic delete`.
+func runTopicDelete(cmd *cobra.Command, args []string) error {
+	s, err := loadSettings(cmd.Flags(), topicDeleteOptions(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	ts, err := readTopicDeleteSettings(s)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	client, err := ts.client.dial(logger)
+	if err != nil {
+		return fmt.Errorf("topic delete: %w", err)
+	}
+	defer client.Close()
+	if err := client.DeleteTopic(cmd.Context(), args[0]); err != nil {
+		return ts.client.rpcError("topic delete", err)
+	}
+	_, err = fmt.Fprintf(cmd.OutOrStdout(), "deleted topic %s\n", args[0])
+	return err
+}
+
+// topicJSON is one topic in `--json` output: the fields of the HTTP API.
+type topicJSON struct {
+	Name          string `json:"name"`
+	LowestOffset  uint64 `json:"lowest_offset"`
+	HighestOffset uint64 `json:"highest_offset"`
+	NextOffset    uint64 `json:"next_offset"`
+	Records       uint64 `json:"records"`
+	Bytes         uint64 `json:"bytes"`
+	Segments      uint64 `json:"segments"`
+	Config        struct {
+		MaxSegmentBytes uint64 `json:"max_segment_bytes"`
+		MaxRecordBytes  uint64 `json:"max_record_bytes"`
+	} `json:"config"`
+}
+
+// writeTopics prints topics as a table, or as JSON lines.
+func writeTopics(w io.Writer, topics []*api.TopicInfo, asJSON bool) error {
+	if asJSON {
+		enc := json.NewEncoder(w)
+		for _, t := range topics {
+			j := topicJSON{
+				Name: t.GetName(), LowestOffset: t.GetLowestOffset(), HighestOffset: t.GetHighestOffset(),
+				NextOffset: t.GetNextOffset(), Records: t.GetRecords(), Bytes: t.GetBytes(), Segments: t.GetSegments(),
+			}
+			j.Config.MaxSegmentBytes = t.GetConfig().GetMaxSegmentBytes()
+			j.Config.MaxRecordBytes = t.GetConfig().GetMaxRecordBytes()
+			if err := enc.Encode(j); err != nil {
+				return fmt.Errorf("topic: write: %w", err)
+			}
+		}
+		return nil
+	}
+	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
+	fmt.Fprintln(tw, "NAME\tOFFSETS\tRECORDS\tBYTES\tSEGMENTS\tSEGMENT BYTES\tMAX RECORD BYTES")
+	for _, t := range topics {
+		offsets := "-" // empty
+		if t.GetRecords() > 0 {
+			offsets = fmt.Sprintf("%d-%d", t.GetLowestOffset(), t.GetHighestOffset())
+		}
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", t.GetName(), offsets, t.GetRecords(), t.GetBytes(),
+			t.GetSegments(), orClusterDefault(t.GetConfig().GetMaxSegmentBytes()), orClusterDefault(t.GetConfig().GetMaxRecordBytes()))
+	}
+	if err := tw.Flush(); err != nil {
+		return fmt.Errorf("topic: write: %w", err)
+	}
+	return nil
+}
+
+// orClusterDefault prints a config value, 0 meaning the cluster's default.
+func orClusterDefault(v uint64) string {
+	if v == 0 {
+		return "default"
+	}
+	return fmt.Sprint(v)
+}
