@@ -180,6 +180,11 @@ type Config struct {
 	// alone, with the Go runtime and process collectors. Never give two
 	// agents the same registry: their metrics have the same names.
 	MetricsRegistry *prometheus.Registry
+	// MetricsMaxTopicLabels is how many topics get a topic label value of
+	// their own on the per-topic metrics; topics met after that are counted
+	// under "(other)", so clients creating topics cannot grow the node's
+	// series without bound. Default telemetry.DefaultMaxTopicLabels (100).
+	MetricsMaxTopicLabels int
 	// TraceExporter is where OpenTelemetry spans go: "" or "none" (default:
 	// no tracing), "stdout" (JSON on standard output) or "otlp" (OTLP/gRPC
 	// to OTLPEndpoint).
@@ -283,6 +288,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("agent: HTTPPort %d out of range", c.HTTPPort)
 	case c.MaxRecordBytes < 0 || c.MaxBatchRecords < 0:
 		return fmt.Errorf("agent: MaxRecordBytes and MaxBatchRecords must not be negative")
+	case c.MetricsMaxTopicLabels < 0:
+		return fmt.Errorf("agent: MetricsMaxTopicLabels %d must not be negative", c.MetricsMaxTopicLabels)
 	case c.TraceExporter != "" && c.TraceExporter != telemetry.ExporterNone &&
 		c.TraceExporter != telemetry.ExporterStdout && c.TraceExporter != telemetry.ExporterOTLP:
 		return fmt.Errorf("agent: TraceExporter %q: want %q, %q or %q",

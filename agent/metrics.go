@@ -34,8 +34,9 @@ type observability struct {
 func (a *Agent) setupTelemetry() error {
 	logger := a.cfg.Logger.With(zap.String("node", a.cfg.NodeName))
 	metrics, err := telemetry.NewMetrics(telemetry.MetricsConfig{
-		Registry: a.cfg.MetricsRegistry,
-		Logger:   logger,
+		Registry:       a.cfg.MetricsRegistry,
+		MaxTopicLabels: a.cfg.MetricsMaxTopicLabels,
+		Logger:         logger,
 	})
 	if err != nil {
 		return err

@@ -1,17 +1,24 @@
-// Package server serves a commit log: the gRPC Log service (Produce, Consume,
-// ConsumeStream, ProduceStream, ProduceBatch, GetServers) and the seed book's
-// JSON-over-HTTP API, both on a CommitLog — the local distlog.Log or the
-// Raft-replicated distlog.DistributedLog.
+// Package server serves a commit log of named topics: the gRPC Log service
+// (Produce, Consume, ConsumeStream, ProduceStream, ProduceBatch, GetServers,
+// CreateTopic, DeleteTopic, ListTopics, DescribeTopic) and the JSON-over-HTTP
+// API (the seed book's POST / and GET / on the default topic, and
+// /topics/{name}), both on a CommitLog — the Raft-replicated
+// distlog.DistributedLog through the agent's adapter, or servertest.Log in
+// tests. A request that names no topic uses api.DefaultTopic.
 //
 // # Authentication and authorization
 //
 // The server does not authenticate: the caller installs the interceptors (and
 // HTTP middleware) of server/auth, which put the verified client
 // certificate's Common Name in the context. The server authorizes every call
-// with Config.Authorizer: (subject, "*", "produce") for Produce, ProduceBatch,
-// ProduceStream and POST; (subject, "*", "consume") for Consume,
-// ConsumeStream and GET. A stream is authorized once, when it opens.
-// GetServers needs no action.
+// with Config.Authorizer, the object being the topic the call names:
+// (subject, topic, "produce") for Produce, ProduceBatch, ProduceStream and
+// POST; (subject, topic, "consume") for Consume, ConsumeStream,
+// DescribeTopic and GET; (subject, topic, "admin") for CreateTopic,
+// DeleteTopic, PUT and DELETE. ListTopics keeps the topics the subject may
+// consume. A ConsumeStream is authorized once, when it opens; a
+// ProduceStream once per topic its requests name. GetServers needs no
+// action.
 //
 // # Errors
 //

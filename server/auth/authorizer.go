@@ -13,7 +13,10 @@ import (
 // names; the model in test/model.conf matches them against the policy's
 // globs, so "*" in a policy line grants every topic.
 const (
-	// ObjectAll is the policy glob of every topic.
+	// ObjectAll is the policy glob of every topic, and the object of the
+	// checks that concern no topic (ActionJoin): a request for "*" is
+	// matched only by a policy line whose object is "*" (or "?"-like globs
+	// of one character), never by a topic pattern such as "orders.*".
 	ObjectAll = "*"
 	// ActionProduce covers Produce, ProduceBatch and ProduceStream on a topic.
 	ActionProduce = "produce"

@@ -69,6 +69,9 @@ func NewMetrics(cfg MetricsConfig) (*Metrics, error) {
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
+	if cfg.MaxTopicLabels < 0 {
+		return nil, fmt.Errorf("telemetry: MetricsConfig.MaxTopicLabels = %d, want >= 0", cfg.MaxTopicLabels)
+	}
 	if len(cfg.LatencyBuckets) == 0 {
 		cfg.LatencyBuckets = DefaultLatencyBuckets()
 	}

@@ -271,6 +271,9 @@ func TestScrapeStatus(t *testing.T) {
 // are counted under "(other)", so clients creating topics cannot grow the
 // number of series without bound.
 func TestTopicLabelsAreBounded(t *testing.T) {
+	_, err := telemetry.NewMetrics(telemetry.MetricsConfig{MaxTopicLabels: -1})
+	require.Error(t, err, "NewMetrics with a negative MaxTopicLabels")
+
 	m, err := telemetry.NewMetrics(telemetry.MetricsConfig{Registry: prometheus.NewRegistry(), MaxTopicLabels: 3})
 	require.NoError(t, err)
 	log := servertest.NewLog()
