@@ -14,6 +14,10 @@ import (
 //	append (1):        [uvarint topic length][topic][8-byte timestamp, Unix ns][uvarint count][count × (uvarint length, value)]
 //	create-topic (2):  [uvarint name length][name][8-byte MaxRecordBytes][8-byte SegmentBytes]
 //	delete-topic (3):  [uvarint name length][name]
+//	producer-append (6): [uvarint topic length][topic][8-byte timestamp, Unix ns]
+//	                   [uvarint window][uvarint max producers][8-byte idle expiry, ns]
+//	                   [uvarint run count][runs × ([8-byte producer id][uvarint sequence][uvarint records])]
+//	                   [values of every run in order, each (uvarint length, value)]
 //
 // Integers are big-endian. Version 1 was the previous release's
 // append-batch command ([1][uvarint count][values], no topic). The
@@ -23,7 +27,7 @@ import (
 // the same order.
 //
 // A command this version does not know (another version, or a kind such
-// as the next features' truncate, commit-offset and producer-sequence) stops
+// as the next features' truncate and commit-offset) stops
 // the state machine (ErrUnknownCommand): skipping it would let this node's
 // state diverge from the nodes that applied it. A change to a kind's fields
 // takes a new version for that reason; a node never reads past the fields
@@ -35,9 +39,13 @@ const (
 	kindCreateTopic byte = 2
 	kindDeleteTopic byte = 3
 	// Reserved for the next issue, unknown (and so fail-stop) today.
-	kindTruncate         byte = 4
-	kindCommitOffset     byte = 5
-	kindProducerSequence byte = 6
+	kindTruncate     byte = 4
+	kindCommitOffset byte = 5
+	// kindProducerAppend is an append of produce calls that may carry a
+	// producer id and sequence (see producers.go); the producer limits of
+	// the leader that proposed it travel with it, so every node decides
+	// duplicates and expiry alike.
+	kindProducerAppend byte = 6
 
 	// commandHeaderBytes is the version and kind.
 	commandHeaderBytes = 2
@@ -68,6 +76,19 @@ type command struct {
 	values    [][]byte
 	// create-topic
 	config TopicConfig
+	// producer-append: the runs (one per produce call) whose values are
+	// values, in order, and the limits the leader proposed them with.
+	runs   []producerRun
+	limits producerLimits
+}
+
+// producerRun is one produce call in a producer-append command: records
+// values from the producer's call number sequence (producer 0: a call
+// without a producer).
+type producerRun struct {
+	producer uint64
+	sequence uint64
+	records  uint64
 }
 
 // encodeAppend encodes an append command of values to topic, stamped ts.
@@ -101,6 +122,45 @@ func appendCommandSize(topic string, lengths []int) uint64 {
 // maxAppendFramingBytes bounds what an append command of one value adds
 // to the value, for a topic name of at most maxTopicNameBytes.
 const maxAppendFramingBytes = commandHeaderBytes + binary.MaxVarintLen64 + maxTopicNameBytes + 8 + 2*binary.MaxVarintLen64
+
+// encodeProducerAppend encodes a producer-append command of runs, whose
+// values are values in order, to topic, stamped ts, with limits.
+func encodeProducerAppend(topic string, ts int64, limits producerLimits, runs []producerRun, values [][]byte) []byte {
+	size := commandHeaderBytes + binary.MaxVarintLen64 + len(topic) + 8 + 2*binary.MaxVarintLen64 + 8 +
+		binary.MaxVarintLen64 + len(runs)*(8+2*binary.MaxVarintLen64)
+	for _, v := range values {
+		size += binary.MaxVarintLen64 + len(v)
+	}
+	buf := make([]byte, 0, size)
+	buf = append(buf, commandVersion, kindProducerAppend)
+	buf = appendString(buf, topic)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(ts))
+	buf = binary.AppendUvarint(buf, limits.window)
+	buf = binary.AppendUvarint(buf, limits.maxProducers)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(limits.idle))
+	buf = binary.AppendUvarint(buf, uint64(len(runs)))
+	for _, r := range runs {
+		buf = binary.BigEndian.AppendUint64(buf, r.producer)
+		buf = binary.AppendUvarint(buf, r.sequence)
+		buf = binary.AppendUvarint(buf, r.records)
+	}
+	for _, v := range values {
+		buf = binary.AppendUvarint(buf, uint64(len(v)))
+		buf = append(buf, v...)
+	}
+	return buf
+}
+
+// producerAppendCommandSize bounds the encoded size of a producer-append
+// command of runs with values of these lengths to topic.
+func producerAppendCommandSize(topic string, runs int, lengths []int) uint64 {
+	size := uint64(commandHeaderBytes+uvarintLen(uint64(len(topic)))+len(topic)+8+2*binary.MaxVarintLen64+8) +
+		uint64(binary.MaxVarintLen64+runs*(8+2*binary.MaxVarintLen64))
+	for _, n := range lengths {
+		size += uint64(uvarintLen(uint64(n)) + n)
+	}
+	return size
+}
 
 // encodeCreateTopic encodes a create-topic command.
 func encodeCreateTopic(name string, cfg TopicConfig) []byte {
@@ -162,6 +222,42 @@ func decodeCommand(data []byte) (command, error) {
 			if !ok {
 				// Formatted only on failure: this loop is the apply path.
 				d.fail(fmt.Sprintf("record %d of %d: bad length", i, count))
+			}
+			c.values = append(c.values, v)
+		}
+	case kindProducerAppend:
+		c.topic = d.string("topic")
+		c.timestamp = int64(d.uint64("timestamp"))
+		c.limits.window = d.uvarint("window")
+		c.limits.maxProducers = d.uvarint("max producers")
+		c.limits.idle = int64(d.uint64("idle expiry"))
+		runs := d.uvarint("run count")
+		// A run takes at least ten bytes: a count beyond that is a lie.
+		if d.err == nil && (runs == 0 || runs > uint64(len(d.rest))/10) {
+			d.fail(fmt.Sprintf("run count %d with %d bytes left", runs, len(d.rest)))
+		}
+		var total uint64
+		if d.err == nil {
+			c.runs = make([]producerRun, 0, runs)
+		}
+		for i := uint64(0); d.err == nil && i < runs; i++ {
+			r := producerRun{producer: d.uint64("producer"), sequence: d.uvarint("sequence"), records: d.uvarint("records")}
+			if d.err == nil && (r.records == 0 || r.records > uint64(len(d.rest))) {
+				d.fail(fmt.Sprintf("run %d of %d: %d records with %d bytes left", i, runs, r.records, len(d.rest)))
+			}
+			total += r.records
+			c.runs = append(c.runs, r)
+		}
+		if d.err == nil && total > uint64(len(d.rest)) {
+			d.fail(fmt.Sprintf("%d records with %d bytes left", total, len(d.rest)))
+		}
+		if d.err == nil {
+			c.values = make([][]byte, 0, total)
+		}
+		for i := uint64(0); d.err == nil && i < total; i++ {
+			v, ok := d.value()
+			if !ok {
+				d.fail(fmt.Sprintf("record %d of %d: bad length", i, total))
 			}
 			c.values = append(c.values, v)
 		}

@@ -210,7 +210,8 @@ func (d *DistributedLog) apply(ctx context.Context, data []byte) (applyResult, u
 // The outcome of an entry is unknown when the leader loses its leadership
 // while the entry is in flight: that returns api.ErrNotLeader with
 // OutcomeUnknown set, and a client that retries may append the records
-// twice (at-least-once).
+// twice (at-least-once). Use
+// AppendProduced with a producer id for exactly-once.
 func (d *DistributedLog) AppendBatch(ctx context.Context, topic string, records []*api.Record) (uint64, error) {
 	if d.isClosed() {
 		return 0, ErrClosed
@@ -249,6 +250,69 @@ func (d *DistributedLog) AppendBatch(ctx context.Context, topic string, records 
 		return 0, err
 	}
 	return result.first, nil
+}
+
+// AppendProduced appends the produce calls batches to topic ("" is
+// DefaultTopic) as ONE Raft entry and returns each call's outcome, in
+// order. A call with a producer id is idempotent (see api.ProducerBatch):
+// a retry of one appended before returns the original offsets, Duplicate
+// set, and appends nothing; a sequence the producer's state cannot accept
+// is an api.SequenceError in that call's result. The other calls of the
+// entry are not affected by one refused. Errors that refuse the whole
+// entry (not the leader, a bad topic, a record or batch too large, an empty
+// call) are returned as the error, as by AppendBatch.
+func (d *DistributedLog) AppendProduced(ctx context.Context, topic string, batches []api.ProducerBatch) ([]api.ProducerResult, error) {
+	if d.isClosed() {
+		return nil, ErrClosed
+	}
+	topic, err := topicName(topic)
+	if err != nil {
+		return nil, err
+	}
+	if len(batches) == 0 {
+		return nil, ErrEmptyBatch
+	}
+	t, ok := d.fsm.lookup(topic)
+	if !ok {
+		return nil, api.TopicNotFoundError{Topic: topic}
+	}
+	limit := d.fsm.maxRecordBytes(t.config)
+	runs := make([]producerRun, len(batches))
+	var values [][]byte
+	var lengths []int
+	for k, b := range batches {
+		if len(b.Records) == 0 {
+			return nil, fmt.Errorf("%w: call %d of %d", ErrEmptyBatch, k, len(batches))
+		}
+		runs[k] = producerRun{producer: b.ProducerID, sequence: b.Sequence, records: uint64(len(b.Records))}
+		if b.ProducerID == 0 {
+			runs[k].sequence = 0
+		}
+		for j, r := range b.Records {
+			if r == nil {
+				return nil, fmt.Errorf("%w: record %d of call %d", ErrNilRecord, j, k)
+			}
+			if n := uint64(len(r.GetValue())); n > limit {
+				return nil, fmt.Errorf("%w: record %d of call %d has %d bytes, topic %q takes at most %d",
+					ErrRecordTooLarge, j, k, n, topic, limit)
+			}
+			values = append(values, r.GetValue())
+			lengths = append(lengths, len(r.GetValue()))
+		}
+	}
+	if size := producerAppendCommandSize(topic, len(runs), lengths); size > d.config.MaxBatchBytes {
+		return nil, fmt.Errorf("%w: %d records take %d bytes, MaxBatchBytes is %d",
+			ErrBatchTooLarge, len(values), size, d.config.MaxBatchBytes)
+	}
+	data := encodeProducerAppend(topic, time.Now().UnixNano(), d.config.Producers.limits(), runs, values)
+	result, _, err := d.apply(ctx, data)
+	if err != nil {
+		return nil, err
+	}
+	if len(result.runs) != len(batches) {
+		return nil, fmt.Errorf("distlog: %d outcomes for %d calls", len(result.runs), len(batches))
+	}
+	return result.runs, nil
 }
 
 // CreateTopic creates topic name with cfg through Raft. Creating a topic

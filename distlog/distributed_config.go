@@ -50,6 +50,11 @@ type DistributedConfig struct {
 	// Raft configures consensus.
 	Raft RaftConfig
 
+	// Producers bounds the idempotent producers' state (see
+	// ProducerConfig); defaults: 5 calls per producer, 10000 producers,
+	// 24 h idle expiry.
+	Producers ProducerConfig
+
 	// ApplyTimeout bounds how long Append and AppendBatch wait to hand an
 	// entry to Raft (a shorter context deadline wins). Once Raft holds the
 	// entry, they wait until it is applied or Raft gives up on it (for
@@ -160,6 +165,10 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	var err error
+	if c.Producers, err = c.Producers.withDefaults(); err != nil {
+		return c, err
 	}
 	if c.ApplyTimeout < 0 || c.ReadWaitTimeout < 0 || c.Raft.TransportTimeout < 0 {
 		return c, fmt.Errorf("%w: negative timeout (ApplyTimeout %v, ReadWaitTimeout %v, Raft.TransportTimeout %v)",

@@ -32,7 +32,9 @@ const topicsDirName = "topics"
 type applyResult struct {
 	first uint64 // append: offset of the batch's first record
 	count int    // append: records in the batch
-	err   error
+	// runs is a producer-append's outcome, one per run (produce call).
+	runs []api.ProducerResult
+	err  error
 	// skipped is true for an entry that was applied before (Raft replaying
 	// it after a restart); first and count are then not known. Nobody
 	// waits for such an entry: it was applied by an earlier run of the
@@ -82,6 +84,9 @@ type fsm struct {
 	// topics (create, delete, restore), for readers waiting for a topic
 	// this node has not applied yet.
 	topicsChanged chan struct{}
+	// producers is the idempotent producers' state (see producers.go),
+	// changed by every producer-append entry above meta.applied.
+	producers producerTable
 	// failed stops the state machine; see ErrFSMFailed.
 	failed error
 	// restores counts topics rebuilt from a snapshot stream.
@@ -121,6 +126,7 @@ func newFSM(dir string, logConfig storage.Config, snapshots *SnapshotStore, logg
 		}
 	}
 	f.applied = f.meta.applied
+	f.producers = f.meta.producers.clone()
 	for _, t := range f.meta.topics {
 		ts, err := f.openTopic(t)
 		if err != nil {
@@ -218,11 +224,18 @@ func (f *fsm) removeStrayTopicDirs() error {
 }
 
 // persistMetaLocked writes the metadata table with applied index. Caller
-// holds mu.
+// holds mu. The topics' logs are synced first: the table's producer state
+// says which calls were appended, and entries at or below its applied
+// index are not applied again, so their records must be on disk before it.
 func (f *fsm) persistMetaLocked(applied uint64) error {
-	m := metadata{applied: applied}
+	m := metadata{applied: applied, producers: f.producers.clone()}
 	for _, t := range f.topics {
 		m.topics = append(m.topics, t.topicMeta)
+		if t.log != nil && len(f.producers.byID) > 0 {
+			if err := t.log.Sync(); err != nil {
+				return fmt.Errorf("distlog: sync topic %q: %w", t.name, err)
+			}
+		}
 	}
 	slices.SortFunc(m.topics, func(a, b topicMeta) int { return strings.Compare(a.name, b.name) })
 	if err := writeFileAtomic(filepath.Join(f.dir, metaFileName), m.encode()); err != nil {
@@ -311,6 +324,9 @@ type pendingAppend struct {
 	records  int    // index of its first new record in the topic's batch
 	skip     uint32 // records of its batch already in the log before this apply
 	count    int    // records in its batch
+	// runs is a producer-append's outcome, its offsets decided when it
+	// was gathered.
+	runs []api.ProducerResult
 }
 
 // topicBatch gathers the records of consecutive append entries to one
@@ -373,7 +389,28 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				batches[cmd.topic] = b
 				order = append(order, cmd.topic)
 			}
+			f.producers.advance(cmd.timestamp)
 			responses[i] = f.gatherLocked(b, i, l, cmd)
+		case kindProducerAppend:
+			t, ok := f.topics[cmd.topic]
+			switch {
+			case l.Index <= f.meta.applied || (ok && l.Index < t.id):
+				// Applied before the table was last written: its records
+				// and its producers' state are in.
+				responses[i] = applyResult{skipped: true}
+				continue
+			case !ok:
+				responses[i] = applyResult{err: api.TopicNotFoundError{Topic: cmd.topic}}
+				continue
+			}
+			b := batches[cmd.topic]
+			if b == nil {
+				b = &topicBatch{topic: t}
+				batches[cmd.topic] = b
+				order = append(order, cmd.topic)
+			}
+			f.producers.advance(cmd.timestamp)
+			responses[i] = f.gatherProducedLocked(b, i, l, cmd)
 		case kindCreateTopic:
 			flush()
 			responses[i] = f.createTopicLocked(l.Index, cmd.topic, cmd.config)
@@ -445,6 +482,10 @@ func (f *fsm) writeBatchLocked(b *topicBatch, responses []any) {
 		return
 	}
 	for _, p := range b.pending {
+		if p.runs != nil {
+			responses[p.response] = applyResult{runs: p.runs}
+			continue
+		}
 		responses[p.response] = applyResult{first: first + uint64(p.records) - uint64(p.skip), count: p.count}
 	}
 	last := b.records[len(b.records)-1]
@@ -498,6 +539,7 @@ func (f *fsm) deleteTopicLocked(index uint64, name string) applyResult {
 	// The table first: a crash before the directory is gone leaves a
 	// stray directory that the next open removes.
 	delete(f.topics, name)
+	f.producers.forgetTopic(t.id)
 	if err := f.persistMetaLocked(index); err != nil {
 		f.topics[name] = t
 		return f.stopLocked(fmt.Errorf("delete topic %q: %w", name, err))

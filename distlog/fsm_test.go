@@ -281,7 +281,6 @@ func TestFSMStopsAtAnUnknownCommand(t *testing.T) {
 		{"a newer version", []byte{commandVersion + 1, kindAppend}},
 		{"truncate, reserved for the next issue", []byte{commandVersion, kindTruncate}},
 		{"commit-offset", []byte{commandVersion, kindCommitOffset, 0}},
-		{"producer-sequence", []byte{commandVersion, kindProducerSequence}},
 		{"an unknown kind", []byte{commandVersion, 200}},
 	}
 	for _, tt := range tests {

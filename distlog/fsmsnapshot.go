@@ -147,7 +147,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := os.MkdirAll(stage, 0o755); err != nil {
 		return fail(err)
 	}
-	state := snapshotState{meta: metadata{applied: f.applied}}
+	state := snapshotState{meta: metadata{applied: f.applied, producers: f.producers.clone()}}
 	names := make([]string, 0, len(f.topics))
 	for name := range f.topics {
 		names = append(names, name)
@@ -305,6 +305,7 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 	}
 	old := f.topics
 	f.topics = topics
+	f.producers = state.meta.producers.clone()
 	if err := f.persistMetaLocked(state.meta.applied); err != nil {
 		return fail(err)
 	}

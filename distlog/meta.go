@@ -10,22 +10,26 @@ import (
 )
 
 // The metadata table is the state machine's state besides the topics'
-// records: the topics and their config (next: consumer offsets, producer
-// state), and the Raft index it reflects. It is stored in the file
+// records: the topics and their config, the idempotent producers' state
+// (see producers.go; next: consumer offsets), and the Raft index it
+// reflects. It is stored in the file
 // "metadata" of the data directory (replaced atomically at every change)
 // and at the head of every snapshot:
 //
-//	[7 bytes "PLGMETA"][1 byte version = 1][8-byte applied index][4-byte topic count]
+//	[7 bytes "PLGMETA"][1 byte version = 2][8-byte applied index][4-byte topic count]
 //	count × ([2-byte name length][name][8-byte id][8-byte MaxRecordBytes][8-byte SegmentBytes])
+//	[producer section, see appendProducers]
 //	[4-byte CRC32-C of everything before]
 //
-// Integers are big-endian; topics are sorted by name. A topic's id is the
+// Integers are big-endian; topics are sorted by name. Version 1 (no
+// producer section) is still read, as a table without producers. A topic's id is the
 // Raft index of the entry that created it (0 for DefaultTopic) and names its
 // directory, so a topic deleted and created again never meets the old one's
 // files.
 const (
 	metaMagic              = "PLGMETA"
-	metaVersion       byte = 1
+	metaVersion       byte = 2
+	metaVersionTopics byte = 1 // before idempotent producers
 	metaFileName           = "metadata"
 	metaFixedBytes         = len(metaMagic) + 1 + 8 + 4
 	metaTopicBytes         = 2 + 8 + 16
@@ -43,6 +47,9 @@ type metadata struct {
 	// not applied to the table again.
 	applied uint64
 	topics  []topicMeta // sorted by name
+	// producers is the idempotent producers' state; its byID may be nil
+	// (no producers).
+	producers producerTable
 }
 
 // topicMeta is one topic of the metadata table.
@@ -69,6 +76,7 @@ func (m metadata) encode() []byte {
 		buf = binary.BigEndian.AppendUint64(buf, t.config.MaxRecordBytes)
 		buf = binary.BigEndian.AppendUint64(buf, t.config.SegmentBytes)
 	}
+	buf = appendProducers(buf, m.producers)
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 }
 
@@ -76,8 +84,9 @@ func decodeMetadata(b []byte) (metadata, error) {
 	if len(b) < metaFixedBytes+metaChecksumBytes || string(b[:len(metaMagic)]) != metaMagic {
 		return metadata{}, fmt.Errorf("%w: not a metadata table", ErrBadMetadata)
 	}
-	if v := b[len(metaMagic)]; v != metaVersion {
-		return metadata{}, fmt.Errorf("%w: version %d, this release reads %d", ErrBadMetadata, v, metaVersion)
+	version := b[len(metaMagic)]
+	if version != metaVersion && version != metaVersionTopics {
+		return metadata{}, fmt.Errorf("%w: version %d, this release reads %d and %d", ErrBadMetadata, version, metaVersionTopics, metaVersion)
 	}
 	body, sum := b[:len(b)-metaChecksumBytes], binary.BigEndian.Uint32(b[len(b)-metaChecksumBytes:])
 	if got := crc32.Checksum(body, castagnoli); got != sum {
@@ -107,6 +116,13 @@ func decodeMetadata(b []byte) (metadata, error) {
 			return metadata{}, fmt.Errorf("%w: topic name %q", ErrBadMetadata, t.name)
 		}
 		m.topics = append(m.topics, t)
+	}
+	m.producers = newProducerTable()
+	if version >= metaVersion {
+		var err error
+		if m.producers, rest, err = decodeProducers(rest); err != nil {
+			return metadata{}, err
+		}
 	}
 	if len(rest) != 0 {
 		return metadata{}, fmt.Errorf("%w: %d trailing bytes", ErrBadMetadata, len(rest))
