@@ -64,14 +64,14 @@ type ProducerConfig struct {
 
 // Defaults of ProducerConfig.
 const (
-	DefaultProducerWindow       = 5
-	DefaultMaxProducers         = 10000
-	DefaultProducerIdleExpiry   = 24 * time.Hour
-	maxProducerWindow           = 1024
-	maxProducersLimit           = 1 << 20
-	producerStateFixedBytes     = 8 + 8 + 8 + 2
-	producerSpanBytes           = 8 + 8 + 8 + 8 + 8
-	producerSectionHeadBytes    = 8 + 4
+	DefaultProducerWindow     = 5
+	DefaultMaxProducers       = 10000
+	DefaultProducerIdleExpiry = 24 * time.Hour
+	maxProducerWindow         = 1024
+	maxProducersLimit         = 1 << 20
+	producerStateFixedBytes   = 8 + 8 + 8 + 2
+	producerSpanBytes         = 8 + 8 + 8 + 8 + 8
+	producerSectionHeadBytes  = 8 + 4
 )
 
 func (c ProducerConfig) withDefaults() (ProducerConfig, error) {
