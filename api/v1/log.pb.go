@@ -111,7 +111,17 @@ type ProduceRequest struct {
 	Record *Record                `protobuf:"bytes,1,opt,name=record,proto3" json:"record,omitempty"`
 	// topic names the topic to append to; empty means the default topic,
 	// "default", so clients that know no topics keep working.
-	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// producer_id and sequence make the call (on ProduceStream: each
+	// request) idempotent, appended exactly once: a producer names itself with any nonzero id (random per client session)
+	// and numbers its calls 0, 1, 2, … one at a time, sending the same
+	// sequence on every retry of a call. A retry of a call already appended
+	// gets the original offsets (duplicate = true) and appends nothing; a
+	// sequence past the next one expected is FAILED_PRECONDITION naming the
+	// expected one. The cluster keeps a producer's last 5 calls (configurable)
+	// and forgets a producer idle for 24 h. 0 (the default): not idempotent.
+	ProducerId    uint64 `protobuf:"varint,3,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence      uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -160,9 +170,26 @@ func (x *ProduceRequest) GetTopic() string {
 	return ""
 }
 
+func (x *ProduceRequest) GetProducerId() uint64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *ProduceRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 type ProduceResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	state  protoimpl.MessageState `protogen:"open.v1"`
+	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	// duplicate is set when the request repeated an idempotent producer's
+	// call that was appended before: offset is the one it got then.
+	Duplicate     bool `protobuf:"varint,2,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -202,6 +229,13 @@ func (x *ProduceResponse) GetOffset() uint64 {
 		return x.Offset
 	}
 	return 0
+}
+
+func (x *ProduceResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 type ConsumeRequest struct {
@@ -308,7 +342,10 @@ type ProduceBatchRequest struct {
 	Records []*Record              `protobuf:"bytes,1,rep,name=records,proto3" json:"records,omitempty"`
 	// topic names the topic to append to; empty means the default topic,
 	// "default".
-	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// producer_id and sequence: see ProduceRequest; one sequence per batch.
+	ProducerId    uint64 `protobuf:"varint,3,opt,name=producer_id,json=producerId,proto3" json:"producer_id,omitempty"`
+	Sequence      uint64 `protobuf:"varint,4,opt,name=sequence,proto3" json:"sequence,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -357,12 +394,28 @@ func (x *ProduceBatchRequest) GetTopic() string {
 	return ""
 }
 
+func (x *ProduceBatchRequest) GetProducerId() uint64 {
+	if x != nil {
+		return x.ProducerId
+	}
+	return 0
+}
+
+func (x *ProduceBatchRequest) GetSequence() uint64 {
+	if x != nil {
+		return x.Sequence
+	}
+	return 0
+}
+
 // ProduceBatchResponse names the offset of the batch's first record; the
 // records hold first_offset .. first_offset+count-1.
 type ProduceBatchResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	FirstOffset   uint64                 `protobuf:"varint,1,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
-	Count         uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	state       protoimpl.MessageState `protogen:"open.v1"`
+	FirstOffset uint64                 `protobuf:"varint,1,opt,name=first_offset,json=firstOffset,proto3" json:"first_offset,omitempty"`
+	Count       uint64                 `protobuf:"varint,2,opt,name=count,proto3" json:"count,omitempty"`
+	// duplicate: see ProduceResponse.
+	Duplicate     bool `protobuf:"varint,3,opt,name=duplicate,proto3" json:"duplicate,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -409,6 +462,13 @@ func (x *ProduceBatchResponse) GetCount() uint64 {
 		return x.Count
 	}
 	return 0
+}
+
+func (x *ProduceBatchResponse) GetDuplicate() bool {
+	if x != nil {
+		return x.Duplicate
+	}
+	return false
 }
 
 type GetServersRequest struct {
@@ -1080,23 +1140,31 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x06offset\x18\x02 \x01(\x04R\x06offset\x12\x12\n" +
 	"\x04term\x18\x03 \x01(\x04R\x04term\x12\x12\n" +
 	"\x04type\x18\x04 \x01(\rR\x04typeJ\x04\b\x05\x10\x06R\n" +
-	"raft_index\"N\n" +
+	"raft_index\"\x8b\x01\n" +
 	"\x0eProduceRequest\x12&\n" +
 	"\x06record\x18\x01 \x01(\v2\x0e.log.v1.RecordR\x06record\x12\x14\n" +
-	"\x05topic\x18\x02 \x01(\tR\x05topic\")\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1f\n" +
+	"\vproducer_id\x18\x03 \x01(\x04R\n" +
+	"producerId\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\"G\n" +
 	"\x0fProduceResponse\x12\x16\n" +
-	"\x06offset\x18\x01 \x01(\x04R\x06offset\">\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x1c\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\">\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\"?\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"U\n" +
+	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\x92\x01\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
 	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\x12\x14\n" +
-	"\x05topic\x18\x02 \x01(\tR\x05topic\"O\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1f\n" +
+	"\vproducer_id\x18\x03 \x01(\x04R\n" +
+	"producerId\x12\x1a\n" +
+	"\bsequence\x18\x04 \x01(\x04R\bsequence\"m\n" +
 	"\x14ProduceBatchResponse\x12!\n" +
 	"\ffirst_offset\x18\x01 \x01(\x04R\vfirstOffset\x12\x14\n" +
-	"\x05count\x18\x02 \x01(\x04R\x05count\"\x13\n" +
+	"\x05count\x18\x02 \x01(\x04R\x05count\x12\x1c\n" +
+	"\tduplicate\x18\x03 \x01(\bR\tduplicate\"\x13\n" +
 	"\x11GetServersRequest\">\n" +
 	"\x12GetServersResponse\x12(\n" +
 	"\aservers\x18\x01 \x03(\v2\x0e.log.v1.ServerR\aservers\"P\n" +
