@@ -24,6 +24,12 @@ func (l topicLog) AppendBatch(ctx context.Context, topic string, records []*api.
 	return l.log.AppendBatch(ctx, topic, records)
 }
 
+// AppendProduced appends produce calls, idempotent ones deduplicated,
+// through Raft.
+func (l topicLog) AppendProduced(ctx context.Context, topic string, batches []api.ProducerBatch) ([]api.ProducerResult, error) {
+	return l.log.AppendProduced(ctx, topic, batches)
+}
+
 // Read reads topic on this node.
 func (l topicLog) Read(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
 	return l.log.Read(ctx, topic, offset)

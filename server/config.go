@@ -22,6 +22,15 @@ type CommitLog interface {
 	// unit, and returns the offset of the first; record i gets first+i.
 	// Offsets are per topic.
 	AppendBatch(ctx context.Context, topic string, records []*api.Record) (first uint64, err error)
+	// AppendProduced appends the produce calls batches to topic as one
+	// unit, each call contiguous, in order, and returns each call's
+	// outcome. A call with a producer id is idempotent (see
+	// api.ProducerBatch): a retry of a call appended before gets the
+	// original offsets (Duplicate) and appends nothing; a sequence the
+	// producer's state refuses is an api.SequenceError in that call's
+	// result, the other calls unaffected. An error that refuses every call
+	// is returned as the error.
+	AppendProduced(ctx context.Context, topic string, batches []api.ProducerBatch) ([]api.ProducerResult, error)
 	// Read returns the record at offset in topic, or
 	// api.ErrOffsetOutOfRange when the topic does not hold it. The caller
 	// must not modify the returned record.

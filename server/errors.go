@@ -50,6 +50,7 @@ var errorTable = []errorClass{
 	{"topic not found", isAny(api.ErrTopicNotFound), codes.NotFound, http.StatusNotFound},
 	{"topic exists", isAny(api.ErrTopicExists), codes.AlreadyExists, http.StatusConflict},
 	{"default topic kept", isAny(api.ErrDeleteDefaultTopic), codes.FailedPrecondition, http.StatusConflict},
+	{"producer sequence", isAny(api.ErrOutOfOrderSequence), codes.FailedPrecondition, http.StatusConflict},
 	{"stopping", isAny(api.ErrLogClosed, ErrStopping), codes.Unavailable, http.StatusServiceUnavailable},
 	// The authentication and authorization layers (server/auth, an
 	// Authorizer) refuse calls with status errors; they keep their code.

@@ -53,6 +53,7 @@ func TestErrorTable(t *testing.T) {
 		{"invalid topic name", fmt.Errorf("create: %w", api.InvalidTopicNameError{Topic: "a/b"}), codes.InvalidArgument, "[A-Za-z0-9._-]{1,249}", http.StatusBadRequest},
 		{"invalid topic config", fmt.Errorf("distlog: %w: MaxRecordBytes 9 over the node's 8", api.ErrInvalidTopicConfig), codes.InvalidArgument, "invalid topic config: MaxRecordBytes", http.StatusBadRequest},
 		{"delete the default topic", fmt.Errorf("distlog: %w", api.ErrDeleteDefaultTopic), codes.FailedPrecondition, "default topic cannot be deleted", http.StatusConflict},
+		{"producer sequence out of order", fmt.Errorf("call 0: %w", api.SequenceError{ProducerID: 1, Sequence: 9, Expected: 4}), codes.FailedPrecondition, "sequence 9 out of order; expected sequence 4", http.StatusConflict},
 		{"unknown", errSecret, codes.Internal, "internal error", http.StatusInternalServerError},
 		{"unknown status code", status.Error(codes.Unknown, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},
 		{"a status no layer may set", status.Error(codes.NotFound, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},

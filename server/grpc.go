@@ -90,11 +90,31 @@ func (s *logService) Produce(ctx context.Context, req *api.ProduceRequest) (*api
 	if err != nil {
 		return nil, s.status(err)
 	}
+	if req.GetProducerId() != 0 {
+		result, err := s.appendProduced(ctx, topic, req.GetProducerId(), req.GetSequence(), []*api.Record{record})
+		if err != nil {
+			return nil, s.status(err)
+		}
+		return &api.ProduceResponse{Offset: result.First, Duplicate: result.Duplicate}, nil
+	}
 	offset, err := s.cfg.CommitLog.AppendBatch(ctx, topic, []*api.Record{record})
 	if err != nil {
 		return nil, s.status(err)
 	}
 	return &api.ProduceResponse{Offset: offset}, nil
+}
+
+// appendProduced appends one idempotent produce call and returns its
+// outcome; a refused call is its error.
+func (s *logService) appendProduced(ctx context.Context, topic string, producer, sequence uint64, records []*api.Record) (api.ProducerResult, error) {
+	results, err := s.cfg.CommitLog.AppendProduced(ctx, topic, []api.ProducerBatch{{ProducerID: producer, Sequence: sequence, Records: records}})
+	if err != nil {
+		return api.ProducerResult{}, err
+	}
+	if len(results) != 1 {
+		return api.ProducerResult{}, fmt.Errorf("server: %d outcomes for one call", len(results))
+	}
+	return results[0], results[0].Err
 }
 
 // ProduceBatch appends every record of the request to its topic
@@ -107,6 +127,13 @@ func (s *logService) ProduceBatch(ctx context.Context, req *api.ProduceBatchRequ
 	records, err := s.checkBatch(req.GetRecords())
 	if err != nil {
 		return nil, s.status(err)
+	}
+	if req.GetProducerId() != 0 {
+		result, err := s.appendProduced(ctx, topic, req.GetProducerId(), req.GetSequence(), records)
+		if err != nil {
+			return nil, s.status(err)
+		}
+		return &api.ProduceBatchResponse{FirstOffset: result.First, Count: result.Count, Duplicate: result.Duplicate}, nil
 	}
 	first, err := s.cfg.CommitLog.AppendBatch(ctx, topic, records)
 	if err != nil {

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"errors"
+	"fmt"
 	"io"
 
 	"google.golang.org/grpc"
@@ -117,6 +118,9 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 	// reasonable Raft entry.
 	maxBatch := min(s.cfg.ProduceStreamWindow, s.cfg.MaxBatchRecords)
 	batch := make([]*api.Record, 0, maxBatch)
+	// calls are batch's requests as produce calls, for an idempotent
+	// producer's sequences; used when any request of the batch has one.
+	calls := make([]api.ProducerBatch, 0, maxBatch)
 	// carried was received but did not fit in the last batch.
 	var carried *api.ProduceRequest
 	for {
@@ -152,6 +156,8 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 		// to the batch limits and while they name the same topic, and stop
 		// at the first invalid or unauthorized one.
 		batch = batch[:0]
+		calls = calls[:0]
+		idempotent := false
 		batchBytes := 0
 		var batchTopic string
 		var invalid error
@@ -172,6 +178,8 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 			}
 			batchTopic = topic
 			batch = append(batch, record)
+			calls = append(calls, api.ProducerBatch{ProducerID: req.GetProducerId(), Sequence: req.GetSequence(), Records: batch[len(batch)-1 : len(batch) : len(batch)]})
+			idempotent = idempotent || req.GetProducerId() != 0
 			batchBytes += len(record.Value)
 			if len(batch) == maxBatch {
 				break
@@ -182,7 +190,11 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 			}
 		}
 
-		if len(batch) > 0 {
+		if len(batch) > 0 && idempotent {
+			if err := s.appendStreamCalls(ctx, stream, batchTopic, calls); err != nil {
+				return err
+			}
+		} else if len(batch) > 0 {
 			first, err := s.cfg.CommitLog.AppendBatch(ctx, batchTopic, batch)
 			if err != nil {
 				return s.status(err)
@@ -197,6 +209,30 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 			return s.status(invalid)
 		}
 	}
+}
+
+// appendStreamCalls appends a ProduceStream batch that carries an
+// idempotent producer's sequences, one produce call per request, and
+// answers each request in order: a duplicate with its original offset. A
+// refused request ends the stream with its error after the requests before
+// it are answered.
+func (s *logService) appendStreamCalls(ctx context.Context, stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse], topic string, calls []api.ProducerBatch) error {
+	results, err := s.cfg.CommitLog.AppendProduced(ctx, topic, calls)
+	if err != nil {
+		return s.status(err)
+	}
+	if len(results) != len(calls) {
+		return s.status(fmt.Errorf("server: %d outcomes for %d requests", len(results), len(calls)))
+	}
+	for _, r := range results {
+		if r.Err != nil {
+			return s.status(r.Err)
+		}
+		if err := stream.Send(&api.ProduceResponse{Offset: r.First, Duplicate: r.Duplicate}); err != nil {
+			return err
+		}
+	}
+	return nil
 }
 
 // maxStreamTopics bounds the topics one ProduceStream remembers as

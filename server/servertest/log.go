@@ -35,7 +35,26 @@ type Log struct {
 
 	mu     sync.Mutex
 	topics map[string]*topic // guarded by mu
+	// producers is the idempotent producers' state, guarded by mu.
+	producers map[uint64]*producer
 }
+
+// producer is an idempotent producer's last sequence and the outcomes of
+// its last ProducerWindow calls.
+type producer struct {
+	last  uint64
+	calls map[uint64]producedCall
+}
+
+// producedCall is where an idempotent producer's call went.
+type producedCall struct {
+	topic        string
+	first, count uint64
+}
+
+// ProducerWindow is how many of a producer's last calls Log remembers, as
+// the real log does by default.
+const ProducerWindow = 5
 
 // topic is one topic's state; its fields are guarded by Log.mu.
 type topic struct {
@@ -80,7 +99,7 @@ func WithBookkeeping() Option {
 
 // NewLog returns a Log holding the empty default topic, with opts applied.
 func NewLog(opts ...Option) *Log {
-	l := &Log{topics: map[string]*topic{api.DefaultTopic: newTopic(nil)}}
+	l := &Log{topics: map[string]*topic{api.DefaultTopic: newTopic(nil)}, producers: map[uint64]*producer{}}
 	for _, opt := range opts {
 		opt(l)
 	}
@@ -136,6 +155,12 @@ func (l *Log) AppendBatch(ctx context.Context, topicName string, records []*api.
 	if err != nil {
 		return 0, err
 	}
+	return l.appendLocked(t, records), nil
+}
+
+// appendLocked appends records to t and returns the first's offset.
+// Callers hold l.mu.
+func (l *Log) appendLocked(t *topic, records []*api.Record) uint64 {
 	first := uint64(len(t.records))
 	for i, r := range records {
 		stored := &api.Record{Value: append([]byte(nil), r.GetValue()...), Offset: first + uint64(i)}
@@ -146,7 +171,79 @@ func (l *Log) AppendBatch(ctx context.Context, topicName string, records []*api.
 	}
 	close(t.appended)
 	t.appended = make(chan struct{})
-	return first, nil
+	return first
+}
+
+// AppendProduced appends each call of batches to topicName in order with
+// the real log's idempotent-producer rules (see api.ProducerBatch): an
+// unknown producer starts at any sequence, the next sequence is appended, a
+// retry of one of the last ProducerWindow calls gets its offsets
+// (Duplicate), and anything else is an api.SequenceError. Producers never
+// expire. The append hook sees every call's records together.
+func (l *Log) AppendProduced(ctx context.Context, topicName string, batches []api.ProducerBatch) ([]api.ProducerResult, error) {
+	l.appends.Add(1)
+	var all []*api.Record
+	for _, b := range batches {
+		all = append(all, b.Records...)
+	}
+	if l.appendHook != nil {
+		if err := l.appendHook(ctx, all); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if len(batches) == 0 {
+		return nil, api.ErrEmptyBatch
+	}
+	for _, b := range batches {
+		if len(b.Records) == 0 {
+			return nil, api.ErrEmptyBatch
+		}
+		for _, r := range b.Records {
+			if r == nil {
+				return nil, api.ErrNoRecord
+			}
+		}
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, err := l.topicLocked(topicName)
+	if err != nil {
+		return nil, err
+	}
+	results := make([]api.ProducerResult, len(batches))
+	for k, b := range batches {
+		p := l.producers[b.ProducerID]
+		switch {
+		case b.ProducerID == 0:
+		case p == nil:
+			p = &producer{calls: map[uint64]producedCall{}}
+			l.producers[b.ProducerID] = p
+		case b.Sequence == p.last+1:
+		case b.Sequence > p.last:
+			results[k].Err = api.SequenceError{ProducerID: b.ProducerID, Sequence: b.Sequence, Expected: p.last + 1}
+			continue
+		default:
+			c, ok := p.calls[b.Sequence]
+			if !ok || c.topic != topicName {
+				results[k].Err = api.SequenceError{ProducerID: b.ProducerID, Sequence: b.Sequence, Expected: p.last + 1,
+					TooOld: !ok, OtherTopic: ok}
+				continue
+			}
+			results[k] = api.ProducerResult{First: c.first, Count: c.count, Duplicate: true}
+			continue
+		}
+		first := l.appendLocked(t, b.Records)
+		results[k] = api.ProducerResult{First: first, Count: uint64(len(b.Records))}
+		if p != nil {
+			p.last = b.Sequence
+			p.calls[b.Sequence] = producedCall{topic: topicName, first: first, count: uint64(len(b.Records))}
+			delete(p.calls, b.Sequence-ProducerWindow)
+		}
+	}
+	return results, nil
 }
 
 // Read returns the record at offset in topicName, or
