@@ -119,6 +119,13 @@ type Config struct {
 	// that reached the cluster once keeps retrying through a full outage.
 	// Default 0: retry until RetryTimeout.
 	FailFastWhenRefused time.Duration
+	// NotIdempotent turns the idempotent producer off: Produce,
+	// ProduceBatch and ProduceStream then send no producer id, and a write
+	// retried after a lost answer may be appended twice. Default false:
+	// every write carries a producer id and a sequence, and is appended
+	// exactly once however often it is retried (within the cluster's
+	// dedupe window; see Produce).
+	NotIdempotent bool
 	// DialOptions are added to the client's connection, after the ones the
 	// client sets itself. Default none.
 	DialOptions []grpc.DialOption
@@ -214,8 +221,64 @@ type Client struct {
 	conn    *grpc.ClientConn
 	log     api.LogClient
 
+	// producers are idle producer sessions: a call takes one (or makes
+	// one), so concurrent calls never share a producer id, and gives it
+	// back with its next sequence once the call's outcome is known.
+	producersMu sync.Mutex
+	producers   []*producerSession
+
 	closeOnce sync.Once
 	closeErr  error
+}
+
+// producerSession is an idempotent producer: an id and the sequence of its
+// next call. One call uses it at a time.
+type producerSession struct {
+	id   uint64
+	next uint64
+}
+
+// takeProducer returns an idle producer session, or a new one with a random
+// id; nil when the client is not idempotent.
+func (c *Client) takeProducer() *producerSession {
+	if c.cfg.NotIdempotent {
+		return nil
+	}
+	c.producersMu.Lock()
+	defer c.producersMu.Unlock()
+	if n := len(c.producers); n > 0 {
+		p := c.producers[n-1]
+		c.producers = c.producers[:n-1]
+		return p
+	}
+	id := rand.Uint64()
+	for id == 0 {
+		id = rand.Uint64()
+	}
+	return &producerSession{id: id}
+}
+
+// giveProducer returns p after its call: appended (or found a duplicate),
+// it goes back with its next sequence; after an error its state on the
+// cluster is unknown (the call may or may not have been appended), so it is
+// dropped and a later call starts a new producer.
+func (c *Client) giveProducer(p *producerSession, err error) {
+	if p == nil || err != nil {
+		return
+	}
+	p.next++
+	c.producersMu.Lock()
+	defer c.producersMu.Unlock()
+	c.producers = append(c.producers, p)
+}
+
+// producerFields are the producer id and sequence a call of p carries
+// (zeros without one).
+func (p *producerSession) fields() (id, seq uint64) {
+	if p == nil {
+		return 0, 0
+	}
+	return p.id, p.next
 }
 
 // New validates cfg and returns a Client. It does not wait for a connection:
@@ -305,25 +368,34 @@ func (c *Client) Close() error {
 // slow to commit, a quarter of AttemptTimeout in, asks the resolver for the
 // latest leader).
 //
-// Beware: a retried write is only sure to be appended once if the failed
-// attempt was never sent. If the connection broke, the attempt timed out or
-// was abandoned for a new leader after the old one received it, the record
-// may already be in the log (the old leader may have committed it just
-// before it froze) and the retry appends it a second time; callers that need
-// exactly-once must deduplicate (e.g. by an id inside the value).
+// Exactly once: unless Config.NotIdempotent is set, every call carries a
+// producer id (one per concurrent call of this Client, random) and a
+// sequence, the same on every retry, so a retry of a call the old leader
+// appended gets the original offset back and appends nothing. This holds
+// while the cluster remembers the call (its last 5 calls per producer by
+// default, and producers idle less than 24 h); a retry older than that is
+// refused with codes.FailedPrecondition, never appended twice. With
+// NotIdempotent a retried write is only sure to be appended once if the
+// failed attempt was never sent.
 //
 // WithTopic writes to a topic other than the default one.
 func (c *Client) Produce(ctx context.Context, value []byte, opts ...CallOption) (uint64, error) {
 	o := applyCallOptions(opts)
 	var offset uint64
+	producer := c.takeProducer()
+	id, seq := producer.fields()
 	err := c.retry(ctx, "produce", true, func(ctx context.Context) error {
-		resp, err := c.log.Produce(ctx, &api.ProduceRequest{Topic: o.topic, Record: &api.Record{Value: value}})
+		resp, err := c.log.Produce(ctx, &api.ProduceRequest{Topic: o.topic, Record: &api.Record{Value: value}, ProducerId: id, Sequence: seq})
 		if err != nil {
 			return err
 		}
 		offset = resp.GetOffset()
+		if resp.GetDuplicate() {
+			c.logger.Debug("retried write was appended before; original offset returned", zap.Uint64("offset", offset))
+		}
 		return nil
 	})
+	c.giveProducer(producer, err)
 	return offset, err
 }
 
@@ -331,9 +403,8 @@ func (c *Client) Produce(ctx context.Context, value []byte, opts ...CallOption) 
 // leader and returns the offset of the first; the records hold first ..
 // first+len(values)-1.
 //
-// It retries exactly like Produce, with the same caveat: a batch retried
-// after a broken connection, a timed-out attempt or one abandoned for a new
-// leader may be appended twice, unless the failed attempt was never sent.
+// It retries exactly like Produce, and like it is appended exactly once
+// (one sequence for the whole batch) unless Config.NotIdempotent is set.
 //
 // WithTopic writes to a topic other than the default one.
 func (c *Client) ProduceBatch(ctx context.Context, values [][]byte, opts ...CallOption) (uint64, error) {
@@ -343,8 +414,10 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte, opts ...Call
 		records[i] = &api.Record{Value: v}
 	}
 	var first uint64
+	producer := c.takeProducer()
+	id, seq := producer.fields()
 	err := c.retry(ctx, "produce batch", true, func(ctx context.Context) error {
-		resp, err := c.log.ProduceBatch(ctx, &api.ProduceBatchRequest{Topic: o.topic, Records: records})
+		resp, err := c.log.ProduceBatch(ctx, &api.ProduceBatchRequest{Topic: o.topic, Records: records, ProducerId: id, Sequence: seq})
 		if err != nil {
 			return err
 		}
@@ -354,6 +427,7 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte, opts ...Call
 		first = resp.GetFirstOffset()
 		return nil
 	})
+	c.giveProducer(producer, err)
 	return first, err
 }
 

@@ -51,13 +51,28 @@ type ProduceStream struct {
 	// cancelStream ends the current stream with a cause.
 	cancelStream context.CancelCauseFunc
 	// pending are the values sent on some stream and not acknowledged, in
-	// order; they are resent on every new stream.
-	pending [][]byte
+	// order, with their sequences; they are resent on every new stream
+	// with the same sequences, so the leader appends none twice.
+	pending []pendingValue
+	// producer is the stream's idempotent producer id (0: none); next is
+	// the sequence of the next value sent.
+	producer, next uint64
 	// stalledSince is when the oldest pending value was last waiting for
 	// nothing else: the later of its Send and the last acknowledgement.
 	stalledSince time.Time
 	closedSend   bool
 	err          error // why the stream ended; set before results closes
+}
+
+// pendingValue is a value sent and not acknowledged, and its sequence.
+type pendingValue struct {
+	value    []byte
+	sequence uint64
+}
+
+// request is the ProduceRequest that sends v.
+func (s *ProduceStream) request(v pendingValue) *api.ProduceRequest {
+	return &api.ProduceRequest{Topic: s.topic, Record: &api.Record{Value: v.value}, ProducerId: s.producer, Sequence: v.sequence}
 }
 
 // ProduceStream opens a write stream to the leader. Send values on it and
@@ -72,9 +87,13 @@ type ProduceStream struct {
 // acknowledgement or a stream opening; Recv then returns the error. Send
 // blocks while DefaultProduceStreamWindow values wait for acknowledgement.
 //
-// As with Produce, a value resent after a break may already have been
-// appended by the old leader and is then appended twice: the offsets Recv
-// returns are those of the last copy.
+// Exactly once: the stream is an idempotent producer of its own (unless
+// Config.NotIdempotent is set) and every value carries its sequence, the
+// same when resent, so a value the old leader appended is not appended
+// again: Recv returns its original offset. That holds while the cluster
+// remembers it (see Produce); a resend older than that ends the stream
+// with codes.FailedPrecondition. With NotIdempotent a value resent after a
+// break may be appended twice, and Recv returns the last copy's offset.
 //
 // WithTopic writes the stream's values to a topic other than the default
 // one.
@@ -92,6 +111,12 @@ func (c *Client) ProduceStream(ctx context.Context, opts ...CallOption) (*Produc
 		results: make(chan uint64, DefaultProduceStreamWindow),
 		slots:   make(chan struct{}, DefaultProduceStreamWindow),
 		done:    make(chan struct{}),
+	}
+	if p := c.takeProducer(); p != nil {
+		// The stream's own producer, never given back: its sequences are
+		// the stream's.
+		s.producer = p.id
+		s.next = p.next
 	}
 	go s.run()
 	return s, nil
@@ -127,13 +152,15 @@ func (s *ProduceStream) Send(value []byte) error {
 	if len(s.pending) == 0 {
 		s.stalledSince = time.Now()
 	}
-	s.pending = append(s.pending, value)
+	pv := pendingValue{value: value, sequence: s.next}
+	s.next++
+	s.pending = append(s.pending, pv)
 	stream, cancelStream := s.stream, s.cancelStream
 	s.mu.Unlock()
 	if stream == nil {
 		return nil // run sends it with the rest when a stream opens
 	}
-	if err := stream.Send(&api.ProduceRequest{Topic: s.topic, Record: &api.Record{Value: value}}); err != nil && !errors.Is(err, io.EOF) {
+	if err := stream.Send(s.request(pv)); err != nil && !errors.Is(err, io.EOF) {
 		// io.EOF means the stream broke; Recv on it tells run why. Any
 		// other error is the client's own refusal (too large a message)
 		// and ends this stream with it.
@@ -271,14 +298,14 @@ func (s *ProduceStream) open(ctx context.Context, cancel context.CancelCauseFunc
 	defer s.sendMu.Unlock()
 	s.mu.Lock()
 	s.stream, s.cancelStream = stream, cancel
-	resend := append([][]byte(nil), s.pending...)
+	resend := append([]pendingValue(nil), s.pending...)
 	closedSend := s.closedSend
 	if len(resend) > 0 {
 		s.stalledSince = time.Now()
 	}
 	s.mu.Unlock()
 	for _, v := range resend {
-		if err := stream.Send(&api.ProduceRequest{Topic: s.topic, Record: &api.Record{Value: v}}); err != nil {
+		if err := stream.Send(s.request(v)); err != nil {
 			// Broken already: Recv in receive reports why.
 			return nil
 		}
