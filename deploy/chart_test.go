@@ -109,6 +109,8 @@ func TestValuesSchemaRefusesMistakes(t *testing.T) {
 		{set: "persistence.retention.whenScaled=Keep", want: "whenScaled"},
 		{set: "extraArgs={-v}", want: "extraArgs"},
 		{set: "terminationGracePeriodSeconds=5", want: "terminationGracePeriodSeconds"},
+		{set: "gossip.key=not-a-key!", want: "key"},
+		{set: "gossip.insecur=true", want: "'insecur' not allowed"},
 	} {
 		t.Run(tt.set, func(t *testing.T) {
 			r := defaultRelease

@@ -8,9 +8,13 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
+// gossipKey is a key as `proglog keygen` prints it (32 bytes, base64).
+const gossipKey = "R3NzaXAga2V5IGZvciB0aGUgY2hhcnQgdGVzdHMhISE="
+
 // TestGossipKey: the pods read the gossip key from the Secret the values
 // name (default <fullname>-gossip), mounted read-only where --gossip-key-file
-// points; with gossip.insecure they run --gossip-insecure and mount nothing.
+// points, which the chart makes from gossip.key when that is set; with
+// gossip.insecure they run --gossip-insecure and mount nothing.
 func TestGossipKey(t *testing.T) {
 	tests := []struct {
 		name       string
@@ -20,10 +24,21 @@ func TestGossipKey(t *testing.T) {
 		{name: "default", wantSecret: "proglog-gossip"},
 		{name: "named Secret", set: []string{"gossip.keySecret=my-gossip-key"}, wantSecret: "my-gossip-key"},
 		{name: "insecure", set: []string{"gossip.insecure=true"}},
+		{name: "key from values", set: []string{"gossip.key=" + gossipKey}, wantSecret: "proglog-gossip"},
+		{name: "insecure wins over a key", set: []string{"gossip.insecure=true", "gossip.key=" + gossipKey}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			m := decodeManifests(t, render(t, release{name: "proglog", namespace: "default", set: tt.set}))
+			// A key in the values becomes the Secret the pods mount; without
+			// one, the chart makes no Secret.
+			if slices.Contains(tt.set, "gossip.key="+gossipKey) && tt.wantSecret != "" {
+				require.Len(t, m.secrets, 1)
+				require.Equal(t, tt.wantSecret, m.secrets[0].Name)
+				require.Equal(t, gossipKey+"\n", string(m.secrets[0].Data["gossip.key"]))
+			} else {
+				require.Empty(t, m.secrets)
+			}
 			spec := m.statefulSet(t).Spec.Template.Spec
 			node := container(t, spec, "proglog")
 			keyFile, hasKeyFile := flagValue(node.Args, "gossip-key-file")

@@ -25,6 +25,7 @@ type manifests struct {
 	statefulSets []*appsv1.StatefulSet
 	services     []*corev1.Service
 	configMaps   []*corev1.ConfigMap
+	secrets      []*corev1.Secret
 	pdbs         []*policyv1.PodDisruptionBudget
 	pods         []*corev1.Pod
 	monitors     []*monitoringv1.ServiceMonitor
@@ -129,6 +130,8 @@ func decodeManifests(t *testing.T, out string) manifests {
 			m.services = append(m.services, o)
 		case *corev1.ConfigMap:
 			m.configMaps = append(m.configMaps, o)
+		case *corev1.Secret:
+			m.secrets = append(m.secrets, o)
 		case *policyv1.PodDisruptionBudget:
 			m.pdbs = append(m.pdbs, o)
 		case *corev1.Pod:
