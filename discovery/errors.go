@@ -46,7 +46,26 @@ func (e *joinError) Error() string {
 	for i, c := range e.causes {
 		causes[i] = c.Error()
 	}
-	return fmt.Sprintf("%v: tried %s: %s", ErrJoin, strings.Join(e.addrs, ", "), strings.Join(causes, "; "))
+	msg := fmt.Sprintf("%v: tried %s: %s", ErrJoin, strings.Join(e.addrs, ", "), strings.Join(causes, "; "))
+	if e.keyMismatch() {
+		msg += " (the members' gossip keys differ: this member needs one of the cluster's keys, or all must run without)"
+	}
+	return msg
+}
+
+// keyMismatch reports whether a cause says the other side could not read
+// this member's gossip, or this member its: a missing or different gossip
+// key. memberlist's errors are plain strings ("no installed keys could
+// decrypt the message", "remote state is encrypted and encryption is not
+// configured", "encryption is configured but remote state is not
+// encrypted"), so this looks at their text.
+func (e *joinError) keyMismatch() bool {
+	for _, c := range e.causes {
+		if msg := c.Error(); strings.Contains(msg, "decrypt") || strings.Contains(msg, "encrypt") {
+			return true
+		}
+	}
+	return false
 }
 
 // Unwrap returns ErrJoin and the causes, for errors.Is and errors.As.

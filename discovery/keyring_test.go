@@ -66,8 +66,10 @@ func TestGossipEncryptionKeepsOutsidersOut(t *testing.T) {
 	// One with another key, and one without encryption, do not.
 	err := tryJoin(t, "n3", [][]byte{newKey(t)}, n1.Addr())
 	require.ErrorIs(t, err, ErrJoin, "join with a wrong key")
+	require.ErrorContains(t, err, "gossip keys differ")
 	err = tryJoin(t, "n4", nil, n1.Addr())
 	require.ErrorIs(t, err, ErrJoin, "join without encryption")
+	require.ErrorContains(t, err, "gossip keys differ")
 
 	require.Empty(t, h1.NamedIn("n3"), "n1 reported the member with the wrong key")
 	require.Empty(t, h1.NamedIn("n4"), "n1 reported the plaintext member")
@@ -81,6 +83,7 @@ func TestPlaintextClusterRefusesEncryptedMember(t *testing.T) {
 	require.Nil(t, n1.GossipKeys())
 	err := tryJoin(t, "n2", [][]byte{newKey(t)}, n1.Addr())
 	require.ErrorIs(t, err, ErrJoin)
+	require.ErrorContains(t, err, "gossip keys differ")
 	require.ErrorIs(t, n1.SetGossipKeys([][]byte{newKey(t)}), ErrNotEncrypted)
 }
 
