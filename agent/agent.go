@@ -255,6 +255,9 @@ func (a *Agent) setupJoinVerifier() error {
 	if err != nil {
 		return err
 	}
+	if err := a.obs.metrics.Register(v.refusals); err != nil {
+		return err
+	}
 	a.verifier = v
 	return nil
 }

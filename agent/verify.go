@@ -10,6 +10,7 @@ import (
 	"sync"
 	"time"
 
+	"github.com/prometheus/client_golang/prometheus"
 	"go.uber.org/zap"
 
 	api "github.com/proglog/proglog/api/v1"
@@ -51,6 +52,10 @@ type joinVerifier struct {
 	retry   time.Duration
 	logger  *zap.Logger
 
+	// refusals counts every failed verification by kind (see
+	// refusalKind): proglog_raft_join_refusals_total.
+	refusals *prometheus.CounterVec
+
 	// mu guards refused.
 	mu sync.Mutex
 	// refused holds the last refusal of each member, by name.
@@ -79,6 +84,14 @@ func newJoinVerifier(cfg Config, logger *zap.Logger) (*joinVerifier, error) {
 		retry:   cfg.RefusedRetryInterval,
 		logger:  logger,
 		refused: map[string]refusal{},
+		refusals: prometheus.NewCounterVec(prometheus.CounterOpts{
+			Name: "proglog_raft_join_refusals_total",
+			Help: "Serf members the leader did not make Raft voters, by why: certificate (their certificate or " +
+				"subject was refused), distrusts (they refused this node's certificate), unreachable.",
+		}, []string{"reason"}),
+	}
+	for _, kind := range []string{refusalCertificate, refusalDistrusts, refusalUnreachable} {
+		v.refusals.WithLabelValues(kind) // every series exists from the start, at 0
 	}
 	// A member must accept this node's certificate as well: with TLS 1.3
 	// the client's handshake ends before the server has checked the
@@ -223,9 +236,31 @@ func (v *joinVerifier) refusedRecently(name, addr string, now time.Time) bool {
 	return ok && r.addr == addr && now.Sub(r.at) < v.retry
 }
 
-// refuse records a refusal and logs it, at warning level the first time
-// for this member, address and reason, at debug level after.
+// Values of the reason label of proglog_raft_join_refusals_total.
+const (
+	refusalCertificate = "certificate"
+	refusalDistrusts   = "distrusts"
+	refusalUnreachable = "unreachable"
+)
+
+// refusalKind is the reason label of a verification error.
+func refusalKind(err error) string {
+	switch {
+	case errors.Is(err, ErrPeerDistrusts):
+		return refusalDistrusts
+	case errors.Is(err, ErrPeerRefused):
+		return refusalCertificate
+	default:
+		return refusalUnreachable
+	}
+}
+
+// refuse records a refusal, counts it, and logs it: at warning level the
+// first time for this member, address and reason, at debug level after.
 func (v *joinVerifier) refuse(name, addr string, err error, now time.Time) {
+	if v.refusals != nil {
+		v.refusals.WithLabelValues(refusalKind(err)).Inc()
+	}
 	v.mu.Lock()
 	prev, seen := v.refused[name]
 	if !seen && len(v.refused) >= maxRefusals {

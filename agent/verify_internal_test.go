@@ -28,6 +28,9 @@ func TestJoinVerifierLogsEachRefusalOnce(t *testing.T) {
 	v.refuse("rogue", "10.0.0.9:8401", fmt.Errorf("%w: connection refused", ErrPeerUnreachable), now.Add(3*time.Second))
 	v.refuse("rogue", "10.0.0.10:8401", fmt.Errorf("%w: connection refused", ErrPeerUnreachable), now.Add(4*time.Second))
 	require.Equal(t, 3, logs.FilterLevelExact(zapcore.WarnLevel).Len(), "changed refusals: warnings")
+	require.Equal(t, "certificate", refusalKind(badCA))
+	require.Equal(t, "unreachable", refusalKind(fmt.Errorf("%w: connection refused", ErrPeerUnreachable)))
+	require.Equal(t, "distrusts", refusalKind(fmt.Errorf("%w: %w: bad certificate", ErrPeerRefused, ErrPeerDistrusts)))
 
 	require.True(t, v.refusedRecently("rogue", "10.0.0.10:8401", now.Add(5*time.Second)))
 	require.False(t, v.refusedRecently("rogue", "10.0.0.10:8401", now.Add(4*time.Second+time.Minute)), "after the retry interval")

@@ -24,6 +24,7 @@ import (
 	"github.com/proglog/proglog/agent"
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/discovery"
+	"github.com/proglog/proglog/server/telemetry/telemetrytest"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
 )
@@ -169,6 +170,12 @@ func TestJoinVerification(t *testing.T) {
 	for _, rogue := range []string{"rogue-foreign-ca", "rogue-client-cert"} {
 		require.Len(t, refusals(logs, msgRefused, rogue), 1, "%s: refusal logged at warning level more than once", rogue)
 	}
+
+	// The leader counts the refusals by kind.
+	m := telemetrytest.Scrape(t, c.httpsClient(true), c.httpURL(0, "/metrics"))
+	refused, ok := m.Value("proglog_raft_join_refusals_total", map[string]string{"reason": "certificate"})
+	require.True(t, ok, "proglog_raft_join_refusals_total{reason=certificate} missing")
+	require.GreaterOrEqual(t, refused, 2.0, "certificate refusals")
 
 	// The refused node itself says why it is not ready.
 	code, body := readyz(t, rogue.HTTPAddr())
