@@ -168,6 +168,7 @@ for i in $(seq 2 "$n"); do start_node "$i"; done
 wait_for "$addrs" "$n"
 
 say "a $n-node proglog cluster is running on $host; data and logs in $dir/"
+say "gossip is encrypted with $config_dir/gossip.key, and the leader verifies each node's certificate before it votes (README: Threat model)"
 i=0
 for pid in "${pids[@]}"; do
 	i=$((i + 1))
