@@ -3,8 +3,11 @@ package main
 import (
 	"os"
 	"path/filepath"
+	"strconv"
 	"strings"
+	"syscall"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 
@@ -69,4 +72,47 @@ func TestAgentWithoutGossipKey(t *testing.T) {
 	r = runInProcess(t, "", "agent", "--config-dir", dir, "--data-dir", t.TempDir(), "--gossip-key-file", bad)
 	require.Equal(t, exitError, r.code, "stderr: %s", r.stderr)
 	requireOneLine(t, r, bad+": discovery: invalid gossip key: line 1 is not base64")
+}
+
+// TestAgentReloadsGossipKeysOnSIGHUP: SIGHUP applies the key file to the
+// running node's keyring (one round of a rotation), and a broken file leaves
+// the keyring as it was, saying why.
+func TestAgentReloadsGossipKeysOnSIGHUP(t *testing.T) {
+	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
+	clearProglogEnv(t)
+	dir := t.TempDir()
+	keyFile := filepath.Join(dir, "gossip.key")
+	oldKey, err := discovery.GenerateGossipKey()
+	require.NoError(t, err)
+	newKey, err := discovery.GenerateGossipKey()
+	require.NoError(t, err)
+	require.NoError(t, os.WriteFile(keyFile, []byte(oldKey+"\n"), 0o600))
+
+	ports := freePorts(t, 3)
+	p := startProcess(t, proglogBinary(t), "", "agent",
+		"--node-name", "node-1", "--data-dir", filepath.Join(dir, "data"), "--bootstrap",
+		"--bind-addr", "127.0.0.1:"+strconv.Itoa(ports[0]),
+		"--rpc-port", strconv.Itoa(ports[1]), "--http-port", strconv.Itoa(ports[2]),
+		"--config-dir", files.Dir, "--gossip-key-file", keyFile, "--log-level", "info")
+	waitForLog := func(what string, count int) {
+		t.Helper()
+		require.Eventually(t, func() bool {
+			return strings.Count(p.stderr.String(), what) >= count
+		}, 30*time.Second, 20*time.Millisecond, "no %q in the log:\n%s", what, p.stderr)
+	}
+	waitForLog(`"msg":"agent started"`, 1)
+
+	// Install the new key beside the old one.
+	require.NoError(t, os.WriteFile(keyFile, []byte(oldKey+"\n"+newKey+"\n"), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	waitForLog(`"msg":"SIGHUP: gossip keys reloaded"`, 1)
+	require.Contains(t, p.stderr.String(), `"installed":1`)
+
+	// A broken file changes nothing.
+	require.NoError(t, os.WriteFile(keyFile, []byte("not a key\n"), 0o600))
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGHUP))
+	waitForLog(`"msg":"SIGHUP: gossip keys not reloaded; the keyring is unchanged"`, 1)
+
+	require.NoError(t, p.cmd.Process.Signal(syscall.SIGTERM))
+	require.Equal(t, exitOK, p.wait(t, 30*time.Second), "stderr: %s", p.stderr)
 }
