@@ -14,6 +14,7 @@ import (
 //	append (1):        [uvarint topic length][topic][8-byte timestamp, Unix ns][uvarint count][count × (uvarint length, value)]
 //	create-topic (2):  [uvarint name length][name][8-byte MaxRecordBytes][8-byte SegmentBytes]
 //	delete-topic (3):  [uvarint name length][name]
+//	commit-offset (5): [uvarint group length][group][uvarint topic length][topic][8-byte offset][1 byte reset]
 //	producer-append (6): [uvarint topic length][topic][8-byte timestamp, Unix ns]
 //	                   [uvarint window][uvarint max producers][8-byte idle expiry, ns]
 //	                   [uvarint run count][runs × ([8-byte producer id][uvarint sequence][uvarint records])]
@@ -27,7 +28,7 @@ import (
 // the same order.
 //
 // A command this version does not know (another version, or a kind such
-// as the next features' truncate and commit-offset) stops
+// as the next feature's truncate) stops
 // the state machine (ErrUnknownCommand): skipping it would let this node's
 // state diverge from the nodes that applied it. A change to a kind's fields
 // takes a new version for that reason; a node never reads past the fields
@@ -39,7 +40,8 @@ const (
 	kindCreateTopic byte = 2
 	kindDeleteTopic byte = 3
 	// Reserved for the next issue, unknown (and so fail-stop) today.
-	kindTruncate     byte = 4
+	kindTruncate byte = 4
+	// kindCommitOffset commits a consumer group's offset in a topic.
 	kindCommitOffset byte = 5
 	// kindProducerAppend is an append of produce calls that may carry a
 	// producer id and sequence (see producers.go); the producer limits of
@@ -80,6 +82,10 @@ type command struct {
 	// values, in order, and the limits the leader proposed them with.
 	runs   []producerRun
 	limits producerLimits
+	// commit-offset
+	group  string
+	offset uint64
+	reset  bool
 }
 
 // producerRun is one produce call in a producer-append command: records
@@ -160,6 +166,20 @@ func producerAppendCommandSize(topic string, runs int, lengths []int) uint64 {
 		size += uint64(uvarintLen(uint64(n)) + n)
 	}
 	return size
+}
+
+// encodeCommitOffset encodes a commit-offset command.
+func encodeCommitOffset(group, topic string, offset uint64, reset bool) []byte {
+	buf := make([]byte, 0, commandHeaderBytes+2*binary.MaxVarintLen64+len(group)+len(topic)+9)
+	buf = append(buf, commandVersion, kindCommitOffset)
+	buf = appendString(buf, group)
+	buf = appendString(buf, topic)
+	buf = binary.BigEndian.AppendUint64(buf, offset)
+	var r byte
+	if reset {
+		r = 1
+	}
+	return append(buf, r)
 }
 
 // encodeCreateTopic encodes a create-topic command.
@@ -260,6 +280,18 @@ func decodeCommand(data []byte) (command, error) {
 				d.fail(fmt.Sprintf("record %d of %d: bad length", i, total))
 			}
 			c.values = append(c.values, v)
+		}
+	case kindCommitOffset:
+		c.group = d.string("group")
+		c.topic = d.string("topic")
+		c.offset = d.uint64("offset")
+		switch {
+		case d.err != nil:
+		case len(d.rest) < 1 || d.rest[0] > 1:
+			d.fail("bad reset flag")
+		default:
+			c.reset = d.rest[0] == 1
+			d.rest = d.rest[1:]
 		}
 	case kindCreateTopic:
 		c.topic = d.string("name")

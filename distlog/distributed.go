@@ -315,6 +315,67 @@ func (d *DistributedLog) AppendProduced(ctx context.Context, topic string, batch
 	return result.runs, nil
 }
 
+// CommitOffset commits group's offset in topic ("" is DefaultTopic) through
+// Raft: the offset of the next record the group will process, at most the
+// topic's next offset. Commits are monotonic: a lower offset leaves the
+// committed one, unless reset. It returns the offset committed after the
+// call. Errors: api.ErrInvalidGroupName, api.InvalidTopicNameError,
+// api.TopicNotFoundError, api.ErrOffsetOutOfRange (past the end),
+// api.ErrNotLeader.
+func (d *DistributedLog) CommitOffset(ctx context.Context, group, topic string, offset uint64, reset bool) (uint64, error) {
+	if d.isClosed() {
+		return 0, ErrClosed
+	}
+	if err := api.ValidateGroupName(group); err != nil {
+		return 0, err
+	}
+	topic, err := topicName(topic)
+	if err != nil {
+		return 0, err
+	}
+	result, _, err := d.apply(ctx, encodeCommitOffset(group, topic, offset, reset))
+	if err != nil {
+		return 0, err
+	}
+	return result.first, nil
+}
+
+// FetchOffset returns group's committed offset in topic ("" is
+// DefaultTopic) as this node has applied it, or api.ErrGroupNotFound when
+// the group has committed none there.
+func (d *DistributedLog) FetchOffset(group, topic string) (uint64, error) {
+	if err := api.ValidateGroupName(group); err != nil {
+		return 0, err
+	}
+	topic, err := topicName(topic)
+	if err != nil {
+		return 0, err
+	}
+	off, ok := d.fsm.committedOffset(group, topic)
+	if !ok {
+		return 0, fmt.Errorf("group %q, topic %q: %w", group, topic, api.ErrGroupNotFound)
+	}
+	return off, nil
+}
+
+// Groups returns every consumer group with its committed offsets and lag
+// per topic, as this node has applied them, sorted by name.
+func (d *DistributedLog) Groups() []GroupInfo {
+	return d.fsm.groupInfos("")
+}
+
+// Group returns one consumer group, or api.ErrGroupNotFound.
+func (d *DistributedLog) Group(name string) (GroupInfo, error) {
+	if err := api.ValidateGroupName(name); err != nil {
+		return GroupInfo{}, err
+	}
+	groups := d.fsm.groupInfos(name)
+	if len(groups) == 0 {
+		return GroupInfo{}, fmt.Errorf("group %q: %w", name, api.ErrGroupNotFound)
+	}
+	return groups[0], nil
+}
+
 // CreateTopic creates topic name with cfg through Raft. Creating a topic
 // that exists with the same cfg does nothing (nil); with another cfg it
 // fails with api.TopicExistsError. The topic is usable on this node when it

@@ -3,6 +3,7 @@ package distlog
 import (
 	"errors"
 	"fmt"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -87,6 +88,8 @@ type fsm struct {
 	// producers is the idempotent producers' state (see producers.go),
 	// changed by every producer-append entry above meta.applied.
 	producers producerTable
+	// offsets are the consumer groups' committed offsets (see groups.go).
+	offsets map[groupKey]uint64
 	// failed stops the state machine; see ErrFSMFailed.
 	failed error
 	// restores counts topics rebuilt from a snapshot stream.
@@ -127,6 +130,10 @@ func newFSM(dir string, logConfig storage.Config, snapshots *SnapshotStore, logg
 	}
 	f.applied = f.meta.applied
 	f.producers = f.meta.producers.clone()
+	f.offsets = maps.Clone(f.meta.offsets)
+	if f.offsets == nil {
+		f.offsets = map[groupKey]uint64{}
+	}
 	for _, t := range f.meta.topics {
 		ts, err := f.openTopic(t)
 		if err != nil {
@@ -228,7 +235,7 @@ func (f *fsm) removeStrayTopicDirs() error {
 // says which calls were appended, and entries at or below its applied
 // index are not applied again, so their records must be on disk before it.
 func (f *fsm) persistMetaLocked(applied uint64) error {
-	m := metadata{applied: applied, producers: f.producers.clone()}
+	m := metadata{applied: applied, producers: f.producers.clone(), offsets: maps.Clone(f.offsets)}
 	for _, t := range f.topics {
 		m.topics = append(m.topics, t.topicMeta)
 		if t.log != nil && len(f.producers.byID) > 0 {
@@ -411,6 +418,9 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			}
 			f.producers.advance(cmd.timestamp)
 			responses[i] = f.gatherProducedLocked(b, i, l, cmd)
+		case kindCommitOffset:
+			flush()
+			responses[i] = f.commitOffsetLocked(l.Index, cmd)
 		case kindCreateTopic:
 			flush()
 			responses[i] = f.createTopicLocked(l.Index, cmd.topic, cmd.config)
@@ -540,6 +550,7 @@ func (f *fsm) deleteTopicLocked(index uint64, name string) applyResult {
 	// stray directory that the next open removes.
 	delete(f.topics, name)
 	f.producers.forgetTopic(t.id)
+	f.forgetTopicOffsetsLocked(name)
 	if err := f.persistMetaLocked(index); err != nil {
 		f.topics[name] = t
 		return f.stopLocked(fmt.Errorf("delete topic %q: %w", name, err))

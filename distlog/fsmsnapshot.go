@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"hash/crc32"
 	"io"
+	"maps"
 	"os"
 	"path/filepath"
 	"slices"
@@ -147,7 +148,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if err := os.MkdirAll(stage, 0o755); err != nil {
 		return fail(err)
 	}
-	state := snapshotState{meta: metadata{applied: f.applied, producers: f.producers.clone()}}
+	state := snapshotState{meta: metadata{applied: f.applied, producers: f.producers.clone(), offsets: maps.Clone(f.offsets)}}
 	names := make([]string, 0, len(f.topics))
 	for name := range f.topics {
 		names = append(names, name)
@@ -306,6 +307,7 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 	old := f.topics
 	f.topics = topics
 	f.producers = state.meta.producers.clone()
+	f.offsets = maps.Clone(state.meta.offsets)
 	if err := f.persistMetaLocked(state.meta.applied); err != nil {
 		return fail(err)
 	}

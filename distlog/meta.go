@@ -16,20 +16,23 @@ import (
 // "metadata" of the data directory (replaced atomically at every change)
 // and at the head of every snapshot:
 //
-//	[7 bytes "PLGMETA"][1 byte version = 2][8-byte applied index][4-byte topic count]
+//	[7 bytes "PLGMETA"][1 byte version = 3][8-byte applied index][4-byte topic count]
 //	count × ([2-byte name length][name][8-byte id][8-byte MaxRecordBytes][8-byte SegmentBytes])
 //	[producer section, see appendProducers]
+//	[consumer offsets section, see appendOffsets]
 //	[4-byte CRC32-C of everything before]
 //
-// Integers are big-endian; topics are sorted by name. Version 1 (no
-// producer section) is still read, as a table without producers. A topic's id is the
+// Integers are big-endian; topics are sorted by name. Versions 1 (no
+// producer section) and 2 (no offsets section) are still read, as tables
+// without producers or offsets. A topic's id is the
 // Raft index of the entry that created it (0 for DefaultTopic) and names its
 // directory, so a topic deleted and created again never meets the old one's
 // files.
 const (
 	metaMagic              = "PLGMETA"
-	metaVersion       byte = 2
-	metaVersionTopics byte = 1 // before idempotent producers
+	metaVersion          byte = 3
+	metaVersionProducers byte = 2 // before consumer offsets
+	metaVersionTopics    byte = 1 // before idempotent producers
 	metaFileName           = "metadata"
 	metaFixedBytes         = len(metaMagic) + 1 + 8 + 4
 	metaTopicBytes         = 2 + 8 + 16
@@ -50,6 +53,8 @@ type metadata struct {
 	// producers is the idempotent producers' state; its byID may be nil
 	// (no producers).
 	producers producerTable
+	// offsets are the consumer groups' committed offsets; may be nil.
+	offsets map[groupKey]uint64
 }
 
 // topicMeta is one topic of the metadata table.
@@ -77,6 +82,7 @@ func (m metadata) encode() []byte {
 		buf = binary.BigEndian.AppendUint64(buf, t.config.SegmentBytes)
 	}
 	buf = appendProducers(buf, m.producers)
+	buf = appendOffsets(buf, m.offsets)
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 }
 
@@ -85,8 +91,8 @@ func decodeMetadata(b []byte) (metadata, error) {
 		return metadata{}, fmt.Errorf("%w: not a metadata table", ErrBadMetadata)
 	}
 	version := b[len(metaMagic)]
-	if version != metaVersion && version != metaVersionTopics {
-		return metadata{}, fmt.Errorf("%w: version %d, this release reads %d and %d", ErrBadMetadata, version, metaVersionTopics, metaVersion)
+	if version < metaVersionTopics || version > metaVersion {
+		return metadata{}, fmt.Errorf("%w: version %d, this release reads %d to %d", ErrBadMetadata, version, metaVersionTopics, metaVersion)
 	}
 	body, sum := b[:len(b)-metaChecksumBytes], binary.BigEndian.Uint32(b[len(b)-metaChecksumBytes:])
 	if got := crc32.Checksum(body, castagnoli); got != sum {
@@ -118,9 +124,15 @@ func decodeMetadata(b []byte) (metadata, error) {
 		m.topics = append(m.topics, t)
 	}
 	m.producers = newProducerTable()
-	if version >= metaVersion {
-		var err error
+	m.offsets = map[groupKey]uint64{}
+	var err error
+	if version >= metaVersionProducers {
 		if m.producers, rest, err = decodeProducers(rest); err != nil {
+			return metadata{}, err
+		}
+	}
+	if version >= metaVersion {
+		if m.offsets, rest, err = decodeOffsets(rest); err != nil {
 			return metadata{}, err
 		}
 	}

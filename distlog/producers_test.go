@@ -238,6 +238,7 @@ func TestMetadataWithProducersRoundTrip(t *testing.T) {
 	m.producers.byID[5] = &producerState{id: 5, lastSeq: 8, lastSeen: 1200,
 		spans: []producerSpan{{topicID: 0, firstSeq: 4, lastSeq: 8, firstOffset: 10, count: 5}}}
 	m.producers.byID[6] = &producerState{id: 6, lastSeq: 0, lastSeen: 1}
+	m.offsets = map[groupKey]uint64{{"g", DefaultTopic}: 7, {"g", "t"}: 0, {"h", DefaultTopic}: 1 << 40}
 	got, err := decodeMetadata(m.encode())
 	require.NoError(t, err)
 	require.Equal(t, m, got)
@@ -245,7 +246,7 @@ func TestMetadataWithProducersRoundTrip(t *testing.T) {
 	// A version-1 table (no producer section) still reads.
 	v1 := metadata{applied: 3, topics: []topicMeta{{name: DefaultTopic}}}.encode()
 	body := v1[:len(v1)-metaChecksumBytes]
-	body = body[:len(body)-producerSectionHeadBytes]
+	body = body[:len(body)-producerSectionHeadBytes-4]
 	body[len(metaMagic)] = metaVersionTopics
 	old := append(bytes.Clone(body), 0, 0, 0, 0)
 	sum := crc32Checksum(body)
