@@ -29,14 +29,14 @@ import (
 // directory, so a topic deleted and created again never meets the old one's
 // files.
 const (
-	metaMagic              = "PLGMETA"
+	metaMagic                 = "PLGMETA"
 	metaVersion          byte = 3
 	metaVersionProducers byte = 2 // before consumer offsets
 	metaVersionTopics    byte = 1 // before idempotent producers
-	metaFileName           = "metadata"
-	metaFixedBytes         = len(metaMagic) + 1 + 8 + 4
-	metaTopicBytes         = 2 + 8 + 16
-	metaChecksumBytes      = 4
+	metaFileName              = "metadata"
+	metaFixedBytes            = len(metaMagic) + 1 + 8 + 4
+	metaTopicBytes            = 2 + 8 + 16
+	metaChecksumBytes         = 4
 )
 
 // ErrBadMetadata is returned for a metadata table (file or snapshot) that
