@@ -30,6 +30,43 @@ func (l topicLog) AppendProduced(ctx context.Context, topic string, batches []ap
 	return l.log.AppendProduced(ctx, topic, batches)
 }
 
+// CommitOffset commits group's offset in topic through Raft.
+func (l topicLog) CommitOffset(ctx context.Context, group, topic string, offset uint64, reset bool) (uint64, error) {
+	return l.log.CommitOffset(ctx, group, topic, offset, reset)
+}
+
+// FetchOffset reads group's committed offset in topic on this node.
+func (l topicLog) FetchOffset(_ context.Context, group, topic string) (uint64, error) {
+	return l.log.FetchOffset(group, topic)
+}
+
+// ListGroups lists the consumer groups on this node.
+func (l topicLog) ListGroups(context.Context) ([]*api.GroupInfo, error) {
+	var out []*api.GroupInfo
+	for _, g := range l.log.Groups() {
+		out = append(out, groupInfo(g))
+	}
+	return out, nil
+}
+
+// DescribeGroup describes group on this node.
+func (l topicLog) DescribeGroup(_ context.Context, group string) (*api.GroupInfo, error) {
+	g, err := l.log.Group(group)
+	if err != nil {
+		return nil, err
+	}
+	return groupInfo(g), nil
+}
+
+// groupInfo is g in the wire type.
+func groupInfo(g distlog.GroupInfo) *api.GroupInfo {
+	out := &api.GroupInfo{Name: g.Name}
+	for _, t := range g.Topics {
+		out.Topics = append(out.Topics, &api.GroupTopic{Topic: t.Topic, Committed: t.Committed, NextOffset: t.NextOffset, Lag: t.Lag})
+	}
+	return out
+}
+
 // Read reads topic on this node.
 func (l topicLog) Read(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
 	return l.log.Read(ctx, topic, offset)

@@ -359,6 +359,55 @@ func TestLoadBalanceRouting(t *testing.T) {
 			want: followerShare,
 		},
 		{
+			name:   "CommitOffset goes to the leader",
+			method: api.Log_CommitOffset_FullMethodName,
+			call: func(t *testing.T, i int) {
+				off, err := client.CommitOffset(ctx, fmt.Sprintf("group-%02d", i), 1, false, loadbalance.WithTopic("routed-00"))
+				require.NoError(t, err)
+				require.Equal(t, uint64(1), off)
+				if i == n-1 {
+					for node := range c.nodes {
+						require.Eventually(t, func() bool {
+							_, err := c.nodes[node].agent.Log().FetchOffset(fmt.Sprintf("group-%02d", i), "routed-00")
+							return err == nil
+						}, 10*time.Second, 10*time.Millisecond, "node %d never applied the commit", node)
+					}
+				}
+			},
+			want: leaderOnly,
+		},
+		{
+			name:   "FetchOffset spreads over the followers",
+			method: api.Log_FetchOffset_FullMethodName,
+			call: func(t *testing.T, i int) {
+				off, err := client.FetchOffset(ctx, fmt.Sprintf("group-%02d", i), loadbalance.WithTopic("routed-00"))
+				require.NoError(t, err)
+				require.Equal(t, uint64(1), off)
+			},
+			want: followerShare,
+		},
+		{
+			name:   "ListGroups spreads over the followers",
+			method: api.Log_ListGroups_FullMethodName,
+			call: func(t *testing.T, i int) {
+				groups, err := client.ListGroups(ctx)
+				require.NoError(t, err)
+				require.Len(t, groups, n)
+			},
+			want: followerShare,
+		},
+		{
+			name:   "DescribeGroup spreads over the followers",
+			method: api.Log_DescribeGroup_FullMethodName,
+			call: func(t *testing.T, i int) {
+				g, err := client.DescribeGroup(ctx, fmt.Sprintf("group-%02d", i))
+				require.NoError(t, err)
+				require.Equal(t, uint64(n), g.GetTopics()[0].GetNextOffset())
+				require.Equal(t, uint64(n-1), g.GetTopics()[0].GetLag())
+			},
+			want: followerShare,
+		},
+		{
 			name:   "DeleteTopic goes to the leader",
 			method: api.Log_DeleteTopic_FullMethodName,
 			call: func(t *testing.T, i int) {

@@ -46,6 +46,14 @@ var routes = map[string]route{
 	api.Log_ListTopics_FullMethodName:    routeFollower,
 	api.Log_DescribeTopic_FullMethodName: routeFollower,
 	api.Log_GetServers_FullMethodName:    routeAny,
+	// Consumer groups: a commit is a replicated write; offsets and groups
+	// are read from a follower's applied state (a commit made a moment ago
+	// may not be there yet: a consumer then resumes a little earlier, never
+	// later).
+	api.Log_CommitOffset_FullMethodName:  routeLeader,
+	api.Log_FetchOffset_FullMethodName:   routeFollower,
+	api.Log_ListGroups_FullMethodName:    routeFollower,
+	api.Log_DescribeGroup_FullMethodName: routeFollower,
 }
 
 // leaderReadKey marks a context whose read must go to the leader (see

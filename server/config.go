@@ -52,6 +52,18 @@ type CommitLog interface {
 	ListTopics(ctx context.Context) ([]*api.TopicInfo, error)
 	// DescribeTopic describes topic name.
 	DescribeTopic(ctx context.Context, name string) (*api.TopicInfo, error)
+	// CommitOffset commits group's offset in topic (the next record the
+	// group will process) and returns the committed offset after the call:
+	// monotonic unless reset; past the topic's end is
+	// api.ErrOffsetOutOfRange.
+	CommitOffset(ctx context.Context, group, topic string, offset uint64, reset bool) (uint64, error)
+	// FetchOffset returns group's committed offset in topic, or
+	// api.ErrGroupNotFound.
+	FetchOffset(ctx context.Context, group, topic string) (uint64, error)
+	// ListGroups describes every consumer group, sorted by name.
+	ListGroups(ctx context.Context) ([]*api.GroupInfo, error)
+	// DescribeGroup describes group, or returns api.ErrGroupNotFound.
+	DescribeGroup(ctx context.Context, group string) (*api.GroupInfo, error)
 }
 
 // Authorizer decides whether subject may perform action on object. It returns

@@ -54,6 +54,8 @@ func TestErrorTable(t *testing.T) {
 		{"invalid topic config", fmt.Errorf("distlog: %w: MaxRecordBytes 9 over the node's 8", api.ErrInvalidTopicConfig), codes.InvalidArgument, "invalid topic config: MaxRecordBytes", http.StatusBadRequest},
 		{"delete the default topic", fmt.Errorf("distlog: %w", api.ErrDeleteDefaultTopic), codes.FailedPrecondition, "default topic cannot be deleted", http.StatusConflict},
 		{"producer sequence out of order", fmt.Errorf("call 0: %w", api.SequenceError{ProducerID: 1, Sequence: 9, Expected: 4}), codes.FailedPrecondition, "sequence 9 out of order; expected sequence 4", http.StatusConflict},
+		{"group not found", fmt.Errorf("group %q: %w", "g", api.ErrGroupNotFound), codes.NotFound, "group has no committed offset", http.StatusNotFound},
+		{"invalid group name", api.ValidateGroupName("a/b"), codes.InvalidArgument, "group names match", http.StatusBadRequest},
 		{"unknown", errSecret, codes.Internal, "internal error", http.StatusInternalServerError},
 		{"unknown status code", status.Error(codes.Unknown, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},
 		{"a status no layer may set", status.Error(codes.NotFound, "secret detail"), codes.Internal, "internal error", http.StatusInternalServerError},

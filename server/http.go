@@ -43,6 +43,11 @@ const jsonSlackBytes = 1 << 10
 //     N, "max_record_bytes": M}} (absent fields: the node's defaults), creates the topic (again with the same config: no change) and
 //     answers 200 {"topic": <topic>};
 //   - DELETE /topics/{name} deletes it and answers 200 {}.
+//   - POST /topics/{name}/groups/{group}/offset with {"offset": N} (and
+//     "reset": true to move it back) commits consumer group's offset in the
+//     topic, the next record it will process, and answers 200 {"offset": N}
+//     with the committed offset; GET the same path answers it (404 when the
+//     group committed none there). Both need consume on the topic.
 //
 // A <topic> is {"name", "config": {"max_segment_bytes", "max_record_bytes"}, "lowest_offset",
 // "highest_offset", "next_offset", "records", "bytes", "segments"}.
@@ -74,6 +79,7 @@ func NewHTTPHandler(cfg *Config) (http.Handler, error) {
 	h.mux.HandleFunc("/{$}", h.serveLog)
 	h.mux.HandleFunc("/topics", h.serveTopics)
 	h.mux.HandleFunc("/topics/{name}", h.serveTopic)
+	h.mux.HandleFunc("/topics/{name}/groups/{group}/offset", h.serveGroupOffset)
 	h.mux.HandleFunc("/", h.notFound)
 	return h, nil
 }
@@ -395,5 +401,44 @@ func (h *httpHandler) writeJSON(w http.ResponseWriter, code int, v any) {
 	if err := json.NewEncoder(w).Encode(v); err != nil {
 		// The status line is out; all that is left is to note it.
 		h.logger.Debug("write response", zap.Error(err))
+	}
+}
+
+// groupOffsetJSON is the body of POST and the answer of GET and POST
+// /topics/{name}/groups/{group}/offset.
+type groupOffsetJSON struct {
+	Offset *uint64 `json:"offset"`
+	Reset  bool    `json:"reset,omitempty"`
+}
+
+// serveGroupOffset serves /topics/{name}/groups/{group}/offset.
+func (h *httpHandler) serveGroupOffset(w http.ResponseWriter, r *http.Request) {
+	name, group := r.PathValue("name"), r.PathValue("group")
+	switch r.Method {
+	case http.MethodGet:
+		off, err := fetchOffset(r.Context(), h.cfg, group, name)
+		if err != nil {
+			h.writeError(w, err)
+			return
+		}
+		h.writeJSON(w, http.StatusOK, groupOffsetJSON{Offset: &off})
+	case http.MethodPost:
+		var req groupOffsetJSON
+		if err := decodeJSON(http.MaxBytesReader(w, r.Body, maxConsumeBodyBytes), &req); err != nil {
+			h.writeError(w, err)
+			return
+		}
+		if req.Offset == nil {
+			h.writeError(w, fmt.Errorf(`%w: missing "offset"`, ErrInvalidRequest))
+			return
+		}
+		off, err := commitOffset(r.Context(), h.cfg, group, name, *req.Offset, req.Reset)
+		if err != nil {
+			h.writeError(w, err)
+			return
+		}
+		h.writeJSON(w, http.StatusOK, groupOffsetJSON{Offset: &off})
+	default:
+		h.methodNotAllowed(w, r, "GET, POST")
 	}
 }

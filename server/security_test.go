@@ -185,7 +185,8 @@ func httpClient(t *testing.T, cfg *tls.Config) *http.Client {
 // rpcNames lists every RPC of the Log service, in the order callRPC knows.
 // TestRPCNamesCoverTheService keeps it complete.
 var rpcNames = []string{"Produce", "ProduceBatch", "ProduceStream", "Consume", "ConsumeStream", "GetServers",
-	"CreateTopic", "DeleteTopic", "ListTopics", "DescribeTopic"}
+	"CreateTopic", "DeleteTopic", "ListTopics", "DescribeTopic",
+	"CommitOffset", "FetchOffset", "ListGroups", "DescribeGroup"} // CommitOffset first: the others read its commit
 
 // TestRPCNamesCoverTheService: a new RPC must be added to rpcNames (and
 // callRPC), so that the security tests call it as root and as nobody.
@@ -247,6 +248,18 @@ func callRPC(ctx context.Context, client api.LogClient, name string) error {
 		return err
 	case "DescribeTopic":
 		_, err := client.DescribeTopic(ctx, &api.DescribeTopicRequest{Name: api.DefaultTopic})
+		return err
+	case "CommitOffset":
+		_, err := client.CommitOffset(ctx, &api.CommitOffsetRequest{Group: "g", Offset: 0})
+		return err
+	case "FetchOffset":
+		_, err := client.FetchOffset(ctx, &api.FetchOffsetRequest{Group: "g"})
+		return err
+	case "ListGroups":
+		_, err := client.ListGroups(ctx, &api.ListGroupsRequest{})
+		return err
+	case "DescribeGroup":
+		_, err := client.DescribeGroup(ctx, &api.DescribeGroupRequest{Group: "g"})
 		return err
 	default:
 		return fmt.Errorf("unknown RPC %q", name)
@@ -369,6 +382,16 @@ func TestSecurityNobodyIsDenied(t *testing.T) {
 				list, err := client.ListTopics(ctx, &api.ListTopicsRequest{})
 				require.NoError(t, err)
 				require.Empty(t, list.GetTopics(), "ListTopics as nobody")
+				return
+			case "ListGroups":
+				// Groups in topics the subject may consume: none.
+				list, err := client.ListGroups(ctx, &api.ListGroupsRequest{})
+				require.NoError(t, err)
+				require.Empty(t, list.GetGroups(), "ListGroups as nobody")
+				return
+			case "DescribeGroup":
+				// A group is visible only in topics the subject may consume.
+				require.Equal(t, codes.NotFound, status.Code(err), "DescribeGroup as nobody = %v", err)
 				return
 			}
 			require.Equal(t, codes.PermissionDenied, status.Code(err), "%s as nobody = %v, want PermissionDenied", name, err)

@@ -24,13 +24,25 @@ func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerSt
 	if err != nil {
 		return s.status(err)
 	}
+	start := req.GetOffset()
+	if group := req.GetGroup(); group != "" {
+		// The group's committed offset, when it has one: the next record
+		// it will process.
+		committed, err := fetchOffset(ctx, s.cfg, group, topic)
+		switch {
+		case err == nil:
+			start = committed
+		case !errors.Is(err, api.ErrGroupNotFound):
+			return s.status(err)
+		}
+	}
 	// Headers now, before any record: they tell the client the stream is
 	// open even while it waits for records (loadbalance.Client counts a
 	// resumed stream as working from then on).
 	if err := stream.SendHeader(nil); err != nil {
 		return err
 	}
-	for offset := req.GetOffset(); ; offset++ {
+	for offset := start; ; offset++ {
 		record, err := s.waitRead(ctx, topic, offset)
 		if err != nil {
 			return s.status(err)

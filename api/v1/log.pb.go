@@ -243,7 +243,12 @@ type ConsumeRequest struct {
 	Offset uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
 	// topic names the topic to read; empty means the default topic, "default".
 	// Offsets are per topic: every topic's first record is at offset 0.
-	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Topic string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	// group, on ConsumeStream, starts the stream at the consumer group's
+	// committed offset in the topic (the next record it will process) when it
+	// has one, and at offset otherwise. Committing stays the client's job
+	// (CommitOffset).
+	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -288,6 +293,13 @@ func (x *ConsumeRequest) GetOffset() uint64 {
 func (x *ConsumeRequest) GetTopic() string {
 	if x != nil {
 		return x.Topic
+	}
+	return ""
+}
+
+func (x *ConsumeRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
 	}
 	return ""
 }
@@ -1130,6 +1142,517 @@ func (x *DescribeTopicResponse) GetTopic() *TopicInfo {
 	return nil
 }
 
+// Log is the commit log service.
+// CommitOffsetRequest commits a consumer group's offset in a topic: the
+// offset of the next record the group will process (one past the last it
+// processed). Commits only move forward unless reset is set; an offset past
+// the topic's end is OUT_OF_RANGE.
+type CommitOffsetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// topic: empty means the default topic.
+	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	Offset        uint64 `protobuf:"varint,3,opt,name=offset,proto3" json:"offset,omitempty"`
+	Reset_        bool   `protobuf:"varint,4,opt,name=reset,proto3" json:"reset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitOffsetRequest) Reset() {
+	*x = CommitOffsetRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[20]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitOffsetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitOffsetRequest) ProtoMessage() {}
+
+func (x *CommitOffsetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[20]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitOffsetRequest.ProtoReflect.Descriptor instead.
+func (*CommitOffsetRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{20}
+}
+
+func (x *CommitOffsetRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *CommitOffsetRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *CommitOffsetRequest) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+func (x *CommitOffsetRequest) GetReset_() bool {
+	if x != nil {
+		return x.Reset_
+	}
+	return false
+}
+
+// CommitOffsetResponse is the group's committed offset after the call (the
+// one committed before, when the request's was lower and not a reset).
+type CommitOffsetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *CommitOffsetResponse) Reset() {
+	*x = CommitOffsetResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[21]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *CommitOffsetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*CommitOffsetResponse) ProtoMessage() {}
+
+func (x *CommitOffsetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[21]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use CommitOffsetResponse.ProtoReflect.Descriptor instead.
+func (*CommitOffsetResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{21}
+}
+
+func (x *CommitOffsetResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+type FetchOffsetRequest struct {
+	state protoimpl.MessageState `protogen:"open.v1"`
+	Group string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	// topic: empty means the default topic.
+	Topic         string `protobuf:"bytes,2,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchOffsetRequest) Reset() {
+	*x = FetchOffsetRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[22]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchOffsetRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchOffsetRequest) ProtoMessage() {}
+
+func (x *FetchOffsetRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[22]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchOffsetRequest.ProtoReflect.Descriptor instead.
+func (*FetchOffsetRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{22}
+}
+
+func (x *FetchOffsetRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+func (x *FetchOffsetRequest) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+// FetchOffsetResponse is the group's committed offset in the topic; a group
+// that committed none there is NOT_FOUND.
+type FetchOffsetResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Offset        uint64                 `protobuf:"varint,1,opt,name=offset,proto3" json:"offset,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *FetchOffsetResponse) Reset() {
+	*x = FetchOffsetResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[23]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *FetchOffsetResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*FetchOffsetResponse) ProtoMessage() {}
+
+func (x *FetchOffsetResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[23]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use FetchOffsetResponse.ProtoReflect.Descriptor instead.
+func (*FetchOffsetResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{23}
+}
+
+func (x *FetchOffsetResponse) GetOffset() uint64 {
+	if x != nil {
+		return x.Offset
+	}
+	return 0
+}
+
+// GroupTopic is a consumer group's position in one topic: committed offset,
+// the topic's next offset on the answering node, and the lag between them.
+type GroupTopic struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         string                 `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	Committed     uint64                 `protobuf:"varint,2,opt,name=committed,proto3" json:"committed,omitempty"`
+	NextOffset    uint64                 `protobuf:"varint,3,opt,name=next_offset,json=nextOffset,proto3" json:"next_offset,omitempty"`
+	Lag           uint64                 `protobuf:"varint,4,opt,name=lag,proto3" json:"lag,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupTopic) Reset() {
+	*x = GroupTopic{}
+	mi := &file_api_v1_log_proto_msgTypes[24]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupTopic) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupTopic) ProtoMessage() {}
+
+func (x *GroupTopic) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[24]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupTopic.ProtoReflect.Descriptor instead.
+func (*GroupTopic) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{24}
+}
+
+func (x *GroupTopic) GetTopic() string {
+	if x != nil {
+		return x.Topic
+	}
+	return ""
+}
+
+func (x *GroupTopic) GetCommitted() uint64 {
+	if x != nil {
+		return x.Committed
+	}
+	return 0
+}
+
+func (x *GroupTopic) GetNextOffset() uint64 {
+	if x != nil {
+		return x.NextOffset
+	}
+	return 0
+}
+
+func (x *GroupTopic) GetLag() uint64 {
+	if x != nil {
+		return x.Lag
+	}
+	return 0
+}
+
+// GroupInfo is a consumer group and its position in each topic it committed
+// in.
+type GroupInfo struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Topics        []*GroupTopic          `protobuf:"bytes,2,rep,name=topics,proto3" json:"topics,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *GroupInfo) Reset() {
+	*x = GroupInfo{}
+	mi := &file_api_v1_log_proto_msgTypes[25]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *GroupInfo) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*GroupInfo) ProtoMessage() {}
+
+func (x *GroupInfo) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[25]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
+func (*GroupInfo) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{25}
+}
+
+func (x *GroupInfo) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *GroupInfo) GetTopics() []*GroupTopic {
+	if x != nil {
+		return x.Topics
+	}
+	return nil
+}
+
+type ListGroupsRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsRequest) Reset() {
+	*x = ListGroupsRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[26]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsRequest) ProtoMessage() {}
+
+func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[26]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
+func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{26}
+}
+
+type ListGroupsResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Groups        []*GroupInfo           `protobuf:"bytes,1,rep,name=groups,proto3" json:"groups,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *ListGroupsResponse) Reset() {
+	*x = ListGroupsResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[27]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *ListGroupsResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*ListGroupsResponse) ProtoMessage() {}
+
+func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[27]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
+func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{27}
+}
+
+func (x *ListGroupsResponse) GetGroups() []*GroupInfo {
+	if x != nil {
+		return x.Groups
+	}
+	return nil
+}
+
+type DescribeGroupRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         string                 `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeGroupRequest) Reset() {
+	*x = DescribeGroupRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[28]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeGroupRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeGroupRequest) ProtoMessage() {}
+
+func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[28]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
+func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{28}
+}
+
+func (x *DescribeGroupRequest) GetGroup() string {
+	if x != nil {
+		return x.Group
+	}
+	return ""
+}
+
+type DescribeGroupResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Group         *GroupInfo             `protobuf:"bytes,1,opt,name=group,proto3" json:"group,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *DescribeGroupResponse) Reset() {
+	*x = DescribeGroupResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[29]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *DescribeGroupResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*DescribeGroupResponse) ProtoMessage() {}
+
+func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[29]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
+func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{29}
+}
+
+func (x *DescribeGroupResponse) GetGroup() *GroupInfo {
+	if x != nil {
+		return x.Group
+	}
+	return nil
+}
+
 var File_api_v1_log_proto protoreflect.FileDescriptor
 
 const file_api_v1_log_proto_rawDesc = "" +
@@ -1149,10 +1672,11 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\bsequence\x18\x04 \x01(\x04R\bsequence\"G\n" +
 	"\x0fProduceResponse\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\">\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"T\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
-	"\x05topic\x18\x02 \x01(\tR\x05topic\"?\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x14\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\"?\n" +
 	"\x0fConsumeResponse\x12&\n" +
 	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\x92\x01\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
@@ -1199,7 +1723,36 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x14DescribeTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\"@\n" +
 	"\x15DescribeTopicResponse\x12'\n" +
-	"\x05topic\x18\x01 \x01(\v2\x11.log.v1.TopicInfoR\x05topic2\xce\x05\n" +
+	"\x05topic\x18\x01 \x01(\v2\x11.log.v1.TopicInfoR\x05topic\"o\n" +
+	"\x13CommitOffsetRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x16\n" +
+	"\x06offset\x18\x03 \x01(\x04R\x06offset\x12\x14\n" +
+	"\x05reset\x18\x04 \x01(\bR\x05reset\".\n" +
+	"\x14CommitOffsetResponse\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\"@\n" +
+	"\x12FetchOffsetRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\x12\x14\n" +
+	"\x05topic\x18\x02 \x01(\tR\x05topic\"-\n" +
+	"\x13FetchOffsetResponse\x12\x16\n" +
+	"\x06offset\x18\x01 \x01(\x04R\x06offset\"s\n" +
+	"\n" +
+	"GroupTopic\x12\x14\n" +
+	"\x05topic\x18\x01 \x01(\tR\x05topic\x12\x1c\n" +
+	"\tcommitted\x18\x02 \x01(\x04R\tcommitted\x12\x1f\n" +
+	"\vnext_offset\x18\x03 \x01(\x04R\n" +
+	"nextOffset\x12\x10\n" +
+	"\x03lag\x18\x04 \x01(\x04R\x03lag\"K\n" +
+	"\tGroupInfo\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12*\n" +
+	"\x06topics\x18\x02 \x03(\v2\x12.log.v1.GroupTopicR\x06topics\"\x13\n" +
+	"\x11ListGroupsRequest\"?\n" +
+	"\x12ListGroupsResponse\x12)\n" +
+	"\x06groups\x18\x01 \x03(\v2\x11.log.v1.GroupInfoR\x06groups\",\n" +
+	"\x14DescribeGroupRequest\x12\x14\n" +
+	"\x05group\x18\x01 \x01(\tR\x05group\"@\n" +
+	"\x15DescribeGroupResponse\x12'\n" +
+	"\x05group\x18\x01 \x01(\v2\x11.log.v1.GroupInfoR\x05group2\xfc\a\n" +
 	"\x03Log\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12<\n" +
 	"\aConsume\x12\x16.log.v1.ConsumeRequest\x1a\x17.log.v1.ConsumeResponse\"\x00\x12D\n" +
@@ -1212,7 +1765,12 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\vDeleteTopic\x12\x1a.log.v1.DeleteTopicRequest\x1a\x1b.log.v1.DeleteTopicResponse\"\x00\x12E\n" +
 	"\n" +
 	"ListTopics\x12\x19.log.v1.ListTopicsRequest\x1a\x1a.log.v1.ListTopicsResponse\"\x00\x12N\n" +
-	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x00B'Z%github.com/proglog/proglog/api/v1;apib\x06proto3"
+	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x00\x12K\n" +
+	"\fCommitOffset\x12\x1b.log.v1.CommitOffsetRequest\x1a\x1c.log.v1.CommitOffsetResponse\"\x00\x12H\n" +
+	"\vFetchOffset\x12\x1a.log.v1.FetchOffsetRequest\x1a\x1b.log.v1.FetchOffsetResponse\"\x00\x12E\n" +
+	"\n" +
+	"ListGroups\x12\x19.log.v1.ListGroupsRequest\x1a\x1a.log.v1.ListGroupsResponse\"\x00\x12N\n" +
+	"\rDescribeGroup\x12\x1c.log.v1.DescribeGroupRequest\x1a\x1d.log.v1.DescribeGroupResponse\"\x00B'Z%github.com/proglog/proglog/api/v1;apib\x06proto3"
 
 var (
 	file_api_v1_log_proto_rawDescOnce sync.Once
@@ -1226,7 +1784,7 @@ func file_api_v1_log_proto_rawDescGZIP() []byte {
 	return file_api_v1_log_proto_rawDescData
 }
 
-var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 20)
+var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
 var file_api_v1_log_proto_goTypes = []any{
 	(*Record)(nil),                // 0: log.v1.Record
 	(*ProduceRequest)(nil),        // 1: log.v1.ProduceRequest
@@ -1248,6 +1806,16 @@ var file_api_v1_log_proto_goTypes = []any{
 	(*ListTopicsResponse)(nil),    // 17: log.v1.ListTopicsResponse
 	(*DescribeTopicRequest)(nil),  // 18: log.v1.DescribeTopicRequest
 	(*DescribeTopicResponse)(nil), // 19: log.v1.DescribeTopicResponse
+	(*CommitOffsetRequest)(nil),   // 20: log.v1.CommitOffsetRequest
+	(*CommitOffsetResponse)(nil),  // 21: log.v1.CommitOffsetResponse
+	(*FetchOffsetRequest)(nil),    // 22: log.v1.FetchOffsetRequest
+	(*FetchOffsetResponse)(nil),   // 23: log.v1.FetchOffsetResponse
+	(*GroupTopic)(nil),            // 24: log.v1.GroupTopic
+	(*GroupInfo)(nil),             // 25: log.v1.GroupInfo
+	(*ListGroupsRequest)(nil),     // 26: log.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),    // 27: log.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),  // 28: log.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil), // 29: log.v1.DescribeGroupResponse
 }
 var file_api_v1_log_proto_depIdxs = []int32{
 	0,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
@@ -1259,31 +1827,42 @@ var file_api_v1_log_proto_depIdxs = []int32{
 	11, // 6: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
 	11, // 7: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
 	11, // 8: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
-	1,  // 9: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 10: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
-	3,  // 11: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
-	1,  // 12: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
-	5,  // 13: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	7,  // 14: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
-	12, // 15: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
-	14, // 16: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
-	16, // 17: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
-	18, // 18: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
-	2,  // 19: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 20: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	4,  // 21: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	2,  // 22: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	6,  // 23: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 24: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	13, // 25: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
-	15, // 26: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
-	17, // 27: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
-	19, // 28: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
-	19, // [19:29] is the sub-list for method output_type
-	9,  // [9:19] is the sub-list for method input_type
-	9,  // [9:9] is the sub-list for extension type_name
-	9,  // [9:9] is the sub-list for extension extendee
-	0,  // [0:9] is the sub-list for field type_name
+	24, // 9: log.v1.GroupInfo.topics:type_name -> log.v1.GroupTopic
+	25, // 10: log.v1.ListGroupsResponse.groups:type_name -> log.v1.GroupInfo
+	25, // 11: log.v1.DescribeGroupResponse.group:type_name -> log.v1.GroupInfo
+	1,  // 12: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
+	3,  // 13: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
+	3,  // 14: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
+	1,  // 15: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
+	5,  // 16: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 17: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
+	12, // 18: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
+	14, // 19: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
+	16, // 20: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
+	18, // 21: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
+	20, // 22: log.v1.Log.CommitOffset:input_type -> log.v1.CommitOffsetRequest
+	22, // 23: log.v1.Log.FetchOffset:input_type -> log.v1.FetchOffsetRequest
+	26, // 24: log.v1.Log.ListGroups:input_type -> log.v1.ListGroupsRequest
+	28, // 25: log.v1.Log.DescribeGroup:input_type -> log.v1.DescribeGroupRequest
+	2,  // 26: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	4,  // 27: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	4,  // 28: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	2,  // 29: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	6,  // 30: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 31: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	13, // 32: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	15, // 33: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	17, // 34: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
+	19, // 35: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	21, // 36: log.v1.Log.CommitOffset:output_type -> log.v1.CommitOffsetResponse
+	23, // 37: log.v1.Log.FetchOffset:output_type -> log.v1.FetchOffsetResponse
+	27, // 38: log.v1.Log.ListGroups:output_type -> log.v1.ListGroupsResponse
+	29, // 39: log.v1.Log.DescribeGroup:output_type -> log.v1.DescribeGroupResponse
+	26, // [26:40] is the sub-list for method output_type
+	12, // [12:26] is the sub-list for method input_type
+	12, // [12:12] is the sub-list for extension type_name
+	12, // [12:12] is the sub-list for extension extendee
+	0,  // [0:12] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_log_proto_init() }
@@ -1297,7 +1876,7 @@ func file_api_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_log_proto_rawDesc), len(file_api_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   20,
+			NumMessages:   30,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

@@ -37,6 +37,9 @@ type Log struct {
 	topics map[string]*topic // guarded by mu
 	// producers is the idempotent producers' state, guarded by mu.
 	producers map[uint64]*producer
+	// offsets are the consumer groups' committed offsets by group, then
+	// topic; guarded by mu.
+	offsets map[string]map[string]uint64
 }
 
 // producer is an idempotent producer's last sequence and the outcomes of
@@ -99,7 +102,7 @@ func WithBookkeeping() Option {
 
 // NewLog returns a Log holding the empty default topic, with opts applied.
 func NewLog(opts ...Option) *Log {
-	l := &Log{topics: map[string]*topic{api.DefaultTopic: newTopic(nil)}, producers: map[uint64]*producer{}}
+	l := &Log{topics: map[string]*topic{api.DefaultTopic: newTopic(nil)}, producers: map[uint64]*producer{}, offsets: map[string]map[string]uint64{}}
 	for _, opt := range opts {
 		opt(l)
 	}
@@ -396,3 +399,90 @@ func (l *Log) Appends() int64 { return l.appends.Load() }
 
 // AppendedCalls returns how many times Appended was called.
 func (l *Log) AppendedCalls() int64 { return l.appendedCalls.Load() }
+
+// CommitOffset commits group's offset in topicName with the real log's
+// rules: monotonic unless reset, never past the topic's end.
+func (l *Log) CommitOffset(ctx context.Context, group, topicName string, offset uint64, reset bool) (uint64, error) {
+	if err := api.ValidateGroupName(group); err != nil {
+		return 0, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, err := l.topicLocked(topicName)
+	if err != nil {
+		return 0, err
+	}
+	if offset > uint64(len(t.records)) {
+		return 0, api.ErrOffsetOutOfRange{Offset: offset}
+	}
+	g := l.offsets[group]
+	if g == nil {
+		g = map[string]uint64{}
+		l.offsets[group] = g
+	}
+	if cur, ok := g[topicName]; ok && offset < cur && !reset {
+		return cur, nil
+	}
+	g[topicName] = offset
+	return offset, nil
+}
+
+// FetchOffset returns group's committed offset in topicName, or
+// api.ErrGroupNotFound.
+func (l *Log) FetchOffset(ctx context.Context, group, topicName string) (uint64, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	off, ok := l.offsets[group][topicName]
+	if !ok {
+		return 0, api.ErrGroupNotFound
+	}
+	return off, nil
+}
+
+// ListGroups describes every group, sorted by name.
+func (l *Log) ListGroups(ctx context.Context) ([]*api.GroupInfo, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	names := make([]string, 0, len(l.offsets))
+	for name := range l.offsets {
+		names = append(names, name)
+	}
+	sort.Strings(names)
+	out := make([]*api.GroupInfo, 0, len(names))
+	for _, name := range names {
+		out = append(out, l.groupLocked(name))
+	}
+	return out, nil
+}
+
+// DescribeGroup describes group, or returns api.ErrGroupNotFound.
+func (l *Log) DescribeGroup(ctx context.Context, group string) (*api.GroupInfo, error) {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	if len(l.offsets[group]) == 0 {
+		return nil, api.ErrGroupNotFound
+	}
+	return l.groupLocked(group), nil
+}
+
+// groupLocked describes group. Callers hold l.mu.
+func (l *Log) groupLocked(group string) *api.GroupInfo {
+	g := &api.GroupInfo{Name: group}
+	topics := make([]string, 0, len(l.offsets[group]))
+	for name := range l.offsets[group] {
+		topics = append(topics, name)
+	}
+	sort.Strings(topics)
+	for _, name := range topics {
+		off := l.offsets[group][name]
+		gt := &api.GroupTopic{Topic: name, Committed: off}
+		if t, ok := l.topics[name]; ok {
+			gt.NextOffset = uint64(len(t.records))
+			if gt.NextOffset > off {
+				gt.Lag = gt.NextOffset - off
+			}
+		}
+		g.Topics = append(g.Topics, gt)
+	}
+	return g
+}
