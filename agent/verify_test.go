@@ -3,6 +3,7 @@ package agent_test
 import (
 	"context"
 	"crypto/tls"
+	"crypto/x509"
 	"fmt"
 	"io"
 	"net"
@@ -201,8 +202,30 @@ func readyz(t *testing.T, addr string) (int, string) {
 	return res.StatusCode, string(body)
 }
 
-// TestJoinPolicyDecidesWhoJoins: with join lines in the policy, only the
-// subjects they name may join, even with a certificate from the cluster CA.
+// TestJoinRefusesCertificatesOfTheClusterCA: certificates the cluster's own
+// CA signed are not enough. One for client auth only (with the right host)
+// fails the server-auth check; a server certificate for another subject
+// fails the default rule (the subject of the leader's own server
+// certificate, as the policy has no join lines).
+func TestJoinRefusesCertificatesOfTheClusterCA(t *testing.T) {
+	observe, logs := observeLogs()
+	c := newTestCluster(t, 1, observe)
+	ca := tlsconfigtest.LoadCA(t, c.files.CAFile, filepath.Join(c.files.Dir, "ca-key.pem"))
+	issue := func(cn string, usage ...x509.ExtKeyUsage) nodeCerts {
+		cert, key := ca.Issue(t, tlsconfigtest.CertOptions{CommonName: cn, Hosts: []string{"127.0.0.1"}, ExtKeyUsage: usage})
+		return nodeCerts{cert: cert, key: key, ca: c.files.CAFile}
+	}
+
+	startNode(t, c.nodeConfig("client-only", issue("127.0.0.1", x509.ExtKeyUsageClientAuth), c.gossipKey))
+	startNode(t, c.nodeConfig("other-subject", issue("other", x509.ExtKeyUsageServerAuth, x509.ExtKeyUsageClientAuth), c.gossipKey))
+	waitRefusedAndRemoved(t, c, logs, "client-only", "incompatible key usage")
+	waitRefusedAndRemoved(t, c, logs, "other-subject", `certificate subject "other" is not this cluster's server subject "127.0.0.1"`)
+	requireVoters(t, c, 0, "node-0")
+}
+
+// TestJoinPolicyDecidesWhoJoins: with join lines in the policy, exactly
+// the subjects they name may join: not the cluster's server certificate's
+// when it is not named, and a named one with a certificate of the cluster CA.
 func TestJoinPolicyDecidesWhoJoins(t *testing.T) {
 	observe, logs := observeLogs()
 	policy := filepath.Join(t.TempDir(), "policy.csv")
@@ -216,6 +239,17 @@ func TestJoinPolicyDecidesWhoJoins(t *testing.T) {
 	startNode(t, cfg)
 	waitRefusedAndRemoved(t, c, logs, "node-1", `does not let "127.0.0.1" join`)
 	requireVoters(t, c, 0, "node-0")
+
+	// A certificate of the cluster CA for the subject the policy names joins.
+	ca := tlsconfigtest.LoadCA(t, c.files.CAFile, filepath.Join(c.files.Dir, "ca-key.pem"))
+	cert, key := ca.Issue(t, tlsconfigtest.CertOptions{CommonName: "someone-else", Hosts: []string{"127.0.0.1"}})
+	startNode(t, c.nodeConfig("node-2", nodeCerts{cert: cert, key: key, ca: c.files.CAFile}, c.gossipKey))
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		servers, err := c.nodes[0].agent.Log().GetServers()
+		assert.NoError(ct, err)
+		assert.Equal(ct, []string{"node-0", "node-2"}, sortedIDs(servers))
+	}, 20*time.Second, 20*time.Millisecond)
+	require.Empty(t, refusals(logs, msgRefused, "node-2"))
 }
 
 // TestTwoRoguesCannotTakeTheQuorum is the scenario of issue 12: agents
