@@ -431,6 +431,76 @@ func TestSecurityPolicyFromFile(t *testing.T) {
 	require.Equal(t, codes.OutOfRange, status.Code(err), "Consume(0) of an empty log as nobody = %v, want OutOfRange", err)
 }
 
+// TestSecurityTopicPolicy: with the gencert model (topics matched as globs)
+// and a policy that lets nobody consume the topics public.* and produce to
+// public.news only, over mTLS: nobody reads public.news and not private,
+// writes public.news and not public.other, administers nothing, and lists
+// only the public topics; over HTTP the same.
+func TestSecurityTopicPolicy(t *testing.T) {
+	files := tlsconfigtest.Files(t)
+	policy := filepath.Join(t.TempDir(), "policy.csv")
+	require.NoError(t, os.WriteFile(policy, []byte(`p, root, *, admin
+p, root, *, produce
+p, nobody, public.*, consume
+p, nobody, public.news, produce
+`), 0o600))
+	srv := newSecureServer(t, files, secureServerOptions{policyFile: policy})
+	ctx, cancel := context.WithTimeout(context.Background(), securityTimeout)
+	defer cancel()
+	nobodyTLS := clientTLS(t, files, files.NobodyClientCertFile, files.NobodyClientKeyFile, false)
+	nobody := api.NewLogClient(grpcClient(t, srv.grpcAddr, credentials.NewTLS(nobodyTLS)))
+	root := api.NewLogClient(grpcClient(t, srv.grpcAddr,
+		credentials.NewTLS(clientTLS(t, files, files.RootClientCertFile, files.RootClientKeyFile, false))))
+	for _, topic := range []string{"public.news", "public.other", "private"} {
+		_, err := root.CreateTopic(ctx, &api.CreateTopicRequest{Name: topic})
+		require.NoError(t, err, "CreateTopic(%s) as root", topic)
+		_, err = root.Produce(ctx, &api.ProduceRequest{Topic: topic, Record: &api.Record{Value: []byte(topic)}})
+		require.NoError(t, err, "Produce(%s) as root", topic)
+	}
+
+	got, err := nobody.Consume(ctx, &api.ConsumeRequest{Topic: "public.news"})
+	require.NoError(t, err, "nobody consumes public.news")
+	require.Equal(t, "public.news", string(got.GetRecord().GetValue()))
+	_, err = nobody.Consume(ctx, &api.ConsumeRequest{Topic: "private"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "nobody consumes private: %v", err)
+	require.Contains(t, status.Convert(err).Message(), "nobody is not permitted to consume on private")
+	_, err = nobody.Consume(ctx, &api.ConsumeRequest{})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "nobody consumes the default topic: %v", err)
+	_, err = nobody.Produce(ctx, &api.ProduceRequest{Topic: "public.news", Record: &api.Record{Value: []byte("x")}})
+	require.NoError(t, err, "nobody produces to public.news")
+	_, err = nobody.Produce(ctx, &api.ProduceRequest{Topic: "public.other", Record: &api.Record{Value: []byte("x")}})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "nobody produces to public.other: %v", err)
+	_, err = nobody.CreateTopic(ctx, &api.CreateTopicRequest{Name: "public.new"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "nobody creates a topic: %v", err)
+	_, err = nobody.DeleteTopic(ctx, &api.DeleteTopicRequest{Name: "public.news"})
+	require.Equal(t, codes.PermissionDenied, status.Code(err), "nobody deletes a topic: %v", err)
+	list, err := nobody.ListTopics(ctx, &api.ListTopicsRequest{})
+	require.NoError(t, err)
+	var names []string
+	for _, topic := range list.GetTopics() {
+		names = append(names, topic.GetName())
+	}
+	require.Equal(t, []string{"public.news", "public.other"}, names, "ListTopics as nobody")
+
+	httpNobody := httpClient(t, nobodyTLS)
+	for _, tt := range []struct {
+		call httpCall
+		want int
+	}{
+		{httpCall{name: "GET public.news", method: http.MethodGet, url: "topics/public.news?offset=0"}, http.StatusOK},
+		{httpCall{name: "GET private", method: http.MethodGet, url: "topics/private?offset=0"}, http.StatusForbidden},
+		{httpCall{name: "POST public.other", method: http.MethodPost, url: "topics/public.other", body: `{"record": {"value": "eA=="}}`}, http.StatusForbidden},
+		{httpCall{name: "PUT", method: http.MethodPut, url: "topics/public.new"}, http.StatusForbidden},
+	} {
+		code, msg, err := tt.call.do(t, httpNobody, srv.httpURL)
+		require.NoError(t, err)
+		require.Equal(t, tt.want, code, "HTTP %s as nobody: %s", tt.call.name, msg)
+	}
+	require.Equal(t, 1, srv.log.Len("private"), "records in private")
+	require.Equal(t, 1, srv.log.Len("public.other"), "records in public.other")
+	require.Equal(t, 2, srv.log.Len("public.news"), "records in public.news")
+}
+
 // TestSecurityUnauthenticatedClients checks that a client without a valid
 // certificate can call nothing, over gRPC and HTTP, while a valid
 // certificate from the same second CA as the expired one gets in.

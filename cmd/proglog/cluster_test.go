@@ -107,6 +107,8 @@ type testCluster struct {
 	rpcAddrs  []string
 	logs      []string
 	nodes     []*process
+	// restarts counts restartNode calls, to name each run's log file.
+	restarts int
 }
 
 // startCluster starts n agents with the certificates of files: node-1
