@@ -175,7 +175,7 @@ func (l promLogger) Println(v ...any) {
 
 // CountAppends returns log, counting in proglog_records_appended_total and
 // proglog_bytes_appended_total, by topic, the records (and their value
-// bytes) that each successful AppendBatch added. Give it to the server's
+// bytes) that each successful AppendBatch and AppendProduced added. Give it to the server's
 // Config.CommitLog. A follower refuses writes, so only the node that took
 // the write counts it; proglog_log_highest_offset shows every node's
 // progress.
@@ -192,6 +192,32 @@ type countingLog struct {
 }
 
 var _ server.CommitLog = (*countingLog)(nil)
+
+// AppendProduced appends and counts the records of each call that was
+// appended now: a duplicate (appended by an earlier attempt, and counted
+// then) and a refused call add nothing.
+func (l *countingLog) AppendProduced(ctx context.Context, topic string, batches []api.ProducerBatch) ([]api.ProducerResult, error) {
+	results, err := l.CommitLog.AppendProduced(ctx, topic, batches)
+	if err != nil {
+		return results, err
+	}
+	records, bytes := 0, 0
+	for i, result := range results {
+		if i >= len(batches) || result.Err != nil || result.Duplicate {
+			continue
+		}
+		records += len(batches[i].Records)
+		for _, r := range batches[i].Records {
+			bytes += len(r.GetValue())
+		}
+	}
+	if records > 0 {
+		label := l.topics.Label(topic)
+		l.records.WithLabelValues(label).Add(float64(records))
+		l.bytes.WithLabelValues(label).Add(float64(bytes))
+	}
+	return results, err
+}
 
 // AppendBatch appends and counts records.
 func (l *countingLog) AppendBatch(ctx context.Context, topic string, records []*api.Record) (uint64, error) {

@@ -325,3 +325,34 @@ func TestTopicLabelsAreBounded(t *testing.T) {
 		require.False(t, ok, "topic %q past the cap has an offset series", topic)
 	}
 }
+
+// TestCountAppendsCountsIdempotentProduces: records appended through
+// AppendProduced (the idempotent path the balancing client takes by default)
+// are counted once; a duplicate, appended by an earlier attempt, is not
+// counted again, nor is a refused call.
+func TestCountAppendsCountsIdempotentProduces(t *testing.T) {
+	m, err := telemetry.NewMetrics(telemetry.MetricsConfig{Registry: prometheus.NewRegistry()})
+	require.NoError(t, err)
+	counted := m.CountAppends(servertest.NewLog())
+	ctx := t.Context()
+	call := api.ProducerBatch{ProducerID: 7, Sequence: 0, Records: []*api.Record{{Value: []byte("abc")}, {Value: []byte("de")}}}
+	results, err := counted.AppendProduced(ctx, api.DefaultTopic, []api.ProducerBatch{call})
+	require.NoError(t, err)
+	require.NoError(t, results[0].Err)
+	results, err = counted.AppendProduced(ctx, api.DefaultTopic, []api.ProducerBatch{call}) // a retry
+	require.NoError(t, err)
+	require.True(t, results[0].Duplicate, "the retry is a duplicate")
+	gap := api.ProducerBatch{ProducerID: 7, Sequence: 5, Records: []*api.Record{{Value: []byte("x")}}}
+	results, err = counted.AppendProduced(ctx, api.DefaultTopic, []api.ProducerBatch{gap})
+	if err == nil {
+		require.Error(t, results[0].Err, "a sequence gap is refused")
+	}
+
+	srv := httptest.NewServer(m.Handler())
+	t.Cleanup(srv.Close)
+	got := telemetrytest.Scrape(t, srv.Client(), srv.URL)
+	records, _ := got.Value("proglog_records_appended_total", map[string]string{"topic": "default"})
+	bytes, _ := got.Value("proglog_bytes_appended_total", map[string]string{"topic": "default"})
+	require.Equal(t, 2.0, records, "records appended")
+	require.Equal(t, 5.0, bytes, "bytes appended")
+}
