@@ -103,6 +103,11 @@ func (a *Agent) watchReadiness() {
 			reasons = append(reasons, failures)
 		}
 		a.obs.health.Set(ready, strings.Join(reasons, "; "))
+		if stats.FSMError != nil {
+			// Only a restart brings the state machine back (it replays
+			// the Raft log): say so where liveness probes look.
+			a.obs.health.SetDead(fmt.Sprintf("state machine stopped, restart the node: %v", stats.FSMError))
+		}
 		if stats.State == raft.Shutdown.String() {
 			// The log is closing (or crashed, in fault tests): its Appended
 			// channel stays closed from now on and would spin this loop.

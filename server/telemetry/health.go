@@ -32,6 +32,7 @@ type Health struct {
 	mu       sync.Mutex
 	ready    bool          // guarded by mu
 	reason   string        // why not ready; guarded by mu
+	dead     string        // why the node must be restarted; "" while alive; guarded by mu
 	changed  chan struct{} // closed and replaced at every change; guarded by mu
 	shutdown chan struct{} // closed by Shutdown
 }
@@ -66,6 +67,18 @@ func (h *Health) Set(ready bool, reason string) {
 	}
 	h.ready, h.reason = ready, reason
 	h.notifyLocked()
+}
+
+// SetDead marks the node as needing a restart (its state machine stopped on
+// a storage error, say): /healthz answers 503 with reason from then on, so
+// a supervisor whose liveness probe reads it (Kubernetes) restarts the
+// process. It is for good: a node recovers only by restarting.
+func (h *Health) SetDead(reason string) {
+	h.mu.Lock()
+	defer h.mu.Unlock()
+	if h.dead == "" {
+		h.dead = reason
+	}
 }
 
 // Ready reports whether the node is ready, and why not when it is not.
@@ -163,10 +176,18 @@ func (h *Health) Watch(req *healthpb.HealthCheckRequest, stream grpc.ServerStrea
 	}
 }
 
-// LivenessHandler answers 200 "ok" to every request: the process is up
-// and serving HTTP. Mount it on /healthz.
+// LivenessHandler answers 200 "ok" while the process is up and serving
+// HTTP, and 503 with the reason once SetDead said the node needs a
+// restart. Mount it on /healthz.
 func (h *Health) LivenessHandler() http.Handler {
 	return http.HandlerFunc(func(w http.ResponseWriter, _ *http.Request) {
+		h.mu.Lock()
+		dead := h.dead
+		h.mu.Unlock()
+		if dead != "" {
+			writePlain(w, http.StatusServiceUnavailable, dead)
+			return
+		}
 		writePlain(w, http.StatusOK, "ok")
 	})
 }

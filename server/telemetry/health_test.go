@@ -171,3 +171,23 @@ func TestHealthShutdownLetsGracefulStopReturn(t *testing.T) {
 	defer cancel()
 	require.NoError(t, server.GracefulStop(ctx, srv), "GracefulStop with a watcher after Shutdown")
 }
+
+// TestHealthDeadFailsLiveness: once SetDead says the node needs a restart,
+// /healthz answers 503 with the reason (and keeps doing so), so a
+// supervisor restarts it; until then it answers 200 whatever readiness
+// says.
+func TestHealthDeadFailsLiveness(t *testing.T) {
+	h := telemetry.NewHealth()
+	h.Set(false, "no raft leader")
+	code, _ := httpStatus(h.LivenessHandler())
+	require.Equal(t, http.StatusOK, code, "/healthz of a node that is only not ready")
+
+	h.SetDead("state machine stopped, restart the node: disk full")
+	h.SetDead("a later reason")
+	code, body := httpStatus(h.LivenessHandler())
+	require.Equal(t, http.StatusServiceUnavailable, code, "/healthz of a dead node")
+	require.Equal(t, "state machine stopped, restart the node: disk full", body)
+	h.Set(true, "")
+	code, _ = httpStatus(h.LivenessHandler())
+	require.Equal(t, http.StatusServiceUnavailable, code, "/healthz of a dead node that reports ready")
+}

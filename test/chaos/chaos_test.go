@@ -125,8 +125,8 @@ func finish(t *testing.T, r *runner, dir string, linearizabilityTimeout time.Dur
 // nodes (part of make test).
 func TestFaultsThreeNodes(t *testing.T) {
 	faults := []string{
-		faultKillFollower, faultKillLeader, faultStopLeader, faultPauseLeader,
-		faultIsolateLeader, faultIsolateFollower, faultCorruptFollower, faultKillAll,
+		faultKillFollower, faultKillLeader, faultStopLeader, faultPauseLeader, faultPauseFollower,
+		faultIsolateLeader, faultIsolateFollower, faultCorruptFollower, faultCorruptLeader, faultKillAll,
 	}
 	tmpfs := canMountTmpfs()
 	if tmpfs {

@@ -77,7 +77,7 @@ type report struct {
 	lost         []string
 	divergent    int
 	gaps         int
-	phantoms     []string // values in the log no client wrote
+	phantoms     []string // values in the log no client wrote, or whose write was refused
 	duplicates   int      // extra copies of values
 	unexplained  []string // duplicated values no unknown attempt explains
 	linearizable string   // yes, no, or unknown (timeout)
@@ -158,12 +158,17 @@ func (c *cluster) check(h *history, linearizabilityTimeout time.Duration) (repor
 
 	ops := h.snapshot()
 	written := make(map[string]bool)
+	failed := make(map[string]bool) // first values of writes that failed for sure
 	for _, o := range ops {
 		if o.Kind == opRead {
 			continue
 		}
 		for _, v := range o.Values {
 			written[v] = true
+		}
+		if o.Outcome == outcomeError {
+			failed[o.Values[0]] = true
+			continue
 		}
 		if o.Outcome != outcomeOK {
 			r.unknown += len(o.Values)
@@ -186,8 +191,11 @@ func (c *cluster) check(h *history, linearizabilityTimeout time.Duration) (repor
 	positions := make(map[string][]uint64)
 	for off, v := range ref {
 		positions[v] = append(positions[v], uint64(off))
-		if !written[v] {
+		switch {
+		case !written[v]:
 			r.phantoms = append(r.phantoms, fmt.Sprintf("%s at %d", v, off))
+		case failed[v]:
+			r.phantoms = append(r.phantoms, fmt.Sprintf("%s at %d (its write failed with a refusal)", v, off))
 		}
 	}
 	for v, offs := range positions {
@@ -286,6 +294,9 @@ func checkLinearizable(ops []op, final []string, positions map[string][]uint64, 
 			history = append(history, porcupine.Operation{ClientId: o.Client, Input: logInput{n: n},
 				Call: at(o.Invoke), Output: logOutput{offset: off}, Return: ret})
 		}
+		if o.Outcome == outcomeError {
+			continue // checked above: must not be in the log
+		}
 		if o.Outcome == outcomeOK && !slices.Contains(positions[o.Values[0]], o.Offset) {
 			// Acknowledged but not in the log: lost, reported apart; the
 			// model must still see the acknowledgement to fail.
@@ -352,7 +363,7 @@ func stallReport(faults []fault, completions []time.Time, window func(i int) tim
 	var b strings.Builder
 	for _, k := range kinds {
 		ds := byKind[k]
-		fmt.Fprintf(&b, "stall %-24s n=%-3d median %-8v max %v\n", k, len(ds), median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond))
+		fmt.Fprintf(&b, "stall %-32s n=%-3d median %-8v max %v\n", k, len(ds), median(ds).Round(time.Millisecond), slices.Max(ds).Round(time.Millisecond))
 	}
 	return b.String(), byKind
 }

@@ -5,6 +5,7 @@ import (
 	"context"
 	"crypto/tls"
 	"fmt"
+	"io"
 	"io/fs"
 	"net"
 	"net/http"
@@ -262,16 +263,39 @@ func (c *cluster) running(i int) bool {
 // did.
 func (c *cluster) waitReady(i int) time.Time {
 	c.t.Helper()
+	at, last, ok := c.waitReadyWithin(i, readyTimeout)
+	if !ok {
+		c.t.Fatalf("node %d not ready after %v: %s (log %s)", i+1, readyTimeout, last, c.nodes[i].logPath)
+	}
+	return at
+}
+
+// live reports what node i's /healthz (liveness) says.
+func (c *cluster) live(i int) (bool, string) {
+	client := c.httpClient()
+	defer client.CloseIdleConnections()
+	res, err := client.Get("https://" + c.nodes[i].httpAddr() + "/healthz")
+	if err != nil {
+		return false, err.Error()
+	}
+	defer res.Body.Close()
+	body, _ := io.ReadAll(res.Body)
+	return res.StatusCode == http.StatusOK, strings.TrimSpace(string(body))
+}
+
+// waitReadyWithin waits up to timeout for node i's /readyz to answer 200;
+// it returns when it did, or the last answer.
+func (c *cluster) waitReadyWithin(i int, timeout time.Duration) (time.Time, string, bool) {
 	client := c.httpClient()
 	defer client.CloseIdleConnections()
 	var last string
-	deadline := time.Now().Add(readyTimeout)
+	deadline := time.Now().Add(timeout)
 	for time.Now().Before(deadline) {
 		res, err := client.Get("https://" + c.nodes[i].httpAddr() + "/readyz")
 		if err == nil {
 			_ = res.Body.Close()
 			if res.StatusCode == http.StatusOK {
-				return time.Now()
+				return time.Now(), "", true
 			}
 			last = res.Status
 		} else {
@@ -279,8 +303,7 @@ func (c *cluster) waitReady(i int) time.Time {
 		}
 		time.Sleep(20 * time.Millisecond) // polling an outside process: nothing to wait on
 	}
-	c.t.Fatalf("node %d not ready after %v: %s (log %s)", i+1, readyTimeout, last, c.nodes[i].logPath)
-	return time.Time{}
+	return time.Time{}, last, false
 }
 
 func (c *cluster) httpClient() *http.Client {

@@ -155,14 +155,23 @@ func (r *runner) inject(kind string) bool {
 			r.logf("%s: node %d logged %d 'no space left on device' errors", kind, victim+1,
 				strings.Count(string(logData), "no space left on device"))
 		}
-		if !c.running(victim) || !r.alive(victim) {
-			r.logf("%s: node %d stopped; starting it again", kind, victim+1)
+		switch {
+		case !c.running(victim) || !r.alive(victim):
+			r.logf("%s: node %d exited; starting it again", kind, victim+1)
 			c.signal(victim, syscall.SIGKILL)
 			r.restart(victim)
-		} else {
-			// A node that failed a write and kept running must still
-			// recover (catch up) once there is space again.
-			c.waitReady(victim)
+		default:
+			// A node that failed a write and kept running must recover
+			// (catch up) once there is space again, or say on /healthz
+			// that it needs a restart, which a supervisor then does.
+			if _, _, ok := c.waitReadyWithin(victim, 20*time.Second); ok {
+				break
+			}
+			live, why := c.live(victim)
+			require.False(r.t, live, "node %d is neither ready after the disk freed up nor failing its liveness probe", victim+1)
+			r.logf("%s: node %d fails its liveness probe (%s); restarting it, as a supervisor would", kind, victim+1, why)
+			c.signal(victim, syscall.SIGTERM)
+			r.restart(victim)
 		}
 	default:
 		r.t.Fatalf("unknown fault %q", kind)
@@ -291,7 +300,7 @@ func (r *runner) summarize(report func(string)) []string {
 	report(text)
 	if len(r.returning) > 0 {
 		byKind[returningNodeKind] = r.returning
-		report(fmt.Sprintf("%-30s n=%-3d median %-8v max %v", returningNodeKind, len(r.returning),
+		report(fmt.Sprintf("%-38s n=%-3d median %-8v max %v\n", returningNodeKind, len(r.returning),
 			median(r.returning).Round(time.Millisecond), slices.Max(r.returning).Round(time.Millisecond)))
 	}
 	var missed []string

@@ -31,6 +31,7 @@ const (
 // Outcomes of an operation.
 const (
 	outcomeOK      = "ok"
+	outcomeError   = "error"   // failed, every attempt refused before it could write
 	outcomeUnknown = "unknown" // failed in a way that may have written
 	outcomeOOR     = "out-of-range"
 )
@@ -289,12 +290,16 @@ func startWorkload(c *cluster, h *history, opts workloadOptions) *workload {
 	return w
 }
 
-// finish records a unary write's outcome.
+// finish records a unary write's outcome: an error is definite only when
+// every attempt was refused before it could write.
 func (w *workload) finish(o *op, offset uint64, err error) {
 	o.Return = time.Now()
-	if err == nil {
+	switch {
+	case err == nil:
 		o.Outcome, o.Offset = outcomeOK, offset
-	} else {
+	case w.h.unknownAttemptsOf(o.Values[0]) == 0:
+		o.Outcome, o.Err = outcomeError, err.Error()
+	default:
 		// The client gave up; an attempt may still have landed.
 		o.Outcome, o.Err = outcomeUnknown, err.Error()
 	}
