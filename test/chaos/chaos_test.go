@@ -98,18 +98,21 @@ func runScenario(t *testing.T, nodes int, faults []string, tmpfs bool) {
 	}
 	r.waitProgress()
 	w.stop()
-	finish(t, r, dir, 30*time.Second)
+	finish(t, r, w, dir, 30*time.Second)
 }
 
 // finish checks the run, prints its figures and fails the test on a
 // violation.
-func finish(t *testing.T, r *runner, dir string, linearizabilityTimeout time.Duration) report {
+func finish(t *testing.T, r *runner, w *workload, dir string, linearizabilityTimeout time.Duration) report {
 	t.Helper()
 	require.NoError(t, r.h.save(filepath.Join(dir, "history.jsonl")))
 	rep, err := r.c.check(r.h, linearizabilityTimeout)
 	require.NoError(t, err)
 	rep.faults = len(r.faults)
+	rep.stream = w.checkStream(rep.final)
+	rep.streamed = w.streamedCount()
 	t.Log(rep.summary())
+	t.Logf("the ConsumeStream consumer received %d of %d records in order", rep.streamed, len(rep.final))
 	missed := r.summarize(func(s string) { t.Log("\n" + s) })
 	for _, m := range missed {
 		t.Logf("availability target missed (not asserted): %s", m)
@@ -205,7 +208,7 @@ func TestChaos(t *testing.T) {
 		r.holdFor(time.Duration(rng.IntN(3000)) * time.Millisecond)
 	}
 	w.stop()
-	rep := finish(t, r, dir, 5*time.Minute)
+	rep := finish(t, r, w, dir, 5*time.Minute)
 	fmt.Println(rep.summary())
 	missed := r.summarize(func(s string) { fmt.Print(s) })
 	for _, m := range missed {

@@ -82,11 +82,14 @@ type report struct {
 	unexplained  []string // duplicated values no unknown attempt explains
 	linearizable string   // yes, no, or unknown (timeout)
 	lengths      []int
+	final        []string // the longest node's log
+	stream       []string // what the ConsumeStream consumer got wrong
+	streamed     int      // records the ConsumeStream consumer received
 }
 
 func (r report) ok() bool {
 	return len(r.lost) == 0 && r.divergent == 0 && r.gaps == 0 && len(r.phantoms) == 0 &&
-		len(r.unexplained) == 0 && r.linearizable != "no"
+		len(r.unexplained) == 0 && r.linearizable != "no" && len(r.stream) == 0
 }
 
 // summary is the one line `make chaos` prints.
@@ -98,7 +101,7 @@ func (r report) summary() string {
 // details says what went wrong, briefly.
 func (r report) details() string {
 	var b strings.Builder
-	fmt.Fprintf(&b, "node log lengths %v, unknown writes %d, offset gaps %d\n", r.lengths, r.unknown, r.gaps)
+	fmt.Fprintf(&b, "node log lengths %v, unknown writes %d, offset gaps %d, streamed %d\n", r.lengths, r.unknown, r.gaps, r.streamed)
 	show := func(name string, items []string) {
 		if len(items) > 0 {
 			fmt.Fprintf(&b, "%s (%d): %s\n", name, len(items), strings.Join(items[:min(len(items), 10)], "; "))
@@ -107,6 +110,7 @@ func (r report) details() string {
 	show("lost", r.lost)
 	show("phantoms", r.phantoms)
 	show("duplicates without an unknown attempt", r.unexplained)
+	show("ConsumeStream", r.stream)
 	return b.String()
 }
 
@@ -209,6 +213,7 @@ func (c *cluster) check(h *history, linearizabilityTimeout time.Duration) (repor
 	}
 	sort.Strings(r.unexplained)
 	r.linearizable = checkLinearizable(ops, ref, positions, linearizabilityTimeout)
+	r.final = ref
 	return r, nil
 }
 

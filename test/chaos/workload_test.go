@@ -206,6 +206,19 @@ type workload struct {
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
 	errs   chan error
+
+	// streamed is what a ConsumeStream consumer received, in order, and
+	// streamErr why its stream ended early (nil when stopped). Guarded
+	// by streamMu.
+	streamMu  sync.Mutex
+	streamed  []streamedRecord
+	streamErr error
+}
+
+// streamedRecord is one record a ConsumeStream consumer received.
+type streamedRecord struct {
+	offset uint64
+	value  string
 }
 
 // workloadOptions: how many writers of each kind, and the pause between
@@ -287,7 +300,63 @@ func startWorkload(c *cluster, h *history, opts workloadOptions) *workload {
 			pause(ctx, opts.pause)
 		}
 	})
+	// One consumer follows the log from 0 with ConsumeStream through every
+	// fault: it must see each offset once, in order.
+	client := c.newClient(loadbalance.Config{StreamResumeTimeout: 5 * time.Minute})
+	w.wg.Add(1)
+	go func() {
+		defer w.wg.Done()
+		defer client.Close()
+		err := client.ConsumeStream(ctx, 0, func(rec *api.Record) error {
+			w.streamMu.Lock()
+			defer w.streamMu.Unlock()
+			w.streamed = append(w.streamed, streamedRecord{offset: rec.GetOffset(), value: string(rec.GetValue())})
+			return nil
+		})
+		if ctx.Err() == nil {
+			w.streamMu.Lock()
+			w.streamErr = err
+			w.streamMu.Unlock()
+		}
+	}()
 	return w
+}
+
+// checkStream compares what the ConsumeStream consumer received with the
+// final log: offsets 0, 1, 2, … once each, with the log's values.
+func (w *workload) checkStream(final []string) []string {
+	w.streamMu.Lock()
+	defer w.streamMu.Unlock()
+	var problems []string
+	if w.streamErr != nil {
+		problems = append(problems, fmt.Sprintf("ConsumeStream ended: %v", w.streamErr))
+	}
+	for i, r := range w.streamed {
+		switch {
+		case r.offset != uint64(i):
+			problems = append(problems, fmt.Sprintf("ConsumeStream record #%d has offset %d", i, r.offset))
+		case r.offset >= uint64(len(final)) || final[r.offset] != r.value:
+			problems = append(problems, fmt.Sprintf("ConsumeStream offset %d held %q, the log %q", r.offset, r.value, at(final, r.offset)))
+		}
+		if len(problems) > 10 {
+			break
+		}
+	}
+	return problems
+}
+
+func at(values []string, off uint64) string {
+	if off < uint64(len(values)) {
+		return values[off]
+	}
+	return "nothing"
+}
+
+// streamedCount is how many records the consumer received.
+func (w *workload) streamedCount() int {
+	w.streamMu.Lock()
+	defer w.streamMu.Unlock()
+	return len(w.streamed)
 }
 
 // finish records a unary write's outcome: an error is definite only when
