@@ -94,3 +94,20 @@ func captureStream(t *testing.T, c Capture, sealed, active string) []byte {
 	}
 	return out
 }
+
+// Recovery that cuts records changes the epoch: a segment of the same base
+// may come to hold other bytes.
+func TestRecoveryCutChangesEpoch(t *testing.T) {
+	dir := t.TempDir()
+	l := openStorageLog(t, dir, fiveRecordSegments)
+	appendStorageRecords(t, l, 12)
+	epoch := l.Epoch()
+	require.NoError(t, l.Close())
+	l = openStorageLog(t, dir, fiveRecordSegments)
+	require.Equal(t, epoch, l.Epoch(), "a clean reopen keeps the epoch")
+	require.NoError(t, l.Close())
+	mutateFile(t, segmentPath(dir, 5, storeExt), cutTo(framePos(t, 7)+3))
+	l = openStorageLog(t, dir, fiveRecordSegments)
+	require.Less(t, l.NextOffset(), uint64(10), "recovery cut segment 5")
+	require.Greater(t, l.Epoch(), epoch)
+}

@@ -151,6 +151,7 @@ func (l *Log) load() error {
 	}
 	slices.Sort(bases)
 	bases = slices.Compact(bases)
+	cut := false // recovery changed a segment's records
 	for k, base := range bases {
 		if n := len(l.segments); n > 0 && l.segments[n-1].nextOffset.Load() != base {
 			// A gap (a torn or lost segment before this one): what follows
@@ -160,6 +161,7 @@ func (l *Log) load() error {
 			if err := l.removeFiles(bases[k:]); err != nil {
 				return errors.Join(err, l.closeSegments())
 			}
+			cut = true
 			break
 		}
 		s, err := openSegment(l.dir, base, l.config)
@@ -167,6 +169,7 @@ func (l *Log) load() error {
 			return errors.Join(fmt.Errorf("storage: %w", err), l.closeSegments())
 		}
 		l.segments = append(l.segments, s)
+		cut = cut || s.cut
 	}
 	if len(l.segments) == 0 {
 		s, err := createSegment(l.dir, l.config.Segment.InitialOffset, l.config)
@@ -179,7 +182,17 @@ func (l *Log) load() error {
 		}
 	}
 	l.active = l.segments[len(l.segments)-1]
-	return l.loadEpoch()
+	if err := l.loadEpoch(); err != nil {
+		return errors.Join(err, l.closeSegments())
+	}
+	if cut {
+		// A segment of some base now holds other bytes than before the
+		// crash: links made under the old epoch must not be taken for it.
+		if err := l.bumpEpochLocked(); err != nil {
+			return errors.Join(err, l.closeSegments())
+		}
+	}
+	return nil
 }
 
 // removeFiles deletes the files of the segments at bases (not opened).

@@ -57,6 +57,9 @@ type segment struct {
 	index         *index
 	maxStoreBytes uint64
 	logger        *zap.Logger
+	// cut is set when opening cut records off the store (recovery of a
+	// torn tail, or a header that never reached the disk).
+	cut bool
 }
 
 // openSegment opens (creating when absent) the segment at base in dir and
@@ -147,6 +150,7 @@ func (s *segment) checkHeader() error {
 		if err := s.store.Truncate(0); err != nil {
 			return err
 		}
+		s.cut = true
 	}
 	if _, err := s.store.Append(want); err != nil {
 		return err
@@ -270,6 +274,7 @@ func (s *segment) rebuild() error {
 		if err := s.store.Truncate(pos); err != nil {
 			return err
 		}
+		s.cut = true
 	} else {
 		s.logger.Info("rebuilt index from store", zap.String("path", s.index.path), zap.Int("records", len(positions)))
 	}
