@@ -293,6 +293,74 @@ func TestCommandsAgainstACluster(t *testing.T) {
 	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "the log ends at 807")
 
 	t.Run("topics", func(t *testing.T) { testTopicCommands(t, c) })
+	t.Run("groups", func(t *testing.T) { testGroupCommands(t, c) })
+}
+
+// groupCommitted is group's committed offset in topic as `groups describe
+// --json` reports it (-1 when the group has none there).
+func groupCommitted(t *testing.T, c *testCluster, group, topic string) int64 {
+	r := c.run(t, "", "groups", "describe", group, "--json")
+	if r.code != 0 {
+		return -1
+	}
+	for _, line := range strings.Split(strings.TrimSpace(r.stdout), "\n") {
+		var g groupJSON
+		if json.Unmarshal([]byte(line), &g) == nil && g.Topic == topic {
+			return int64(g.Committed)
+		}
+	}
+	return -1
+}
+
+// testGroupCommands drives `consume --group` and `proglog groups`: a consumer
+// resumes where its group committed, SIGKILLed it repeats at most what it
+// printed since its last commit and skips nothing, and Ctrl-C commits.
+func testGroupCommands(t *testing.T, c *testCluster) {
+	c.mustRun(t, "", "topic", "create", "events")
+	var values []string
+	for i := range 40 {
+		values = append(values, fmt.Sprintf("e%02d", i))
+	}
+	c.mustRun(t, strings.Join(values[:30], "\n"), "produce", "--topic", "events", "-")
+
+	// A new group starts at --from; on exit it commits what it printed.
+	r := c.mustRun(t, "", "consume", "--topic", "events", "--group", "g", "--count", "10")
+	require.Equal(t, strings.Join(values[:10], "\n")+"\n", r.stdout)
+	untilTrue(t, exitTimeout, func() bool { return groupCommitted(t, c, "g", "events") == 10 }, "commit on exit")
+	r = c.mustRun(t, "", "groups", "list")
+	lines := strings.Split(strings.TrimSpace(r.stdout), "\n")
+	require.Equal(t, []string{"GROUP", "TOPIC", "COMMITTED", "END", "LAG"}, strings.Fields(lines[0]))
+	require.Equal(t, []string{"g", "events", "10", "30", "20"}, strings.Fields(lines[1]))
+
+	// A follower committing every 7 records, SIGKILLed: it printed
+	// e10..e29 (20 records, committed at 17, 24 and then never again), so
+	// the next consumer starts at 24 and repeats e24..e29 — the
+	// uncommitted tail — and skips nothing.
+	follow := startProcess(t, c.bin, "", append([]string{"consume", "--topic", "events", "--group", "g", "--follow",
+		"--commit-every", "7", "--commit-interval", "1h"}, c.clientArgs()...)...)
+	require.Eventually(t, func() bool { return strings.Count(follow.stdout.String(), "\n") == 20 },
+		exitTimeout, 10*time.Millisecond, "consume --group --follow printed %q", follow.stdout)
+	untilTrue(t, exitTimeout, func() bool { return groupCommitted(t, c, "g", "events") == 24 }, "periodic commit")
+	require.NoError(t, follow.cmd.Process.Kill())
+	follow.wait(t, exitTimeout)
+	require.Equal(t, strings.Join(values[10:30], "\n")+"\n", follow.stdout.String())
+	c.mustRun(t, strings.Join(values[30:], "\n"), "produce", "--topic", "events", "-")
+	r = c.mustRun(t, "", "consume", "--topic", "events", "--group", "g", "--count", "8")
+	require.Equal(t, strings.Join(values[24:32], "\n")+"\n", r.stdout, "resumed at the last commit")
+
+	// Ctrl-C commits what was printed.
+	tail := startProcess(t, c.bin, "", append([]string{"consume", "--topic", "events", "--group", "g", "--follow",
+		"--commit-every", "1000", "--commit-interval", "1h"}, c.clientArgs()...)...)
+	require.Eventually(t, func() bool { return strings.Count(tail.stdout.String(), "\n") == 8 },
+		exitTimeout, 10*time.Millisecond, "consume --group --follow printed %q", tail.stdout)
+	require.NoError(t, tail.cmd.Process.Signal(os.Interrupt))
+	require.Equal(t, 0, tail.wait(t, exitTimeout), "stderr: %s", tail.stderr)
+	require.Equal(t, strings.Join(values[32:], "\n")+"\n", tail.stdout.String())
+	untilTrue(t, exitTimeout, func() bool { return groupCommitted(t, c, "g", "events") == 40 }, "commit on Ctrl-C")
+
+	r = c.run(t, "", "groups", "describe", "nobody-here")
+	require.Equal(t, exitError, r.code)
+	requireOneLine(t, r, `groups describe: NotFound: group "nobody-here": group has no committed offset`)
 }
 
 // untilTrue calls cond, on the test's goroutine (cond may fail the test),

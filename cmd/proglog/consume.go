@@ -7,6 +7,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"time"
 
 	"github.com/spf13/cobra"
@@ -31,6 +32,12 @@ type consumeSettings struct {
 	count int
 	// json prints JSON lines instead of raw values.
 	json bool
+	// group is the consumer group ("": none); with one, consume starts at
+	// its committed offset and commits every commitEvery records or, at a
+	// record, commitInterval after the last commit, and on exit.
+	group          string
+	commitEvery    int
+	commitInterval time.Duration
 }
 
 // readConsumeSettings reads and validates the settings of `proglog consume`.
@@ -41,6 +48,10 @@ func readConsumeSettings(s *settings) (consumeSettings, error) {
 		follow: s.Bool(keyFollow),
 		count:  s.Int(keyCount),
 		json:   s.Bool(keyJSON),
+
+		group:          s.String(keyGroup),
+		commitEvery:    s.Int(keyCommitEvery),
+		commitInterval: s.Duration(keyCommitInterval),
 	}
 	topic, topicErr := readTopic(s)
 	if err := s.Err(); err != nil {
@@ -57,6 +68,17 @@ func readConsumeSettings(s *settings) (consumeSettings, error) {
 		return cs, usageError(fmt.Errorf("--count %d must not be negative", cs.count))
 	}
 	cs.from = uint64(from)
+	if cs.group != "" {
+		if err := api.ValidateGroupName(cs.group); err != nil {
+			return cs, usageError(fmt.Errorf("--group: %w", err))
+		}
+	}
+	if cs.commitEvery < 1 {
+		return cs, usageError(fmt.Errorf("--%s %d must be at least 1", keyCommitEvery, cs.commitEvery))
+	}
+	if cs.commitInterval <= 0 {
+		return cs, usageError(fmt.Errorf("--%s %v must be positive", keyCommitInterval, cs.commitInterval))
+	}
 	return cs, cs.client.validate()
 }
 
@@ -70,6 +92,13 @@ interrupted or --count records were printed. With --json, print one JSON object
 per line, {"offset": N, "value": "<base64>"}, the value encoded as in the HTTP
 API.
 
+With --group G, consume starts at the group's committed offset in the topic
+(the next record it has not processed; --from when it has none) and commits,
+after printing, every --commit-every records, at a record printed
+--commit-interval after the last commit, and on exit (end, --count, Ctrl-C).
+A consumer killed and started again resumes there: no record is skipped, and at
+most the records printed since the last commit are printed again.
+
 Reads are spread over the followers through the proglog:/// resolver; without
 --follow, the end of the log is where the leader says it is, so every record
 committed before consume got there is printed.`,
@@ -77,7 +106,8 @@ committed before consume got there is printed.`,
   proglog consume --from 100 --count 10  # offsets 100..109
   proglog consume --from 0 --follow      # everything, then new records as they come
   proglog consume --json | jq -r '.value | @base64d'
-  proglog consume --topic orders --follow  # a topic other than the default one`,
+  proglog consume --topic orders --follow  # a topic other than the default one
+  proglog consume --group billing --follow # resume where group billing left off`,
 		RunE: runConsume,
 	}, consumeOptions())
 }
@@ -86,7 +116,7 @@ committed before consume got there is printed.`,
 var errEnough = errors.New("enough records")
 
 // runConsume runs `proglog consume`.
-func runConsume(cmd *cobra.Command, _ []string) error {
+func runConsume(cmd *cobra.Command, _ []string) (err error) {
 	s, err := loadSettings(cmd.Flags(), consumeOptions(), cmd.ErrOrStderr())
 	if err != nil {
 		return err
@@ -108,12 +138,32 @@ func runConsume(cmd *cobra.Command, _ []string) error {
 	ctx := cmd.Context()
 	out := bufio.NewWriter(cmd.OutOrStdout())
 	defer out.Flush()
+	var committer *groupCommitter
+	if cs.group != "" {
+		committer = &groupCommitter{client: client, settings: cs, out: out, lastCommit: time.Now()}
+		from, err := committer.start(ctx)
+		if err != nil {
+			return err
+		}
+		cs.from = from
+		// Whatever ends consume, what was printed is committed.
+		defer func() {
+			if cerr := committer.commit(context.Background()); cerr != nil && err == nil {
+				err = cerr
+			}
+		}()
+	}
 	printed := 0
 	emit := func(record *api.Record) error {
 		if err := writeRecord(out, record, cs.json); err != nil {
 			return fmt.Errorf("consume: write: %w", err)
 		}
 		printed++
+		if committer != nil {
+			if err := committer.printed(ctx, record.GetOffset()); err != nil {
+				return err
+			}
+		}
 		if cs.count > 0 && printed >= cs.count {
 			return errEnough
 		}
@@ -153,6 +203,72 @@ func runConsume(cmd *cobra.Command, _ []string) error {
 			return err
 		}
 	}
+}
+
+// groupCommitter commits a consumer group's offset as consume prints
+// records: what is committed has been written out (flushed) first, so a
+// consumer that dies repeats records, never skips them.
+type groupCommitter struct {
+	client   *loadbalance.Client
+	settings consumeSettings
+	out      *bufio.Writer
+	// next is the offset after the last record printed; dirty is set when
+	// it was not committed yet.
+	next        uint64
+	dirty       bool
+	sinceCommit int
+	lastCommit  time.Time
+}
+
+// start returns the offset to start at: the group's committed one, or
+// --from when it has none.
+func (g *groupCommitter) start(ctx context.Context) (uint64, error) {
+	off, err := g.client.FetchOffset(ctx, g.settings.group, loadbalance.WithTopic(g.settings.topic))
+	switch {
+	case status.Code(err) == codes.NotFound && strings.Contains(status.Convert(err).Message(), api.ErrGroupNotFound.Error()):
+		g.next = g.settings.from
+	case err != nil:
+		return 0, g.settings.client.rpcError("consume", err)
+	default:
+		g.next = off
+	}
+	return g.next, nil
+}
+
+// printed notes that the record at offset was written out, and commits when
+// enough records or time have passed.
+func (g *groupCommitter) printed(ctx context.Context, offset uint64) error {
+	g.next = offset + 1
+	g.dirty = true
+	g.sinceCommit++
+	if g.sinceCommit >= g.settings.commitEvery || time.Since(g.lastCommit) >= g.settings.commitInterval {
+		return g.commit(ctx)
+	}
+	return nil
+}
+
+// commit flushes the output and commits the offset after the last record
+// printed, if it moved.
+func (g *groupCommitter) commit(ctx context.Context) error {
+	if !g.dirty {
+		return nil
+	}
+	if err := g.out.Flush(); err != nil {
+		return fmt.Errorf("consume: write: %w", err)
+	}
+	if ctx.Err() != nil {
+		// Interrupted: the final commit still goes, within --timeout.
+		var cancel context.CancelFunc
+		ctx, cancel = context.WithTimeout(context.Background(), g.settings.client.timeout)
+		defer cancel()
+	}
+	if _, err := g.client.CommitOffset(ctx, g.settings.group, g.next, false, loadbalance.WithTopic(g.settings.topic)); err != nil {
+		return g.settings.client.rpcError("consume: commit", err)
+	}
+	g.dirty = false
+	g.sinceCommit = 0
+	g.lastCommit = time.Now()
+	return nil
 }
 
 // hedgeDelay is how long a read may take at a follower before the leader is

@@ -70,6 +70,10 @@ const (
 	keyFollow = "follow"
 	keyCount  = "count"
 	keyJSON   = "json"
+	// consume --group.
+	keyGroup          = "group"
+	keyCommitEvery    = "commit-every"
+	keyCommitInterval = "commit-interval"
 
 	// servers.
 	keyExpect = "expect"
@@ -191,6 +195,17 @@ func consumeOptions() []option {
 		option{key: keyFollow, short: "f", def: false, usage: "keep waiting for new records, like tail -f"},
 		option{key: keyCount, short: "n", def: 0, usage: "stop after this many records (0: no limit)"},
 		option{key: keyJSON, def: false, usage: `print one JSON object per record: {"offset": N, "value": "<base64>"}`},
+		option{key: keyGroup, short: "g", def: "", usage: "consumer group: start at its committed offset (else --from) and commit as records are printed"},
+		option{key: keyCommitEvery, def: 100, usage: "with --group, commit after this many records printed"},
+		option{key: keyCommitInterval, def: time.Second, usage: "with --group, commit when a record is printed this long after the last commit"},
+	)
+}
+
+// groupsListOptions are the settings of `proglog groups list` and
+// `proglog groups describe`.
+func groupsListOptions() []option {
+	return append(clientOptions(),
+		option{key: keyJSON, def: false, usage: "print one JSON object per group and topic"},
 	)
 }
 

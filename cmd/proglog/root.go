@@ -53,6 +53,7 @@ starts and to the root client certificate 'make gencert' writes.`,
 		newBenchCmd,
 		newKeygenCmd,
 		newTopicCmd,
+		newGroupsCmd,
 	} {
 		cmd, err := build()
 		if err != nil {

@@ -31,16 +31,18 @@ type commandReader struct {
 // command is missing, so a new command cannot skip the checks below.
 func commandReaders() map[string]commandReader {
 	return map[string]commandReader{
-		"agent":          {agentOptions("host-name"), func(s *settings) (any, error) { return readAgentSettings(s) }},
-		"produce":        {produceOptions(), func(s *settings) (any, error) { return readProduceSettings(s) }},
-		"consume":        {consumeOptions(), func(s *settings) (any, error) { return readConsumeSettings(s) }},
-		"servers":        {serversOptions(), func(s *settings) (any, error) { return readServersSettings(s) }},
-		"bench":          {benchOptions(), func(s *settings) (any, error) { return readBenchSettings(s) }},
-		"keygen":         {keygenOptions(), func(s *settings) (any, error) { return readKeygenSettings(s) }},
-		"topic create":   {topicCreateOptions(), func(s *settings) (any, error) { return readTopicCreateSettings(s) }},
-		"topic list":     {topicListOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
-		"topic describe": {topicDescribeOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
-		"topic delete":   {topicDeleteOptions(), func(s *settings) (any, error) { return readTopicDeleteSettings(s) }},
+		"agent":           {agentOptions("host-name"), func(s *settings) (any, error) { return readAgentSettings(s) }},
+		"produce":         {produceOptions(), func(s *settings) (any, error) { return readProduceSettings(s) }},
+		"consume":         {consumeOptions(), func(s *settings) (any, error) { return readConsumeSettings(s) }},
+		"servers":         {serversOptions(), func(s *settings) (any, error) { return readServersSettings(s) }},
+		"bench":           {benchOptions(), func(s *settings) (any, error) { return readBenchSettings(s) }},
+		"keygen":          {keygenOptions(), func(s *settings) (any, error) { return readKeygenSettings(s) }},
+		"topic create":    {topicCreateOptions(), func(s *settings) (any, error) { return readTopicCreateSettings(s) }},
+		"topic list":      {topicListOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
+		"topic describe":  {topicDescribeOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
+		"topic delete":    {topicDeleteOptions(), func(s *settings) (any, error) { return readTopicDeleteSettings(s) }},
+		"groups list":     {groupsListOptions(), func(s *settings) (any, error) { return readGroupsListSettings(s) }},
+		"groups describe": {groupsListOptions(), func(s *settings) (any, error) { return readGroupsListSettings(s) }},
 	}
 }
 
