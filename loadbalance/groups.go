@@ -25,11 +25,20 @@ func (c *Client) CommitOffset(ctx context.Context, group string, offset uint64, 
 	return committed, err
 }
 
+// FromLeader makes FetchOffset read the leader's state instead of a
+// follower's, which may be a moment behind the last commit.
+func FromLeader() CallOption {
+	return func(o *callOptions) { o.fromLeader = true }
+}
+
 // FetchOffset returns group's committed offset in the topic (WithTopic) as
-// a follower has applied it, retrying like Consume; a group that committed
-// none there is codes.NotFound.
+// a follower has applied it (the leader with FromLeader), retrying like
+// Consume; a group that committed none there is codes.NotFound.
 func (c *Client) FetchOffset(ctx context.Context, group string, opts ...CallOption) (uint64, error) {
 	o := applyCallOptions(opts)
+	if o.fromLeader {
+		ctx = withLeaderRead(ctx)
+	}
 	var off uint64
 	err := c.retry(ctx, "fetch offset", false, func(ctx context.Context) error {
 		resp, err := c.log.FetchOffset(ctx, &api.FetchOffsetRequest{Group: group, Topic: o.topic})

@@ -14,6 +14,8 @@ type CallOption func(*callOptions)
 type callOptions struct {
 	// topic is the topic the call writes or reads; "" is the default topic.
 	topic string
+	// fromLeader sends a read to the leader (see FromLeader).
+	fromLeader bool
 }
 
 // WithTopic makes a call write to or read from topic instead of the default

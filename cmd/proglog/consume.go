@@ -223,7 +223,9 @@ type groupCommitter struct {
 // start returns the offset to start at: the group's committed one, or
 // --from when it has none.
 func (g *groupCommitter) start(ctx context.Context) (uint64, error) {
-	off, err := g.client.FetchOffset(ctx, g.settings.group, loadbalance.WithTopic(g.settings.topic))
+	// From the leader: a follower may not have applied the last commit of
+	// the consumer that ran before this one.
+	off, err := g.client.FetchOffset(ctx, g.settings.group, loadbalance.WithTopic(g.settings.topic), loadbalance.FromLeader())
 	switch {
 	case status.Code(err) == codes.NotFound && strings.Contains(status.Convert(err).Message(), api.ErrGroupNotFound.Error()):
 		g.next = g.settings.from
