@@ -59,6 +59,17 @@ func (r *readiness) evaluate(s distlog.Stats, hasLeader bool) (bool, string) {
 	return true, ""
 }
 
+// knowsLeader reports whether this node knows a leader: Raft names one
+// (leaderID) and this node is not campaigning. hashicorp/raft can name a
+// leader to a Candidate: one that became candidate by a leadership transfer
+// records the sender of an AppendEntries of its own term as leader and stays
+// candidate, and no election timeout clears it; once that leader is gone,
+// the node would report a leader (and stay ready) while it campaigns in
+// vain. A candidate knows no leader, by definition.
+func knowsLeader(leaderID string, s distlog.Stats) bool {
+	return leaderID != "" && s.State != raft.Candidate.String()
+}
+
 // watchReadiness keeps the node's health (gRPC health service, /readyz) up
 // to date until Shutdown. It wakes on Raft's leader and state
 // observations, on appends to the data log while it is catching up, and
@@ -89,11 +100,12 @@ func (a *Agent) watchReadiness() {
 		}
 		leaderID, _ := a.log.Leader()
 		stats := a.log.Stats()
-		ready, reason := state.evaluate(stats, leaderID != "")
+		hasLeader := knowsLeader(leaderID, stats)
+		ready, reason := state.evaluate(stats, hasLeader)
 		// Reasons compose: each check adds its own, and /readyz lists
 		// them all, separated by "; ".
 		reasons := []string{reason}
-		if !ready && leaderID == "" && stats.State != raft.Shutdown.String() {
+		if !ready && !hasLeader && stats.State != raft.Shutdown.String() {
 			servers, err := a.log.GetServers()
 			reasons = append(reasons, leaderlessReasons(stats, servers, err, a.cfg.NodeName)...)
 		}

@@ -53,3 +53,22 @@ func TestLeaderlessReasons(t *testing.T) {
 		})
 	}
 }
+
+// A Candidate knows no leader even when Raft still names one (see
+// knowsLeader): a node in that state must not stay ready.
+func TestKnowsLeader(t *testing.T) {
+	tests := []struct {
+		leaderID, state string
+		want            bool
+	}{
+		{"node-0", "Follower", true},
+		{"node-1", "Leader", true},
+		{"", "Follower", false},
+		{"node-0", "Candidate", false},
+		{"", "Candidate", false},
+	}
+	for _, tt := range tests {
+		got := knowsLeader(tt.leaderID, distlog.Stats{State: tt.state})
+		require.Equal(t, tt.want, got, "knowsLeader(%q, %s)", tt.leaderID, tt.state)
+	}
+}

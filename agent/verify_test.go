@@ -290,4 +290,15 @@ func TestTwoRoguesCannotTakeTheQuorum(t *testing.T) {
 		require.True(t, strings.HasPrefix(e.ContextMap()["member"].(string), "rogue-"), "refused %v", e.ContextMap())
 	}
 
+	// With a second real node gone, the last one has no quorum, and its
+	// /readyz says so, naming the voters it waits for.
+	leader = c.waitForLeader()
+	last := 3 - victim - leader
+	c.crash(leader)
+	require.EventuallyWithT(t, func(ct *assert.CollectT) {
+		code, body := readyz(t, c.nodes[last].agent.HTTPAddr())
+		assert.Equal(ct, http.StatusServiceUnavailable, code)
+		assert.Contains(ct, body, "no raft leader")
+		assert.Contains(ct, body, "the raft configuration has 3 voters (node-0, node-1, node-2): a leader needs 2 of them")
+	}, 20*time.Second, 50*time.Millisecond)
 }
