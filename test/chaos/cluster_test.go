@@ -134,7 +134,7 @@ func newCluster(t testing.TB, bin, dir string, opts clusterOptions) *cluster {
 
 // shutdown kills every node and closes the proxies.
 func (c *cluster) shutdown() {
-	for i, n := range c.nodes {
+	for _, n := range c.nodes {
 		c.mu.Lock()
 		cmd, exited, paused := n.cmd, n.exited, n.paused
 		c.mu.Unlock()
@@ -147,9 +147,10 @@ func (c *cluster) shutdown() {
 		}
 		n.proxy.close()
 		if n.tmpfs {
+			// The tmpfs node's data goes with the mount; its log is
+			// outside it and stays.
 			unmountTmpfs(c.t, n.dataDir)
 		}
-		_ = i
 	}
 }
 

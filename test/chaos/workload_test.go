@@ -205,7 +205,6 @@ type workload struct {
 	h      *history
 	cancel context.CancelFunc
 	wg     sync.WaitGroup
-	errs   chan error
 
 	// streamed is what a ConsumeStream consumer received, in order, and
 	// streamErr why its stream ended early (nil when stopped). Guarded
@@ -233,7 +232,7 @@ type workloadOptions struct {
 // (as a user's service would have), and readers.
 func startWorkload(c *cluster, h *history, opts workloadOptions) *workload {
 	ctx, cancel := context.WithCancel(context.Background())
-	w := &workload{h: h, cancel: cancel, errs: make(chan error, 16)}
+	w := &workload{h: h, cancel: cancel}
 	id := 0
 	spawn := func(n int, run func(ctx context.Context, client *loadbalance.Client, id int)) {
 		for range n {
