@@ -10,7 +10,7 @@ TEST_FLAGS ?=
 BENCH ?= .
 BENCH_FLAGS ?= -benchtime=2s -count=1
 
-.PHONY: all build run test bench lint compile-proto check-proto gencert chaos gencert-kube
+.PHONY: all build run test bench bench-logstore lint compile-proto check-proto gencert chaos gencert-kube
 
 all: build
 
@@ -46,9 +46,16 @@ chaos:
 	$(GO) test -run '^TestChaos$$' -count=1 -timeout 0 -v ./test/chaos -args \
 		-chaos.duration $(DURATION) -chaos.nodes $(NODES) -chaos.seed $(SEED)
 
-## bench: storage-engine benchmarks (go test -bench); compare runs with benchstat.
+## bench: storage-engine benchmarks (go test -bench); compare runs with benchstat. They include
+## BenchmarkLogStore: hashicorp/raft's LogStore bench functions against distlog's Raft log store and, as a
+## yardstick on the same disk, raft-wal (a test-only dependency); `make bench-logstore` runs just those,
+## $(LOGSTORE_COUNT) times, for benchstat.
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./distlog/...
+
+LOGSTORE_COUNT ?= 6
+bench-logstore:
+	$(GO) test -run '^$$' -bench 'BenchmarkLogStore' -benchmem -count $(LOGSTORE_COUNT) ./distlog
 
 ## lint: gofmt must print nothing; go vet must pass.
 lint:

@@ -30,6 +30,13 @@ type Config struct {
 		// most MaxIndexBytes/12 records. Any value of at least 12 works, not
 		// only multiples of the 12-byte entry. Default DefaultMaxIndexBytes.
 		MaxIndexBytes uint64
+		// Preallocate makes each new store file MaxStoreBytes long when it
+		// is created (fallocate; zeroes past the records), so appends write
+		// into space the file has and an fsync commits no change of file
+		// size with them. Meant for a log that fsyncs every append
+		// (SyncOnAppend): the Raft log store sets it. A sealed segment's
+		// file is cut back to its records. Default false.
+		Preallocate bool
 		// InitialOffset is the offset of the first record of a log created
 		// empty (by NewLog on an empty directory, or by Reset). Default 0.
 		InitialOffset uint64

@@ -23,7 +23,7 @@ import (
 // records to a log until the parent SIGKILLs it.
 const (
 	crashDirEnv  = "DISTLOG_CRASH_CHILD_DIR"
-	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes" or "sync-on-append"
+	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes", "sync-on-append" or "sync-on-append-preallocated"
 )
 
 // crashConfig makes segments larger than the store's write buffer (so that
@@ -55,7 +55,8 @@ func TestStorageCrashChild(t *testing.T) {
 	var c Config
 	crashConfig(&c)
 	mode := os.Getenv(crashModeEnv)
-	c.SyncOnAppend = mode == "sync-on-append"
+	c.SyncOnAppend = strings.HasPrefix(mode, "sync-on-append")
+	c.Segment.Preallocate = mode == "sync-on-append-preallocated"
 	l, err := NewLog(dir, c)
 	if err != nil {
 		fmt.Printf("error %v\n", err)
@@ -74,7 +75,7 @@ func TestStorageCrashChild(t *testing.T) {
 			_, err = l.Append(&Record{Value: crashValue(next)})
 		}
 		periodic := i%crashSyncEvery == crashSyncEvery-1
-		if err == nil && mode != "sync-on-append" && periodic {
+		if err == nil && !c.SyncOnAppend && periodic {
 			err = l.Sync()
 		}
 		if err != nil {
@@ -82,7 +83,7 @@ func TestStorageCrashChild(t *testing.T) {
 			os.Exit(1)
 		}
 		// Every record below this offset was acknowledged as synced.
-		if mode == "sync-on-append" || periodic {
+		if c.SyncOnAppend || periodic {
 			fmt.Printf("synced %d\n", l.NextOffset())
 		}
 	}
@@ -100,7 +101,7 @@ func TestCrashRecovery(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	for _, mode := range []string{"sync-sometimes", "sync-on-append"} {
+	for _, mode := range []string{"sync-sometimes", "sync-on-append", "sync-on-append-preallocated"} {
 		t.Run(mode, func(t *testing.T) {
 			maxSyncs := 60
 			if mode == "sync-sometimes" {
@@ -114,6 +115,7 @@ func TestCrashRecovery(t *testing.T) {
 				core, logs := observer.New(zap.InfoLevel)
 				l := openStorageLog(t, dir, func(c *Config) {
 					crashConfig(c)
+					c.Segment.Preallocate = mode == "sync-on-append-preallocated"
 					c.Logger = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 				})
 				next = l.NextOffset()

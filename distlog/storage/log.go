@@ -182,6 +182,11 @@ func (l *Log) load() error {
 		}
 	}
 	l.active = l.segments[len(l.segments)-1]
+	if l.config.Segment.Preallocate {
+		if err := l.active.store.preallocate(l.config.Segment.MaxStoreBytes); err != nil {
+			return errors.Join(err, l.closeSegments())
+		}
+	}
 	if err := l.loadEpoch(); err != nil {
 		return errors.Join(err, l.closeSegments())
 	}
@@ -315,7 +320,7 @@ func (l *Log) writeFramesLocked(frames []byte, starts []uint64) error {
 // directory). Caller holds appendMu.
 func (l *Log) rollLocked() error {
 	old := l.active
-	if err := old.store.Flush(); err != nil {
+	if err := old.store.Seal(); err != nil {
 		return err
 	}
 	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config)
@@ -349,7 +354,7 @@ func (l *Log) syncThrough(seq uint64) error {
 	if l.closed {
 		return nil // Close flushed and fsynced every segment
 	}
-	if err := l.syncLocked(); err != nil {
+	if err := l.syncLocked(false); err != nil {
 		return err
 	}
 	l.fsyncs.Add(1)
@@ -358,9 +363,11 @@ func (l *Log) syncThrough(seq uint64) error {
 }
 
 // syncLocked fsyncs the segments filled since the last sync, the directory
-// when segments were created, and the active segment. Caller holds syncMu
-// and mu (shared is enough).
-func (l *Log) syncLocked() error {
+// when segments were created, and the active segment: its store only
+// unless withIndex (appends need only their records durable; the index is
+// rebuilt from them after a power failure). Caller holds syncMu and mu
+// (shared is enough).
+func (l *Log) syncLocked(withIndex bool) error {
 	l.unsyncedMu.Lock()
 	pending, dirDirty := l.unsynced, l.dirDirty
 	l.unsynced, l.dirDirty = nil, false
@@ -383,7 +390,10 @@ func (l *Log) syncLocked() error {
 			return err
 		}
 	}
-	return l.active.Sync()
+	if withIndex {
+		return l.active.Sync()
+	}
+	return l.active.syncData()
 }
 
 // forgetUnsyncedLocked drops removed segments from the unsynced list.
@@ -405,7 +415,7 @@ func (l *Log) Sync() error {
 	if l.closed {
 		return ErrClosed
 	}
-	if err := l.syncLocked(); err != nil {
+	if err := l.syncLocked(true); err != nil {
 		return err
 	}
 	l.syncedSeq = target

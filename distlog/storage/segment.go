@@ -88,14 +88,30 @@ func openSegment(dir string, base uint64, c Config) (*segment, error) {
 
 // createSegment makes a new, empty segment at base, first removing any
 // files left there (a segment whose removal was interrupted must not come
-// back with stale records).
+// back with stale records), preallocated if c.Segment.Preallocate.
 func createSegment(dir string, base uint64, c Config) (*segment, error) {
 	for _, ext := range []string{storeExt, indexExt} {
 		if err := os.Remove(filepath.Join(dir, segmentFileName(base, ext))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("storage: segment %d: %w", base, err)
 		}
 	}
-	return openSegment(dir, base, c)
+	s, err := openSegment(dir, base, c)
+	if err != nil {
+		return nil, err
+	}
+	if c.Segment.Preallocate {
+		if err := s.store.preallocate(c.Segment.MaxStoreBytes); err != nil {
+			return nil, errors.Join(err, s.Close())
+		}
+	}
+	return s, nil
+}
+
+// syncData makes the segment's records durable: its store only. The index
+// is not synced: recovery rebuilds it from the store when the two disagree
+// (see recover), so it need not reach the disk with every batch.
+func (s *segment) syncData() error {
+	return s.store.Sync()
 }
 
 // segmentHeader returns the header of a format-2 store file of the segment
@@ -184,7 +200,11 @@ func isFormat1Store(st *store) bool {
 
 // recover makes the index agree with the store and the store end on a whole
 // valid frame. The cheap path, taken after a clean Close, checks only the
-// last indexed frame; anything else rescans the store.
+// last indexed frame; anything else rescans the store. A store whose file
+// is longer than its records (preallocated, and not closed cleanly) is
+// always rescanned: after a power failure its tail may hold a hole of
+// zeroes before a frame that did reach the disk, which the index would
+// step over; the scan stops at the hole and cuts what follows it.
 func (s *segment) recover() error {
 	storeSize := s.store.Size()
 	n, lastPos := s.index.consistentEntries(uint64(segmentHeaderWidth), storeSize)
@@ -267,7 +287,14 @@ func (s *segment) rebuild() error {
 		positions = append(positions, pos)
 		pos += frameHeaderWidth + n
 	}
+	zeroTail := false
 	if pos < storeSize {
+		var err error
+		if zeroTail, err = s.store.zeroFrom(pos); err != nil {
+			return err
+		}
+	}
+	if pos < storeSize && !zeroTail {
 		s.logger.Warn("truncating store after its last valid record",
 			zap.String("path", s.store.path), zap.Uint64("valid_bytes", pos),
 			zap.Uint64("store_bytes", storeSize), zap.Int("records", len(positions)), zap.Error(reason))
@@ -276,6 +303,11 @@ func (s *segment) rebuild() error {
 		}
 		s.cut = true
 	} else {
+		if zeroTail {
+			// A preallocated tail that no record reached: the records end
+			// here, nothing was cut.
+			s.store.setEnd(pos)
+		}
 		s.logger.Info("rebuilt index from store", zap.String("path", s.index.path), zap.Int("records", len(positions)))
 	}
 	if err := s.index.rebuild(positions); err != nil {

@@ -6,6 +6,7 @@ import (
 	"fmt"
 	"io"
 	"os"
+	"slices"
 	"sync"
 	"sync/atomic"
 )
@@ -17,14 +18,27 @@ const storeBufferBytes = 64 << 10
 // store is a segment's file of frames: appends go through a write buffer;
 // reads use pread (ReadAt) and take no lock unless they reach bytes still in
 // the buffer, in which case they flush it first.
+//
+// A store may be preallocated (see Config.Segment.Preallocate): its file is
+// then longer than its records, the rest zeroes, and writes land at the
+// store's logical end (pwrite) instead of the file's end. Writes into space
+// the file already has change no file size, so the fdatasync that makes
+// them durable has no size to commit with them. Zeroes cannot be taken for
+// a record (a frame of zeroes fails its checksum, and its length is shorter
+// than any record), so recovery finds the logical end where the valid
+// frames stop and the zeroes begin.
 type store struct {
 	path string
 	file *os.File
 
-	// mu guards buf and serialises appends with flushes and truncation.
-	// It is never held across an fsync.
+	// mu guards buf, out and fileSize, and serialises appends with
+	// flushes and truncation. It is never held across an fsync.
 	mu  sync.Mutex
 	buf *bufio.Writer
+	// out writes the flushed bytes at the logical end of the file.
+	out *io.OffsetWriter
+	// fileSize is the file's length: size plus any preallocated tail.
+	fileSize uint64
 
 	// size is the store's logical length: every appended byte, flushed or
 	// not. Written under mu.
@@ -34,11 +48,10 @@ type store struct {
 	flushed atomic.Uint64
 }
 
-// openStore opens or creates the store at path.
+// openStore opens or creates the store at path. Its logical size is the
+// file's until setEnd says otherwise (recovery of a preallocated file).
 func openStore(path string) (*store, error) {
-	// O_APPEND: writes go to the end even after a TruncateFrom shortened
-	// the file.
-	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE|os.O_APPEND, 0o644)
+	f, err := os.OpenFile(path, os.O_RDWR|os.O_CREATE, 0o644)
 	if err != nil {
 		return nil, fmt.Errorf("storage: open store: %w", err)
 	}
@@ -46,10 +59,66 @@ func openStore(path string) (*store, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("storage: stat store: %w", err), f.Close())
 	}
-	s := &store{path: path, file: f, buf: bufio.NewWriterSize(f, storeBufferBytes)}
+	s := &store{path: path, file: f, fileSize: uint64(fi.Size())}
+	s.out = io.NewOffsetWriter(f, fi.Size())
+	s.buf = bufio.NewWriterSize(s.out, storeBufferBytes)
 	s.size.Store(uint64(fi.Size()))
 	s.flushed.Store(uint64(fi.Size()))
 	return s, nil
+}
+
+// setEnd declares the store's records to end at end (at most the file's
+// size): the bytes after it are a preallocated tail of zeroes. Used by
+// recovery only, before any append.
+func (s *store) setEnd(end uint64) {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.out = io.NewOffsetWriter(s.file, int64(end))
+	s.buf.Reset(s.out)
+	s.size.Store(end)
+	s.flushed.Store(end)
+}
+
+// zeroFrom reports whether every byte of the file from pos to its end is
+// zero: a preallocated tail no record reached. Used by recovery only.
+func (s *store) zeroFrom(pos uint64) (bool, error) {
+	s.mu.Lock()
+	fileSize := s.fileSize
+	s.mu.Unlock()
+	if pos >= fileSize {
+		return pos == fileSize, nil
+	}
+	buf := make([]byte, min(fileSize-pos, 256<<10))
+	for pos < fileSize {
+		chunk := buf[:min(uint64(len(buf)), fileSize-pos)]
+		if _, err := s.file.ReadAt(chunk, int64(pos)); err != nil {
+			return false, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
+		}
+		if slices.ContainsFunc(chunk, func(b byte) bool { return b != 0 }) {
+			return false, nil
+		}
+		pos += uint64(len(chunk))
+	}
+	return true, nil
+}
+
+// preallocate grows the file to n bytes of allocated zeroes, when it is
+// shorter. A file system that cannot preallocate leaves the store as it
+// was: appends then grow the file as they go, which is only slower.
+func (s *store) preallocate(n uint64) error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if n <= s.fileSize {
+		return nil
+	}
+	ok, err := preallocateFile(s.file, int64(s.fileSize), int64(n-s.fileSize))
+	if err != nil {
+		return fmt.Errorf("storage: preallocate %s to %d bytes: %w", s.path, n, err)
+	}
+	if ok {
+		s.fileSize = n
+	}
+	return nil
 }
 
 // Size returns the store's logical size in bytes.
@@ -64,6 +133,9 @@ func (s *store) Append(p []byte) (pos uint64, err error) {
 	pos = s.size.Load()
 	n, err := s.buf.Write(p)
 	s.size.Add(uint64(n))
+	if end := s.size.Load(); end > s.fileSize {
+		s.fileSize = end
+	}
 	if err != nil {
 		return pos, fmt.Errorf("storage: write %s: %w", s.path, err)
 	}
@@ -138,13 +210,16 @@ func (s *store) flushLocked() error {
 	return nil
 }
 
-// Sync flushes the buffer and fsyncs the file. The fsync runs without mu so
+// Sync flushes the buffer and makes the file's data durable with
+// fdatasync (where there is one): what a read of the records needs, their
+// bytes and the file's size, but not its modification time, so a write
+// into preallocated space costs no metadata update. It runs without mu so
 // that appends continue while it waits on the disk.
 func (s *store) Sync() error {
 	if err := s.Flush(); err != nil {
 		return err
 	}
-	if err := s.file.Sync(); err != nil {
+	if err := datasync(s.file); err != nil {
 		return fmt.Errorf("storage: fsync %s: %w", s.path, err)
 	}
 	return nil
@@ -161,14 +236,20 @@ func (s *store) Sync() error {
 func (s *store) Truncate(size uint64) error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	if size <= s.flushed.Load() {
-		s.buf.Reset(s.file)
-	} else if err := s.flushLocked(); err != nil {
-		return err
+	if size > s.flushed.Load() {
+		if err := s.flushLocked(); err != nil {
+			return err
+		}
 	}
+	// The file is cut at size even when it was preallocated: whatever
+	// followed (records removed, or a torn tail) must not be found again
+	// by a recovery that scans past the logical end.
 	if err := s.file.Truncate(int64(size)); err != nil {
 		return fmt.Errorf("storage: truncate %s to %d: %w", s.path, size, err)
 	}
+	s.out = io.NewOffsetWriter(s.file, int64(size))
+	s.buf.Reset(s.out)
+	s.fileSize = size
 	s.size.Store(size)
 	s.flushed.Store(size)
 	if err := s.file.Sync(); err != nil {
@@ -177,9 +258,31 @@ func (s *store) Truncate(size uint64) error {
 	return nil
 }
 
-// Close flushes, fsyncs and closes the file.
+// Seal flushes the buffer and cuts the preallocated tail, if any, so the
+// file of a segment that takes no more records holds just its records. The
+// cut needs no fsync of its own: a recovery that finds the tail again
+// takes it for what it is.
+func (s *store) Seal() error {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	if err := s.flushLocked(); err != nil {
+		return err
+	}
+	if size := s.size.Load(); s.fileSize > size {
+		if err := s.file.Truncate(int64(size)); err != nil {
+			return fmt.Errorf("storage: truncate %s to %d: %w", s.path, size, err)
+		}
+		s.fileSize = size
+	}
+	return nil
+}
+
+// Close seals, fsyncs and closes the file.
 func (s *store) Close() error {
-	err := s.Sync()
+	err := s.Seal()
+	if err == nil {
+		err = s.Sync()
+	}
 	return errors.Join(err, s.file.Close())
 }
 

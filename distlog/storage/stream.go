@@ -270,7 +270,7 @@ func (l *Log) Restore(r io.Reader) error {
 	defer l.syncMu.Unlock()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
-	if err := l.syncLocked(); err != nil {
+	if err := l.syncLocked(true); err != nil {
 		return err
 	}
 	l.notify()
