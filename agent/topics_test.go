@@ -252,7 +252,19 @@ func TestClusterTopics(t *testing.T) {
 	require.Equal(t, all, names, "ListTopics")
 	_, err = client.CreateTopic(ctx, "orders", &api.TopicConfig{MaxSegmentBytes: 1 << 20})
 	require.Equal(t, codes.AlreadyExists, status.Code(err), "CreateTopic with another config: %v", err)
+	// A stream following the topic on a node ends when the topic is
+	// deleted (the node's Appended channel closes on deletion).
+	follower := (c.waitForLeader() + 1) % len(c.nodes)
+	if c.nodes[follower].agent == nil {
+		follower = (follower + 1) % len(c.nodes)
+	}
+	stream, err := c.client(follower).ConsumeStream(ctx, &api.ConsumeRequest{Topic: "orders", Offset: uint64(len(final["orders"]))})
+	require.NoError(t, err)
+	_, err = stream.Header() // the stream is open and waiting past the end
+	require.NoError(t, err)
 	require.NoError(t, client.DeleteTopic(ctx, "orders"))
+	_, err = stream.Recv()
+	require.Equal(t, codes.NotFound, status.Code(err), "a stream of a deleted topic: %v", err)
 	require.Eventually(t, func() bool {
 		_, err = client.Consume(ctx, 0, loadbalance.WithTopic("orders"))
 		return status.Code(err) == codes.NotFound
