@@ -271,4 +271,15 @@ func TestClusterTopics(t *testing.T) {
 	}, 10*time.Second, 20*time.Millisecond, "Consume of a deleted topic: %v", err)
 	err = client.DeleteTopic(ctx, api.DefaultTopic)
 	require.Equal(t, codes.FailedPrecondition, status.Code(err), "DeleteTopic(default): %v", err)
+
+	// A topic's config is enforced, and one the cluster cannot honour is
+	// refused.
+	_, err = client.CreateTopic(ctx, "huge", &api.TopicConfig{MaxRecordBytes: 1 << 40})
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "CreateTopic over the node's record limit: %v", err)
+	_, err = client.CreateTopic(ctx, "small", &api.TopicConfig{MaxRecordBytes: 4})
+	require.NoError(t, err)
+	_, err = client.Produce(ctx, []byte("1234"), loadbalance.WithTopic("small"))
+	require.NoError(t, err, "a record at the topic's limit")
+	_, err = client.Produce(ctx, []byte("12345"), loadbalance.WithTopic("small"))
+	require.Equal(t, codes.InvalidArgument, status.Code(err), "a record over the topic's limit: %v", err)
 }
