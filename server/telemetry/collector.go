@@ -64,8 +64,8 @@ type StatsSources struct {
 }
 
 // StatsCollector is a prometheus.Collector of the gauges that describe a
-// node's state: data log offsets and segments, Raft state and indexes, and
-// Serf members. It reads them when Prometheus scrapes, through
+// node's state: each topic's offsets, records, bytes and segments, Raft
+// state and indexes, and Serf members. It reads them when Prometheus scrapes, through
 // StatsSources, so no goroutine polls them in between.
 type StatsCollector struct {
 	sources StatsSources

@@ -16,11 +16,14 @@
 // metrics of go-grpc-middleware (grpc_server_handled_total,
 // grpc_server_handling_seconds, … by grpc_service, grpc_method and
 // grpc_code), proglog_records_appended_total and
-// proglog_bytes_appended_total (counted by the CommitLog wrapper
+// proglog_bytes_appended_total by topic (counted by the CommitLog wrapper
 // CountAppends), and any collector added with Register. StatsCollector
-// reads gauges at scrape time — data log offsets and segments, Raft state,
-// term and indexes, last contact, Serf members — through functions the
-// caller supplies, so this package needs neither Raft nor Serf.
+// reads gauges at scrape time — each topic's offsets, records, bytes and
+// segments, Raft state, term and indexes, last contact, Serf members —
+// through functions the caller supplies, so this package needs neither Raft
+// nor Serf. The topic label is bounded by TopicLabels (MetricsConfig.
+// MaxTopicLabels, default 100): topics past the cap share the value
+// "(other)", since clients create topics and each label value is a series.
 //
 // # Traces
 //
