@@ -363,6 +363,35 @@ func (c *cluster) leader() int {
 	return leader
 }
 
+// waitLeaderOtherThan waits until node i, asked directly, names a leader
+// other than node old.
+func (c *cluster) waitLeaderOtherThan(i, old int) {
+	c.t.Helper()
+	conn := c.dialNode(i)
+	defer conn.Close()
+	client := api.NewLogClient(conn)
+	var last string
+	for deadline := time.Now().Add(readyTimeout); time.Now().Before(deadline); {
+		ctx, cancel := context.WithTimeout(context.Background(), callTimeout)
+		res, err := client.GetServers(ctx, &api.GetServersRequest{})
+		cancel()
+		last = "no leader"
+		if err != nil {
+			last = err.Error()
+		}
+		for _, s := range res.GetServers() {
+			if s.GetIsLeader() {
+				if s.GetRpcAddr() != c.nodes[old].rpcAddr() {
+					return
+				}
+				last = "node " + strconv.Itoa(old+1)
+			}
+		}
+		time.Sleep(50 * time.Millisecond) // polling another process
+	}
+	c.t.Fatalf("node %d never named a leader other than node %d within %v (last: %s)", i+1, old+1, readyTimeout, last)
+}
+
 // follower returns a running node other than leader, picked by pick.
 func (c *cluster) follower(leader int, pick func(n int) int) int {
 	var out []int

@@ -122,7 +122,15 @@ func (r *runner) inject(kind string) bool {
 		r.logf("%s: groups %v (leader %d)", kind, oneBased(groups), leader+1)
 		r.record(kind, leader)
 		c.setPartition(groups)
-		r.holdFor(max(r.hold, pauseBeyondElection))
+		start := time.Now()
+		if kind != faultIsolateFollower {
+			// The leader is on the minority side: the majority must elect
+			// another, or the partition did not take (the proxies would
+			// not be telling nodes apart).
+			majority := groups[len(groups)-1]
+			c.waitLeaderOtherThan(majority[0], leader)
+		}
+		r.holdFor(max(r.hold, pauseBeyondElection) - time.Since(start))
 		c.setPartition(nil)
 	case faultCorruptFollower, faultCorruptLeader:
 		victim := leader
