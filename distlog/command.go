@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"time"
 )
 
 // A Raft command entry's Data is one command: a version, a kind, and the
@@ -14,6 +15,8 @@ import (
 //	append (1):        [uvarint topic length][topic][8-byte timestamp, Unix ns][uvarint count][count × (uvarint length, value)]
 //	create-topic (2):  [uvarint name length][name][8-byte MaxRecordBytes][8-byte SegmentBytes]
 //	delete-topic (3):  [uvarint name length][name]
+//	truncate (4):      [uvarint topic length][topic][8-byte topic id][8-byte lowest offset]
+//	alter-topic (7):   [uvarint name length][name][8-byte RetentionBytes][8-byte RetentionAge, ns]
 //	commit-offset (5): [uvarint group length][group][uvarint topic length][topic][8-byte offset][1 byte reset]
 //	producer-append (6): [uvarint topic length][topic][8-byte timestamp, Unix ns]
 //	                   [uvarint window][uvarint max producers][8-byte idle expiry, ns]
@@ -27,8 +30,8 @@ import (
 // every node assigns the same ones because it applies the same entries in
 // the same order.
 //
-// A command this version does not know (another version, or a kind such
-// as the next feature's truncate) stops
+// A command this version does not know (another version, or a kind it
+// does not have) stops
 // the state machine (ErrUnknownCommand): skipping it would let this node's
 // state diverge from the nodes that applied it. A change to a kind's fields
 // takes a new version for that reason; a node never reads past the fields
@@ -39,7 +42,8 @@ const (
 	kindAppend      byte = 1
 	kindCreateTopic byte = 2
 	kindDeleteTopic byte = 3
-	// Reserved for the next issue, unknown (and so fail-stop) today.
+	// kindTruncate sets a topic's lowest offset (retention, decided by the
+	// leader); every node deletes its whole segments below it.
 	kindTruncate byte = 4
 	// kindCommitOffset commits a consumer group's offset in a topic.
 	kindCommitOffset byte = 5
@@ -48,6 +52,8 @@ const (
 	// the leader that proposed it travel with it, so every node decides
 	// duplicates and expiry alike.
 	kindProducerAppend byte = 6
+	// kindAlterTopic changes a topic's retention.
+	kindAlterTopic byte = 7
 
 	// commandHeaderBytes is the version and kind.
 	commandHeaderBytes = 2
@@ -82,6 +88,9 @@ type command struct {
 	// values, in order, and the limits the leader proposed them with.
 	runs   []producerRun
 	limits producerLimits
+	// truncate: the topic's id and new lowest offset (lowest)
+	topicID uint64
+	lowest  uint64
 	// commit-offset
 	group  string
 	offset uint64
@@ -166,6 +175,24 @@ func producerAppendCommandSize(topic string, runs int, lengths []int) uint64 {
 		size += uint64(uvarintLen(uint64(n)) + n)
 	}
 	return size
+}
+
+// encodeTruncate encodes a truncate command.
+func encodeTruncate(topic string, id, lowest uint64) []byte {
+	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(topic)+16)
+	buf = append(buf, commandVersion, kindTruncate)
+	buf = appendString(buf, topic)
+	buf = binary.BigEndian.AppendUint64(buf, id)
+	return binary.BigEndian.AppendUint64(buf, lowest)
+}
+
+// encodeAlterTopic encodes an alter-topic command: cfg's retention.
+func encodeAlterTopic(name string, cfg TopicConfig) []byte {
+	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+16)
+	buf = append(buf, commandVersion, kindAlterTopic)
+	buf = appendString(buf, name)
+	buf = binary.BigEndian.AppendUint64(buf, cfg.RetentionBytes)
+	return binary.BigEndian.AppendUint64(buf, uint64(cfg.RetentionAge))
 }
 
 // encodeCommitOffset encodes a commit-offset command.
@@ -281,6 +308,14 @@ func decodeCommand(data []byte) (command, error) {
 			}
 			c.values = append(c.values, v)
 		}
+	case kindTruncate:
+		c.topic = d.string("topic")
+		c.topicID = d.uint64("topic id")
+		c.lowest = d.uint64("lowest")
+	case kindAlterTopic:
+		c.topic = d.string("name")
+		c.config.RetentionBytes = d.uint64("RetentionBytes")
+		c.config.RetentionAge = time.Duration(d.uint64("RetentionAge"))
 	case kindCommitOffset:
 		c.group = d.string("group")
 		c.topic = d.string("topic")

@@ -43,7 +43,6 @@ func TestDecodeCommandRejects(t *testing.T) {
 		{"old version", []byte{1, kindAppend, 0}, ErrUnknownCommand},
 		{"newer version", []byte{commandVersion + 1, kindAppend}, ErrUnknownCommand},
 		{"unknown kind", []byte{commandVersion, 99}, ErrUnknownCommand},
-		{"reserved kind", []byte{commandVersion, kindTruncate}, ErrUnknownCommand},
 		{"cut", good[:len(good)-1], ErrBadCommand},
 		{"trailing", append(bytes.Clone(good), 0), ErrBadCommand},
 		{"zero records", encodeAppend("t", 1, nil), ErrBadCommand},

@@ -55,6 +55,8 @@ type DistributedLog struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    chan struct{} // closed by Close
+	// loops waits for the goroutines the log owns (retentionLoop).
+	loops sync.WaitGroup
 }
 
 // NewDistributedLog opens (or creates) the replicated log in dataDir and
@@ -161,6 +163,11 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 			return nil, fmt.Errorf("distlog: bootstrap raft cluster: %w", err)
 		}
 	}
+	d.loops.Add(1)
+	go func() {
+		defer d.loops.Done()
+		d.retentionLoop(d.closed)
+	}()
 	d.logger.Info("distributed log started",
 		zap.String("advertise_addr", cfg.Raft.AdvertiseAddr), zap.Bool("existing_state", hasState),
 		zap.Int("topics", len(d.fsm.topicInfos())), zap.Uint64("applied_index", d.fsm.appliedIndex()))
@@ -404,7 +411,22 @@ func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg Topic
 	if cfg.SegmentBytes != 0 && cfg.SegmentBytes < storage.SegmentHeaderBytes+1 {
 		return fmt.Errorf("%w: SegmentBytes = %d is too small", ErrInvalidTopicConfig, cfg.SegmentBytes)
 	}
-	_, _, err := d.apply(ctx, encodeCreateTopic(name, cfg))
+	if t, ok := d.fsm.lookup(name); ok {
+		d.fsm.mu.RLock()
+		same := t.config == cfg
+		d.fsm.mu.RUnlock()
+		if !same {
+			return api.TopicExistsError{Topic: name}
+		}
+	}
+	if _, _, err := d.apply(ctx, encodeCreateTopic(name, cfg)); err != nil {
+		return err
+	}
+	if cfg.RetentionBytes == 0 && cfg.RetentionAge == 0 {
+		return nil
+	}
+	// Retention is set by an alter entry right after the creation.
+	_, _, err := d.apply(ctx, encodeAlterTopic(name, cfg))
 	return err
 }
 
@@ -439,7 +461,9 @@ func (d *DistributedLog) Topic(name string) (TopicInfo, error) {
 	if err != nil {
 		return TopicInfo{}, err
 	}
-	t, ok := d.fsm.lookup(name)
+	d.fsm.mu.RLock()
+	defer d.fsm.mu.RUnlock()
+	t, ok := d.fsm.topics[name]
 	if !ok || t.log == nil {
 		return TopicInfo{}, api.TopicNotFoundError{Topic: name}
 	}
@@ -516,6 +540,9 @@ func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) 
 			continue
 		}
 		changed := t.log.Appended() // taken before the read: no append slips between
+		if lowest := d.fsm.lowestOf(t); offset < lowest {
+			return nil, api.ErrOffsetOutOfRange{Offset: offset, BelowLowest: true, Lowest: lowest}
+		}
 		record, err := t.log.Read(offset)
 		if err == nil {
 			return &api.Record{Value: record.Value, Offset: record.Offset}, nil
@@ -765,6 +792,7 @@ func (d *DistributedLog) isClosed() bool {
 func (d *DistributedLog) Close() error {
 	d.closeOnce.Do(func() {
 		close(d.closed)
+		d.loops.Wait()
 		d.transferLeadership()
 		errs := []error{d.raft.Shutdown().Error()}
 		d.transport.CloseStreams()

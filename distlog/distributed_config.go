@@ -50,6 +50,11 @@ type DistributedConfig struct {
 	// Raft configures consensus.
 	Raft RaftConfig
 
+	// RetentionCheckInterval is how often the leader checks the topics'
+	// retention (RetentionBytes, RetentionAge) and replicates the
+	// truncations it asks for. Default DefaultRetentionCheckInterval (5 s).
+	RetentionCheckInterval time.Duration
+
 	// Producers bounds the idempotent producers' state (see
 	// ProducerConfig); defaults: 5 calls per producer, 10000 producers,
 	// 24 h idle expiry.
@@ -165,6 +170,12 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	if c.RetentionCheckInterval < 0 {
+		return c, fmt.Errorf("%w: RetentionCheckInterval = %v, want >= 0", ErrInvalidConfig, c.RetentionCheckInterval)
+	}
+	if c.RetentionCheckInterval == 0 {
+		c.RetentionCheckInterval = DefaultRetentionCheckInterval
 	}
 	var err error
 	if c.Producers, err = c.Producers.withDefaults(); err != nil {

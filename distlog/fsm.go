@@ -90,6 +90,8 @@ type fsm struct {
 	producers producerTable
 	// offsets are the consumer groups' committed offsets (see groups.go).
 	offsets map[groupKey]uint64
+	// retentionDeleted counts the store-file bytes retention deleted.
+	retentionDeleted uint64
 	// failed stops the state machine; see ErrFSMFailed.
 	failed error
 	// restores counts topics rebuilt from a snapshot stream.
@@ -287,7 +289,7 @@ func (f *fsm) topicInfos() []TopicInfo {
 func (t *topicState) info() TopicInfo {
 	info := TopicInfo{Name: t.name, Config: t.config, NextOffset: t.log.NextOffset()}
 	info.LowestOffset, _ = t.log.LowestOffset()
-	info.LowestOffset = min(info.LowestOffset, info.NextOffset)
+	info.LowestOffset = min(max(info.LowestOffset, t.lowest), info.NextOffset)
 	info.Records = info.NextOffset - info.LowestOffset
 	info.Bytes, _ = t.log.Bytes()
 	info.Segments, _ = t.log.SegmentCount()
@@ -418,6 +420,12 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 			}
 			f.producers.advance(cmd.timestamp)
 			responses[i] = f.gatherProducedLocked(b, i, l, cmd)
+		case kindTruncate:
+			flush()
+			responses[i] = f.truncateLocked(l.Index, cmd)
+		case kindAlterTopic:
+			flush()
+			responses[i] = f.alterTopicLocked(l.Index, cmd)
 		case kindCommitOffset:
 			flush()
 			responses[i] = f.commitOffsetLocked(l.Index, cmd)
@@ -511,7 +519,9 @@ func (f *fsm) createTopicLocked(index uint64, name string, cfg TopicConfig) appl
 		return applyResult{err: api.InvalidTopicNameError{Topic: name}}
 	}
 	if t, ok := f.topics[name]; ok {
-		if t.config == cfg {
+		// Retention is not in the create entry (it is set by an alter
+		// entry after it): compare what creation fixes.
+		if t.config.MaxRecordBytes == cfg.MaxRecordBytes && t.config.SegmentBytes == cfg.SegmentBytes {
 			return applyResult{}
 		}
 		return applyResult{err: api.TopicExistsError{Topic: name}}

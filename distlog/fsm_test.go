@@ -279,7 +279,6 @@ func TestFSMStopsAtAnUnknownCommand(t *testing.T) {
 	}{
 		{"the previous release's append-batch (version 1)", []byte{1, 1, 1, 'x'}},
 		{"a newer version", []byte{commandVersion + 1, kindAppend}},
-		{"truncate, reserved for the next issue", []byte{commandVersion, kindTruncate}},
 		{"an unknown kind", []byte{commandVersion, 200}},
 	}
 	for _, tt := range tests {

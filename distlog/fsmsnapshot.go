@@ -304,6 +304,15 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 		f.restores++
 		f.logger.Info("restored topic from snapshot", zap.String("topic", tm.name), zap.Uint64("next_offset", st.next))
 	}
+	for _, tm := range state.meta.topics {
+		// Retention: the snapshot's config and lowest offset; segments
+		// wholly below it go here too.
+		t := topics[tm.name]
+		t.config, t.lowest = tm.config, tm.lowest
+		if err := t.log.Truncate(tm.lowest); err != nil {
+			f.logger.Warn("removing segments below the lowest offset failed", zap.String("topic", tm.name), zap.Error(err))
+		}
+	}
 	old := f.topics
 	f.topics = topics
 	f.producers = state.meta.producers.clone()

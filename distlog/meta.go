@@ -7,6 +7,7 @@ import (
 	"hash/crc32"
 	"slices"
 	"strings"
+	"time"
 )
 
 // The metadata table is the state machine's state besides the topics'
@@ -16,21 +17,23 @@ import (
 // "metadata" of the data directory (replaced atomically at every change)
 // and at the head of every snapshot:
 //
-//	[7 bytes "PLGMETA"][1 byte version = 3][8-byte applied index][4-byte topic count]
+//	[7 bytes "PLGMETA"][1 byte version = 4][8-byte applied index][4-byte topic count]
 //	count × ([2-byte name length][name][8-byte id][8-byte MaxRecordBytes][8-byte SegmentBytes])
 //	[producer section, see appendProducers]
 //	[consumer offsets section, see appendOffsets]
+//	[retention section: per topic, in order, [8-byte RetentionBytes][8-byte RetentionAge, ns][8-byte lowest offset]]
 //	[4-byte CRC32-C of everything before]
 //
 // Integers are big-endian; topics are sorted by name. Versions 1 (no
-// producer section) and 2 (no offsets section) are still read, as tables
-// without producers or offsets. A topic's id is the
+// producer section), 2 (no offsets section) and 3 (no retention section)
+// are still read, as tables without them. A topic's id is the
 // Raft index of the entry that created it (0 for DefaultTopic) and names its
 // directory, so a topic deleted and created again never meets the old one's
 // files.
 const (
 	metaMagic                 = "PLGMETA"
-	metaVersion          byte = 3
+	metaVersion          byte = 4
+	metaVersionOffsets   byte = 3 // before retention
 	metaVersionProducers byte = 2 // before consumer offsets
 	metaVersionTopics    byte = 1 // before idempotent producers
 	metaFileName              = "metadata"
@@ -62,6 +65,10 @@ type topicMeta struct {
 	name   string
 	id     uint64
 	config TopicConfig
+	// lowest is the topic's lowest offset as retention set it (the last
+	// truncate entry): reads below it are out of range on every node, even
+	// where a segment holding some of them is still on disk.
+	lowest uint64
 }
 
 var castagnoli = crc32.MakeTable(crc32.Castagnoli)
@@ -83,6 +90,11 @@ func (m metadata) encode() []byte {
 	}
 	buf = appendProducers(buf, m.producers)
 	buf = appendOffsets(buf, m.offsets)
+	for _, t := range topics {
+		buf = binary.BigEndian.AppendUint64(buf, t.config.RetentionBytes)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(t.config.RetentionAge))
+		buf = binary.BigEndian.AppendUint64(buf, t.lowest)
+	}
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 }
 
@@ -131,9 +143,20 @@ func decodeMetadata(b []byte) (metadata, error) {
 			return metadata{}, err
 		}
 	}
-	if version >= metaVersion {
+	if version >= metaVersionOffsets {
 		if m.offsets, rest, err = decodeOffsets(rest); err != nil {
 			return metadata{}, err
+		}
+	}
+	if version >= metaVersion {
+		if len(rest) < len(m.topics)*24 {
+			return metadata{}, fmt.Errorf("%w: retention section cut short", ErrBadMetadata)
+		}
+		for i := range m.topics {
+			m.topics[i].config.RetentionBytes = binary.BigEndian.Uint64(rest)
+			m.topics[i].config.RetentionAge = time.Duration(binary.BigEndian.Uint64(rest[8:]))
+			m.topics[i].lowest = binary.BigEndian.Uint64(rest[16:])
+			rest = rest[24:]
 		}
 	}
 	if len(rest) != 0 {

@@ -264,11 +264,19 @@ func (s *SnapshotStore) reap() error {
 	for p := range s.held {
 		used[p] = true
 	}
+	// from is, per pool directory, the lowest sealed segment a kept
+	// snapshot reads from it: links below it (segments retention deleted)
+	// are of no use any more.
+	from := map[string]uint64{}
 	for _, meta := range metas[:min(len(metas), s.retain)] {
 		for _, part := range meta.Parts {
-			if part.Pool != "" {
-				used[part.Pool] = true
+			if part.Pool == "" {
+				continue
 			}
+			if f, ok := from[part.Pool]; !ok || part.From < f {
+				from[part.Pool] = part.From
+			}
+			used[part.Pool] = true
 		}
 	}
 	pools, err := os.ReadDir(s.poolRoot())
@@ -277,10 +285,34 @@ func (s *SnapshotStore) reap() error {
 	}
 	for _, p := range pools {
 		if used[p.Name()] {
+			if _, held := s.held[p.Name()]; !held {
+				errs = append(errs, s.prunePool(p.Name(), from[p.Name()]))
+			}
 			continue
 		}
 		if err := os.RemoveAll(filepath.Join(s.poolRoot(), p.Name())); err != nil {
 			errs = append(errs, fmt.Errorf("distlog: snapshot store: remove pool %s: %w", p.Name(), err))
+		}
+	}
+	return errors.Join(errs...)
+}
+
+// prunePool removes the links of pool directory name to segments below
+// from, which no kept snapshot reads.
+func (s *SnapshotStore) prunePool(name string, from uint64) error {
+	dir := filepath.Join(s.poolRoot(), name)
+	entries, err := os.ReadDir(dir)
+	if err != nil {
+		return fmt.Errorf("distlog: snapshot store: %w", err)
+	}
+	var errs []error
+	for _, e := range entries {
+		base, ok := storage.ParseStoreFileName(e.Name())
+		if !ok || base >= from {
+			continue
+		}
+		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil {
+			errs = append(errs, fmt.Errorf("distlog: snapshot store: prune %s: %w", e.Name(), err))
 		}
 	}
 	return errors.Join(errs...)

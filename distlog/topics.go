@@ -2,6 +2,7 @@ package distlog
 
 import (
 	"errors"
+	"time"
 
 	api "github.com/proglog/proglog/api/v1"
 )
@@ -25,6 +26,15 @@ type TopicConfig struct {
 	// topic's segment is sealed and a new one started. Default (0): the
 	// node's Log.Segment.MaxStoreBytes.
 	SegmentBytes uint64
+	// RetentionBytes, when not 0, bounds the topic's size: the leader
+	// deletes its oldest sealed segments while the topic holds more. The
+	// active segment is never deleted, so a topic may hold up to about one
+	// segment more. Changeable with AlterTopic.
+	RetentionBytes uint64
+	// RetentionAge, when not 0, is how long records are kept: the leader
+	// deletes a sealed segment once its last record was appended longer
+	// ago than this. Changeable with AlterTopic.
+	RetentionAge time.Duration
 }
 
 // TopicInfo describes a topic as this node has applied it.

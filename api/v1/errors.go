@@ -47,18 +47,30 @@ var (
 // ErrOffsetOutOfRange is returned when a read asks for an offset the log does
 // not hold (past the end, or before the lowest offset after truncation). The
 // server reports it as OutOfRange (HTTP 404) with a LocalizedMessage detail.
+// A read below the lowest offset (records deleted by retention) sets
+// BelowLowest and names the lowest offset, where a reader can go on.
 type ErrOffsetOutOfRange struct {
 	Offset uint64
+	// BelowLowest is set when Offset is below Lowest, the topic's lowest
+	// offset.
+	BelowLowest bool
+	Lowest      uint64
 }
 
 // Error implements error.
 func (e ErrOffsetOutOfRange) Error() string {
+	if e.BelowLowest {
+		return fmt.Sprintf("offset out of range: %d is below the lowest offset %d (older records were deleted by retention)", e.Offset, e.Lowest)
+	}
 	return fmt.Sprintf("offset out of range: %d", e.Offset)
 }
 
 // LocalizedMessage is the human-readable explanation the server attaches as
 // an errdetails.LocalizedMessage.
 func (e ErrOffsetOutOfRange) LocalizedMessage() string {
+	if e.BelowLowest {
+		return fmt.Sprintf("The requested offset %d is below the lowest offset held, %d: records before it were deleted by retention", e.Offset, e.Lowest)
+	}
 	return fmt.Sprintf("The requested offset is outside the log's range: %d", e.Offset)
 }
 
