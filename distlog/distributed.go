@@ -477,7 +477,7 @@ func (d *DistributedLog) raftError(err error) error {
 		errors.Is(err, raft.ErrLeadershipLost),
 		errors.Is(err, raft.ErrLeadershipTransferInProgress),
 		errors.Is(err, raft.ErrNotVoter):
-		addr, id := d.raft.LeaderWithID()
+		addr, id := d.leaderWithID()
 		// Lost while in flight, the entry may be in the new leader's log
 		// and committed there; the other errors come before it is
 		// appended anywhere.
@@ -662,13 +662,20 @@ func (d *DistributedLog) Leave(id string) error {
 func (d *DistributedLog) WaitForLeader(ctx context.Context) error {
 	observations := make(chan raft.Observation, 1)
 	observer := raft.NewObserver(observations, false, func(o *raft.Observation) bool {
-		_, ok := o.Data.(raft.LeaderObservation)
-		return ok
+		// State changes too: a candidate that raft left with a stale
+		// leader (see leaderWithID) knows a leader again when it turns
+		// follower, with no new LeaderObservation.
+		switch o.Data.(type) {
+		case raft.LeaderObservation, raft.RaftState:
+			return true
+		default:
+			return false
+		}
 	})
 	d.raft.RegisterObserver(observer)
 	defer d.raft.DeregisterObserver(observer)
 	for {
-		if addr, _ := d.raft.LeaderWithID(); addr != "" {
+		if addr, _ := d.leaderWithID(); addr != "" {
 			return nil
 		}
 		select {
@@ -691,7 +698,7 @@ func (d *DistributedLog) GetServers() ([]*api.Server, error) {
 	if err := configFuture.Error(); err != nil {
 		return nil, d.raftError(err)
 	}
-	_, leaderID := d.raft.LeaderWithID()
+	_, leaderID := d.leaderWithID()
 	var servers []*api.Server
 	for _, srv := range configFuture.Configuration().Servers {
 		servers = append(servers, &api.Server{
@@ -711,8 +718,21 @@ func (d *DistributedLog) IsLeader() bool {
 // Leader returns the id and address of the leader this node knows of, both
 // empty when it knows none.
 func (d *DistributedLog) Leader() (id, addr string) {
-	a, i := d.raft.LeaderWithID()
+	a, i := d.leaderWithID()
 	return string(i), string(a)
+}
+
+// leaderWithID is Raft's LeaderWithID, but empty on a Candidate: raft can
+// leave the ID of the leader that was on a node that became candidate by a
+// leadership transfer (its AppendEntries of the same term set it without
+// ending the candidacy), and nothing clears it while the election fails, so
+// a node campaigning in vain would go on naming a leader that may be dead.
+// A candidate knows no leader.
+func (d *DistributedLog) leaderWithID() (raft.ServerAddress, raft.ServerID) {
+	if d.raft.State() == raft.Candidate {
+		return "", ""
+	}
+	return d.raft.LeaderWithID()
 }
 
 // State returns this node's Raft state: "Follower", "Candidate", "Leader" or
