@@ -143,7 +143,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		// are batched, which ours are (MaxAppendEntries).
 		MaxRPCsInFlight: 1,
 	})
-	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, d.snapshots, d.transport); err != nil {
+	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, d.snapshots, relayTransport{d.transport}); err != nil {
 		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), d.transport.Close())
 	}
 	undo = append(undo, func() error { return d.raft.Shutdown().Error() })
