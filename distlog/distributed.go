@@ -558,7 +558,15 @@ func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) 
 			return nil, api.TopicNotFoundError{Topic: topic}
 		}
 		var outOfRange api.ErrOffsetOutOfRange
-		if !errors.As(err, &outOfRange) || !d.mayArrive() {
+		if !errors.As(err, &outOfRange) {
+			// An I/O error (a full disk) or a record that fails its
+			// checksum: this copy cannot serve the read, another node's
+			// may. The client learns that much; the cause, with file
+			// paths, stays in this node's log.
+			d.logger.Error("read failed", zap.String("topic", topic), zap.Uint64("offset", offset), zap.Error(err))
+			return nil, fmt.Errorf("distlog: read %s@%d: %w", topic, offset, api.ErrReplicaUnavailable)
+		}
+		if !d.mayArrive() {
 			return nil, err
 		}
 		if lowest, lowErr := t.log.LowestOffset(); lowErr != nil || offset < lowest {

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net"
+	"os"
 	"path/filepath"
 	"runtime"
 	"slices"
@@ -751,4 +752,34 @@ func TestNewDistributedLogFailureClosesWhatItOpened(t *testing.T) {
 	require.ErrorIs(t, err, storage.ErrLocked)
 	_, err = ln.Accept()
 	require.ErrorIs(t, err, net.ErrClosed, "the StreamLayer's listener is still open")
+}
+
+// A record this node cannot read back (here: one that fails its checksum)
+// is ErrReplicaUnavailable, which clients retry on another node, never an
+// internal error that ends their stream.
+func TestDistributedLogUnreadableRecordIsReplicaUnavailable(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	leader := c.waitLeader()
+	c.appendValues("first", "second")
+	_, err := leader.log.Read(context.Background(), "", 1) // flushes the store's write buffer
+	require.NoError(t, err)
+
+	store := filepath.Join(leader.dir, "topics", "00000000000000000000", "00000000000000000000.store")
+	file, err := os.OpenFile(store, os.O_RDWR, 0)
+	require.NoError(t, err)
+	info, err := file.Stat()
+	require.NoError(t, err)
+	last := make([]byte, 1)
+	_, err = file.ReadAt(last, info.Size()-1) // the last byte of "second"
+	require.NoError(t, err)
+	last[0] ^= 0xff
+	_, err = file.WriteAt(last, info.Size()-1)
+	require.NoError(t, err)
+	require.NoError(t, file.Close())
+
+	_, err = leader.log.Read(context.Background(), "", 1)
+	require.ErrorIs(t, err, api.ErrReplicaUnavailable)
+	rec, err := leader.log.Read(context.Background(), "", 0)
+	require.NoError(t, err)
+	require.Equal(t, "first", string(rec.GetValue()))
 }

@@ -53,6 +53,7 @@ var errorTable = []errorClass{
 	{"default topic kept", isAny(api.ErrDeleteDefaultTopic), codes.FailedPrecondition, http.StatusConflict},
 	{"producer sequence", isAny(api.ErrOutOfOrderSequence), codes.FailedPrecondition, http.StatusConflict},
 	{"stopping", isAny(api.ErrLogClosed, ErrStopping), codes.Unavailable, http.StatusServiceUnavailable},
+	{"replica unavailable", isAny(api.ErrReplicaUnavailable), codes.Unavailable, http.StatusServiceUnavailable},
 	// The authentication and authorization layers (server/auth, an
 	// Authorizer) refuse calls with status errors; they keep their code.
 	{"unauthenticated", hasCode(codes.Unauthenticated), codes.Unauthenticated, http.StatusUnauthorized},

@@ -48,6 +48,7 @@ func TestErrorTable(t *testing.T) {
 		{"invalid HTTP request", fmt.Errorf("%w: bad JSON", ErrInvalidRequest), codes.InvalidArgument, "bad JSON", http.StatusBadRequest},
 		{"stopping", ErrStopping, codes.Unavailable, "stopping", http.StatusServiceUnavailable},
 		{"log closed, wrapped", fmt.Errorf("read 3: %w", fmt.Errorf("distlog: %w", api.ErrLogClosed)), codes.Unavailable, "read 3: distlog: log is closed", http.StatusServiceUnavailable},
+		{"replica unavailable", fmt.Errorf("distlog: read default@3: %w", api.ErrReplicaUnavailable), codes.Unavailable, "distlog: read default@3: this node cannot read its copy of the log; try another node", http.StatusServiceUnavailable},
 		{"topic not found", fmt.Errorf("append: %w", api.TopicNotFoundError{Topic: "orders"}), codes.NotFound, `topic "orders" does not exist; create it`, http.StatusNotFound},
 		{"topic exists", api.TopicExistsError{Topic: "orders"}, codes.AlreadyExists, `topic "orders" already exists`, http.StatusConflict},
 		{"invalid topic name", fmt.Errorf("create: %w", api.InvalidTopicNameError{Topic: "a/b"}), codes.InvalidArgument, "[A-Za-z0-9._-]{1,249}", http.StatusBadRequest},

@@ -42,6 +42,11 @@ var (
 	// ErrLogClosed is returned for a call that reaches a log that is closed:
 	// the node is stopping. Unavailable (HTTP 503): retry on another node.
 	ErrLogClosed = errors.New("log is closed")
+	// ErrReplicaUnavailable is returned for a read that this node cannot
+	// serve from its own copy of the log (an I/O error such as a full disk,
+	// or a record that fails its checksum); the node logs the cause.
+	// Unavailable (HTTP 503): another node's copy may serve it.
+	ErrReplicaUnavailable = errors.New("this node cannot read its copy of the log; try another node")
 )
 
 // ErrOffsetOutOfRange is returned when a read asks for an offset the log does

@@ -59,7 +59,7 @@ func TestNotLeaderFromStatus(t *testing.T) {
 // TestSentinelsWrap: lower layers wrap the sentinels with their own prefix
 // and keep them matchable.
 func TestSentinelsWrap(t *testing.T) {
-	for _, sentinel := range []error{api.ErrNoRecord, api.ErrRecordTooLarge, api.ErrEmptyBatch, api.ErrBatchTooLarge, api.ErrLogClosed} {
+	for _, sentinel := range []error{api.ErrNoRecord, api.ErrRecordTooLarge, api.ErrEmptyBatch, api.ErrBatchTooLarge, api.ErrLogClosed, api.ErrReplicaUnavailable} {
 		layer := fmt.Errorf("distlog: %w", sentinel)
 		err := fmt.Errorf("append 3: %w", layer)
 		require.ErrorIs(t, err, sentinel)

@@ -123,7 +123,9 @@ func TestTopicsSurviveKillOfTheLeader(t *testing.T) {
 		addrs:          c.rpcAddrs,
 		tls:            tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
 		timeout:        30 * time.Second,
-		attemptTimeout: 2 * time.Second,
+		// Above the followers' ReadWaitTimeout (2 s): a consume of an unknown
+		// topic waits that long on a follower before NotFound.
+		attemptTimeout: 5 * time.Second,
 	}
 	loadbalance.Register()
 	client, err := settings.dial(zap.NewNop())
