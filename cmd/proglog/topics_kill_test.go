@@ -120,9 +120,9 @@ func TestTopicsSurviveKillOfTheLeader(t *testing.T) {
 	phase := func(name string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), name) }
 
 	settings := clientSettings{
-		addrs:          c.rpcAddrs,
-		tls:            tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
-		timeout:        30 * time.Second,
+		addrs:   c.rpcAddrs,
+		tls:     tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
+		timeout: 30 * time.Second,
 		// Above the followers' ReadWaitTimeout (2 s): a consume of an unknown
 		// topic waits that long on a follower before NotFound.
 		attemptTimeout: 5 * time.Second,
