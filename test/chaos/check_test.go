@@ -78,7 +78,8 @@ type report struct {
 	divergent    int
 	gaps         int
 	phantoms     []string // values in the log no client wrote, or whose write was refused
-	duplicates   int      // extra copies of values
+	duplicates   int      // extra copies of values; must be 0: the writers are idempotent producers
+	duplicated   []string // every duplicated value with its offsets
 	unexplained  []string // duplicated values no unknown attempt explains
 	linearizable string   // yes, no, or unknown (timeout)
 	lengths      []int
@@ -89,7 +90,7 @@ type report struct {
 
 func (r report) ok() bool {
 	return len(r.lost) == 0 && r.divergent == 0 && r.gaps == 0 && len(r.phantoms) == 0 &&
-		len(r.unexplained) == 0 && r.linearizable != "no" && len(r.stream) == 0
+		r.duplicates == 0 && r.linearizable != "no" && len(r.stream) == 0
 }
 
 // summary is the one line `make chaos` prints.
@@ -109,6 +110,7 @@ func (r report) details() string {
 	}
 	show("lost", r.lost)
 	show("phantoms", r.phantoms)
+	show("duplicates", r.duplicated)
 	show("duplicates without an unknown attempt", r.unexplained)
 	show("ConsumeStream", r.stream)
 	return b.String()
@@ -207,10 +209,12 @@ func (c *cluster) check(h *history, linearizabilityTimeout time.Duration) (repor
 			continue
 		}
 		r.duplicates += len(offs) - 1
+		r.duplicated = append(r.duplicated, fmt.Sprintf("%s at %v", v, offs))
 		if h.unknownAttemptsOf(v) == 0 {
 			r.unexplained = append(r.unexplained, fmt.Sprintf("%s at %v", v, offs))
 		}
 	}
+	sort.Strings(r.duplicated)
 	sort.Strings(r.unexplained)
 	r.linearizable = checkLinearizable(ops, ref, positions, linearizabilityTimeout)
 	r.final = ref
