@@ -41,6 +41,30 @@ func (c *testCluster) leaderDo(op func(*DistributedLog) error) error {
 	return err
 }
 
+// appendRetrying appends value to topic through whichever node leads,
+// again after a leader change (so it may append it twice), until
+// waitTimeout. Unlike the other helpers it may run in any goroutine: it
+// reports instead of failing the test.
+func (c *testCluster) appendRetrying(topic, value string) error {
+	deadline := time.Now().Add(waitTimeout)
+	for {
+		var err error = api.ErrNotLeader{}
+		for _, node := range c.nodes {
+			if l := node.log; l != nil && l.IsLeader() {
+				_, err = l.AppendBatch(context.Background(), topic, []*api.Record{{Value: []byte(value)}})
+				break
+			}
+		}
+		if !errors.As(err, new(api.ErrNotLeader)) {
+			return err
+		}
+		if time.Now().After(deadline) {
+			return fmt.Errorf("no leader took the write within %v: %w", waitTimeout, err)
+		}
+		<-time.After(5 * time.Millisecond) // retry backoff while an election runs
+	}
+}
+
 // appendTopic appends each value to topic through the leader and returns
 // the acknowledged offsets.
 func (c *testCluster) appendTopic(topic string, values ...string) []uint64 {
@@ -216,10 +240,9 @@ func TestDistributedTopicsConcurrentWritesAndRestart(t *testing.T) {
 	for _, topic := range []string{"a", "b"} {
 		for w := range writers {
 			wg.Go(func() {
-				leader := c.waitLeader()
 				for k := range perWriter {
 					v := fmt.Sprintf("%s-%d-%d", topic, w, k)
-					if _, err := leader.log.AppendBatch(context.Background(), topic, []*api.Record{{Value: []byte(v)}}); err != nil {
+					if err := c.appendRetrying(topic, v); err != nil {
 						errs <- fmt.Errorf("append %s: %w", v, err)
 						return
 					}
