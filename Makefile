@@ -10,7 +10,7 @@ TEST_FLAGS ?=
 BENCH ?= .
 BENCH_FLAGS ?= -benchtime=2s -count=1
 
-.PHONY: all build run test bench bench-logstore lint compile-proto check-proto gencert chaos gencert-kube
+.PHONY: all build run test bench bench-logstore bench-cluster lint compile-proto check-proto gencert chaos gencert-kube
 
 all: build
 
@@ -52,6 +52,12 @@ chaos:
 ## $(LOGSTORE_COUNT) times, for benchstat.
 bench:
 	$(GO) test -run '^$$' -bench '$(BENCH)' -benchmem $(BENCH_FLAGS) ./distlog/...
+
+## bench-cluster: a three-node cluster of $(BIN) on ports 9501-9503 (deploy/bench-cluster.sh), the README
+## Performance table's workloads with proglog bench (one line each: records/s, MB/s, p50/p99), node RSS; then
+## stops it. BENCH_SCALE=N multiplies the record counts.
+bench-cluster: gencert build
+	@RUN_BIN='$(BIN)' RUN_CONFIG_DIR='$(CONFIG_DIR)' bash deploy/bench-cluster.sh
 
 LOGSTORE_COUNT ?= 6
 bench-logstore:

@@ -1,0 +1,99 @@
+#!/usr/bin/env bash
+# bench-cluster.sh starts a three-node proglog cluster with run-local.sh (mTLS,
+# every Raft batch fsynced on each node, as `make run`), runs the workloads of
+# the README's Performance table with `proglog bench`, prints one line each
+# (records/s, MB/s, p50/p99 latency) and every node's RSS and data size, and
+# stops the cluster. `make bench-cluster` calls it. Settings, from the
+# environment:
+#   RUN_BIN          the proglog binary                     bin/proglog
+#   RUN_DIR          data and logs (emptied first)          .data-bench
+#   RUN_CONFIG_DIR   certificates and ACL (make gencert)    $PROGLOG_CONFIG_DIR or ~/.proglog
+#   RUN_RPC_PORTS    RPC ports, one per node                "9501 9502 9503"
+#   RUN_HTTP_PORTS   HTTPS ports                            "9581 9582 9583"
+#   RUN_SERF_PORTS   Serf ports                             "9531 9532 9533"
+#   BENCH_SCALE      multiplies every workload's record count 1
+#   BENCH_SIZE       bytes per record value                  100
+#   BENCH_ONLY       runs only the workloads whose name matches this
+#                    extended regular expression (grep -E)   all
+#   BENCH_REPEAT     runs each workload this many times      1
+# Needs jq to read the --json reports.
+set -euo pipefail
+
+bin=${RUN_BIN:-bin/proglog}
+dir=${RUN_DIR:-.data-bench}
+config_dir=${RUN_CONFIG_DIR:-${PROGLOG_CONFIG_DIR:-$HOME/.proglog}}
+export RUN_RPC_PORTS=${RUN_RPC_PORTS:-9501 9502 9503}
+export RUN_HTTP_PORTS=${RUN_HTTP_PORTS:-9581 9582 9583}
+export RUN_SERF_PORTS=${RUN_SERF_PORTS:-9531 9532 9533}
+scale=${BENCH_SCALE:-1}
+size=${BENCH_SIZE:-100}
+only=${BENCH_ONLY:-}
+repeat=${BENCH_REPEAT:-1}
+
+command -v jq >/dev/null || { echo "bench-cluster: needs jq (apt-get install jq)" >&2; exit 1; }
+[ -x "$bin" ] || { echo "bench-cluster: $bin is not an executable: run 'make build'" >&2; exit 1; }
+
+rm -rf "$dir"
+mkdir -p "$dir"
+addrs=""
+for port in $RUN_RPC_PORTS; do addrs="${addrs:+$addrs,}127.0.0.1:$port"; done
+
+RUN_BIN=$bin RUN_DIR=$dir RUN_CONFIG_DIR=$config_dir bash "$(dirname "$0")/run-local.sh" >"$dir/run-local.out" 2>&1 &
+cluster=$!
+stopped=""
+stop() {
+	[ -z "$stopped" ] || return 0
+	stopped=1
+	# TERM, not INT: a background job of a script starts with SIGINT
+	# ignored, and run-local.sh could not trap it.
+	kill -TERM "$cluster" 2>/dev/null || true
+	wait "$cluster" 2>/dev/null || true
+}
+trap stop EXIT
+trap 'exit 1' INT TERM
+
+deadline=$((SECONDS + 120))
+until grep -q "proglog cluster is running" "$dir/run-local.out" 2>/dev/null; do
+	if ! kill -0 "$cluster" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
+		echo "bench-cluster: the cluster did not start:" >&2
+		cat "$dir/run-local.out" >&2
+		exit 1
+	fi
+	sleep 0.5 # polling a log file: there is nothing to wait on
+done
+read -r -a node_pids <<<"$(sed -n 's/^  node-[0-9]*  pid \([0-9]*\) .*/\1/p' "$dir/run-local.out" | tr '\n' ' ')"
+
+echo "bench-cluster: $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg), ${#node_pids[@]} nodes on $addrs, $size-byte records"
+run() {
+	local name=$1 out k
+	shift
+	if [ -n "$only" ] && ! grep -Eq -- "$only" <<<"$name"; then
+		return 0
+	fi
+	for k in $(seq 2 "$repeat"); do run1 "$name" "$@"; done
+	run1 "$name" "$@"
+}
+run1() {
+	local name=$1 out
+	shift
+	if ! out=$("$bin" bench --addr "$addrs" --config-dir "$config_dir" --size "$size" --json "$@" 2>"$dir/bench.err"); then
+		printf '%-46s failed: %s\n' "$name" "$(tail -n 1 "$dir/bench.err")"
+		return 0
+	fi
+	jq -r --arg name "$name" \
+		'"\($name | . + " " * (46 - length)) \(.records_per_sec | floor) records/s  \(.mb_per_sec * 100 | floor / 100) MB/s  p50 \(.latency_ms.p50) ms  p99 \(.latency_ms.p99) ms  errors \(.errors)"' <<<"$out"
+}
+run "one write in flight (produce, 1)" --mode produce --concurrency 1 --records $((2000 * scale))
+run "many writers (produce, 64)" --mode produce --concurrency 64 --records $((20000 * scale))
+run "batches (batch 100, 4)" --mode batch --batch 100 --concurrency 4 --records $((200000 * scale))
+run "one pipelined stream (stream 64)" --mode stream --batch 64 --concurrency 1 --records $((50000 * scale))
+run "consume (unary, 8)" --mode consume --concurrency 8 --records $((20000 * scale))
+if "$bin" bench --help 2>/dev/null | grep -q consume-stream; then
+	run "consume (stream)" --mode consume-stream --concurrency 1 --records $((100000 * scale))
+fi
+i=0
+for pid in "${node_pids[@]}"; do
+	i=$((i + 1))
+	rss=$(awk '/^VmRSS:/ {printf "%.0f MB", $2 / 1024}' "/proc/$pid/status" 2>/dev/null || echo "?")
+	printf 'node-%d: RSS %s, data %s\n' "$i" "$rss" "$(du -sh "$dir/node-$i" | cut -f1)"
+done
