@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"time"
 
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/distlog"
@@ -28,6 +29,11 @@ func (l topicLog) AppendBatch(ctx context.Context, topic string, records []*api.
 // through Raft.
 func (l topicLog) AppendProduced(ctx context.Context, topic string, batches []api.ProducerBatch) ([]api.ProducerResult, error) {
 	return l.log.AppendProduced(ctx, topic, batches)
+}
+
+// AlterTopic changes topic name's retention through Raft.
+func (l topicLog) AlterTopic(ctx context.Context, name string, config *api.TopicConfig) error {
+	return clientError(l.log.AlterTopic(ctx, name, topicConfig(config)))
 }
 
 // CommitOffset commits group's offset in topic through Raft.
@@ -111,6 +117,8 @@ func topicConfig(config *api.TopicConfig) distlog.TopicConfig {
 	return distlog.TopicConfig{
 		MaxRecordBytes: config.GetMaxRecordBytes(),
 		SegmentBytes:   config.GetMaxSegmentBytes(),
+		RetentionBytes: config.GetRetentionBytes(),
+		RetentionAge:   time.Duration(config.GetRetentionAgeMs()) * time.Millisecond,
 	}
 }
 
@@ -121,6 +129,8 @@ func topicInfo(t distlog.TopicInfo) *api.TopicInfo {
 		Config: &api.TopicConfig{
 			MaxSegmentBytes: t.Config.SegmentBytes,
 			MaxRecordBytes:  t.Config.MaxRecordBytes,
+			RetentionBytes:  t.Config.RetentionBytes,
+			RetentionAgeMs:  uint64(t.Config.RetentionAge / time.Millisecond),
 		},
 		LowestOffset: t.LowestOffset,
 		NextOffset:   t.NextOffset,

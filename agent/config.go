@@ -160,6 +160,9 @@ type Config struct {
 	RaftElectionTimeout    time.Duration
 	RaftLeaderLeaseTimeout time.Duration
 	RaftCommitTimeout      time.Duration
+	// RetentionCheckInterval is how often the leader enforces the topics'
+	// retention; 0 means distlog.DefaultRetentionCheckInterval (5 s).
+	RetentionCheckInterval time.Duration
 	// RaftSnapshotThreshold is how many Raft entries since the last snapshot
 	// trigger a new one; 0 means raft's default (8192).
 	RaftSnapshotThreshold uint64

@@ -408,6 +408,16 @@ func TestLoadBalanceRouting(t *testing.T) {
 			want: followerShare,
 		},
 		{
+			name:   "AlterTopic goes to the leader",
+			method: api.Log_AlterTopic_FullMethodName,
+			call: func(t *testing.T, i int) {
+				info, err := client.AlterTopic(ctx, fmt.Sprintf("routed-%02d", i), &api.TopicConfig{RetentionBytes: 1 << 30})
+				require.NoError(t, err)
+				require.Equal(t, uint64(1<<30), info.GetConfig().GetRetentionBytes())
+			},
+			want: leaderOnly,
+		},
+		{
 			name:   "DeleteTopic goes to the leader",
 			method: api.Log_DeleteTopic_FullMethodName,
 			call: func(t *testing.T, i int) {

@@ -41,6 +41,7 @@ var routes = map[string]route{
 	api.Log_ProduceStream_FullMethodName: routeLeader,
 	api.Log_CreateTopic_FullMethodName:   routeLeader,
 	api.Log_DeleteTopic_FullMethodName:   routeLeader,
+	api.Log_AlterTopic_FullMethodName:    routeLeader,
 	api.Log_Consume_FullMethodName:       routeFollower,
 	api.Log_ConsumeStream_FullMethodName: routeFollower,
 	api.Log_ListTopics_FullMethodName:    routeFollower,

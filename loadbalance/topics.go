@@ -53,6 +53,22 @@ func (c *Client) CreateTopic(ctx context.Context, name string, config *api.Topic
 	return info, err
 }
 
+// AlterTopic changes topic name's retention (RetentionBytes and
+// RetentionAgeMs of config) at the leader and returns the topic. It
+// retries like Produce; altering is idempotent.
+func (c *Client) AlterTopic(ctx context.Context, name string, config *api.TopicConfig) (*api.TopicInfo, error) {
+	var info *api.TopicInfo
+	err := c.retry(ctx, "alter topic", true, func(ctx context.Context) error {
+		resp, err := c.log.AlterTopic(ctx, &api.AlterTopicRequest{Name: name, Config: config})
+		if err != nil {
+			return err
+		}
+		info = resp.GetTopic()
+		return nil
+	})
+	return info, err
+}
+
 // DeleteTopic deletes topic name and its records at the leader. It retries
 // like Produce; when an attempt whose answer was lost had deleted the topic,
 // the retry fails with codes.NotFound.

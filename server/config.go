@@ -46,6 +46,9 @@ type CommitLog interface {
 	// idempotent: creating a topic that exists with the same config
 	// succeeds; with another config it is an api.TopicExistsError.
 	CreateTopic(ctx context.Context, name string, config *api.TopicConfig) error
+	// AlterTopic changes topic name's retention to config's
+	// (retention_bytes, retention_age_ms; the other fields are ignored).
+	AlterTopic(ctx context.Context, name string, config *api.TopicConfig) error
 	// DeleteTopic deletes topic name and its records.
 	DeleteTopic(ctx context.Context, name string) error
 	// ListTopics describes every topic, sorted by name.
@@ -91,7 +94,7 @@ const (
 	// topic (and GET on the HTTP API); ListTopics lists only the topics the
 	// subject may consume.
 	ConsumeAction = "consume"
-	// AdminAction guards CreateTopic and DeleteTopic on a topic (HTTP PUT
+	// AdminAction guards CreateTopic, AlterTopic and DeleteTopic on a topic (HTTP PUT
 	// and DELETE /topics/{name}). It does not imply produce or consume.
 	AdminAction = "admin"
 )

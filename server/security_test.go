@@ -186,7 +186,7 @@ func httpClient(t *testing.T, cfg *tls.Config) *http.Client {
 // TestRPCNamesCoverTheService keeps it complete.
 var rpcNames = []string{"Produce", "ProduceBatch", "ProduceStream", "Consume", "ConsumeStream", "GetServers",
 	"CreateTopic", "DeleteTopic", "ListTopics", "DescribeTopic",
-	"CommitOffset", "FetchOffset", "ListGroups", "DescribeGroup"} // CommitOffset first: the others read its commit
+	"CommitOffset", "FetchOffset", "ListGroups", "DescribeGroup", "AlterTopic"} // CommitOffset first: the others read its commit
 
 // TestRPCNamesCoverTheService: a new RPC must be added to rpcNames (and
 // callRPC), so that the security tests call it as root and as nobody.
@@ -248,6 +248,9 @@ func callRPC(ctx context.Context, client api.LogClient, name string) error {
 		return err
 	case "DescribeTopic":
 		_, err := client.DescribeTopic(ctx, &api.DescribeTopicRequest{Name: api.DefaultTopic})
+		return err
+	case "AlterTopic":
+		_, err := client.AlterTopic(ctx, &api.AlterTopicRequest{Name: api.DefaultTopic, Config: &api.TopicConfig{}})
 		return err
 	case "CommitOffset":
 		_, err := client.CommitOffset(ctx, &api.CommitOffsetRequest{Group: "g", Offset: 0})

@@ -36,6 +36,15 @@ func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerSt
 			return s.status(err)
 		}
 	}
+	if req.GetFromLowest() {
+		// Records below the lowest offset were deleted by retention: start
+		// at the first one held.
+		info, err := s.cfg.CommitLog.DescribeTopic(ctx, topic)
+		if err != nil {
+			return s.status(err)
+		}
+		start = max(start, info.GetLowestOffset())
+	}
 	// Headers now, before any record: they tell the client the stream is
 	// open even while it waits for records (loadbalance.Client counts a
 	// resumed stream as working from then on).
@@ -69,7 +78,9 @@ func (s *logService) waitRead(ctx context.Context, topic string, offset uint64) 
 		default:
 		}
 		record, err := s.cfg.CommitLog.Read(ctx, topic, offset)
-		if !isOutOfRange(err) {
+		if !isOutOfRange(err) || belowLowest(err) {
+			// Below the lowest offset (deleted by retention) it will never
+			// come: the client must start again at the lowest one.
 			return record, err
 		}
 		// Take the notification before reading again: an append between that
@@ -78,7 +89,7 @@ func (s *logService) waitRead(ctx context.Context, topic string, offset uint64) 
 		// catch-up path (every read succeeds) free of it.
 		appended := s.cfg.CommitLog.Appended(topic)
 		record, err = s.cfg.CommitLog.Read(ctx, topic, offset)
-		if !isOutOfRange(err) {
+		if !isOutOfRange(err) || belowLowest(err) {
 			return record, err
 		}
 		select {
@@ -310,4 +321,10 @@ func receiveRequests(stream grpc.BidiStreamingServer[api.ProduceRequest, api.Pro
 			return
 		}
 	}
+}
+
+// belowLowest reports whether err is a read below the topic's lowest offset.
+func belowLowest(err error) bool {
+	oor, ok := asOutOfRange(err)
+	return ok && oor.BelowLowest
 }

@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"fmt"
 
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/status"
@@ -78,6 +79,40 @@ func deleteTopic(ctx context.Context, cfg Config, name string) error {
 		return err
 	}
 	return cfg.CommitLog.DeleteTopic(ctx, name)
+}
+
+// AlterTopic changes a topic's retention.
+func (s *logService) AlterTopic(ctx context.Context, req *api.AlterTopicRequest) (*api.AlterTopicResponse, error) {
+	info, err := alterTopic(ctx, s.cfg, req.GetName(), req.GetConfig())
+	if err != nil {
+		return nil, s.status(err)
+	}
+	return &api.AlterTopicResponse{Topic: info}, nil
+}
+
+// alterTopic changes name's retention to config's and describes it; it
+// needs the admin action. The fields fixed at creation must be 0 or
+// unchanged.
+func alterTopic(ctx context.Context, cfg Config, name string, config *api.TopicConfig) (*api.TopicInfo, error) {
+	if err := adminTopic(ctx, cfg, name, AdminAction); err != nil {
+		return nil, err
+	}
+	current, err := cfg.CommitLog.DescribeTopic(ctx, name)
+	if err != nil {
+		return nil, err
+	}
+	if seg := config.GetMaxSegmentBytes(); seg != 0 && seg != current.GetConfig().GetMaxSegmentBytes() {
+		return nil, fmt.Errorf("%w: max_segment_bytes is fixed at creation (%d); only retention can change",
+			api.ErrInvalidTopicConfig, current.GetConfig().GetMaxSegmentBytes())
+	}
+	if rec := config.GetMaxRecordBytes(); rec != 0 && rec != current.GetConfig().GetMaxRecordBytes() {
+		return nil, fmt.Errorf("%w: max_record_bytes is fixed at creation (%d); only retention can change",
+			api.ErrInvalidTopicConfig, current.GetConfig().GetMaxRecordBytes())
+	}
+	if err := cfg.CommitLog.AlterTopic(ctx, name, config); err != nil {
+		return nil, err
+	}
+	return cfg.CommitLog.DescribeTopic(ctx, name)
 }
 
 // describeTopic describes name; it needs the consume action on it.

@@ -248,7 +248,12 @@ type ConsumeRequest struct {
 	// committed offset in the topic (the next record it will process) when it
 	// has one, and at offset otherwise. Committing stays the client's job
 	// (CommitOffset).
-	Group         string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	Group string `protobuf:"bytes,3,opt,name=group,proto3" json:"group,omitempty"`
+	// from_lowest, on ConsumeStream, starts at the topic's lowest offset when
+	// the requested one (or the group's) is below it, because retention
+	// deleted those records; without it such a stream fails with
+	// OUT_OF_RANGE naming the lowest offset.
+	FromLowest    bool `protobuf:"varint,4,opt,name=from_lowest,json=fromLowest,proto3" json:"from_lowest,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -302,6 +307,13 @@ func (x *ConsumeRequest) GetGroup() string {
 		return x.Group
 	}
 	return ""
+}
+
+func (x *ConsumeRequest) GetFromLowest() bool {
+	if x != nil {
+		return x.FromLowest
+	}
+	return false
 }
 
 type ConsumeResponse struct {
@@ -636,6 +648,14 @@ type TopicConfig struct {
 	// max_record_bytes is the largest record value, in bytes, the topic
 	// takes. 0: the node's limit, which is also the most a topic may set.
 	MaxRecordBytes uint64 `protobuf:"varint,2,opt,name=max_record_bytes,json=maxRecordBytes,proto3" json:"max_record_bytes,omitempty"`
+	// retention_bytes, when not 0, bounds the topic's size: its oldest sealed
+	// segments are deleted while it holds more (the active segment never is,
+	// so it may hold about one segment more). Changeable with AlterTopic.
+	RetentionBytes uint64 `protobuf:"varint,3,opt,name=retention_bytes,json=retentionBytes,proto3" json:"retention_bytes,omitempty"`
+	// retention_age_ms, when not 0, is how long records are kept, in
+	// milliseconds: a sealed segment is deleted once its last record is older.
+	// Changeable with AlterTopic.
+	RetentionAgeMs uint64 `protobuf:"varint,4,opt,name=retention_age_ms,json=retentionAgeMs,proto3" json:"retention_age_ms,omitempty"`
 	unknownFields  protoimpl.UnknownFields
 	sizeCache      protoimpl.SizeCache
 }
@@ -680,6 +700,20 @@ func (x *TopicConfig) GetMaxSegmentBytes() uint64 {
 func (x *TopicConfig) GetMaxRecordBytes() uint64 {
 	if x != nil {
 		return x.MaxRecordBytes
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetRetentionBytes() uint64 {
+	if x != nil {
+		return x.RetentionBytes
+	}
+	return 0
+}
+
+func (x *TopicConfig) GetRetentionAgeMs() uint64 {
+	if x != nil {
+		return x.RetentionAgeMs
 	}
 	return 0
 }
@@ -849,6 +883,105 @@ func (x *CreateTopicRequest) GetConfig() *TopicConfig {
 
 // CreateTopicResponse describes the topic, new or already there with the
 // same configuration.
+// AlterTopicRequest changes a topic's retention (retention_bytes and
+// retention_age_ms of config; the other fields are fixed at creation and
+// must be 0 or unchanged).
+type AlterTopicRequest struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
+	Config        *TopicConfig           `protobuf:"bytes,2,opt,name=config,proto3" json:"config,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterTopicRequest) Reset() {
+	*x = AlterTopicRequest{}
+	mi := &file_api_v1_log_proto_msgTypes[13]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicRequest) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicRequest) ProtoMessage() {}
+
+func (x *AlterTopicRequest) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[13]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicRequest.ProtoReflect.Descriptor instead.
+func (*AlterTopicRequest) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{13}
+}
+
+func (x *AlterTopicRequest) GetName() string {
+	if x != nil {
+		return x.Name
+	}
+	return ""
+}
+
+func (x *AlterTopicRequest) GetConfig() *TopicConfig {
+	if x != nil {
+		return x.Config
+	}
+	return nil
+}
+
+type AlterTopicResponse struct {
+	state         protoimpl.MessageState `protogen:"open.v1"`
+	Topic         *TopicInfo             `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
+}
+
+func (x *AlterTopicResponse) Reset() {
+	*x = AlterTopicResponse{}
+	mi := &file_api_v1_log_proto_msgTypes[14]
+	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+	ms.StoreMessageInfo(mi)
+}
+
+func (x *AlterTopicResponse) String() string {
+	return protoimpl.X.MessageStringOf(x)
+}
+
+func (*AlterTopicResponse) ProtoMessage() {}
+
+func (x *AlterTopicResponse) ProtoReflect() protoreflect.Message {
+	mi := &file_api_v1_log_proto_msgTypes[14]
+	if x != nil {
+		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
+		if ms.LoadMessageInfo() == nil {
+			ms.StoreMessageInfo(mi)
+		}
+		return ms
+	}
+	return mi.MessageOf(x)
+}
+
+// Deprecated: Use AlterTopicResponse.ProtoReflect.Descriptor instead.
+func (*AlterTopicResponse) Descriptor() ([]byte, []int) {
+	return file_api_v1_log_proto_rawDescGZIP(), []int{14}
+}
+
+func (x *AlterTopicResponse) GetTopic() *TopicInfo {
+	if x != nil {
+		return x.Topic
+	}
+	return nil
+}
+
 type CreateTopicResponse struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Topic         *TopicInfo             `protobuf:"bytes,1,opt,name=topic,proto3" json:"topic,omitempty"`
@@ -858,7 +991,7 @@ type CreateTopicResponse struct {
 
 func (x *CreateTopicResponse) Reset() {
 	*x = CreateTopicResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[13]
+	mi := &file_api_v1_log_proto_msgTypes[15]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -870,7 +1003,7 @@ func (x *CreateTopicResponse) String() string {
 func (*CreateTopicResponse) ProtoMessage() {}
 
 func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[13]
+	mi := &file_api_v1_log_proto_msgTypes[15]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -883,7 +1016,7 @@ func (x *CreateTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CreateTopicResponse.ProtoReflect.Descriptor instead.
 func (*CreateTopicResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{13}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{15}
 }
 
 func (x *CreateTopicResponse) GetTopic() *TopicInfo {
@@ -902,7 +1035,7 @@ type DeleteTopicRequest struct {
 
 func (x *DeleteTopicRequest) Reset() {
 	*x = DeleteTopicRequest{}
-	mi := &file_api_v1_log_proto_msgTypes[14]
+	mi := &file_api_v1_log_proto_msgTypes[16]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -914,7 +1047,7 @@ func (x *DeleteTopicRequest) String() string {
 func (*DeleteTopicRequest) ProtoMessage() {}
 
 func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[14]
+	mi := &file_api_v1_log_proto_msgTypes[16]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -927,7 +1060,7 @@ func (x *DeleteTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicRequest.ProtoReflect.Descriptor instead.
 func (*DeleteTopicRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{14}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{16}
 }
 
 func (x *DeleteTopicRequest) GetName() string {
@@ -945,7 +1078,7 @@ type DeleteTopicResponse struct {
 
 func (x *DeleteTopicResponse) Reset() {
 	*x = DeleteTopicResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[15]
+	mi := &file_api_v1_log_proto_msgTypes[17]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -957,7 +1090,7 @@ func (x *DeleteTopicResponse) String() string {
 func (*DeleteTopicResponse) ProtoMessage() {}
 
 func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[15]
+	mi := &file_api_v1_log_proto_msgTypes[17]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -970,7 +1103,7 @@ func (x *DeleteTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DeleteTopicResponse.ProtoReflect.Descriptor instead.
 func (*DeleteTopicResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{15}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{17}
 }
 
 type ListTopicsRequest struct {
@@ -981,7 +1114,7 @@ type ListTopicsRequest struct {
 
 func (x *ListTopicsRequest) Reset() {
 	*x = ListTopicsRequest{}
-	mi := &file_api_v1_log_proto_msgTypes[16]
+	mi := &file_api_v1_log_proto_msgTypes[18]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -993,7 +1126,7 @@ func (x *ListTopicsRequest) String() string {
 func (*ListTopicsRequest) ProtoMessage() {}
 
 func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[16]
+	mi := &file_api_v1_log_proto_msgTypes[18]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1006,7 +1139,7 @@ func (x *ListTopicsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsRequest.ProtoReflect.Descriptor instead.
 func (*ListTopicsRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{16}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{18}
 }
 
 // ListTopicsResponse lists every topic, sorted by name.
@@ -1019,7 +1152,7 @@ type ListTopicsResponse struct {
 
 func (x *ListTopicsResponse) Reset() {
 	*x = ListTopicsResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[17]
+	mi := &file_api_v1_log_proto_msgTypes[19]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1031,7 +1164,7 @@ func (x *ListTopicsResponse) String() string {
 func (*ListTopicsResponse) ProtoMessage() {}
 
 func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[17]
+	mi := &file_api_v1_log_proto_msgTypes[19]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1044,7 +1177,7 @@ func (x *ListTopicsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListTopicsResponse.ProtoReflect.Descriptor instead.
 func (*ListTopicsResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{17}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{19}
 }
 
 func (x *ListTopicsResponse) GetTopics() []*TopicInfo {
@@ -1063,7 +1196,7 @@ type DescribeTopicRequest struct {
 
 func (x *DescribeTopicRequest) Reset() {
 	*x = DescribeTopicRequest{}
-	mi := &file_api_v1_log_proto_msgTypes[18]
+	mi := &file_api_v1_log_proto_msgTypes[20]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1075,7 +1208,7 @@ func (x *DescribeTopicRequest) String() string {
 func (*DescribeTopicRequest) ProtoMessage() {}
 
 func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[18]
+	mi := &file_api_v1_log_proto_msgTypes[20]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1088,7 +1221,7 @@ func (x *DescribeTopicRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicRequest.ProtoReflect.Descriptor instead.
 func (*DescribeTopicRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{18}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{20}
 }
 
 func (x *DescribeTopicRequest) GetName() string {
@@ -1107,7 +1240,7 @@ type DescribeTopicResponse struct {
 
 func (x *DescribeTopicResponse) Reset() {
 	*x = DescribeTopicResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[19]
+	mi := &file_api_v1_log_proto_msgTypes[21]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1119,7 +1252,7 @@ func (x *DescribeTopicResponse) String() string {
 func (*DescribeTopicResponse) ProtoMessage() {}
 
 func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[19]
+	mi := &file_api_v1_log_proto_msgTypes[21]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1132,7 +1265,7 @@ func (x *DescribeTopicResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeTopicResponse.ProtoReflect.Descriptor instead.
 func (*DescribeTopicResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{19}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{21}
 }
 
 func (x *DescribeTopicResponse) GetTopic() *TopicInfo {
@@ -1160,7 +1293,7 @@ type CommitOffsetRequest struct {
 
 func (x *CommitOffsetRequest) Reset() {
 	*x = CommitOffsetRequest{}
-	mi := &file_api_v1_log_proto_msgTypes[20]
+	mi := &file_api_v1_log_proto_msgTypes[22]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1172,7 +1305,7 @@ func (x *CommitOffsetRequest) String() string {
 func (*CommitOffsetRequest) ProtoMessage() {}
 
 func (x *CommitOffsetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[20]
+	mi := &file_api_v1_log_proto_msgTypes[22]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1185,7 +1318,7 @@ func (x *CommitOffsetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitOffsetRequest.ProtoReflect.Descriptor instead.
 func (*CommitOffsetRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{20}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{22}
 }
 
 func (x *CommitOffsetRequest) GetGroup() string {
@@ -1227,7 +1360,7 @@ type CommitOffsetResponse struct {
 
 func (x *CommitOffsetResponse) Reset() {
 	*x = CommitOffsetResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[21]
+	mi := &file_api_v1_log_proto_msgTypes[23]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1239,7 +1372,7 @@ func (x *CommitOffsetResponse) String() string {
 func (*CommitOffsetResponse) ProtoMessage() {}
 
 func (x *CommitOffsetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[21]
+	mi := &file_api_v1_log_proto_msgTypes[23]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1252,7 +1385,7 @@ func (x *CommitOffsetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use CommitOffsetResponse.ProtoReflect.Descriptor instead.
 func (*CommitOffsetResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{21}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{23}
 }
 
 func (x *CommitOffsetResponse) GetOffset() uint64 {
@@ -1273,7 +1406,7 @@ type FetchOffsetRequest struct {
 
 func (x *FetchOffsetRequest) Reset() {
 	*x = FetchOffsetRequest{}
-	mi := &file_api_v1_log_proto_msgTypes[22]
+	mi := &file_api_v1_log_proto_msgTypes[24]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1285,7 +1418,7 @@ func (x *FetchOffsetRequest) String() string {
 func (*FetchOffsetRequest) ProtoMessage() {}
 
 func (x *FetchOffsetRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[22]
+	mi := &file_api_v1_log_proto_msgTypes[24]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1298,7 +1431,7 @@ func (x *FetchOffsetRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetRequest.ProtoReflect.Descriptor instead.
 func (*FetchOffsetRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{22}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{24}
 }
 
 func (x *FetchOffsetRequest) GetGroup() string {
@@ -1326,7 +1459,7 @@ type FetchOffsetResponse struct {
 
 func (x *FetchOffsetResponse) Reset() {
 	*x = FetchOffsetResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[23]
+	mi := &file_api_v1_log_proto_msgTypes[25]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1338,7 +1471,7 @@ func (x *FetchOffsetResponse) String() string {
 func (*FetchOffsetResponse) ProtoMessage() {}
 
 func (x *FetchOffsetResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[23]
+	mi := &file_api_v1_log_proto_msgTypes[25]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1351,7 +1484,7 @@ func (x *FetchOffsetResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use FetchOffsetResponse.ProtoReflect.Descriptor instead.
 func (*FetchOffsetResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{23}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{25}
 }
 
 func (x *FetchOffsetResponse) GetOffset() uint64 {
@@ -1375,7 +1508,7 @@ type GroupTopic struct {
 
 func (x *GroupTopic) Reset() {
 	*x = GroupTopic{}
-	mi := &file_api_v1_log_proto_msgTypes[24]
+	mi := &file_api_v1_log_proto_msgTypes[26]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1387,7 +1520,7 @@ func (x *GroupTopic) String() string {
 func (*GroupTopic) ProtoMessage() {}
 
 func (x *GroupTopic) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[24]
+	mi := &file_api_v1_log_proto_msgTypes[26]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1400,7 +1533,7 @@ func (x *GroupTopic) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupTopic.ProtoReflect.Descriptor instead.
 func (*GroupTopic) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{24}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{26}
 }
 
 func (x *GroupTopic) GetTopic() string {
@@ -1443,7 +1576,7 @@ type GroupInfo struct {
 
 func (x *GroupInfo) Reset() {
 	*x = GroupInfo{}
-	mi := &file_api_v1_log_proto_msgTypes[25]
+	mi := &file_api_v1_log_proto_msgTypes[27]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1455,7 +1588,7 @@ func (x *GroupInfo) String() string {
 func (*GroupInfo) ProtoMessage() {}
 
 func (x *GroupInfo) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[25]
+	mi := &file_api_v1_log_proto_msgTypes[27]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1468,7 +1601,7 @@ func (x *GroupInfo) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use GroupInfo.ProtoReflect.Descriptor instead.
 func (*GroupInfo) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{25}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{27}
 }
 
 func (x *GroupInfo) GetName() string {
@@ -1493,7 +1626,7 @@ type ListGroupsRequest struct {
 
 func (x *ListGroupsRequest) Reset() {
 	*x = ListGroupsRequest{}
-	mi := &file_api_v1_log_proto_msgTypes[26]
+	mi := &file_api_v1_log_proto_msgTypes[28]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1505,7 +1638,7 @@ func (x *ListGroupsRequest) String() string {
 func (*ListGroupsRequest) ProtoMessage() {}
 
 func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[26]
+	mi := &file_api_v1_log_proto_msgTypes[28]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1518,7 +1651,7 @@ func (x *ListGroupsRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsRequest.ProtoReflect.Descriptor instead.
 func (*ListGroupsRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{26}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{28}
 }
 
 type ListGroupsResponse struct {
@@ -1530,7 +1663,7 @@ type ListGroupsResponse struct {
 
 func (x *ListGroupsResponse) Reset() {
 	*x = ListGroupsResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[27]
+	mi := &file_api_v1_log_proto_msgTypes[29]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1542,7 +1675,7 @@ func (x *ListGroupsResponse) String() string {
 func (*ListGroupsResponse) ProtoMessage() {}
 
 func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[27]
+	mi := &file_api_v1_log_proto_msgTypes[29]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1555,7 +1688,7 @@ func (x *ListGroupsResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use ListGroupsResponse.ProtoReflect.Descriptor instead.
 func (*ListGroupsResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{27}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{29}
 }
 
 func (x *ListGroupsResponse) GetGroups() []*GroupInfo {
@@ -1574,7 +1707,7 @@ type DescribeGroupRequest struct {
 
 func (x *DescribeGroupRequest) Reset() {
 	*x = DescribeGroupRequest{}
-	mi := &file_api_v1_log_proto_msgTypes[28]
+	mi := &file_api_v1_log_proto_msgTypes[30]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1586,7 +1719,7 @@ func (x *DescribeGroupRequest) String() string {
 func (*DescribeGroupRequest) ProtoMessage() {}
 
 func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[28]
+	mi := &file_api_v1_log_proto_msgTypes[30]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1599,7 +1732,7 @@ func (x *DescribeGroupRequest) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupRequest.ProtoReflect.Descriptor instead.
 func (*DescribeGroupRequest) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{28}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{30}
 }
 
 func (x *DescribeGroupRequest) GetGroup() string {
@@ -1618,7 +1751,7 @@ type DescribeGroupResponse struct {
 
 func (x *DescribeGroupResponse) Reset() {
 	*x = DescribeGroupResponse{}
-	mi := &file_api_v1_log_proto_msgTypes[29]
+	mi := &file_api_v1_log_proto_msgTypes[31]
 	ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 	ms.StoreMessageInfo(mi)
 }
@@ -1630,7 +1763,7 @@ func (x *DescribeGroupResponse) String() string {
 func (*DescribeGroupResponse) ProtoMessage() {}
 
 func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
-	mi := &file_api_v1_log_proto_msgTypes[29]
+	mi := &file_api_v1_log_proto_msgTypes[31]
 	if x != nil {
 		ms := protoimpl.X.MessageStateOf(protoimpl.Pointer(x))
 		if ms.LoadMessageInfo() == nil {
@@ -1643,7 +1776,7 @@ func (x *DescribeGroupResponse) ProtoReflect() protoreflect.Message {
 
 // Deprecated: Use DescribeGroupResponse.ProtoReflect.Descriptor instead.
 func (*DescribeGroupResponse) Descriptor() ([]byte, []int) {
-	return file_api_v1_log_proto_rawDescGZIP(), []int{29}
+	return file_api_v1_log_proto_rawDescGZIP(), []int{31}
 }
 
 func (x *DescribeGroupResponse) GetGroup() *GroupInfo {
@@ -1672,11 +1805,13 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\bsequence\x18\x04 \x01(\x04R\bsequence\"G\n" +
 	"\x0fProduceResponse\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"T\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"u\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x14\n" +
-	"\x05group\x18\x03 \x01(\tR\x05group\"?\n" +
+	"\x05group\x18\x03 \x01(\tR\x05group\x12\x1f\n" +
+	"\vfrom_lowest\x18\x04 \x01(\bR\n" +
+	"fromLowest\"?\n" +
 	"\x0fConsumeResponse\x12&\n" +
 	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\x92\x01\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
@@ -1695,10 +1830,12 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
-	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"c\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\xb6\x01\n" +
 	"\vTopicConfig\x12*\n" +
 	"\x11max_segment_bytes\x18\x01 \x01(\x04R\x0fmaxSegmentBytes\x12(\n" +
-	"\x10max_record_bytes\x18\x02 \x01(\x04R\x0emaxRecordBytes\"\x85\x02\n" +
+	"\x10max_record_bytes\x18\x02 \x01(\x04R\x0emaxRecordBytes\x12'\n" +
+	"\x0fretention_bytes\x18\x03 \x01(\x04R\x0eretentionBytes\x12(\n" +
+	"\x10retention_age_ms\x18\x04 \x01(\x04R\x0eretentionAgeMs\"\x85\x02\n" +
 	"\tTopicInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\x12#\n" +
@@ -1711,7 +1848,12 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\bsegments\x18\b \x01(\x04R\bsegments\"U\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
-	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\">\n" +
+	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\"T\n" +
+	"\x11AlterTopicRequest\x12\x12\n" +
+	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
+	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\"=\n" +
+	"\x12AlterTopicResponse\x12'\n" +
+	"\x05topic\x18\x01 \x01(\v2\x11.log.v1.TopicInfoR\x05topic\">\n" +
 	"\x13CreateTopicResponse\x12'\n" +
 	"\x05topic\x18\x01 \x01(\v2\x11.log.v1.TopicInfoR\x05topic\"(\n" +
 	"\x12DeleteTopicRequest\x12\x12\n" +
@@ -1752,7 +1894,7 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x14DescribeGroupRequest\x12\x14\n" +
 	"\x05group\x18\x01 \x01(\tR\x05group\"@\n" +
 	"\x15DescribeGroupResponse\x12'\n" +
-	"\x05group\x18\x01 \x01(\v2\x11.log.v1.GroupInfoR\x05group2\xfc\a\n" +
+	"\x05group\x18\x01 \x01(\v2\x11.log.v1.GroupInfoR\x05group2\xc3\b\n" +
 	"\x03Log\x12<\n" +
 	"\aProduce\x12\x16.log.v1.ProduceRequest\x1a\x17.log.v1.ProduceResponse\"\x00\x12<\n" +
 	"\aConsume\x12\x16.log.v1.ConsumeRequest\x1a\x17.log.v1.ConsumeResponse\"\x00\x12D\n" +
@@ -1765,7 +1907,9 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\vDeleteTopic\x12\x1a.log.v1.DeleteTopicRequest\x1a\x1b.log.v1.DeleteTopicResponse\"\x00\x12E\n" +
 	"\n" +
 	"ListTopics\x12\x19.log.v1.ListTopicsRequest\x1a\x1a.log.v1.ListTopicsResponse\"\x00\x12N\n" +
-	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x00\x12K\n" +
+	"\rDescribeTopic\x12\x1c.log.v1.DescribeTopicRequest\x1a\x1d.log.v1.DescribeTopicResponse\"\x00\x12E\n" +
+	"\n" +
+	"AlterTopic\x12\x19.log.v1.AlterTopicRequest\x1a\x1a.log.v1.AlterTopicResponse\"\x00\x12K\n" +
 	"\fCommitOffset\x12\x1b.log.v1.CommitOffsetRequest\x1a\x1c.log.v1.CommitOffsetResponse\"\x00\x12H\n" +
 	"\vFetchOffset\x12\x1a.log.v1.FetchOffsetRequest\x1a\x1b.log.v1.FetchOffsetResponse\"\x00\x12E\n" +
 	"\n" +
@@ -1784,7 +1928,7 @@ func file_api_v1_log_proto_rawDescGZIP() []byte {
 	return file_api_v1_log_proto_rawDescData
 }
 
-var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 30)
+var file_api_v1_log_proto_msgTypes = make([]protoimpl.MessageInfo, 32)
 var file_api_v1_log_proto_goTypes = []any{
 	(*Record)(nil),                // 0: log.v1.Record
 	(*ProduceRequest)(nil),        // 1: log.v1.ProduceRequest
@@ -1799,23 +1943,25 @@ var file_api_v1_log_proto_goTypes = []any{
 	(*TopicConfig)(nil),           // 10: log.v1.TopicConfig
 	(*TopicInfo)(nil),             // 11: log.v1.TopicInfo
 	(*CreateTopicRequest)(nil),    // 12: log.v1.CreateTopicRequest
-	(*CreateTopicResponse)(nil),   // 13: log.v1.CreateTopicResponse
-	(*DeleteTopicRequest)(nil),    // 14: log.v1.DeleteTopicRequest
-	(*DeleteTopicResponse)(nil),   // 15: log.v1.DeleteTopicResponse
-	(*ListTopicsRequest)(nil),     // 16: log.v1.ListTopicsRequest
-	(*ListTopicsResponse)(nil),    // 17: log.v1.ListTopicsResponse
-	(*DescribeTopicRequest)(nil),  // 18: log.v1.DescribeTopicRequest
-	(*DescribeTopicResponse)(nil), // 19: log.v1.DescribeTopicResponse
-	(*CommitOffsetRequest)(nil),   // 20: log.v1.CommitOffsetRequest
-	(*CommitOffsetResponse)(nil),  // 21: log.v1.CommitOffsetResponse
-	(*FetchOffsetRequest)(nil),    // 22: log.v1.FetchOffsetRequest
-	(*FetchOffsetResponse)(nil),   // 23: log.v1.FetchOffsetResponse
-	(*GroupTopic)(nil),            // 24: log.v1.GroupTopic
-	(*GroupInfo)(nil),             // 25: log.v1.GroupInfo
-	(*ListGroupsRequest)(nil),     // 26: log.v1.ListGroupsRequest
-	(*ListGroupsResponse)(nil),    // 27: log.v1.ListGroupsResponse
-	(*DescribeGroupRequest)(nil),  // 28: log.v1.DescribeGroupRequest
-	(*DescribeGroupResponse)(nil), // 29: log.v1.DescribeGroupResponse
+	(*AlterTopicRequest)(nil),     // 13: log.v1.AlterTopicRequest
+	(*AlterTopicResponse)(nil),    // 14: log.v1.AlterTopicResponse
+	(*CreateTopicResponse)(nil),   // 15: log.v1.CreateTopicResponse
+	(*DeleteTopicRequest)(nil),    // 16: log.v1.DeleteTopicRequest
+	(*DeleteTopicResponse)(nil),   // 17: log.v1.DeleteTopicResponse
+	(*ListTopicsRequest)(nil),     // 18: log.v1.ListTopicsRequest
+	(*ListTopicsResponse)(nil),    // 19: log.v1.ListTopicsResponse
+	(*DescribeTopicRequest)(nil),  // 20: log.v1.DescribeTopicRequest
+	(*DescribeTopicResponse)(nil), // 21: log.v1.DescribeTopicResponse
+	(*CommitOffsetRequest)(nil),   // 22: log.v1.CommitOffsetRequest
+	(*CommitOffsetResponse)(nil),  // 23: log.v1.CommitOffsetResponse
+	(*FetchOffsetRequest)(nil),    // 24: log.v1.FetchOffsetRequest
+	(*FetchOffsetResponse)(nil),   // 25: log.v1.FetchOffsetResponse
+	(*GroupTopic)(nil),            // 26: log.v1.GroupTopic
+	(*GroupInfo)(nil),             // 27: log.v1.GroupInfo
+	(*ListGroupsRequest)(nil),     // 28: log.v1.ListGroupsRequest
+	(*ListGroupsResponse)(nil),    // 29: log.v1.ListGroupsResponse
+	(*DescribeGroupRequest)(nil),  // 30: log.v1.DescribeGroupRequest
+	(*DescribeGroupResponse)(nil), // 31: log.v1.DescribeGroupResponse
 }
 var file_api_v1_log_proto_depIdxs = []int32{
 	0,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
@@ -1824,45 +1970,49 @@ var file_api_v1_log_proto_depIdxs = []int32{
 	9,  // 3: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
 	10, // 4: log.v1.TopicInfo.config:type_name -> log.v1.TopicConfig
 	10, // 5: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
-	11, // 6: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
-	11, // 7: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
-	11, // 8: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
-	24, // 9: log.v1.GroupInfo.topics:type_name -> log.v1.GroupTopic
-	25, // 10: log.v1.ListGroupsResponse.groups:type_name -> log.v1.GroupInfo
-	25, // 11: log.v1.DescribeGroupResponse.group:type_name -> log.v1.GroupInfo
-	1,  // 12: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 13: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
-	3,  // 14: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
-	1,  // 15: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
-	5,  // 16: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	7,  // 17: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
-	12, // 18: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
-	14, // 19: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
-	16, // 20: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
-	18, // 21: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
-	20, // 22: log.v1.Log.CommitOffset:input_type -> log.v1.CommitOffsetRequest
-	22, // 23: log.v1.Log.FetchOffset:input_type -> log.v1.FetchOffsetRequest
-	26, // 24: log.v1.Log.ListGroups:input_type -> log.v1.ListGroupsRequest
-	28, // 25: log.v1.Log.DescribeGroup:input_type -> log.v1.DescribeGroupRequest
-	2,  // 26: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 27: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	4,  // 28: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	2,  // 29: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	6,  // 30: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 31: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	13, // 32: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
-	15, // 33: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
-	17, // 34: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
-	19, // 35: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
-	21, // 36: log.v1.Log.CommitOffset:output_type -> log.v1.CommitOffsetResponse
-	23, // 37: log.v1.Log.FetchOffset:output_type -> log.v1.FetchOffsetResponse
-	27, // 38: log.v1.Log.ListGroups:output_type -> log.v1.ListGroupsResponse
-	29, // 39: log.v1.Log.DescribeGroup:output_type -> log.v1.DescribeGroupResponse
-	26, // [26:40] is the sub-list for method output_type
-	12, // [12:26] is the sub-list for method input_type
-	12, // [12:12] is the sub-list for extension type_name
-	12, // [12:12] is the sub-list for extension extendee
-	0,  // [0:12] is the sub-list for field type_name
+	10, // 6: log.v1.AlterTopicRequest.config:type_name -> log.v1.TopicConfig
+	11, // 7: log.v1.AlterTopicResponse.topic:type_name -> log.v1.TopicInfo
+	11, // 8: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
+	11, // 9: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
+	11, // 10: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
+	26, // 11: log.v1.GroupInfo.topics:type_name -> log.v1.GroupTopic
+	27, // 12: log.v1.ListGroupsResponse.groups:type_name -> log.v1.GroupInfo
+	27, // 13: log.v1.DescribeGroupResponse.group:type_name -> log.v1.GroupInfo
+	1,  // 14: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
+	3,  // 15: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
+	3,  // 16: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
+	1,  // 17: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
+	5,  // 18: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 19: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
+	12, // 20: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
+	16, // 21: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
+	18, // 22: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
+	20, // 23: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
+	13, // 24: log.v1.Log.AlterTopic:input_type -> log.v1.AlterTopicRequest
+	22, // 25: log.v1.Log.CommitOffset:input_type -> log.v1.CommitOffsetRequest
+	24, // 26: log.v1.Log.FetchOffset:input_type -> log.v1.FetchOffsetRequest
+	28, // 27: log.v1.Log.ListGroups:input_type -> log.v1.ListGroupsRequest
+	30, // 28: log.v1.Log.DescribeGroup:input_type -> log.v1.DescribeGroupRequest
+	2,  // 29: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	4,  // 30: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	4,  // 31: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	2,  // 32: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	6,  // 33: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 34: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	15, // 35: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	17, // 36: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	19, // 37: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
+	21, // 38: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	14, // 39: log.v1.Log.AlterTopic:output_type -> log.v1.AlterTopicResponse
+	23, // 40: log.v1.Log.CommitOffset:output_type -> log.v1.CommitOffsetResponse
+	25, // 41: log.v1.Log.FetchOffset:output_type -> log.v1.FetchOffsetResponse
+	29, // 42: log.v1.Log.ListGroups:output_type -> log.v1.ListGroupsResponse
+	31, // 43: log.v1.Log.DescribeGroup:output_type -> log.v1.DescribeGroupResponse
+	29, // [29:44] is the sub-list for method output_type
+	14, // [14:29] is the sub-list for method input_type
+	14, // [14:14] is the sub-list for extension type_name
+	14, // [14:14] is the sub-list for extension extendee
+	0,  // [0:14] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_log_proto_init() }
@@ -1876,7 +2026,7 @@ func file_api_v1_log_proto_init() {
 			GoPackagePath: reflect.TypeOf(x{}).PkgPath(),
 			RawDescriptor: unsafe.Slice(unsafe.StringData(file_api_v1_log_proto_rawDesc), len(file_api_v1_log_proto_rawDesc)),
 			NumEnums:      0,
-			NumMessages:   30,
+			NumMessages:   32,
 			NumExtensions: 0,
 			NumServices:   1,
 		},

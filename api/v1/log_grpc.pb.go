@@ -40,6 +40,7 @@ const (
 	Log_DeleteTopic_FullMethodName   = "/log.v1.Log/DeleteTopic"
 	Log_ListTopics_FullMethodName    = "/log.v1.Log/ListTopics"
 	Log_DescribeTopic_FullMethodName = "/log.v1.Log/DescribeTopic"
+	Log_AlterTopic_FullMethodName    = "/log.v1.Log/AlterTopic"
 	Log_CommitOffset_FullMethodName  = "/log.v1.Log/CommitOffset"
 	Log_FetchOffset_FullMethodName   = "/log.v1.Log/FetchOffset"
 	Log_ListGroups_FullMethodName    = "/log.v1.Log/ListGroups"
@@ -74,6 +75,8 @@ type LogClient interface {
 	ListTopics(ctx context.Context, in *ListTopicsRequest, opts ...grpc.CallOption) (*ListTopicsResponse, error)
 	// DescribeTopic describes one topic; an unknown topic is NOT_FOUND.
 	DescribeTopic(ctx context.Context, in *DescribeTopicRequest, opts ...grpc.CallOption) (*DescribeTopicResponse, error)
+	// AlterTopic changes a topic's retention (needs admin on the topic).
+	AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error)
 	// CommitOffset commits a consumer group's offset in a topic (replicated;
 	// needs consume on the topic).
 	CommitOffset(ctx context.Context, in *CommitOffsetRequest, opts ...grpc.CallOption) (*CommitOffsetResponse, error)
@@ -207,6 +210,16 @@ func (c *logClient) DescribeTopic(ctx context.Context, in *DescribeTopicRequest,
 	return out, nil
 }
 
+func (c *logClient) AlterTopic(ctx context.Context, in *AlterTopicRequest, opts ...grpc.CallOption) (*AlterTopicResponse, error) {
+	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
+	out := new(AlterTopicResponse)
+	err := c.cc.Invoke(ctx, Log_AlterTopic_FullMethodName, in, out, cOpts...)
+	if err != nil {
+		return nil, err
+	}
+	return out, nil
+}
+
 func (c *logClient) CommitOffset(ctx context.Context, in *CommitOffsetRequest, opts ...grpc.CallOption) (*CommitOffsetResponse, error) {
 	cOpts := append([]grpc.CallOption{grpc.StaticMethod()}, opts...)
 	out := new(CommitOffsetResponse)
@@ -275,6 +288,8 @@ type LogServer interface {
 	ListTopics(context.Context, *ListTopicsRequest) (*ListTopicsResponse, error)
 	// DescribeTopic describes one topic; an unknown topic is NOT_FOUND.
 	DescribeTopic(context.Context, *DescribeTopicRequest) (*DescribeTopicResponse, error)
+	// AlterTopic changes a topic's retention (needs admin on the topic).
+	AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error)
 	// CommitOffset commits a consumer group's offset in a topic (replicated;
 	// needs consume on the topic).
 	CommitOffset(context.Context, *CommitOffsetRequest) (*CommitOffsetResponse, error)
@@ -325,6 +340,9 @@ func (UnimplementedLogServer) ListTopics(context.Context, *ListTopicsRequest) (*
 }
 func (UnimplementedLogServer) DescribeTopic(context.Context, *DescribeTopicRequest) (*DescribeTopicResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method DescribeTopic not implemented")
+}
+func (UnimplementedLogServer) AlterTopic(context.Context, *AlterTopicRequest) (*AlterTopicResponse, error) {
+	return nil, status.Error(codes.Unimplemented, "method AlterTopic not implemented")
 }
 func (UnimplementedLogServer) CommitOffset(context.Context, *CommitOffsetRequest) (*CommitOffsetResponse, error) {
 	return nil, status.Error(codes.Unimplemented, "method CommitOffset not implemented")
@@ -521,6 +539,24 @@ func _Log_DescribeTopic_Handler(srv interface{}, ctx context.Context, dec func(i
 	return interceptor(ctx, in, info, handler)
 }
 
+func _Log_AlterTopic_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
+	in := new(AlterTopicRequest)
+	if err := dec(in); err != nil {
+		return nil, err
+	}
+	if interceptor == nil {
+		return srv.(LogServer).AlterTopic(ctx, in)
+	}
+	info := &grpc.UnaryServerInfo{
+		Server:     srv,
+		FullMethod: Log_AlterTopic_FullMethodName,
+	}
+	handler := func(ctx context.Context, req interface{}) (interface{}, error) {
+		return srv.(LogServer).AlterTopic(ctx, req.(*AlterTopicRequest))
+	}
+	return interceptor(ctx, in, info, handler)
+}
+
 func _Log_CommitOffset_Handler(srv interface{}, ctx context.Context, dec func(interface{}) error, interceptor grpc.UnaryServerInterceptor) (interface{}, error) {
 	in := new(CommitOffsetRequest)
 	if err := dec(in); err != nil {
@@ -631,6 +667,10 @@ var Log_ServiceDesc = grpc.ServiceDesc{
 		{
 			MethodName: "DescribeTopic",
 			Handler:    _Log_DescribeTopic_Handler,
+		},
+		{
+			MethodName: "AlterTopic",
+			Handler:    _Log_AlterTopic_Handler,
 		},
 		{
 			MethodName: "CommitOffset",

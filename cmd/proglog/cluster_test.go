@@ -358,6 +358,23 @@ func testGroupCommands(t *testing.T, c *testCluster) {
 	require.Equal(t, strings.Join(values[32:], "\n")+"\n", tail.stdout.String())
 	untilTrue(t, exitTimeout, func() bool { return groupCommitted(t, c, "g", "events") == 40 }, "commit on Ctrl-C")
 
+	// Retention: a topic created with a size limit keeps about that much;
+	// consume from below its lowest offset says so.
+	c.mustRun(t, "", "topic", "create", "logs", "--topic-segment-bytes", "1024", "--retention-bytes", "4096")
+	c.mustRun(t, strings.Repeat(strings.Repeat("l", 100)+"\n", 100), "produce", "--topic", "logs", "-")
+	var described topicJSON
+	untilTrue(t, exitTimeout, func() bool {
+		r := c.run(t, "", "topic", "describe", "logs", "--json")
+		described = topicJSON{}
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &described) == nil && described.LowestOffset > 0
+	}, "retention on topic logs")
+	require.EqualValues(t, 4096, described.Config.RetentionBytes)
+	r = c.run(t, "", "consume", "--topic", "logs")
+	require.Equal(t, exitError, r.code, "stdout: %s", r.stdout)
+	require.Contains(t, r.stderr, "below the lowest offset")
+	r = c.mustRun(t, "", "topic", "alter", "logs", "--retention-age", "1h")
+	require.Contains(t, r.stdout, "logs")
+
 	r = c.run(t, "", "groups", "describe", "nobody-here")
 	require.Equal(t, exitError, r.code)
 	requireOneLine(t, r, `groups describe: NotFound: group "nobody-here": group has no committed offset`)

@@ -191,7 +191,7 @@ func runConsume(cmd *cobra.Command, _ []string) (err error) {
 	defer reader.close()
 	for offset := cs.from; ; offset++ {
 		record, err := reader.consume(ctx, offset)
-		if status.Code(err) == codes.OutOfRange {
+		if status.Code(err) == codes.OutOfRange && !strings.Contains(status.Convert(err).Message(), "below the lowest offset") {
 			return nil // the end of the log
 		}
 		if err != nil {

@@ -64,6 +64,9 @@ const (
 	// config.
 	keyTopicSegmentBytes   = "topic-segment-bytes"
 	keyTopicMaxRecordBytes = "topic-max-record-bytes"
+	// topic create and topic alter.
+	keyRetentionBytes = "retention-bytes"
+	keyRetentionAge   = "retention-age"
 
 	// consume.
 	keyFrom   = "from"
@@ -233,6 +236,16 @@ func topicCreateOptions() []option {
 	return append(clientOptions(),
 		option{key: keyTopicSegmentBytes, def: 0, usage: "store-file size, in bytes, past which the topic's segment is sealed (0: the cluster's default)"},
 		option{key: keyTopicMaxRecordBytes, def: 0, usage: "largest record value, in bytes, the topic takes (0: the cluster's limit, which is also the most it may be)"},
+		option{key: keyRetentionBytes, def: 0, usage: "delete the oldest sealed segments while the topic holds more bytes than this (0: no limit)"},
+		option{key: keyRetentionAge, def: time.Duration(0), usage: "delete sealed segments whose records are all older than this (0: no limit)"},
+	)
+}
+
+// topicAlterOptions are the settings of `proglog topic alter`.
+func topicAlterOptions() []option {
+	return append(clientOptions(),
+		option{key: keyRetentionBytes, def: 0, usage: "the topic's new size limit in bytes (0: none)"},
+		option{key: keyRetentionAge, def: time.Duration(0), usage: "the topic's new age limit (0: none)"},
 	)
 }
 

@@ -41,6 +41,7 @@ func commandReaders() map[string]commandReader {
 		"topic list":      {topicListOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
 		"topic describe":  {topicDescribeOptions(), func(s *settings) (any, error) { return readTopicListSettings(s) }},
 		"topic delete":    {topicDeleteOptions(), func(s *settings) (any, error) { return readTopicDeleteSettings(s) }},
+		"topic alter":     {topicAlterOptions(), func(s *settings) (any, error) { return readTopicAlterSettings(s) }},
 		"groups list":     {groupsListOptions(), func(s *settings) (any, error) { return readGroupsListSettings(s) }},
 		"groups describe": {groupsListOptions(), func(s *settings) (any, error) { return readGroupsListSettings(s) }},
 	}

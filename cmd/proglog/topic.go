@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"io"
 	"text/tabwriter"
+	"time"
 
 	"github.com/spf13/cobra"
 
@@ -47,7 +48,11 @@ type topicCreateSettings struct {
 func readTopicCreateSettings(s *settings) (topicCreateSettings, error) {
 	segmentBytes, recordBytes := s.Int(keyTopicSegmentBytes), s.Int(keyTopicMaxRecordBytes)
 	ts := topicCreateSettings{client: readClientSettings(s)}
+	retention, err := readRetention(s)
 	if err := s.Err(); err != nil {
+		return ts, err
+	}
+	if err != nil {
 		return ts, err
 	}
 	if segmentBytes < 0 {
@@ -56,8 +61,83 @@ func readTopicCreateSettings(s *settings) (topicCreateSettings, error) {
 	if recordBytes < 0 {
 		return ts, usageError(fmt.Errorf("--%s %d must not be negative", keyTopicMaxRecordBytes, recordBytes))
 	}
-	ts.config = &api.TopicConfig{MaxSegmentBytes: uint64(segmentBytes), MaxRecordBytes: uint64(recordBytes)}
+	ts.config = &api.TopicConfig{MaxSegmentBytes: uint64(segmentBytes), MaxRecordBytes: uint64(recordBytes),
+		RetentionBytes: retention.GetRetentionBytes(), RetentionAgeMs: retention.GetRetentionAgeMs()}
 	return ts, ts.client.validate()
+}
+
+// readRetention reads --retention-bytes and --retention-age.
+func readRetention(s *settings) (*api.TopicConfig, error) {
+	bytes, age := s.Int(keyRetentionBytes), s.Duration(keyRetentionAge)
+	if bytes < 0 {
+		return nil, usageError(fmt.Errorf("--%s %d must not be negative", keyRetentionBytes, bytes))
+	}
+	if age < 0 || (age > 0 && age < time.Millisecond) {
+		return nil, usageError(fmt.Errorf("--%s %v must be 0 or at least 1ms", keyRetentionAge, age))
+	}
+	return &api.TopicConfig{RetentionBytes: uint64(bytes), RetentionAgeMs: uint64(age / time.Millisecond)}, nil
+}
+
+// topicAlterSettings are the settings of `proglog topic alter`.
+type topicAlterSettings struct {
+	client    clientSettings
+	retention *api.TopicConfig
+}
+
+// readTopicAlterSettings reads and validates the settings of `proglog
+// topic alter`.
+func readTopicAlterSettings(s *settings) (topicAlterSettings, error) {
+	ts := topicAlterSettings{client: readClientSettings(s)}
+	retention, err := readRetention(s)
+	if err := s.Err(); err != nil {
+		return ts, err
+	}
+	if err != nil {
+		return ts, err
+	}
+	ts.retention = retention
+	return ts, ts.client.validate()
+}
+
+func newTopicAlterCmd() (*cobra.Command, error) {
+	return newCommand(&cobra.Command{
+		Use:   "alter NAME",
+		Short: "Change a topic's retention",
+		Long: `Set topic NAME's retention to the limits given: --retention-bytes and
+--retention-age (a limit not given is removed). The leader then deletes the
+oldest sealed segments past either limit, on every node; the active segment is
+never deleted. Needs the "admin" action on the topic.`,
+		Example: `  proglog topic alter orders --retention-bytes 1073741824
+  proglog topic alter orders --retention-age 168h`,
+		Args: topicArg,
+		RunE: runTopicAlter,
+	}, topicAlterOptions())
+}
+
+// runTopicAlter runs `proglog topic alter`.
+func runTopicAlter(cmd *cobra.Command, args []string) error {
+	s, err := loadSettings(cmd.Flags(), topicAlterOptions(), cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	ts, err := readTopicAlterSettings(s)
+	if err != nil {
+		return err
+	}
+	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return err
+	}
+	client, err := ts.client.dial(logger)
+	if err != nil {
+		return fmt.Errorf("topic alter: %w", err)
+	}
+	defer client.Close()
+	info, err := client.AlterTopic(cmd.Context(), args[0], ts.retention)
+	if err != nil {
+		return ts.client.rpcError("topic alter", err)
+	}
+	return writeTopics(cmd.OutOrStdout(), []*api.TopicInfo{info}, false)
 }
 
 // topicListSettings are the settings of `proglog topic list` and
@@ -112,7 +192,7 @@ policy; describing it, and seeing it in the list, needs "consume".`,
 		Args: noArgs,
 	}
 	for _, build := range []func() (*cobra.Command, error){
-		newTopicCreateCmd, newTopicListCmd, newTopicDescribeCmd, newTopicDeleteCmd,
+		newTopicCreateCmd, newTopicListCmd, newTopicDescribeCmd, newTopicAlterCmd, newTopicDeleteCmd,
 	} {
 		cmd, err := build()
 		if err != nil {
@@ -130,7 +210,8 @@ func newTopicCreateCmd() (*cobra.Command, error) {
 		Long: `Create topic NAME and print it. Creating a topic that exists with the same
 configuration does nothing (it succeeds); with another configuration it fails.`,
 		Example: `  proglog topic create orders
-  proglog topic create audit --topic-segment-bytes 67108864`,
+  proglog topic create audit --topic-segment-bytes 67108864
+  proglog topic create clicks --retention-bytes 10737418240 --retention-age 168h`,
 		Args: topicArg,
 		RunE: runTopicCreate,
 	}, topicCreateOptions())
@@ -287,6 +368,8 @@ type topicJSON struct {
 	Config        struct {
 		MaxSegmentBytes uint64 `json:"max_segment_bytes"`
 		MaxRecordBytes  uint64 `json:"max_record_bytes"`
+		RetentionBytes  uint64 `json:"retention_bytes,omitempty"`
+		RetentionAgeMs  uint64 `json:"retention_age_ms,omitempty"`
 	} `json:"config"`
 }
 
@@ -301,6 +384,8 @@ func writeTopics(w io.Writer, topics []*api.TopicInfo, asJSON bool) error {
 			}
 			j.Config.MaxSegmentBytes = t.GetConfig().GetMaxSegmentBytes()
 			j.Config.MaxRecordBytes = t.GetConfig().GetMaxRecordBytes()
+			j.Config.RetentionBytes = t.GetConfig().GetRetentionBytes()
+			j.Config.RetentionAgeMs = t.GetConfig().GetRetentionAgeMs()
 			if err := enc.Encode(j); err != nil {
 				return fmt.Errorf("topic: write: %w", err)
 			}

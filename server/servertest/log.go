@@ -313,6 +313,18 @@ func (l *Log) CreateTopic(ctx context.Context, name string, config *api.TopicCon
 	return nil
 }
 
+// AlterTopic sets topic name's retention fields to config's.
+func (l *Log) AlterTopic(ctx context.Context, name string, config *api.TopicConfig) error {
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, err := l.topicLocked(name)
+	if err != nil {
+		return err
+	}
+	t.config.RetentionBytes, t.config.RetentionAgeMs = config.GetRetentionBytes(), config.GetRetentionAgeMs()
+	return nil
+}
+
 // DeleteTopic deletes a topic and wakes its waiting readers. The default
 // topic cannot be deleted (api.ErrDeleteDefaultTopic), as in the real log.
 func (l *Log) DeleteTopic(ctx context.Context, name string) error {
