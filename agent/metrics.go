@@ -110,6 +110,16 @@ func (o *observability) close(timeout time.Duration) error {
 // statsSources read the node's gauges at scrape time.
 func (a *Agent) statsSources() telemetry.StatsSources {
 	return telemetry.StatsSources{
+		RetentionDeletedBytes: a.log.RetentionDeletedBytes,
+		Groups: func() ([]telemetry.GroupStats, error) {
+			var stats []telemetry.GroupStats
+			for _, g := range a.log.Groups() {
+				for _, t := range g.Topics {
+					stats = append(stats, telemetry.GroupStats{Group: g.Name, Topic: t.Topic, Lag: t.Lag})
+				}
+			}
+			return stats, nil
+		},
 		Topics: func() ([]telemetry.TopicStats, error) {
 			topics := a.log.Topics()
 			stats := make([]telemetry.TopicStats, 0, len(topics))

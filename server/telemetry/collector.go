@@ -44,6 +44,22 @@ type RaftStats struct {
 	LastContact time.Duration
 }
 
+// GroupStats is one consumer group's position in one topic.
+type GroupStats struct {
+	Group, Topic string
+	// Lag is the topic's next offset minus the group's committed offset.
+	Lag uint64
+}
+
+// MaxGroupSeries bounds the series of proglog_consumer_group_lag: past it,
+// the lag of the remaining groups is summed per topic under group
+// OtherGroupLabel.
+const MaxGroupSeries = 100
+
+// OtherGroupLabel is the group label of the lag of the groups past
+// MaxGroupSeries.
+const OtherGroupLabel = "(other)"
+
 // StatsSources are the functions a StatsCollector calls at scrape time.
 // Each may be nil, leaving its metrics out; one that returns an error fails
 // only its own metrics for that scrape (they are reported as collection
@@ -54,6 +70,11 @@ type StatsSources struct {
 	Topics  func() ([]TopicStats, error)
 	Raft    func() (RaftStats, error)
 	Members func() (map[string]int, error) // member count by Serf status ("alive", "failed", …)
+	// RetentionDeletedBytes returns the store-file bytes retention deleted
+	// on this node since it started.
+	RetentionDeletedBytes func() uint64
+	// Groups lists the consumer groups' lag per topic, sorted by group.
+	Groups func() ([]GroupStats, error)
 	// TopicLabels bounds the topic label of the per-topic gauges: topics it
 	// names get series of their own, the rest are summed under
 	// OtherTopicLabel (records, bytes and segments; offsets, which do not
@@ -86,6 +107,9 @@ type StatsCollector struct {
 	raftLastContact  *prometheus.Desc
 
 	members *prometheus.Desc
+
+	retentionDeleted *prometheus.Desc
+	groupLag         *prometheus.Desc
 }
 
 var _ prometheus.Collector = (*StatsCollector)(nil)
@@ -119,6 +143,10 @@ func NewStatsCollector(sources StatsSources) *StatsCollector {
 			"Seconds since the node last heard from the Raft leader (0 on the leader); absent until it has."),
 
 		members: desc("serf_members", "Serf members this node knows, by status.", "status"),
+
+		retentionDeleted: desc("retention_deleted_bytes_total", "Bytes of segment files retention deleted on this node since it started."),
+		groupLag: desc("consumer_group_lag", "Records between a consumer group's committed offset and the topic's end on this node "+
+			"(at most MaxGroupSeries groups by name; the rest summed under group \"(other)\").", "group", "topic"),
 	}
 }
 
@@ -127,7 +155,7 @@ func (c *StatsCollector) Describe(ch chan<- *prometheus.Desc) {
 	for _, d := range []*prometheus.Desc{
 		c.lowestOffset, c.highestOffset, c.records, c.bytes, c.segments,
 		c.raftState, c.raftTerm, c.raftCommitIndex, c.raftAppliedIndex, c.raftLastIndex,
-		c.raftHasLeader, c.raftLastContact, c.members,
+		c.raftHasLeader, c.raftLastContact, c.members, c.retentionDeleted, c.groupLag,
 	} {
 		ch <- d
 	}
@@ -143,6 +171,39 @@ func (c *StatsCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 	if c.sources.Members != nil {
 		c.collectMembers(ch)
+	}
+	if c.sources.RetentionDeletedBytes != nil {
+		m, err := prometheus.NewConstMetric(c.retentionDeleted, prometheus.CounterValue, float64(c.sources.RetentionDeletedBytes()))
+		if err != nil {
+			m = prometheus.NewInvalidMetric(c.retentionDeleted, err)
+		}
+		ch <- m
+	}
+	if c.sources.Groups != nil {
+		c.collectGroups(ch)
+	}
+}
+
+// collectGroups sends each group's lag per topic: the first MaxGroupSeries
+// (group, topic) pairs by name on their own, the others summed per topic
+// under OtherGroupLabel, so the series stay bounded.
+func (c *StatsCollector) collectGroups(ch chan<- prometheus.Metric) {
+	groups, err := c.sources.Groups()
+	if err != nil {
+		ch <- prometheus.NewInvalidMetric(c.groupLag, fmt.Errorf("read group stats: %w", err))
+		return
+	}
+	other := map[string]float64{}
+	for k, g := range groups {
+		topic := c.topics.Label(g.Topic)
+		if k < MaxGroupSeries && topic != OtherTopicLabel {
+			ch <- gauge(c.groupLag, float64(g.Lag), g.Group, topic)
+			continue
+		}
+		other[topic] += float64(g.Lag)
+	}
+	for topic, lag := range other {
+		ch <- gauge(c.groupLag, lag, OtherGroupLabel, topic)
 	}
 }
 
