@@ -6,13 +6,11 @@ import (
 	"crypto/tls"
 	"fmt"
 	"io"
-	"io/fs"
 	"net"
 	"net/http"
 	"os"
 	"os/exec"
 	"path/filepath"
-	"sort"
 	"strconv"
 	"strings"
 	"sync"
@@ -478,26 +476,6 @@ func (c *cluster) handled(i int, methods ...string) int {
 		}
 	}
 	return total
-}
-
-// storeFiles lists node i's segment store files, newest first.
-func (c *cluster) storeFiles(i int) []string {
-	var files []string
-	_ = filepath.WalkDir(c.nodes[i].dataDir, func(path string, d fs.DirEntry, err error) error {
-		if err == nil && !d.IsDir() && strings.HasSuffix(path, ".store") {
-			files = append(files, path)
-		}
-		return nil
-	})
-	mod := func(p string) time.Time {
-		info, err := os.Stat(p)
-		if err != nil {
-			return time.Time{}
-		}
-		return info.ModTime()
-	}
-	sort.Slice(files, func(a, b int) bool { return mod(files[a]).After(mod(files[b])) })
-	return files
 }
 
 // writeCertificates makes a CA, a server certificate valid for 127.0.0.1

@@ -4,7 +4,9 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"os"
+	"path/filepath"
 	"slices"
+	"sort"
 	"strings"
 	"syscall"
 	"testing"
@@ -266,32 +268,44 @@ func (r *runner) waitProgress() {
 		"no write acknowledged for %v after the fault", progressTimeout)
 }
 
-// corrupt damages node i's newest segments while it is stopped: the
-// newest store file is cut in the middle of its last record, and one byte
-// of the next newest (the other log's active segment) is flipped near its
-// end.
+// corrupt damages node i's newest segments while it is stopped, as a torn
+// write would: the Raft log's active segment is cut in the middle of its
+// last record, and one byte near the end of the default topic's active data
+// segment is flipped. Both are the active (newest) segments on purpose: a
+// sealed segment was fsynced before the next one began, and damage there
+// is a failed disk, not a crash (recovery then cuts everything after it,
+// entries this node had acknowledged to the leader, which Raft cannot
+// survive on a bare majority; see the note on issue 15).
 func (r *runner) corrupt(i int) {
 	r.t.Helper()
-	files := r.c.storeFiles(i)
-	require.NotEmpty(r.t, files, "node %d has no segment files", i+1)
-	cut := files[0]
+	dataDir := r.c.nodes[i].dataDir
+	cut := newestStoreFile(r.t, filepath.Join(dataDir, "raft", "log", "segments"))
 	info, err := os.Stat(cut)
 	require.NoError(r.t, err)
 	if info.Size() > 16 {
 		require.NoError(r.t, os.Truncate(cut, info.Size()-7))
 		r.logf("truncated %s from %d to %d bytes", cut, info.Size(), info.Size()-7)
 	}
-	if len(files) > 1 {
-		flip := files[1]
-		data, err := os.ReadFile(flip)
-		require.NoError(r.t, err)
-		if len(data) > 16 {
-			pos := len(data) - 5
-			data[pos] ^= 0xff
-			require.NoError(r.t, os.WriteFile(flip, data, 0o644))
-			r.logf("flipped byte %d of %s", pos, flip)
-		}
+	flip := newestStoreFile(r.t, filepath.Join(dataDir, "topics", "00000000000000000000"))
+	data, err := os.ReadFile(flip)
+	require.NoError(r.t, err)
+	if len(data) > 16 {
+		pos := len(data) - 5
+		data[pos] ^= 0xff
+		require.NoError(r.t, os.WriteFile(flip, data, 0o644))
+		r.logf("flipped byte %d of %s", pos, flip)
 	}
+}
+
+// newestStoreFile returns the store file of dir's active segment: the one
+// with the highest base offset (file names are zero-padded base offsets).
+func newestStoreFile(t testing.TB, dir string) string {
+	t.Helper()
+	matches, err := filepath.Glob(filepath.Join(dir, "*.store"))
+	require.NoError(t, err)
+	require.NotEmpty(t, matches, "no segment store files in %s", dir)
+	sort.Strings(matches)
+	return matches[len(matches)-1]
 }
 
 // summarize prints stalls per fault kind and the returning-node figures,
