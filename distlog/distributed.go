@@ -132,16 +132,6 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		MaxPool: cfg.Raft.TransportMaxPool,
 		Timeout: cfg.Raft.TransportTimeout,
 		Logger:  raftConfig.Logger.Named("transport"),
-		// One RPC in flight per follower: pipelined replication in raft
-		// v1.8.0 can deadlock when a follower answers an AppendEntries with
-		// a newer term. pipelineDecode returns and stops reading doneCh,
-		// the send loop may still issue one more request, which parks on
-		// inprogressCh, and Raft.Shutdown waits for that replicate
-		// goroutine forever (seen as a rare hang of Close in our tests;
-		// grafana/pyroscope#5518 describes the same race). HashiCorp's own
-		// measurements (raft#541) show pipelining adds little once entries
-		// are batched, which ours are (MaxAppendEntries).
-		MaxRPCsInFlight: 1,
 	})
 	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, d.snapshots, relayTransport{d.transport}); err != nil {
 		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), d.transport.Close())
