@@ -280,11 +280,17 @@ func (r *runner) corrupt(i int) {
 	r.t.Helper()
 	dataDir := r.c.nodes[i].dataDir
 	cut := newestStoreFile(r.t, filepath.Join(dataDir, "raft", "log", "segments"))
-	info, err := os.Stat(cut)
+	raw, err := os.ReadFile(cut)
 	require.NoError(r.t, err)
-	if info.Size() > 16 {
-		require.NoError(r.t, os.Truncate(cut, info.Size()-7))
-		r.logf("truncated %s from %d to %d bytes", cut, info.Size(), info.Size()-7)
+	// The Raft log preallocates its active segment: the records end at the
+	// last byte that is not zero, not at the file's size.
+	end := len(raw)
+	for end > 0 && raw[end-1] == 0 {
+		end--
+	}
+	if end > 16 {
+		require.NoError(r.t, os.Truncate(cut, int64(end-7)))
+		r.logf("truncated %s from %d (records end at %d) to %d bytes", cut, len(raw), end, end-7)
 	}
 	flip := newestStoreFile(r.t, filepath.Join(dataDir, "topics", "00000000000000000000"))
 	data, err := os.ReadFile(flip)
