@@ -153,17 +153,30 @@ func (c *cluster) shutdown() {
 }
 
 // sourceOf names the node that opened a connection with local address
-// remote.
+// remote, or clientSource for this process's own clients. A lookup that
+// finds no owner is tried again for a short while (a node restarted a
+// moment ago, a socket the kernel has not listed yet) before the connection
+// is taken for a client's: a node's connection taken for a client's would
+// never be cut by a partition.
 func (c *cluster) sourceOf(remote *net.TCPAddr) int {
-	c.mu.Lock()
-	pids := make(map[int]int)
-	for _, n := range c.nodes {
-		if n.cmd != nil {
-			pids[n.cmd.Process.Pid] = n.index
+	deadline := time.Now().Add(200 * time.Millisecond)
+	for {
+		c.mu.Lock()
+		pids := map[int]int{os.Getpid(): clientSource}
+		for _, n := range c.nodes {
+			if n.cmd != nil {
+				pids[n.cmd.Process.Pid] = n.index
+			}
 		}
+		c.mu.Unlock()
+		if owner, ok := socketOwner(remote, pids); ok || time.Now().After(deadline) {
+			if !ok {
+				return clientSource
+			}
+			return owner
+		}
+		time.Sleep(5 * time.Millisecond) // a bounded retry of a /proc lookup, not synchronisation
 	}
-	c.mu.Unlock()
-	return socketOwner(remote, pids)
 }
 
 // args are node i's agent flags.

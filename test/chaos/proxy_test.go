@@ -100,6 +100,15 @@ func (p *proxy) serve(pc *proxyConn, cut bool) {
 		return
 	}
 	p.mu.Lock()
+	// A partition installed while this connection was being dialled did
+	// not see it (it had no upstream yet): decide again, or it would stay
+	// open across the partition.
+	if pc.src != clientSource && p.blocked(pc.src) {
+		p.mu.Unlock()
+		_ = up.Close()
+		<-pc.held
+		return
+	}
 	pc.upstream = up
 	p.mu.Unlock()
 	done := make(chan struct{}, 2)
@@ -172,12 +181,12 @@ func (p *proxy) close() {
 
 // socketOwner finds which of pids has a TCP socket bound to local (the
 // remote end of a connection the proxy accepted), by the socket's inode in
-// /proc/net/tcp and the processes' file descriptors. It returns -1 when
-// none does.
-func socketOwner(local *net.TCPAddr, pids map[int]int) int {
+// /proc/net/tcp and the processes' file descriptors, and returns the value
+// pids maps it to. ok is false when none does.
+func socketOwner(local *net.TCPAddr, pids map[int]int) (owner int, ok bool) {
 	inode, err := tcpInode(local)
 	if err != nil || inode == "" {
-		return -1
+		return 0, false
 	}
 	want := "socket:[" + inode + "]"
 	for pid, node := range pids {
@@ -188,11 +197,11 @@ func socketOwner(local *net.TCPAddr, pids map[int]int) int {
 		for _, fd := range fds {
 			link, err := os.Readlink(filepath.Join("/proc", strconv.Itoa(pid), "fd", fd.Name()))
 			if err == nil && link == want {
-				return node
+				return node, true
 			}
 		}
 	}
-	return -1
+	return 0, false
 }
 
 // tcpInode returns the inode of the IPv4 TCP socket whose local address is
