@@ -10,6 +10,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/spf13/cobra"
 	"go.uber.org/zap"
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
@@ -71,6 +72,21 @@ func (c clientSettings) validate() error {
 		return err
 	}
 	return nil
+}
+
+// connect makes the logger the settings ask for (on cmd's standard error)
+// and dials the cluster with it: the start of every client command that
+// needs no logger of its own. A dial error is prefixed with op.
+func (c clientSettings) connect(cmd *cobra.Command, op string) (*loadbalance.Client, error) {
+	logger, err := newLogger(c.logLevel, cmd.ErrOrStderr())
+	if err != nil {
+		return nil, err
+	}
+	client, err := c.dial(logger)
+	if err != nil {
+		return nil, fmt.Errorf("%s: %w", op, err)
+	}
+	return client, nil
 }
 
 // dial returns a client balanced over the cluster through the proglog:///

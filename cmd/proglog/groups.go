@@ -100,13 +100,9 @@ func runGroups(cmd *cobra.Command, group string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(gs.client.logLevel, cmd.ErrOrStderr())
+	client, err := gs.client.connect(cmd, op)
 	if err != nil {
 		return err
-	}
-	client, err := gs.client.dial(logger)
-	if err != nil {
-		return fmt.Errorf("%s: %w", op, err)
 	}
 	defer client.Close()
 	var groups []*api.GroupInfo

@@ -63,13 +63,9 @@ func runServers(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(ss.client.logLevel, cmd.ErrOrStderr())
+	client, err := ss.client.connect(cmd, "servers")
 	if err != nil {
 		return err
-	}
-	client, err := ss.client.dial(logger)
-	if err != nil {
-		return fmt.Errorf("servers: %w", err)
 	}
 	defer client.Close()
 

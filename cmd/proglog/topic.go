@@ -124,13 +124,9 @@ func runTopicAlter(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	client, err := ts.client.connect(cmd, "topic alter")
 	if err != nil {
 		return err
-	}
-	client, err := ts.client.dial(logger)
-	if err != nil {
-		return fmt.Errorf("topic alter: %w", err)
 	}
 	defer client.Close()
 	info, err := client.AlterTopic(cmd.Context(), args[0], ts.retention)
@@ -262,13 +258,9 @@ func runTopicCreate(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	client, err := ts.client.connect(cmd, "topic create")
 	if err != nil {
 		return err
-	}
-	client, err := ts.client.dial(logger)
-	if err != nil {
-		return fmt.Errorf("topic create: %w", err)
 	}
 	defer client.Close()
 	info, err := client.CreateTopic(cmd.Context(), args[0], ts.config)
@@ -288,13 +280,9 @@ func runTopicList(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	client, err := ts.client.connect(cmd, "topic list")
 	if err != nil {
 		return err
-	}
-	client, err := ts.client.dial(logger)
-	if err != nil {
-		return fmt.Errorf("topic list: %w", err)
 	}
 	defer client.Close()
 	topics, err := client.ListTopics(cmd.Context())
@@ -314,13 +302,9 @@ func runTopicDescribe(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	client, err := ts.client.connect(cmd, "topic describe")
 	if err != nil {
 		return err
-	}
-	client, err := ts.client.dial(logger)
-	if err != nil {
-		return fmt.Errorf("topic describe: %w", err)
 	}
 	defer client.Close()
 	info, err := client.DescribeTopic(cmd.Context(), args[0])
@@ -340,13 +324,9 @@ func runTopicDelete(cmd *cobra.Command, args []string) error {
 	if err != nil {
 		return err
 	}
-	logger, err := newLogger(ts.client.logLevel, cmd.ErrOrStderr())
+	client, err := ts.client.connect(cmd, "topic delete")
 	if err != nil {
 		return err
-	}
-	client, err := ts.client.dial(logger)
-	if err != nil {
-		return fmt.Errorf("topic delete: %w", err)
 	}
 	defer client.Close()
 	if err := client.DeleteTopic(cmd.Context(), args[0]); err != nil {
