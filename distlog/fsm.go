@@ -363,6 +363,17 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		clear(batches)
 		order = order[:0]
 	}
+	// batchOf returns the records gathered for topic t so far in this
+	// call, starting its batch at the topic's first append.
+	batchOf := func(name string, t *topicState) *topicBatch {
+		b := batches[name]
+		if b == nil {
+			b = &topicBatch{topic: t}
+			batches[name] = b
+			order = append(order, name)
+		}
+		return b
+	}
 	for i, l := range logs {
 		f.applied = max(f.applied, l.Index)
 		if f.failed != nil {
@@ -392,14 +403,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				responses[i] = applyResult{err: api.TopicNotFoundError{Topic: cmd.topic}}
 				continue
 			}
-			b := batches[cmd.topic]
-			if b == nil {
-				b = &topicBatch{topic: t}
-				batches[cmd.topic] = b
-				order = append(order, cmd.topic)
-			}
 			f.producers.advance(cmd.timestamp)
-			responses[i] = f.gatherLocked(b, i, l, cmd)
+			responses[i] = f.gatherLocked(batchOf(cmd.topic, t), i, l, cmd)
 		case kindProducerAppend:
 			t, ok := f.topics[cmd.topic]
 			switch {
@@ -412,14 +417,8 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 				responses[i] = applyResult{err: api.TopicNotFoundError{Topic: cmd.topic}}
 				continue
 			}
-			b := batches[cmd.topic]
-			if b == nil {
-				b = &topicBatch{topic: t}
-				batches[cmd.topic] = b
-				order = append(order, cmd.topic)
-			}
 			f.producers.advance(cmd.timestamp)
-			responses[i] = f.gatherProducedLocked(b, i, l, cmd)
+			responses[i] = f.gatherProducedLocked(batchOf(cmd.topic, t), i, l, cmd)
 		case kindTruncate:
 			flush()
 			responses[i] = f.truncateLocked(l.Index, cmd)
