@@ -152,13 +152,13 @@ func (c *cluster) shutdown() {
 	}
 }
 
-// sourceOf names the node that opened a connection with local address
-// remote, or clientSource for this process's own clients. A lookup that
+// sourceOf names the node that opened a connection from local to peer, or
+// clientSource for this process's own clients. A lookup that
 // finds no owner is tried again for a short while (a node restarted a
 // moment ago, a socket the kernel has not listed yet) before the connection
 // is taken for a client's: a node's connection taken for a client's would
 // never be cut by a partition.
-func (c *cluster) sourceOf(remote *net.TCPAddr) int {
+func (c *cluster) sourceOf(local, peer *net.TCPAddr) int {
 	deadline := time.Now().Add(200 * time.Millisecond)
 	for {
 		c.mu.Lock()
@@ -169,7 +169,7 @@ func (c *cluster) sourceOf(remote *net.TCPAddr) int {
 			}
 		}
 		c.mu.Unlock()
-		if owner, ok := socketOwner(remote, pids); ok || time.Now().After(deadline) {
+		if owner, ok := socketOwner(local, peer, pids); ok || time.Now().After(deadline) {
 			if !ok {
 				return clientSource
 			}

@@ -22,9 +22,10 @@ type proxy struct {
 	target int // the node behind the proxy
 	lis    net.Listener
 	dest   string
-	// sourceOf names the node that opened a connection, from its remote
-	// address; clientSource when it was not a node.
-	sourceOf func(remote *net.TCPAddr) int
+	// sourceOf names the node that opened a connection, from the
+	// connection's two ends as the dialer sees them (its local address,
+	// the proxy's address); clientSource when it was not a node.
+	sourceOf func(local, peer *net.TCPAddr) int
 
 	mu sync.Mutex
 	// blocked reports whether traffic from node src to the target is cut.
@@ -42,7 +43,7 @@ type proxyConn struct {
 	held       chan struct{}
 }
 
-func newProxy(target int, listenAddr, dest string, sourceOf func(*net.TCPAddr) int) (*proxy, error) {
+func newProxy(target int, listenAddr, dest string, sourceOf func(local, peer *net.TCPAddr) int) (*proxy, error) {
 	lis, err := net.Listen("tcp", listenAddr)
 	if err != nil {
 		return nil, fmt.Errorf("proxy for node %d: %w", target, err)
@@ -68,8 +69,10 @@ func (p *proxy) accept() {
 			return
 		}
 		src := clientSource
-		if tcp, ok := conn.RemoteAddr().(*net.TCPAddr); ok {
-			src = p.sourceOf(tcp)
+		remote, ok1 := conn.RemoteAddr().(*net.TCPAddr)
+		local, ok2 := conn.LocalAddr().(*net.TCPAddr)
+		if ok1 && ok2 {
+			src = p.sourceOf(remote, local)
 		}
 		pc := &proxyConn{src: src, downstream: conn, held: make(chan struct{})}
 		p.mu.Lock()
@@ -179,12 +182,12 @@ func (p *proxy) close() {
 	p.wg.Wait()
 }
 
-// socketOwner finds which of pids has a TCP socket bound to local (the
-// remote end of a connection the proxy accepted), by the socket's inode in
-// /proc/net/tcp and the processes' file descriptors, and returns the value
-// pids maps it to. ok is false when none does.
-func socketOwner(local *net.TCPAddr, pids map[int]int) (owner int, ok bool) {
-	inode, err := tcpInode(local)
+// socketOwner finds which of pids has the TCP socket from local to peer
+// (the dialer's end of a connection the proxy accepted), by the socket's
+// inode in /proc/net/tcp and the processes' file descriptors, and returns
+// the value pids maps it to. ok is false when none does.
+func socketOwner(local, peer *net.TCPAddr, pids map[int]int) (owner int, ok bool) {
+	inode, err := tcpInode(local, peer)
 	if err != nil || inode == "" {
 		return 0, false
 	}
@@ -204,16 +207,21 @@ func socketOwner(local *net.TCPAddr, pids map[int]int) (owner int, ok bool) {
 	return 0, false
 }
 
-// tcpInode returns the inode of the IPv4 TCP socket whose local address is
-// addr, from /proc/net/tcp.
-func tcpInode(addr *net.TCPAddr) (string, error) {
-	ip := addr.IP.To4()
-	if ip == nil {
-		return "", errors.New("not IPv4")
+// tcpInode returns the inode of the IPv4 TCP socket from local to peer,
+// from /proc/net/tcp. Both ends must match: Linux gives the same ephemeral
+// port to connections with different destinations, so the local address
+// alone can name another process's socket (the harness's own connection to
+// a node's real port was taken for a node's, and so a node's Raft
+// connection for a client's, which a partition never cuts).
+func tcpInode(local, peer *net.TCPAddr) (string, error) {
+	wantLocal, err := procTCPAddr(local)
+	if err != nil {
+		return "", err
 	}
-	// /proc/net/tcp writes the address as the 32-bit value in host order
-	// (little-endian here) and the port big-endian, both in hex.
-	want := fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], addr.Port)
+	wantPeer, err := procTCPAddr(peer)
+	if err != nil {
+		return "", err
+	}
 	f, err := os.Open("/proc/net/tcp")
 	if err != nil {
 		return "", err
@@ -222,9 +230,20 @@ func tcpInode(addr *net.TCPAddr) (string, error) {
 	scanner := bufio.NewScanner(f)
 	for scanner.Scan() {
 		fields := strings.Fields(scanner.Text())
-		if len(fields) > 9 && fields[1] == want {
+		// Inode 0: a socket no process holds any more (TIME_WAIT).
+		if len(fields) > 9 && fields[1] == wantLocal && fields[2] == wantPeer && fields[9] != "0" {
 			return fields[9], nil
 		}
 	}
 	return "", scanner.Err()
+}
+
+// procTCPAddr writes addr as /proc/net/tcp does: the 32-bit address in host
+// order (little-endian here) and the port big-endian, both in hex.
+func procTCPAddr(addr *net.TCPAddr) (string, error) {
+	ip := addr.IP.To4()
+	if ip == nil {
+		return "", errors.New("not IPv4")
+	}
+	return fmt.Sprintf("%02X%02X%02X%02X:%04X", ip[3], ip[2], ip[1], ip[0], addr.Port), nil
 }
