@@ -253,7 +253,21 @@ type ConsumeRequest struct {
 	// the requested one (or the group's) is below it, because retention
 	// deleted those records; without it such a stream fails with
 	// OUT_OF_RANGE naming the lowest offset.
-	FromLowest    bool `protobuf:"varint,4,opt,name=from_lowest,json=fromLowest,proto3" json:"from_lowest,omitempty"`
+	FromLowest bool `protobuf:"varint,4,opt,name=from_lowest,json=fromLowest,proto3" json:"from_lowest,omitempty"`
+	// max_records, when not 0, asks ConsumeStream (and Consume) for batches:
+	// each ConsumeResponse then carries up to max_records records, in order,
+	// in records (and none in record). A stream sends what the log holds at
+	// once, up to the limits, and never waits to fill a batch: a consumer
+	// that is behind gets full batches, one that has caught up gets records
+	// as they come. The server caps it at its own limit (a larger request
+	// gets the limit). 0, as the book's clients send: one record per
+	// response, in record.
+	MaxRecords uint32 `protobuf:"varint,5,opt,name=max_records,json=maxRecords,proto3" json:"max_records,omitempty"`
+	// max_bytes bounds the sum of the record values of one batched response,
+	// in bytes; a record larger than it still comes, alone. 0: the server's
+	// limit, which also caps a larger request. Needs max_records: set alone
+	// it is INVALID_ARGUMENT.
+	MaxBytes      uint32 `protobuf:"varint,6,opt,name=max_bytes,json=maxBytes,proto3" json:"max_bytes,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -316,9 +330,28 @@ func (x *ConsumeRequest) GetFromLowest() bool {
 	return false
 }
 
+func (x *ConsumeRequest) GetMaxRecords() uint32 {
+	if x != nil {
+		return x.MaxRecords
+	}
+	return 0
+}
+
+func (x *ConsumeRequest) GetMaxBytes() uint32 {
+	if x != nil {
+		return x.MaxBytes
+	}
+	return 0
+}
+
 type ConsumeResponse struct {
-	state         protoimpl.MessageState `protogen:"open.v1"`
-	Record        *Record                `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	state protoimpl.MessageState `protogen:"open.v1"`
+	// record is the one record of a response to a request without
+	// max_records.
+	Record *Record `protobuf:"bytes,2,opt,name=record,proto3" json:"record,omitempty"`
+	// records are the records of a response to a request with max_records,
+	// at consecutive offsets; a batched stream never sends an empty one.
+	Records       []*Record `protobuf:"bytes,3,rep,name=records,proto3" json:"records,omitempty"`
 	unknownFields protoimpl.UnknownFields
 	sizeCache     protoimpl.SizeCache
 }
@@ -356,6 +389,13 @@ func (*ConsumeResponse) Descriptor() ([]byte, []int) {
 func (x *ConsumeResponse) GetRecord() *Record {
 	if x != nil {
 		return x.Record
+	}
+	return nil
+}
+
+func (x *ConsumeResponse) GetRecords() []*Record {
+	if x != nil {
+		return x.Records
 	}
 	return nil
 }
@@ -1805,15 +1845,19 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\bsequence\x18\x04 \x01(\x04R\bsequence\"G\n" +
 	"\x0fProduceResponse\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x1c\n" +
-	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"u\n" +
+	"\tduplicate\x18\x02 \x01(\bR\tduplicate\"\xb3\x01\n" +
 	"\x0eConsumeRequest\x12\x16\n" +
 	"\x06offset\x18\x01 \x01(\x04R\x06offset\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x14\n" +
 	"\x05group\x18\x03 \x01(\tR\x05group\x12\x1f\n" +
 	"\vfrom_lowest\x18\x04 \x01(\bR\n" +
-	"fromLowest\"?\n" +
+	"fromLowest\x12\x1f\n" +
+	"\vmax_records\x18\x05 \x01(\rR\n" +
+	"maxRecords\x12\x1b\n" +
+	"\tmax_bytes\x18\x06 \x01(\rR\bmaxBytes\"i\n" +
 	"\x0fConsumeResponse\x12&\n" +
-	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06recordJ\x04\b\x01\x10\x02\"\x92\x01\n" +
+	"\x06record\x18\x02 \x01(\v2\x0e.log.v1.RecordR\x06record\x12(\n" +
+	"\arecords\x18\x03 \x03(\v2\x0e.log.v1.RecordR\arecordsJ\x04\b\x01\x10\x02\"\x92\x01\n" +
 	"\x13ProduceBatchRequest\x12(\n" +
 	"\arecords\x18\x01 \x03(\v2\x0e.log.v1.RecordR\arecords\x12\x14\n" +
 	"\x05topic\x18\x02 \x01(\tR\x05topic\x12\x1f\n" +
@@ -1966,53 +2010,54 @@ var file_api_v1_log_proto_goTypes = []any{
 var file_api_v1_log_proto_depIdxs = []int32{
 	0,  // 0: log.v1.ProduceRequest.record:type_name -> log.v1.Record
 	0,  // 1: log.v1.ConsumeResponse.record:type_name -> log.v1.Record
-	0,  // 2: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
-	9,  // 3: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
-	10, // 4: log.v1.TopicInfo.config:type_name -> log.v1.TopicConfig
-	10, // 5: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
-	10, // 6: log.v1.AlterTopicRequest.config:type_name -> log.v1.TopicConfig
-	11, // 7: log.v1.AlterTopicResponse.topic:type_name -> log.v1.TopicInfo
-	11, // 8: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
-	11, // 9: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
-	11, // 10: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
-	26, // 11: log.v1.GroupInfo.topics:type_name -> log.v1.GroupTopic
-	27, // 12: log.v1.ListGroupsResponse.groups:type_name -> log.v1.GroupInfo
-	27, // 13: log.v1.DescribeGroupResponse.group:type_name -> log.v1.GroupInfo
-	1,  // 14: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 15: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
-	3,  // 16: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
-	1,  // 17: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
-	5,  // 18: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	7,  // 19: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
-	12, // 20: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
-	16, // 21: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
-	18, // 22: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
-	20, // 23: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
-	13, // 24: log.v1.Log.AlterTopic:input_type -> log.v1.AlterTopicRequest
-	22, // 25: log.v1.Log.CommitOffset:input_type -> log.v1.CommitOffsetRequest
-	24, // 26: log.v1.Log.FetchOffset:input_type -> log.v1.FetchOffsetRequest
-	28, // 27: log.v1.Log.ListGroups:input_type -> log.v1.ListGroupsRequest
-	30, // 28: log.v1.Log.DescribeGroup:input_type -> log.v1.DescribeGroupRequest
-	2,  // 29: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 30: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	4,  // 31: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	2,  // 32: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	6,  // 33: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 34: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	15, // 35: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
-	17, // 36: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
-	19, // 37: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
-	21, // 38: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
-	14, // 39: log.v1.Log.AlterTopic:output_type -> log.v1.AlterTopicResponse
-	23, // 40: log.v1.Log.CommitOffset:output_type -> log.v1.CommitOffsetResponse
-	25, // 41: log.v1.Log.FetchOffset:output_type -> log.v1.FetchOffsetResponse
-	29, // 42: log.v1.Log.ListGroups:output_type -> log.v1.ListGroupsResponse
-	31, // 43: log.v1.Log.DescribeGroup:output_type -> log.v1.DescribeGroupResponse
-	29, // [29:44] is the sub-list for method output_type
-	14, // [14:29] is the sub-list for method input_type
-	14, // [14:14] is the sub-list for extension type_name
-	14, // [14:14] is the sub-list for extension extendee
-	0,  // [0:14] is the sub-list for field type_name
+	0,  // 2: log.v1.ConsumeResponse.records:type_name -> log.v1.Record
+	0,  // 3: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
+	9,  // 4: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
+	10, // 5: log.v1.TopicInfo.config:type_name -> log.v1.TopicConfig
+	10, // 6: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
+	10, // 7: log.v1.AlterTopicRequest.config:type_name -> log.v1.TopicConfig
+	11, // 8: log.v1.AlterTopicResponse.topic:type_name -> log.v1.TopicInfo
+	11, // 9: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
+	11, // 10: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
+	11, // 11: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
+	26, // 12: log.v1.GroupInfo.topics:type_name -> log.v1.GroupTopic
+	27, // 13: log.v1.ListGroupsResponse.groups:type_name -> log.v1.GroupInfo
+	27, // 14: log.v1.DescribeGroupResponse.group:type_name -> log.v1.GroupInfo
+	1,  // 15: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
+	3,  // 16: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
+	3,  // 17: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
+	1,  // 18: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
+	5,  // 19: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 20: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
+	12, // 21: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
+	16, // 22: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
+	18, // 23: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
+	20, // 24: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
+	13, // 25: log.v1.Log.AlterTopic:input_type -> log.v1.AlterTopicRequest
+	22, // 26: log.v1.Log.CommitOffset:input_type -> log.v1.CommitOffsetRequest
+	24, // 27: log.v1.Log.FetchOffset:input_type -> log.v1.FetchOffsetRequest
+	28, // 28: log.v1.Log.ListGroups:input_type -> log.v1.ListGroupsRequest
+	30, // 29: log.v1.Log.DescribeGroup:input_type -> log.v1.DescribeGroupRequest
+	2,  // 30: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	4,  // 31: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	4,  // 32: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	2,  // 33: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	6,  // 34: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 35: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	15, // 36: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	17, // 37: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	19, // 38: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
+	21, // 39: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	14, // 40: log.v1.Log.AlterTopic:output_type -> log.v1.AlterTopicResponse
+	23, // 41: log.v1.Log.CommitOffset:output_type -> log.v1.CommitOffsetResponse
+	25, // 42: log.v1.Log.FetchOffset:output_type -> log.v1.FetchOffsetResponse
+	29, // 43: log.v1.Log.ListGroups:output_type -> log.v1.ListGroupsResponse
+	31, // 44: log.v1.Log.DescribeGroup:output_type -> log.v1.DescribeGroupResponse
+	30, // [30:45] is the sub-list for method output_type
+	15, // [15:30] is the sub-list for method input_type
+	15, // [15:15] is the sub-list for extension type_name
+	15, // [15:15] is the sub-list for extension extendee
+	0,  // [0:15] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_log_proto_init() }

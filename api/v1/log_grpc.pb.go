@@ -54,9 +54,10 @@ type LogClient interface {
 	// Produce appends one record and returns its offset.
 	Produce(ctx context.Context, in *ProduceRequest, opts ...grpc.CallOption) (*ProduceResponse, error)
 	// Consume reads the record at an offset; past the end is OUT_OF_RANGE.
+	// With max_records it reads up to that many records from the offset.
 	Consume(ctx context.Context, in *ConsumeRequest, opts ...grpc.CallOption) (*ConsumeResponse, error)
 	// ConsumeStream sends every record from an offset on, then waits for new
-	// ones until the client cancels.
+	// ones until the client cancels; in batches with max_records.
 	ConsumeStream(ctx context.Context, in *ConsumeRequest, opts ...grpc.CallOption) (grpc.ServerStreamingClient[ConsumeResponse], error)
 	// ProduceStream appends each record it receives and answers in order.
 	ProduceStream(ctx context.Context, opts ...grpc.CallOption) (grpc.BidiStreamingClient[ProduceRequest, ProduceResponse], error)
@@ -267,9 +268,10 @@ type LogServer interface {
 	// Produce appends one record and returns its offset.
 	Produce(context.Context, *ProduceRequest) (*ProduceResponse, error)
 	// Consume reads the record at an offset; past the end is OUT_OF_RANGE.
+	// With max_records it reads up to that many records from the offset.
 	Consume(context.Context, *ConsumeRequest) (*ConsumeResponse, error)
 	// ConsumeStream sends every record from an offset on, then waits for new
-	// ones until the client cancels.
+	// ones until the client cancels; in batches with max_records.
 	ConsumeStream(*ConsumeRequest, grpc.ServerStreamingServer[ConsumeResponse]) error
 	// ProduceStream appends each record it receives and answers in order.
 	ProduceStream(grpc.BidiStreamingServer[ProduceRequest, ProduceResponse]) error

@@ -145,3 +145,54 @@ func BenchmarkRead(b *testing.B) {
 		})
 	})
 }
+
+// BenchmarkReadSequential reads a log of 16 MiB of records front to back,
+// one Read per record against ReadBatch in batches of up to 1000 records or
+// 1 MiB (what a batched ConsumeStream asks for). One op is one record
+// either way, so ns/op and MB/s compare directly.
+func BenchmarkReadSequential(b *testing.B) {
+	for _, size := range []int{100, 1 << 10} {
+		records := (16 << 20) / size
+		l := benchLog(b, false)
+		batch := make([]*Record, 256)
+		for k := range batch {
+			batch[k] = &Record{Value: make([]byte, size)}
+		}
+		for range records / len(batch) {
+			if _, err := l.AppendBatch(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		if err := l.Sync(); err != nil {
+			b.Fatal(err)
+		}
+		next := l.NextOffset()
+		b.Run(fmt.Sprintf("Read/size=%s", sizeName(size)), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			off := uint64(0)
+			for b.Loop() {
+				if _, err := l.Read(off); err != nil {
+					b.Fatal(err)
+				}
+				off = (off + 1) % next
+			}
+		})
+		b.Run(fmt.Sprintf("ReadBatch/size=%s", sizeName(size)), func(b *testing.B) {
+			b.SetBytes(int64(size))
+			b.ReportAllocs()
+			off := uint64(0)
+			var batch []Record
+			for b.Loop() {
+				if len(batch) == 0 {
+					var err error
+					if batch, err = l.ReadBatch(off, 1000, 1<<20); err != nil {
+						b.Fatal(err)
+					}
+					off = (off + uint64(len(batch))) % next
+				}
+				batch = batch[1:]
+			}
+		})
+	}
+}

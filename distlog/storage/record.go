@@ -112,10 +112,20 @@ func payloadOffset(payload []byte) (uint64, error) {
 
 // decodeRecord decodes a verified payload. The value aliases payload.
 func decodeRecord(payload []byte) (*Record, error) {
-	if len(payload) < recordFixedWidth {
-		return nil, fmt.Errorf("%w: %d bytes, the fixed part alone takes %d", errBadPayload, len(payload), recordFixedWidth)
+	rec := new(Record)
+	if err := decodeRecordTo(rec, payload); err != nil {
+		return nil, err
 	}
-	rec := &Record{
+	return rec, nil
+}
+
+// decodeRecordTo decodes a verified payload into rec. The value aliases
+// payload.
+func decodeRecordTo(rec *Record, payload []byte) error {
+	if len(payload) < recordFixedWidth {
+		return fmt.Errorf("%w: %d bytes, the fixed part alone takes %d", errBadPayload, len(payload), recordFixedWidth)
+	}
+	*rec = Record{
 		Offset:     binary.BigEndian.Uint64(payload[0:]),
 		Timestamp:  int64(binary.BigEndian.Uint64(payload[8:])),
 		Term:       binary.BigEndian.Uint64(payload[16:]),
@@ -125,5 +135,5 @@ func decodeRecord(payload []byte) (*Record, error) {
 	if len(payload) > recordFixedWidth {
 		rec.Value = payload[recordFixedWidth:len(payload):len(payload)]
 	}
-	return rec, nil
+	return nil
 }
