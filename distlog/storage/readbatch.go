@@ -134,7 +134,7 @@ func (s *segment) readBatch(b *batchRead) error {
 			b.full = true
 			return nil
 		}
-		frame := chunk[:frameHeaderWidth+n : frameHeaderWidth+n]
+		frame := chunk[: frameHeaderWidth+n : frameHeaderWidth+n]
 		if err := checkFrame(frame[:frameHeaderWidth], frame[frameHeaderWidth:]); err != nil {
 			return corrupt(b.next, pos, err)
 		}
