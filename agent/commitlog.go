@@ -78,6 +78,11 @@ func (l topicLog) Read(ctx context.Context, topic string, offset uint64) (*api.R
 	return l.log.Read(ctx, topic, offset)
 }
 
+// ReadBatch reads a batch of topic on this node with its sequential reader.
+func (l topicLog) ReadBatch(ctx context.Context, topic string, offset uint64, maxRecords int, maxBytes uint64) ([]*api.Record, error) {
+	return l.log.ReadBatch(ctx, topic, offset, maxRecords, maxBytes)
+}
+
 // Appended is topic's change notification on this node.
 func (l topicLog) Appended(topic string) <-chan struct{} {
 	return l.log.Appended(topic)

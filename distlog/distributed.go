@@ -491,9 +491,54 @@ func (d *DistributedLog) raftError(err error) error {
 // with ctx's error. A topic this node does not have is
 // api.TopicNotFoundError, after the same wait for its creation.
 func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
+	var record *api.Record
+	err := d.readWaiting(ctx, topic, offset, func(l *storage.Log) error {
+		r, err := l.Read(offset)
+		if err == nil {
+			record = &api.Record{Value: r.Value, Offset: r.Offset}
+		}
+		return err
+	})
+	return record, err
+}
+
+// ReadBatch returns the records of topic from offset on, as Read returns
+// one: at most maxRecords of them (less than 1 reads one) and no more than
+// maxBytes of values in all, except that the first record comes whatever
+// its size. It reads with the topic's sequential reader
+// (storage.Log.ReadBatch), which takes the log's lock once per batch, not
+// per record, and reads each segment's frames in one pread. It never waits
+// to fill a batch: it returns what this node holds from offset on, and
+// waits, as Read does and as long, only when it holds not even offset.
+// Below the lowest offset is api.ErrOffsetOutOfRange with BelowLowest.
+func (d *DistributedLog) ReadBatch(ctx context.Context, topic string, offset uint64, maxRecords int, maxBytes uint64) ([]*api.Record, error) {
+	var records []*api.Record
+	err := d.readWaiting(ctx, topic, offset, func(l *storage.Log) error {
+		batch, err := l.ReadBatch(offset, maxRecords, maxBytes)
+		if err != nil {
+			return err
+		}
+		// One allocation for the batch's records rather than one each.
+		views := make([]api.Record, len(batch))
+		records = make([]*api.Record, len(batch))
+		for k := range batch {
+			views[k].Value, views[k].Offset = batch[k].Value, batch[k].Offset
+			records[k] = &views[k]
+		}
+		return nil
+	})
+	return records, err
+}
+
+// readWaiting runs read on topic's log once this node can serve offset:
+// it waits (bounded by DistributedConfig.ReadWaitTimeout, see Read) for
+// the topic and the offset to arrive, and turns the log's errors into the
+// client's (out of range, below the lowest offset, topic not found,
+// replica unavailable). read returns the storage.Log's error for offset.
+func (d *DistributedLog) readWaiting(ctx context.Context, topic string, offset uint64, read func(*storage.Log) error) error {
 	topic, err := topicName(topic)
 	if err != nil {
-		return nil, err
+		return err
 	}
 	var timer *time.Timer
 	wait := func(changed <-chan struct{}, err error) error {
@@ -522,30 +567,30 @@ func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) 
 			// and reads from a follower).
 			notFound := api.TopicNotFoundError{Topic: topic}
 			if !d.mayArrive() {
-				return nil, notFound
+				return notFound
 			}
 			if err := wait(topicsChanged, notFound); err != nil {
-				return nil, err
+				return err
 			}
 			continue
 		}
 		changed := t.log.Appended() // taken before the read: no append slips between
 		if lowest := d.fsm.lowestOf(t); offset < lowest {
-			return nil, api.ErrOffsetOutOfRange{Offset: offset, BelowLowest: true, Lowest: lowest}
+			return api.ErrOffsetOutOfRange{Offset: offset, BelowLowest: true, Lowest: lowest}
 		}
-		record, err := t.log.Read(offset)
+		err := read(t.log)
 		if err == nil {
-			return &api.Record{Value: record.Value, Offset: record.Offset}, nil
+			return nil
 		}
 		if errors.Is(err, storage.ErrClosed) {
 			// The topic was deleted or replaced by a snapshot: look again.
 			if d.isClosed() {
-				return nil, ErrClosed
+				return ErrClosed
 			}
 			if current, ok := d.fsm.lookup(topic); ok && current != t {
 				continue
 			}
-			return nil, api.TopicNotFoundError{Topic: topic}
+			return api.TopicNotFoundError{Topic: topic}
 		}
 		var outOfRange api.ErrOffsetOutOfRange
 		if !errors.As(err, &outOfRange) {
@@ -554,16 +599,16 @@ func (d *DistributedLog) Read(ctx context.Context, topic string, offset uint64) 
 			// may. The client learns that much; the cause, with file
 			// paths, stays in this node's log.
 			d.logger.Error("read failed", zap.String("topic", topic), zap.Uint64("offset", offset), zap.Error(err))
-			return nil, fmt.Errorf("distlog: read %s@%d: %w", topic, offset, api.ErrReplicaUnavailable)
+			return fmt.Errorf("distlog: read %s@%d: %w", topic, offset, api.ErrReplicaUnavailable)
 		}
 		if !d.mayArrive() {
-			return nil, err
+			return err
 		}
 		if lowest, lowErr := t.log.LowestOffset(); lowErr != nil || offset < lowest {
-			return nil, err
+			return err
 		}
 		if err := wait(changed, err); err != nil {
-			return nil, err
+			return err
 		}
 	}
 }

@@ -267,6 +267,56 @@ func TestDistributedLogFollowerReadWaitIsBounded(t *testing.T) {
 	}
 }
 
+// ReadBatch on a follower: it waits (bounded) for an offset written
+// through the leader and not applied yet, returns records in order across
+// the topic's segment boundaries (64 records each here), never more than
+// asked, and past the end waits no longer than ReadWaitTimeout.
+func TestDistributedLogFollowerReadBatch(t *testing.T) {
+	c := newTestCluster(t, 2, func(cfg *DistributedConfig) { cfg.ReadWaitTimeout = 300 * time.Millisecond })
+	leader := c.waitLeader()
+	follower := c.followers(leader)[0]
+	ctx := context.Background()
+
+	want := values("batch", 300)
+	for k := 0; k < len(want); k += 50 {
+		records := make([]*api.Record, 50)
+		for j := range records {
+			records[j] = &api.Record{Value: []byte(want[k+j])}
+		}
+		first, err := leader.log.AppendBatch(ctx, "", records)
+		require.NoError(t, err)
+		require.Equal(t, uint64(k), first)
+	}
+	// Read your writes: the last batch was acknowledged by the leader; the
+	// follower waits for it rather than answering out of range.
+	batch, err := follower.log.ReadBatch(ctx, "", 299, 10, 1<<20)
+	require.NoError(t, err)
+	require.Len(t, batch, 1)
+	require.Equal(t, want[299], string(batch[0].GetValue()))
+
+	var got []string
+	for off := uint64(0); off < uint64(len(want)); {
+		batch, err := follower.log.ReadBatch(ctx, "", off, 45, 1<<20)
+		require.NoError(t, err, "ReadBatch(%d)", off)
+		require.NotEmpty(t, batch)
+		require.LessOrEqual(t, len(batch), 45)
+		for _, rec := range batch {
+			require.Equal(t, off, rec.GetOffset())
+			got = append(got, string(rec.GetValue()))
+			off++
+		}
+	}
+	require.Equal(t, want, got)
+
+	start := time.Now()
+	_, err = follower.log.ReadBatch(ctx, "", 300, 10, 1<<20)
+	require.ErrorAs(t, err, new(api.ErrOffsetOutOfRange))
+	require.Less(t, time.Since(start), 3*time.Second, "follower wait not bounded by ReadWaitTimeout")
+
+	_, err = follower.log.ReadBatch(ctx, "nope", 0, 10, 1<<20)
+	require.ErrorAs(t, err, new(api.TopicNotFoundError))
+}
+
 func TestDistributedLogFollowerAppendReturnsNotLeader(t *testing.T) {
 	c := newTestCluster(t, 3, nil)
 	c.appendValues("a")

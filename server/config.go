@@ -35,6 +35,13 @@ type CommitLog interface {
 	// api.ErrOffsetOutOfRange when the topic does not hold it. The caller
 	// must not modify the returned record.
 	Read(ctx context.Context, topic string, offset uint64) (*api.Record, error)
+	// ReadBatch returns the records of topic from offset on, in order at
+	// consecutive offsets: at most maxRecords of them (at least one), and
+	// no more than maxBytes of values in all, except that the first comes
+	// whatever its size. It returns what the log holds without waiting to
+	// fill the batch, and api.ErrOffsetOutOfRange (as Read) when it does
+	// not hold even offset. The caller must not modify the records.
+	ReadBatch(ctx context.Context, topic string, offset uint64, maxRecords int, maxBytes uint64) ([]*api.Record, error)
 	// Appended returns a channel that is closed at topic's next change (an
 	// append, or its deletion). A reader waiting for new records takes it
 	// BEFORE a read that came back out of range, so that an append between
@@ -112,6 +119,13 @@ const (
 	// DefaultProduceStreamWindow is the default number of ProduceStream
 	// requests read ahead of the append in progress.
 	DefaultProduceStreamWindow = 64
+	// DefaultMaxConsumeRecords is the default largest number of records
+	// in one batched ConsumeStream (or Consume) response.
+	DefaultMaxConsumeRecords = 10000
+	// DefaultMaxConsumeBytes is the default largest sum of record values in
+	// one batched response: 1 MiB, so that a response with its framing
+	// stays well under the 4 MiB a gRPC client receives by default.
+	DefaultMaxConsumeBytes = 1 << 20
 )
 
 // perRecordOverhead bounds the protobuf framing of one Record inside a
@@ -122,6 +136,12 @@ const perRecordOverhead = 64
 
 // messageOverhead is slack for a request's own framing beyond its records.
 const messageOverhead = 1024
+
+// maxConsumeLimit bounds MaxConsumeRecords and MaxConsumeBytes: 16 MiB of
+// values plus the framing of 16M records (perRecordOverhead each, 1 GiB)
+// still fits a gRPC message (at most 2 GiB). Useful limits are far lower:
+// clients receive 4 MiB messages by default.
+const maxConsumeLimit = 1 << 24
 
 // Config configures the gRPC service and the HTTP handler. The zero value of
 // every optional field selects its default; NewGRPCServer and NewHTTPHandler
@@ -168,6 +188,18 @@ type Config struct {
 	// about ProduceStreamWindow requests (each up to MaxRecordBytes) in
 	// memory. Default DefaultProduceStreamWindow (64).
 	ProduceStreamWindow int
+	// MaxConsumeRecords is the most records one batched ConsumeStream or
+	// Consume response carries (a request's max_records above it gets
+	// it). Default DefaultMaxConsumeRecords (10000).
+	MaxConsumeRecords int
+	// MaxConsumeBytes is the most bytes of record values, in all, one
+	// batched response carries (a request's max_bytes above it, or 0, gets
+	// it); a single record larger than it is sent alone, as an unbatched
+	// stream sends it. A ConsumeStream holds one response at a time and
+	// stream.Send blocks while the client's flow-control window is full,
+	// so a slow consumer costs the server about this much per stream.
+	// Default DefaultMaxConsumeBytes (1 MiB).
+	MaxConsumeBytes int
 
 	// Stopping, when closed, ends every open stream so that
 	// grpc.Server.GracefulStop can return: a ConsumeStream returns
@@ -200,6 +232,22 @@ func (v clientView) Read(ctx context.Context, topic string, offset uint64) (*api
 	return &api.Record{Value: record.GetValue(), Offset: record.GetOffset()}, nil
 }
 
+// ReadBatch returns fresh records with the log records' values and offsets.
+func (v clientView) ReadBatch(ctx context.Context, topic string, offset uint64, maxRecords int, maxBytes uint64) ([]*api.Record, error) {
+	records, err := v.CommitLog.ReadBatch(ctx, topic, offset, maxRecords, maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	// One allocation for the batch's views rather than one per record.
+	views := make([]api.Record, len(records))
+	out := make([]*api.Record, len(records))
+	for k, record := range records {
+		views[k].Value, views[k].Offset = record.GetValue(), record.GetOffset()
+		out[k] = &views[k]
+	}
+	return out, nil
+}
+
 // withDefaults validates c and returns a copy with every default filled in.
 func (c *Config) withDefaults() (Config, error) {
 	if c == nil {
@@ -224,6 +272,16 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.ProduceStreamWindow < 0 {
 		return Config{}, fmt.Errorf("server: Config.ProduceStreamWindow = %d, want >= 0", cfg.ProduceStreamWindow)
 	}
+	if cfg.MaxConsumeRecords < 0 {
+		return Config{}, fmt.Errorf("server: Config.MaxConsumeRecords = %d, want >= 0", cfg.MaxConsumeRecords)
+	}
+	if cfg.MaxConsumeBytes < 0 {
+		return Config{}, fmt.Errorf("server: Config.MaxConsumeBytes = %d, want >= 0", cfg.MaxConsumeBytes)
+	}
+	if cfg.MaxConsumeRecords > maxConsumeLimit || cfg.MaxConsumeBytes > maxConsumeLimit {
+		return Config{}, fmt.Errorf("server: Config.MaxConsumeRecords = %d, MaxConsumeBytes = %d: a batched response must fit a gRPC message (at most %d each)",
+			cfg.MaxConsumeRecords, cfg.MaxConsumeBytes, maxConsumeLimit)
+	}
 	if cfg.MaxRecordBytes == 0 {
 		cfg.MaxRecordBytes = DefaultMaxRecordBytes
 	}
@@ -239,6 +297,12 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.ProduceStreamWindow == 0 {
 		cfg.ProduceStreamWindow = DefaultProduceStreamWindow
+	}
+	if cfg.MaxConsumeRecords == 0 {
+		cfg.MaxConsumeRecords = DefaultMaxConsumeRecords
+	}
+	if cfg.MaxConsumeBytes == 0 {
+		cfg.MaxConsumeBytes = DefaultMaxConsumeBytes
 	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()

@@ -14,9 +14,10 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 )
 
-// ErrInvalidRequest is returned for an HTTP request that is malformed: bad
-// JSON, a missing field, bad base64, a bad offset. InvalidArgument (HTTP
-// 400). The client-facing errors of the log itself (a missing or oversized
+// ErrInvalidRequest is returned for a request that is malformed: bad JSON,
+// a missing field, bad base64, a bad offset (HTTP), or fields that make no
+// sense together (a ConsumeRequest's max_bytes without max_records).
+// InvalidArgument (HTTP 400). The client-facing errors of the log itself (a missing or oversized
 // record, an offset out of range, not the leader, …) are api/v1's.
 var ErrInvalidRequest = errors.New("server: invalid request")
 

@@ -142,11 +142,24 @@ func (s *logService) ProduceBatch(ctx context.Context, req *api.ProduceBatchRequ
 	return &api.ProduceBatchResponse{FirstOffset: first, Count: uint64(len(records))}, nil
 }
 
-// Consume reads the record at the requested offset of the request's topic.
+// Consume reads the record at the requested offset of the request's topic;
+// with max_records, the records from it on that the log holds, within the
+// request's limits capped by the server's (see ConsumeStream).
 func (s *logService) Consume(ctx context.Context, req *api.ConsumeRequest) (*api.ConsumeResponse, error) {
 	topic, err := s.authorizeTopic(ctx, req.GetTopic(), ConsumeAction)
 	if err != nil {
 		return nil, s.status(err)
+	}
+	limits, err := s.consumeLimits(req)
+	if err != nil {
+		return nil, s.status(err)
+	}
+	if limits.batched {
+		records, err := s.readBatch(ctx, topic, req.GetOffset(), limits)
+		if err != nil {
+			return nil, s.status(err)
+		}
+		return &api.ConsumeResponse{Records: records}, nil
 	}
 	record, err := s.cfg.CommitLog.Read(ctx, topic, req.GetOffset())
 	if err != nil {

@@ -15,12 +15,23 @@ import (
 // offset on, then waits for new ones (woken by CommitLog.Appended, never by polling) until the
 // client cancels or Config.Stopping is closed (codes.Unavailable).
 //
-// It holds one record at a time: stream.Send blocks while the client's gRPC
-// flow-control window is full, so a slow consumer slows the reads instead of
-// making the server buffer.
+// Without max_records (the book's clients) each response carries one
+// record, in record. With it each carries, in records, what the log holds
+// from the next offset up to the request's limits capped by
+// Config.MaxConsumeRecords and MaxConsumeBytes (CommitLog.ReadBatch): full
+// batches while the consumer is behind, and whatever has arrived, without
+// waiting for more, once it has caught up.
+//
+// It holds one response at a time: stream.Send blocks while the client's
+// gRPC flow-control window is full, so a slow consumer slows the reads
+// instead of making the server buffer.
 func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerStreamingServer[api.ConsumeResponse]) error {
 	ctx := stream.Context()
 	topic, err := s.authorizeTopic(ctx, req.GetTopic(), ConsumeAction)
+	if err != nil {
+		return s.status(err)
+	}
+	limits, err := s.consumeLimits(req)
 	if err != nil {
 		return s.status(err)
 	}
@@ -51,53 +62,129 @@ func (s *logService) ConsumeStream(req *api.ConsumeRequest, stream grpc.ServerSt
 	if err := stream.SendHeader(nil); err != nil {
 		return err
 	}
-	for offset := start; ; offset++ {
-		record, err := s.waitRead(ctx, topic, offset)
+	if !limits.batched {
+		for offset := start; ; offset++ {
+			var record *api.Record
+			err := s.waitFor(ctx, topic, func() (err error) {
+				record, err = s.cfg.CommitLog.Read(ctx, topic, offset)
+				return err
+			})
+			if err != nil {
+				return s.status(err)
+			}
+			if err := stream.Send(&api.ConsumeResponse{Record: record}); err != nil {
+				// The stream is broken (client gone, server stopped); the error
+				// already carries the status gRPC will report.
+				return err
+			}
+		}
+	}
+	for offset := start; ; {
+		var records []*api.Record
+		err := s.waitFor(ctx, topic, func() (err error) {
+			records, err = s.readBatch(ctx, topic, offset, limits)
+			return err
+		})
 		if err != nil {
 			return s.status(err)
 		}
-		if err := stream.Send(&api.ConsumeResponse{Record: record}); err != nil {
-			// The stream is broken (client gone, server stopped); the error
-			// already carries the status gRPC will report.
+		if err := stream.Send(&api.ConsumeResponse{Records: records}); err != nil {
 			return err
 		}
+		offset += uint64(len(records))
 	}
 }
 
-// waitRead returns the record at offset of topic, waiting for the topic to
-// reach it. It returns ctx's error when the call ends, ErrStopping when the
-// server stops, and the log's api.TopicNotFoundError when the topic is
-// deleted meanwhile (its deletion closes the Appended channel).
-func (s *logService) waitRead(ctx context.Context, topic string, offset uint64) (*api.Record, error) {
+// consumeLimits are a consume request's batch limits, capped by the
+// server's.
+type consumeLimits struct {
+	// batched is set when the request asked for batches (max_records).
+	batched    bool
+	maxRecords int
+	maxBytes   uint64
+}
+
+// consumeLimits reads a ConsumeRequest's max_records and max_bytes: a
+// request asking for more than Config.MaxConsumeRecords or MaxConsumeBytes
+// gets those, max_bytes 0 gets MaxConsumeBytes, and max_bytes without
+// max_records is ErrInvalidRequest (it would silently mean nothing).
+func (s *logService) consumeLimits(req *api.ConsumeRequest) (consumeLimits, error) {
+	maxRecords, maxBytes := req.GetMaxRecords(), req.GetMaxBytes()
+	if maxRecords == 0 {
+		if maxBytes != 0 {
+			return consumeLimits{}, fmt.Errorf("%w: max_bytes %d without max_records: set max_records to receive batches",
+				ErrInvalidRequest, maxBytes)
+		}
+		return consumeLimits{}, nil
+	}
+	limits := consumeLimits{
+		batched:    true,
+		maxRecords: int(min(uint64(maxRecords), uint64(s.cfg.MaxConsumeRecords))),
+		maxBytes:   uint64(s.cfg.MaxConsumeBytes),
+	}
+	if maxBytes != 0 {
+		limits.maxBytes = min(limits.maxBytes, uint64(maxBytes))
+	}
+	return limits, nil
+}
+
+// readBatch reads a batch of topic from offset within limits, and checks
+// the log kept its contract: a non-empty batch starting at offset.
+func (s *logService) readBatch(ctx context.Context, topic string, offset uint64, limits consumeLimits) ([]*api.Record, error) {
+	records, err := s.cfg.CommitLog.ReadBatch(ctx, topic, offset, limits.maxRecords, limits.maxBytes)
+	if err != nil {
+		return nil, err
+	}
+	if len(records) == 0 || len(records) > limits.maxRecords || records[0].GetOffset() != offset {
+		return nil, fmt.Errorf("server: ReadBatch(%d, %d) returned %d records from offset %d",
+			offset, limits.maxRecords, len(records), firstOffset(records))
+	}
+	return records, nil
+}
+
+// firstOffset is the offset of the first record, for messages; 0 when none.
+func firstOffset(records []*api.Record) uint64 {
+	if len(records) == 0 {
+		return 0
+	}
+	return records[0].GetOffset()
+}
+
+// waitFor runs read (a read of topic at some offset) until it finds what it
+// reads, waiting for the topic to reach it. It returns ctx's error when the
+// call ends, ErrStopping when the server stops, and read's other errors as
+// they are: the log's api.TopicNotFoundError when the topic is deleted
+// meanwhile (its deletion closes the Appended channel), and out of range
+// below the lowest offset (deleted by retention: it will never come, the
+// client must start again at the lowest one).
+func (s *logService) waitFor(ctx context.Context, topic string, read func() error) error {
 	for {
 		select {
 		case <-s.cfg.Stopping:
-			return nil, ErrStopping
+			return ErrStopping
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		default:
 		}
-		record, err := s.cfg.CommitLog.Read(ctx, topic, offset)
+		err := read()
 		if !isOutOfRange(err) || belowLowest(err) {
-			// Below the lowest offset (deleted by retention) it will never
-			// come: the client must start again at the lowest one.
-			return record, err
+			return err
 		}
 		// Take the notification before reading again: an append between that
 		// read and the wait below then closes the channel we wait on, so it
 		// is never missed. Taking it only after a miss keeps the common
 		// catch-up path (every read succeeds) free of it.
 		appended := s.cfg.CommitLog.Appended(topic)
-		record, err = s.cfg.CommitLog.Read(ctx, topic, offset)
+		err = read()
 		if !isOutOfRange(err) || belowLowest(err) {
-			return record, err
+			return err
 		}
 		select {
 		case <-appended:
 		case <-ctx.Done():
-			return nil, ctx.Err()
+			return ctx.Err()
 		case <-s.cfg.Stopping:
-			return nil, ErrStopping
+			return ErrStopping
 		}
 	}
 }

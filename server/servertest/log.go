@@ -273,6 +273,42 @@ func (l *Log) Read(ctx context.Context, topicName string, offset uint64) (*api.R
 	return t.records[offset], nil
 }
 
+// ReadBatch returns the records of topicName from offset on: at most
+// maxRecords (at least one) and maxBytes of values in all, the first
+// whatever its size; api.ErrOffsetOutOfRange when it holds not even
+// offset. It runs the read hook once, for offset, and counts one read. The
+// caller must not modify the records.
+func (l *Log) ReadBatch(ctx context.Context, topicName string, offset uint64, maxRecords int, maxBytes uint64) ([]*api.Record, error) {
+	l.reads.Add(1)
+	if l.readHook != nil {
+		if err := l.readHook(ctx, offset); err != nil {
+			return nil, err
+		}
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	l.mu.Lock()
+	defer l.mu.Unlock()
+	t, err := l.topicLocked(topicName)
+	if err != nil {
+		return nil, err
+	}
+	if offset >= uint64(len(t.records)) {
+		return nil, api.ErrOffsetOutOfRange{Offset: offset}
+	}
+	var out []*api.Record
+	var bytes uint64
+	for _, record := range t.records[offset:] {
+		if len(out) == max(1, maxRecords) || len(out) > 0 && bytes+uint64(len(record.GetValue())) > maxBytes {
+			break
+		}
+		out = append(out, record)
+		bytes += uint64(len(record.GetValue()))
+	}
+	return out, nil
+}
+
 // Appended returns a channel closed at topicName's next append or deletion;
 // for a topic that does not exist, a channel that is already closed.
 func (l *Log) Appended(topicName string) <-chan struct{} {
