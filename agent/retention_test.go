@@ -61,10 +61,104 @@ func TestClusterRetention(t *testing.T) {
 	require.GreaterOrEqual(t, res.GetRecord().GetOffset(), lowest, "from_lowest starts at the lowest offset")
 	cancel()
 
+	testBatchesAfterRetention(t, c, client)
+
 	info, err := client.AlterTopic(ctx, "short", &api.TopicConfig{RetentionAgeMs: 60000})
 	require.NoError(t, err)
 	require.Equal(t, uint64(0), info.GetConfig().GetRetentionBytes())
 	require.Equal(t, uint64(60000), info.GetConfig().GetRetentionAgeMs())
 	_, err = client.AlterTopic(ctx, "short", &api.TopicConfig{MaxSegmentBytes: 99})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
+}
+
+// testBatchesAfterRetention: on a follower, over a topic cut by retention
+// and made of 1 KiB segments, a batched ConsumeStream sends the same
+// records in the same order as an unbatched one, and keeps the retention
+// line (from below the lowest offset: OutOfRange, unless from_lowest).
+func testBatchesAfterRetention(t *testing.T, c *testCluster, client *loadbalance.Client) {
+	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
+	defer cancel()
+	// Every node has applied the same retention, and no more is coming.
+	var lowest, next uint64
+	require.Eventually(t, func() bool {
+		leader := c.leaderIndex()
+		if leader < 0 {
+			return false
+		}
+		want, err := c.nodes[leader].agent.Log().Topic("short")
+		if err != nil || want.Bytes > 7<<10 {
+			return false
+		}
+		for _, node := range c.nodes {
+			got, err := node.agent.Log().Topic("short")
+			if err != nil || got.LowestOffset != want.LowestOffset || got.NextOffset != want.NextOffset {
+				return false
+			}
+		}
+		lowest, next = want.LowestOffset, want.NextOffset
+		return true
+	}, 15*time.Second, 20*time.Millisecond, "the nodes never agreed on the topic after retention")
+	require.Positive(t, lowest)
+	follower := (c.leaderIndex() + 1) % len(c.nodes)
+	log := c.client(follower)
+
+	read := func(req *api.ConsumeRequest) []*api.Record {
+		t.Helper()
+		sctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		stream, err := log.ConsumeStream(sctx, req)
+		require.NoError(t, err)
+		var records []*api.Record
+		for uint64(len(records)) < next-lowest {
+			res, err := stream.Recv()
+			require.NoError(t, err)
+			if req.GetMaxRecords() == 0 {
+				require.Empty(t, res.GetRecords(), "an unbatched response with records")
+				records = append(records, res.GetRecord())
+				continue
+			}
+			require.Nil(t, res.GetRecord(), "a batched response with a record")
+			require.NotEmpty(t, res.GetRecords())
+			require.LessOrEqual(t, len(res.GetRecords()), int(req.GetMaxRecords()))
+			records = append(records, res.GetRecords()...)
+		}
+		return records
+	}
+	unbatched := read(&api.ConsumeRequest{Topic: "short", FromLowest: true})
+	require.Equal(t, lowest, unbatched[0].GetOffset())
+	for _, req := range []*api.ConsumeRequest{
+		{Topic: "short", FromLowest: true, MaxRecords: 7},
+		{Topic: "short", Offset: lowest, MaxRecords: 1000, MaxBytes: 250},
+		{Topic: "short", Offset: lowest, MaxRecords: 1000},
+	} {
+		batched := read(req)
+		require.Len(t, batched, len(unbatched))
+		for k := range unbatched {
+			require.Equal(t, unbatched[k].GetOffset(), batched[k].GetOffset(), "record %d of %v", k, req)
+			require.Equal(t, unbatched[k].GetValue(), batched[k].GetValue(), "record %d of %v", k, req)
+		}
+	}
+
+	stream, err := log.ConsumeStream(ctx, &api.ConsumeRequest{Topic: "short", MaxRecords: 7})
+	require.NoError(t, err)
+	_, err = stream.Recv()
+	require.Equal(t, codes.OutOfRange, status.Code(err), "a batched stream from below the lowest offset")
+
+	// The balancing client's batches, from a follower.
+	var got []uint64
+	errDone := errors.New("done")
+	err = client.ConsumeBatches(ctx, lowest, func(records []*api.Record) error {
+		for _, r := range records {
+			got = append(got, r.GetOffset())
+		}
+		if uint64(len(got)) >= next-lowest {
+			return errDone
+		}
+		return nil
+	}, loadbalance.WithTopic("short"))
+	require.ErrorIs(t, err, errDone)
+	require.Len(t, got, int(next-lowest))
+	for k, off := range got {
+		require.Equal(t, lowest+uint64(k), off)
+	}
 }

@@ -6,6 +6,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"strings"
 	"sync"
@@ -509,15 +510,46 @@ func (c *Client) GetServers(ctx context.Context) ([]*api.Server, error) {
 // (proglog servers do so at once) or a record. Any other error ends it,
 // wrapped.
 //
-// WithTopic reads a topic other than the default one.
+// WithTopic reads a topic other than the default one; WithBatches receives
+// records in batches (fn is still called once per record).
 func (c *Client) ConsumeStream(ctx context.Context, from uint64, fn func(*api.Record) error, opts ...CallOption) error {
+	return c.consumeStream(ctx, from, func(records []*api.Record) error {
+		for _, record := range records {
+			if err := fn(record); err != nil {
+				return err
+			}
+		}
+		return nil
+	}, applyCallOptions(opts))
+}
+
+// ConsumeBatches is ConsumeStream with batches: it asks the server for
+// batches (by default as large as the server allows; WithBatches sets
+// smaller limits) and calls fn with each, in order: records at consecutive
+// offsets, never empty, and never one fn has seen before, even across a
+// resumed stream. A consumer that is behind gets full batches; one that
+// has caught up gets records as they are appended. The slice and records
+// are fn's to keep: each call gets fresh ones. It reads from followers,
+// resumes broken streams and gives up as ConsumeStream does, and returns
+// ctx's error or fn's.
+func (c *Client) ConsumeBatches(ctx context.Context, from uint64, fn func([]*api.Record) error, opts ...CallOption) error {
 	o := applyCallOptions(opts)
+	if o.batchRecords == 0 {
+		o.batchRecords = math.MaxUint32
+	}
+	return c.consumeStream(ctx, from, fn, o)
+}
+
+// consumeStream runs ConsumeStream and ConsumeBatches: streams from from
+// on, resumed as ConsumeStream says, with each response's records handed
+// to fn.
+func (c *Client) consumeStream(ctx context.Context, from uint64, fn func([]*api.Record) error, o callOptions) error {
 	next := from
 	bo := c.newBackoff()
 	start := time.Now()
 	var failingSince time.Time
 	for {
-		opened, received, err := c.consumeStreamOnce(ctx, o.topic, &next, fn)
+		opened, received, err := c.consumeStreamOnce(ctx, o, &next, fn)
 		var fnErr callbackError
 		if errors.As(err, &fnErr) {
 			return fnErr.err
@@ -564,16 +596,17 @@ type callbackError struct{ err error }
 func (e callbackError) Error() string { return e.err.Error() }
 
 // consumeStreamOnce runs one stream from *next until it breaks, advancing
-// *next past each record handed to fn. It reports whether the stream opened
+// *next past the records handed to fn. It reports whether the stream opened
 // (the server sent its headers or a record) and whether fn got a record.
-func (c *Client) consumeStreamOnce(ctx context.Context, topic string, next *uint64, fn func(*api.Record) error) (opened, received bool, err error) {
+func (c *Client) consumeStreamOnce(ctx context.Context, o callOptions, next *uint64, fn func([]*api.Record) error) (opened, received bool, err error) {
 	ctx, cancel := context.WithCancelCause(ctx)
 	defer cancel(nil) // ends the stream on every return
 	// A paused server accepts the stream at the transport level and then
 	// says nothing; keepalive would take longer to notice.
 	openTimer := time.AfterFunc(c.cfg.AttemptTimeout, func() { cancel(ErrAttemptTimeout) })
 	defer openTimer.Stop()
-	stream, err := c.log.ConsumeStream(ctx, &api.ConsumeRequest{Topic: topic, Offset: *next})
+	stream, err := c.log.ConsumeStream(ctx, &api.ConsumeRequest{Topic: o.topic, Offset: *next,
+		MaxRecords: o.batchRecords, MaxBytes: o.batchBytes})
 	if err != nil {
 		return false, false, c.attemptError(ctx, err)
 	}
@@ -593,19 +626,34 @@ func (c *Client) consumeStreamOnce(ctx context.Context, topic string, next *uint
 		if err != nil {
 			return opened, received, c.attemptError(ctx, err)
 		}
-		record := resp.GetRecord()
-		if record == nil {
-			return opened, received, errors.New("loadbalance: consume stream: response without a record")
+		records := resp.GetRecords()
+		if len(records) == 0 {
+			record := resp.GetRecord()
+			if record == nil {
+				return opened, received, errors.New("loadbalance: consume stream: response without a record")
+			}
+			records = []*api.Record{record}
 		}
-		if record.GetOffset() < *next {
-			continue // already handed to fn; a server must not resend it
+		// Records already handed to fn are dropped; a server must not
+		// resend them.
+		for len(records) > 0 && records[0].GetOffset() < *next {
+			records = records[1:]
+		}
+		if len(records) == 0 {
+			continue
+		}
+		for k, record := range records {
+			if record.GetOffset() != records[0].GetOffset()+uint64(k) {
+				return opened, received, fmt.Errorf("loadbalance: consume stream: a batch from offset %d has offset %d at %d",
+					records[0].GetOffset(), record.GetOffset(), k)
+			}
 		}
 		opened = true
-		if err := fn(record); err != nil {
+		if err := fn(records); err != nil {
 			return opened, received, callbackError{err}
 		}
 		received = true
-		*next = record.GetOffset() + 1
+		*next = records[len(records)-1].GetOffset() + 1
 	}
 }
 

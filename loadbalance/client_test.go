@@ -306,6 +306,102 @@ func TestConsumeStreamResumesOnAnotherServer(t *testing.T) {
 		"streams opened on server %d: want one resumed at offset 5", other)
 }
 
+// TestConsumeBatchesResumesOnAnotherServer: ConsumeBatches asks for
+// batches, hands fn every record once, in order, in batches of
+// consecutive offsets, and resumes a broken stream on another server from
+// the next offset; ConsumeStream with WithBatches receives batches too and
+// still calls fn per record.
+func TestConsumeBatchesResumesOnAnotherServer(t *testing.T) {
+	cluster := newFakeCluster(t, 3)
+	for i := range 50 {
+		cluster.append(fmt.Appendf(nil, "v%d", i))
+	}
+	client := newTestClient(t, Config{Seeds: cluster.addrs(), InitialBackoff: 10 * time.Millisecond})
+	ctx := testContext(t)
+	require.Eventually(t, func() bool {
+		_, err := client.Consume(ctx, 0)
+		require.NoError(t, err)
+		got := cluster.callCounts(api.Log_Consume_FullMethodName)
+		return got[1] > 0 && got[2] > 0
+	}, 5*time.Second, 10*time.Millisecond)
+
+	var (
+		mu       sync.Mutex
+		received []uint64
+		batches  int
+	)
+	count := func() int {
+		mu.Lock()
+		defer mu.Unlock()
+		return len(received)
+	}
+	streamCtx, cancel := context.WithCancel(ctx)
+	done := make(chan error, 1)
+	go func() {
+		done <- client.ConsumeBatches(streamCtx, 0, func(records []*api.Record) error {
+			mu.Lock()
+			defer mu.Unlock()
+			batches++
+			for k, r := range records {
+				if r.GetOffset() != records[0].GetOffset()+uint64(k) {
+					return fmt.Errorf("batch from %d has offset %d at %d", records[0].GetOffset(), r.GetOffset(), k)
+				}
+				received = append(received, r.GetOffset())
+			}
+			return nil
+		}, WithBatches(20, 0))
+	}()
+	require.Eventually(t, func() bool { return count() == 50 }, 5*time.Second, 10*time.Millisecond)
+
+	first := -1
+	for i, n := range cluster.callCounts(api.Log_ConsumeStream_FullMethodName) {
+		if n > 0 {
+			first = i
+		}
+	}
+	require.NotEqual(t, -1, first, "no server got the stream")
+	require.Equal(t, []uint32{20}, cluster.servers[first].streamMaxRecords(), "max_records of the stream")
+	cluster.servers[first].stop()
+	for i := 50; i < 60; i++ {
+		cluster.append(fmt.Appendf(nil, "v%d", i))
+	}
+	require.Eventually(t, func() bool { return count() == 60 }, 10*time.Second, 10*time.Millisecond,
+		"records after the first server stopped")
+	cancel()
+	select {
+	case err := <-done:
+		require.ErrorIs(t, err, context.Canceled, "ConsumeBatches after cancel")
+	case <-time.After(5 * time.Second):
+		t.Fatal("ConsumeBatches did not return after cancel")
+	}
+	mu.Lock()
+	want := make([]uint64, 60)
+	for i := range want {
+		want[i] = uint64(i)
+	}
+	require.Equal(t, want, received, "offsets handed to fn")
+	require.Less(t, batches, 20, "50 records held before the stream opened came in %d batches", batches)
+	mu.Unlock()
+
+	// ConsumeStream with WithBatches: batches on the wire, fn per record.
+	var offsets []uint64
+	errEnough := errors.New("enough")
+	err := client.ConsumeStream(ctx, 55, func(r *api.Record) error {
+		offsets = append(offsets, r.GetOffset())
+		if len(offsets) == 5 {
+			return errEnough
+		}
+		return nil
+	}, WithBatches(3, 0))
+	require.ErrorIs(t, err, errEnough)
+	require.Equal(t, []uint64{55, 56, 57, 58, 59}, offsets)
+	var asked []uint32
+	for _, srv := range cluster.servers {
+		asked = append(asked, srv.streamMaxRecords()...)
+	}
+	require.Contains(t, asked, uint32(3), "ConsumeStream with WithBatches(3, 0) asked for %v", asked)
+}
+
 func TestConsumeStreamReturnsCallbackError(t *testing.T) {
 	cluster := newFakeCluster(t, 3)
 	cluster.append([]byte("v0"))

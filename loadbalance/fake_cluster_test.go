@@ -210,6 +210,9 @@ type fakeServer struct {
 	mu         sync.Mutex
 	callsByRPC map[string]int // full method name → calls. Guarded by mu.
 	streamFrom []uint64       // offsets ConsumeStream was opened at. Guarded by mu.
+	// streamBatches are the max_records of the ConsumeStreams opened.
+	// Guarded by mu.
+	streamBatches []uint32
 	// behind is how many of the newest records Consume does not see.
 	// Guarded by mu.
 	behind uint64
@@ -274,6 +277,14 @@ func (s *fakeServer) streamOffsets() []uint64 {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	return append([]uint64(nil), s.streamFrom...)
+}
+
+// streamMaxRecords returns the max_records of each ConsumeStream opened on
+// the server.
+func (s *fakeServer) streamMaxRecords() []uint32 {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return append([]uint32(nil), s.streamBatches...)
 }
 
 // stop ends open streams cleanly (io.EOF at the client, as from a server
@@ -389,6 +400,7 @@ func (s *fakeServer) Consume(_ context.Context, req *api.ConsumeRequest) (*api.C
 func (s *fakeServer) ConsumeStream(req *api.ConsumeRequest, stream api.Log_ConsumeStreamServer) error {
 	s.mu.Lock()
 	s.streamFrom = append(s.streamFrom, req.GetOffset())
+	s.streamBatches = append(s.streamBatches, req.GetMaxRecords())
 	s.mu.Unlock()
 	// Like the real server: headers first, so the client knows the stream
 	// is up before any record.
@@ -397,6 +409,23 @@ func (s *fakeServer) ConsumeStream(req *api.ConsumeRequest, stream api.Log_Consu
 	}
 	for offset := req.GetOffset(); ; {
 		rec, ok, appended := s.cluster.record(offset)
+		if ok && req.GetMaxRecords() > 0 {
+			// Batched, as the real server: what the log holds, up to
+			// max_records (max_bytes is not looked at).
+			batch := []*api.Record{rec}
+			for uint32(len(batch)) < req.GetMaxRecords() {
+				next, ok, _ := s.cluster.record(offset + uint64(len(batch)))
+				if !ok {
+					break
+				}
+				batch = append(batch, next)
+			}
+			if err := stream.Send(&api.ConsumeResponse{Records: batch}); err != nil {
+				return err
+			}
+			offset += uint64(len(batch))
+			continue
+		}
 		if ok {
 			if err := stream.Send(&api.ConsumeResponse{Record: rec}); err != nil {
 				return err

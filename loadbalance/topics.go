@@ -16,6 +16,20 @@ type callOptions struct {
 	topic string
 	// fromLeader sends a read to the leader (see FromLeader).
 	fromLeader bool
+	// batchRecords and batchBytes are the batch limits a ConsumeStream
+	// asks for (see WithBatches); batchRecords 0: no batches.
+	batchRecords uint32
+	batchBytes   uint32
+}
+
+// WithBatches makes ConsumeStream ask the server for batches: responses of
+// up to maxRecords records and maxBytes bytes of record values (0: the
+// server's limit, which also caps larger values; a single larger record
+// still comes). A consumer that is behind then gets many records per
+// message instead of one, which is what makes a stream read fast;
+// ConsumeBatches always asks for batches. maxRecords 0 turns batches off.
+func WithBatches(maxRecords, maxBytes uint32) CallOption {
+	return func(o *callOptions) { o.batchRecords, o.batchBytes = maxRecords, maxBytes }
 }
 
 // WithTopic makes a call write to or read from topic instead of the default

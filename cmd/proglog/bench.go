@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"math"
 	"math/rand/v2"
 	"sync"
 	"sync/atomic"
@@ -22,6 +23,8 @@ const (
 	benchBatch   = "batch"
 	benchStream  = "stream"
 	benchConsume = "consume"
+	// benchConsumeStream reads with batched ConsumeStreams.
+	benchConsumeStream = "consume-stream"
 )
 
 // benchSettings are the settings of `proglog bench`.
@@ -39,7 +42,8 @@ type benchSettings struct {
 	// mode).
 	concurrency int
 	// batch is records per ProduceBatch (batch mode and the consume mode's
-	// setup) or records in flight per stream (stream mode).
+	// setup), records in flight per stream (stream mode) or the most
+	// records per response (consume-stream mode).
 	batch int
 	// json prints the report as one JSON object.
 	json bool
@@ -65,9 +69,9 @@ func readBenchSettings(s *settings) (benchSettings, error) {
 	}
 	bs.topic = topic
 	switch bs.mode {
-	case benchProduce, benchBatch, benchStream, benchConsume:
+	case benchProduce, benchBatch, benchStream, benchConsume, benchConsumeStream:
 	default:
-		return bs, usageError(fmt.Errorf("--mode %q: want produce, batch, stream or consume", bs.mode))
+		return bs, usageError(fmt.Errorf("--mode %q: want produce, batch, stream, consume or consume-stream", bs.mode))
 	}
 	switch {
 	case bs.records <= 0:
@@ -97,6 +101,13 @@ Modes:
            each; latency is from sending a record to its offset coming back
   consume  first writes --records records (not timed), then reads each back
            with one Consume call
+  consume-stream
+           first writes --records records (not timed), then reads them back
+           with batched ConsumeStreams (from followers, as every read):
+           --concurrency streams, each over its own share of the records,
+           responses of up to --batch records (and the server's byte limit,
+           1 MiB by default); latency is per response, from the one before
+           (from opening the stream for the first)
 
 A progress bar goes to standard error when it is a terminal. With --json the
 report is one JSON object on standard output:
@@ -108,7 +119,8 @@ read, errors the ones that were not. --topic benches a topic made with
 		Example: `  proglog bench                                       # 10,000 Produce calls, 8 at a time
   proglog bench --mode batch --records 100000 --batch 100
   proglog bench --mode stream --concurrency 4 --batch 64
-  proglog bench --mode consume --records 20000 --json | jq .records_per_sec`,
+  proglog bench --mode consume --records 20000 --json | jq .records_per_sec
+  proglog bench --mode consume-stream --records 1000000 --concurrency 1 --batch 10000`,
 		RunE: runBench,
 	}, benchOptions())
 }
@@ -143,7 +155,7 @@ func runBench(cmd *cobra.Command, _ []string) error {
 		client:   client,
 		value:    randomValue(bs.size),
 	}
-	if bs.mode == benchConsume {
+	if bs.mode == benchConsume || bs.mode == benchConsumeStream {
 		if err := b.setupConsume(ctx); err != nil {
 			return bs.client.rpcError("bench: write the records to read back", err)
 		}
@@ -219,9 +231,15 @@ func (b *bench) fail(n int, err error) {
 	}
 }
 
-// setupConsume writes the records the consume mode reads back.
+// setupConsume writes the records the consume modes read back: in batches
+// of --batch records (consume mode), or as large as a ProduceBatch the
+// server takes by default (consume-stream mode, where --batch is the read
+// side's).
 func (b *bench) setupConsume(ctx context.Context) error {
 	batchSize := min(b.settings.batch, produceBatchRecords)
+	if b.settings.mode == benchConsumeStream {
+		batchSize = max(1, min(produceBatchRecords, produceBatchBytes/max(1, b.settings.size)))
+	}
 	values := make([][]byte, batchSize)
 	for i := range values {
 		values[i] = b.value
@@ -291,8 +309,52 @@ func (b *bench) caller(ctx context.Context, h *latencyHistogram) {
 		})
 	case benchStream:
 		b.streamCaller(ctx, h)
+	case benchConsumeStream:
+		b.consumeStreamCaller(ctx, h)
 	}
 }
+
+// consumeStreamCaller claims its share of the records (records divided by
+// concurrency, the last caller taking the rest) and reads it with one
+// batched ConsumeStream (resumed elsewhere if it breaks, as
+// loadbalance.Client does), timing each response from the one before.
+func (b *bench) consumeStreamCaller(ctx context.Context, h *latencyHistogram) {
+	share := max(1, b.settings.records/b.settings.concurrency)
+	first, n := b.claim(share)
+	if n == 0 {
+		return
+	}
+	if rest := int64(b.settings.records) - (first + int64(n)); rest > 0 && rest < int64(share) {
+		// The last caller takes the rest too (records not a multiple of
+		// the callers).
+		_, more := b.claim(int(rest))
+		n += more
+	}
+	from := b.consumeFrom + uint64(first)
+	end := from + uint64(n)
+	ctx, cancel := context.WithCancelCause(ctx)
+	defer cancel(nil)
+	last := time.Now()
+	read := uint64(0)
+	err := b.client.ConsumeBatches(ctx, from, func(records []*api.Record) error {
+		now := time.Now()
+		h.record(now.Sub(last))
+		last = now
+		got := min(uint64(len(records)), end-(from+read))
+		read += got
+		b.done.Add(int64(got))
+		if from+read >= end {
+			return errShareRead
+		}
+		return nil
+	}, loadbalance.WithTopic(b.settings.topic), loadbalance.WithBatches(uint32(min(b.settings.batch, math.MaxUint32)), 0))
+	if !errors.Is(err, errShareRead) {
+		b.fail(n-int(read), err)
+	}
+}
+
+// errShareRead ends a consume-stream caller's stream once it has its share.
+var errShareRead = errors.New("share read")
 
 // unaryCaller claims per records at a time and makes one timed call for them.
 func (b *bench) unaryCaller(ctx context.Context, h *latencyHistogram, per int,

@@ -259,7 +259,7 @@ func TestCommandsAgainstACluster(t *testing.T) {
 	require.Equal(t, 1, leaders, "servers printed %q", r.stdout)
 
 	// bench, every mode: the JSON report of the issue.
-	for _, mode := range []string{benchProduce, benchBatch, benchStream, benchConsume} {
+	for _, mode := range []string{benchProduce, benchBatch, benchStream, benchConsume, benchConsumeStream} {
 		t.Run("bench "+mode, func(t *testing.T) {
 			r := c.mustRun(t, "", "bench", "--mode", mode, "--records", "200", "--size", "64",
 				"--concurrency", "4", "--batch", "20", "--json")
@@ -287,10 +287,10 @@ func TestCommandsAgainstACluster(t *testing.T) {
 	})
 
 	// The bench records are in the log: 8 + 200 (produce) + 200 (batch) +
-	// 200 (stream) + 200 (consume's setup).
-	r = c.mustRun(t, "", "consume", "--from", "807", "--json")
-	require.Equal(t, `"offset":807`, strings.Split(strings.TrimPrefix(r.stdout, "{"), ",")[0])
-	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "the log ends at 807")
+	// 200 (stream) + 200 (consume's setup) + 200 (consume-stream's).
+	r = c.mustRun(t, "", "consume", "--from", "1007", "--json")
+	require.Equal(t, `"offset":1007`, strings.Split(strings.TrimPrefix(r.stdout, "{"), ",")[0])
+	require.Equal(t, 1, strings.Count(r.stdout, "\n"), "the log ends at 1007")
 
 	t.Run("topics", func(t *testing.T) { testTopicCommands(t, c) })
 	t.Run("groups", func(t *testing.T) { testGroupCommands(t, c) })
@@ -396,7 +396,7 @@ func untilTrue(t *testing.T, timeout time.Duration, cond func() bool, what strin
 }
 
 // testTopicCommands drives `proglog topic` and --topic on a cluster whose
-// default topic holds 808 records.
+// default topic holds 1008 records.
 func testTopicCommands(t *testing.T, c *testCluster) {
 	r := c.mustRun(t, "", "topic", "create", "orders")
 	require.Contains(t, r.stdout, "orders", "topic create prints the topic")
@@ -436,7 +436,7 @@ func testTopicCommands(t *testing.T, c *testCluster) {
 		return r.code == 0 && len(lines) == 3 && strings.Contains(lines[2], " 105 ")
 	}, "topic list")
 	require.Equal(t, "NAME", strings.Fields(lines[0])[0])
-	require.Equal(t, []string{"default", "0-808", "809"}, strings.Fields(lines[1])[:3], "default topic line")
+	require.Equal(t, []string{"default", "0-1008", "1009"}, strings.Fields(lines[1])[:3], "default topic line")
 	require.Equal(t, []string{"orders", "0-104", "105"}, strings.Fields(lines[2])[:3], "orders line")
 
 	// A topic that does not exist: one line that says how to create it.

@@ -222,11 +222,11 @@ func serversOptions() []option {
 // benchOptions are the settings of `proglog bench`.
 func benchOptions() []option {
 	return append(clientOptions(), topicOption(),
-		option{key: keyMode, def: "produce", usage: "what to measure: produce, batch, stream or consume"},
+		option{key: keyMode, def: "produce", usage: "what to measure: produce, batch, stream, consume or consume-stream"},
 		option{key: keyRecords, def: 10000, usage: "how many records to write or read"},
 		option{key: keySize, def: 100, usage: "bytes per record value"},
 		option{key: keyConcurrency, def: 8, usage: "concurrent callers (one stream each in stream mode)"},
-		option{key: keyBatch, def: 100, usage: "records per ProduceBatch call (batch mode), or records in flight per stream (stream mode)"},
+		option{key: keyBatch, def: 100, usage: "records per ProduceBatch call (batch mode), records in flight per stream (stream mode), or most records per response (consume-stream mode)"},
 		option{key: keyJSON, def: false, usage: "print the report as one JSON object"},
 	)
 }
