@@ -89,7 +89,8 @@ run "batches (batch 100, 4)" --mode batch --batch 100 --concurrency 4 --records 
 run "one pipelined stream (stream 64)" --mode stream --batch 64 --concurrency 1 --records $((50000 * scale))
 run "consume (unary, 8)" --mode consume --concurrency 8 --records $((20000 * scale))
 if "$bin" bench --help 2>/dev/null | grep -q consume-stream; then
-	run "consume (stream)" --mode consume-stream --concurrency 1 --records $((100000 * scale))
+	run "consume (stream, batch 10000)" --mode consume-stream --concurrency 1 --batch 10000 --records $((500000 * scale))
+	run "consume (stream, batch 10000, 1 KiB records)" --mode consume-stream --concurrency 1 --batch 10000 --size 1024 --records $((200000 * scale))
 fi
 i=0
 for pid in "${node_pids[@]}"; do

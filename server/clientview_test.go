@@ -39,6 +39,18 @@ func TestRecordsCarryOnlyValueAndOffset(t *testing.T) {
 	require.NoError(t, err)
 	require.Truef(t, proto.Equal(want, streamed.GetRecord()), "ConsumeStream(1) sent %v, want %v", streamed.GetRecord(), want)
 
+	// Batched, the same: the view applies to every record of a batch.
+	batch, err := ts.client.Consume(ctx, &api.ConsumeRequest{Offset: 0, MaxRecords: 10})
+	require.NoError(t, err)
+	require.Len(t, batch.GetRecords(), 2)
+	require.Truef(t, proto.Equal(want, batch.GetRecords()[1]), "batched Consume(0)[1] = %v, want %v", batch.GetRecords()[1], want)
+	batchStream, err := ts.client.ConsumeStream(ctx, &api.ConsumeRequest{Offset: 1, MaxRecords: 10})
+	require.NoError(t, err)
+	streamedBatch, err := batchStream.Recv()
+	require.NoError(t, err)
+	require.Len(t, streamedBatch.GetRecords(), 1)
+	require.Truef(t, proto.Equal(want, streamedBatch.GetRecords()[0]), "batched ConsumeStream(1) sent %v, want %v", streamedBatch.GetRecords()[0], want)
+
 	handler, err := NewHTTPHandler(cfg)
 	require.NoError(t, err)
 	rec := httptest.NewRecorder()

@@ -3,6 +3,7 @@ package server
 import (
 	"context"
 	"fmt"
+	"slices"
 
 	"go.uber.org/zap"
 
@@ -232,11 +233,16 @@ func (v clientView) Read(ctx context.Context, topic string, offset uint64) (*api
 	return &api.Record{Value: record.GetValue(), Offset: record.GetOffset()}, nil
 }
 
-// ReadBatch returns fresh records with the log records' values and offsets.
+// ReadBatch returns records with the log records' values and offsets only:
+// the log's own when they hold nothing else (distlog's do: a batch is
+// passed on without a copy), fresh ones otherwise.
 func (v clientView) ReadBatch(ctx context.Context, topic string, offset uint64, maxRecords int, maxBytes uint64) ([]*api.Record, error) {
 	records, err := v.CommitLog.ReadBatch(ctx, topic, offset, maxRecords, maxBytes)
 	if err != nil {
 		return nil, err
+	}
+	if !slices.ContainsFunc(records, hasMoreThanClientView) {
+		return records, nil
 	}
 	// One allocation for the batch's views rather than one per record.
 	views := make([]api.Record, len(records))
@@ -246,6 +252,12 @@ func (v clientView) ReadBatch(ctx context.Context, topic string, offset uint64, 
 		out[k] = &views[k]
 	}
 	return out, nil
+}
+
+// hasMoreThanClientView reports whether record holds anything but its value
+// and offset: bookkeeping fields, or fields this release does not know.
+func hasMoreThanClientView(record *api.Record) bool {
+	return record.GetTerm() != 0 || record.GetType() != 0 || len(record.ProtoReflect().GetUnknown()) != 0
 }
 
 // withDefaults validates c and returns a copy with every default filled in.

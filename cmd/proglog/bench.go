@@ -259,6 +259,28 @@ func (b *bench) setupConsume(ctx context.Context) error {
 		}
 		written += n
 	}
+	if b.settings.mode == benchConsumeStream {
+		return b.waitApplied(ctx)
+	}
+	return nil
+}
+
+// waitApplied reads the last record written a few times, so that the
+// followers the reads go to (round-robin) have applied every record
+// before the timed reads start: the consume-stream mode measures reading,
+// not a follower catching up with the writes (its reads would wait for
+// records not applied yet). Best effort: a read that fails is no error.
+func (b *bench) waitApplied(ctx context.Context) error {
+	servers, err := b.client.GetServers(ctx)
+	if err != nil {
+		return err
+	}
+	last := b.consumeFrom + uint64(b.settings.records) - 1
+	for range 2 * len(servers) {
+		if _, err := b.client.Consume(ctx, last, loadbalance.WithTopic(b.settings.topic)); err != nil && ctx.Err() != nil {
+			return ctx.Err()
+		}
+	}
 	return nil
 }
 
