@@ -155,7 +155,9 @@ type Config struct {
 	SegmentMaxStoreBytes uint64
 	SegmentMaxIndexBytes uint64
 
-	// Raft timing; 0 means hashicorp/raft's defaults. Tests shorten them.
+	// Raft timing; 0 means distlog's defaults (DefaultHeartbeatTimeout and
+	// the others: 500 ms, 500 ms, 250 ms) and raft's 50 ms commit timeout.
+	// Tests shorten them.
 	RaftHeartbeatTimeout   time.Duration
 	RaftElectionTimeout    time.Duration
 	RaftLeaderLeaseTimeout time.Duration

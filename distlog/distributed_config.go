@@ -25,6 +25,18 @@ const (
 	DefaultTransportTimeout = 10 * time.Second
 	// DefaultTransportMaxPool is the default RaftConfig.TransportMaxPool.
 	DefaultTransportMaxPool = 5
+	// DefaultHeartbeatTimeout is the default RaftConfig.HeartbeatTimeout:
+	// half of hashicorp/raft's 1 s, so that writes resume within about a
+	// second of a leader's crash (a follower waits 1–2 heartbeat timeouts
+	// before it campaigns). Leaders send heartbeats every tenth of it, and
+	// followers answer them off Raft's main loop, so a busy disk does not
+	// delay them. Raise it on slow or distant networks.
+	DefaultHeartbeatTimeout = 500 * time.Millisecond
+	// DefaultElectionTimeout is the default RaftConfig.ElectionTimeout.
+	DefaultElectionTimeout = 500 * time.Millisecond
+	// DefaultLeaderLeaseTimeout is the default RaftConfig.LeaderLeaseTimeout:
+	// half the heartbeat timeout, raft's own ratio.
+	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
 	// logCacheEntries is how many recent Raft entries are kept decoded in
 	// memory, so replicating them to followers does not read them back
 	// from the segments.
@@ -106,13 +118,14 @@ type RaftConfig struct {
 	Bootstrap bool
 
 	// HeartbeatTimeout: time without contact from a leader before a
-	// follower starts an election. Default 1 s.
+	// follower starts an election. Default DefaultHeartbeatTimeout.
 	HeartbeatTimeout time.Duration
 	// ElectionTimeout: time a candidate waits for votes before it starts a
-	// new election. Default 1 s.
+	// new election. Default DefaultElectionTimeout.
 	ElectionTimeout time.Duration
 	// LeaderLeaseTimeout: time a leader keeps leading without hearing from
-	// a quorum; must not exceed HeartbeatTimeout. Default 500 ms.
+	// a quorum; must not exceed HeartbeatTimeout. Default
+	// DefaultLeaderLeaseTimeout, or HeartbeatTimeout when that is shorter.
 	LeaderLeaseTimeout time.Duration
 	// CommitTimeout: time without an Apply after which the leader sends an
 	// AppendEntries anyway, so commits reach followers. Default 50 ms.
@@ -167,6 +180,15 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 	}
 	if c.Raft.TransportMaxPool == 0 {
 		c.Raft.TransportMaxPool = DefaultTransportMaxPool
+	}
+	if c.Raft.HeartbeatTimeout == 0 {
+		c.Raft.HeartbeatTimeout = DefaultHeartbeatTimeout
+	}
+	if c.Raft.ElectionTimeout == 0 {
+		c.Raft.ElectionTimeout = DefaultElectionTimeout
+	}
+	if c.Raft.LeaderLeaseTimeout == 0 {
+		c.Raft.LeaderLeaseTimeout = min(DefaultLeaderLeaseTimeout, c.Raft.HeartbeatTimeout)
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()

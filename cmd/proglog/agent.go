@@ -21,6 +21,10 @@ import (
 	"github.com/proglog/proglog/server/tlsconfig"
 )
 
+// minRaftTimeout is the shortest Raft timeout the flags accept (raft
+// itself refuses under 5 ms).
+const minRaftTimeout = 10 * time.Millisecond
+
 // agentSettings are the settings of `proglog agent`, with every file path
 // resolved: what the flags, variables and config file said.
 type agentSettings struct {
@@ -33,7 +37,9 @@ type agentSettings struct {
 	startJoinAddrs []string
 	// startJoinTimeout is how long to keep trying startJoinAddrs.
 	startJoinTimeout time.Duration
-	bootstrap        bool
+	// Raft timing.
+	raftHeartbeatTimeout, raftElectionTimeout, raftLeaderLeaseTimeout time.Duration
+	bootstrap                                                         bool
 	// bootstrapNode is the node name that bootstraps, as if with bootstrap.
 	bootstrapNode string
 	aclModelFile  string
@@ -64,18 +70,21 @@ type agentSettings struct {
 func readAgentSettings(s *settings) (agentSettings, error) {
 	files := tlsconfig.Files(configDir(s))
 	as := agentSettings{
-		dataDir:          s.String(keyDataDir),
-		nodeName:         s.String(keyNodeName),
-		bindAddr:         s.String(keyBindAddr),
-		advertiseHost:    s.String(keyAdvertiseHost),
-		rpcPort:          s.Int(keyRPCPort),
-		httpPort:         s.Int(keyHTTPPort),
-		startJoinAddrs:   s.List(keyStartJoinAddrs),
-		startJoinTimeout: s.Duration(keyStartJoinTimeout),
-		bootstrap:        s.Bool(keyBootstrap),
-		bootstrapNode:    s.String(keyBootstrapNode),
-		aclModelFile:     orDefault(s.String(keyACLModelFile), files.ACLModelFile),
-		aclPolicyFile:    orDefault(s.String(keyACLPolicyFile), files.ACLPolicyFile),
+		dataDir:                s.String(keyDataDir),
+		nodeName:               s.String(keyNodeName),
+		bindAddr:               s.String(keyBindAddr),
+		advertiseHost:          s.String(keyAdvertiseHost),
+		rpcPort:                s.Int(keyRPCPort),
+		httpPort:               s.Int(keyHTTPPort),
+		startJoinAddrs:         s.List(keyStartJoinAddrs),
+		startJoinTimeout:       s.Duration(keyStartJoinTimeout),
+		raftHeartbeatTimeout:   s.Duration(keyRaftHeartbeatTimeout),
+		raftElectionTimeout:    s.Duration(keyRaftElectionTimeout),
+		raftLeaderLeaseTimeout: s.Duration(keyRaftLeaderLeaseTimeout),
+		bootstrap:              s.Bool(keyBootstrap),
+		bootstrapNode:          s.String(keyBootstrapNode),
+		aclModelFile:           orDefault(s.String(keyACLModelFile), files.ACLModelFile),
+		aclPolicyFile:          orDefault(s.String(keyACLPolicyFile), files.ACLPolicyFile),
 		serverTLS: tlsconfig.Config{
 			CertFile: orDefault(s.String(keyServerTLSCertFile), files.ServerCertFile),
 			KeyFile:  orDefault(s.String(keyServerTLSKeyFile), files.ServerKeyFile),
@@ -121,6 +130,12 @@ func (as agentSettings) validate() error {
 		return usageError(fmt.Errorf("--http-port %d is not a port", as.httpPort))
 	case as.startJoinTimeout < 0:
 		return usageError(fmt.Errorf("--start-join-timeout %v must not be negative", as.startJoinTimeout))
+	case as.raftHeartbeatTimeout < minRaftTimeout || as.raftElectionTimeout < minRaftTimeout || as.raftLeaderLeaseTimeout < minRaftTimeout:
+		return usageError(fmt.Errorf("--raft-heartbeat-timeout %v, --raft-election-timeout %v, --raft-leader-lease-timeout %v: each must be at least %v",
+			as.raftHeartbeatTimeout, as.raftElectionTimeout, as.raftLeaderLeaseTimeout, minRaftTimeout))
+	case as.raftLeaderLeaseTimeout > as.raftHeartbeatTimeout:
+		return usageError(fmt.Errorf("--raft-leader-lease-timeout %v must not exceed --raft-heartbeat-timeout %v",
+			as.raftLeaderLeaseTimeout, as.raftHeartbeatTimeout))
 	case as.maxRecordBytes <= 0:
 		return usageError(fmt.Errorf("--max-record-bytes %d must be positive", as.maxRecordBytes))
 	case as.maxBatchRecords <= 0:
@@ -186,20 +201,23 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		return agent.Config{}, err
 	}
 	return agent.Config{
-		GossipKeys:          gossipKeys,
-		GossipInsecure:      as.gossipInsecure,
-		DataDir:             as.dataDir,
-		NodeName:            as.nodeName,
-		BindAddr:            as.bindAddr,
-		AdvertiseHost:       as.advertiseHost,
-		RPCPort:             as.rpcPort,
-		HTTPPort:            as.httpPort,
-		StartJoinAddrs:      as.startJoinAddrs,
-		StartJoinTimeout:    as.startJoinTimeout,
-		Bootstrap:           as.bootstraps(),
-		ServerTLSConfig:     serverTLS,
-		PeerTLSConfig:       peerClientTLS,
-		PeerServerTLSConfig: peerServerTLS,
+		GossipKeys:             gossipKeys,
+		GossipInsecure:         as.gossipInsecure,
+		DataDir:                as.dataDir,
+		NodeName:               as.nodeName,
+		BindAddr:               as.bindAddr,
+		AdvertiseHost:          as.advertiseHost,
+		RPCPort:                as.rpcPort,
+		HTTPPort:               as.httpPort,
+		StartJoinAddrs:         as.startJoinAddrs,
+		StartJoinTimeout:       as.startJoinTimeout,
+		RaftHeartbeatTimeout:   as.raftHeartbeatTimeout,
+		RaftElectionTimeout:    as.raftElectionTimeout,
+		RaftLeaderLeaseTimeout: as.raftLeaderLeaseTimeout,
+		Bootstrap:              as.bootstraps(),
+		ServerTLSConfig:        serverTLS,
+		PeerTLSConfig:          peerClientTLS,
+		PeerServerTLSConfig:    peerServerTLS,
 		PeerTLSFiles: agent.PeerTLSFiles{
 			CertFile:       as.peerTLS.CertFile,
 			CAFile:         as.peerTLS.CAFile,

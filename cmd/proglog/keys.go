@@ -4,6 +4,7 @@ import (
 	"strings"
 	"time"
 
+	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/loadbalance"
 )
 
@@ -47,6 +48,10 @@ const (
 	// proglog agent (issue 12).
 	keyGossipKeyFile  = "gossip-key-file"
 	keyGossipInsecure = "gossip-insecure"
+	// proglog agent (issue 15).
+	keyRaftHeartbeatTimeout   = "raft-heartbeat-timeout"
+	keyRaftElectionTimeout    = "raft-election-timeout"
+	keyRaftLeaderLeaseTimeout = "raft-leader-lease-timeout"
 
 	// Client commands: produce, consume, servers, bench.
 	keyAddr           = "addr"
@@ -157,6 +162,9 @@ func agentOptions(hostname string) []option {
 		option{key: keyOTLPInsecure, def: false, usage: "send spans to --otlp-endpoint without TLS (a collector on the same host)"},
 		option{key: keyGossipKeyFile, def: "", usage: "gossip encryption keys, base64, one per line, the first encrypting (default gossip.key in --config-dir; 'make gencert' or 'proglog keygen' writes one); SIGHUP reloads it"},
 		option{key: keyGossipInsecure, def: false, usage: "gossip in plaintext, without a key: anyone who reaches --bind-addr can join the gossip (never on a shared network)"},
+		option{key: keyRaftHeartbeatTimeout, def: distlog.DefaultHeartbeatTimeout, usage: "time without a leader's heartbeat before a follower campaigns: how soon a crashed leader is replaced (raise it on slow or distant networks, on every node)"},
+		option{key: keyRaftElectionTimeout, def: distlog.DefaultElectionTimeout, usage: "time a candidate waits for votes before it campaigns again"},
+		option{key: keyRaftLeaderLeaseTimeout, def: distlog.DefaultLeaderLeaseTimeout, usage: "time a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout"},
 	)
 }
 

@@ -16,6 +16,7 @@ import (
 	"github.com/spf13/pflag"
 	"github.com/stretchr/testify/require"
 
+	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/loadbalance"
 	"github.com/proglog/proglog/server/tlsconfig"
 )
@@ -178,7 +179,8 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		"--peer-tls-cert-file", "/p/cert", "--peer-tls-key-file", "/p/key", "--peer-tls-ca-file", "/p/ca",
 		"--log-level", "debug", "--max-record-bytes", "4096", "--max-batch-records", "7",
 		"--trace-exporter", "otlp", "--otlp-endpoint", "collector:4317", "--otlp-insecure",
-		"--gossip-key-file", "/g/key")
+		"--gossip-key-file", "/g/key",
+		"--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "3s", "--raft-leader-lease-timeout", "1s")
 	require.NoError(t, err)
 	got, err := readAgentSettings(s)
 	require.NoError(t, err)
@@ -192,6 +194,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		maxRecordBytes: 4096, maxBatchRecords: 7,
 		traceExporter: "otlp", otlpEndpoint: "collector:4317", otlpInsecure: true,
 		gossipKeyFile: "/g/key", gossipKeyFileSet: true,
+		raftHeartbeatTimeout: 2 * time.Second, raftElectionTimeout: 3 * time.Second, raftLeaderLeaseTimeout: time.Second,
 	}
 	require.Equal(t, want, got)
 }
@@ -229,9 +232,28 @@ func TestAgentDefaults(t *testing.T) {
 		peerTLS:        tlsconfig.Config{CertFile: files.ServerCertFile, KeyFile: files.ServerKeyFile, CAFile: files.CAFile, Peer: true},
 		logLevel:       "info",
 		maxRecordBytes: 1 << 20, maxBatchRecords: 1000, traceExporter: "none",
-		gossipKeyFile: files.GossipKeyFile,
+		gossipKeyFile:        files.GossipKeyFile,
+		raftHeartbeatTimeout: distlog.DefaultHeartbeatTimeout, raftElectionTimeout: distlog.DefaultElectionTimeout,
+		raftLeaderLeaseTimeout: distlog.DefaultLeaderLeaseTimeout,
 	}
 	require.Equal(t, want, got)
+}
+
+// TestAgentRefusesBadRaftTimeouts: a lease longer than the heartbeat
+// timeout, or a timeout raft cannot use, is a usage error naming the flag.
+func TestAgentRefusesBadRaftTimeouts(t *testing.T) {
+	for _, args := range [][]string{
+		{"--raft-leader-lease-timeout", "2s"},
+		{"--raft-heartbeat-timeout", "1ms"},
+		{"--raft-election-timeout", "0s"},
+	} {
+		clearProglogEnv(t)
+		s, err := load(t, agentOptions("host-name"), append([]string{"--data-dir", "/d"}, args...)...)
+		require.NoError(t, err)
+		_, err = readAgentSettings(s)
+		require.Error(t, err, "%v", args)
+		require.Contains(t, err.Error(), args[0], "%v", args)
+	}
 }
 
 // TestClientDefaults: the client commands talk to `make run`'s cluster with
