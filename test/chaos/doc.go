@@ -22,8 +22,9 @@
 //   - Partitions: every node advertises its RPC port on a loopback address
 //     of its own (127.0.1.N), where the harness runs a small TCP proxy to
 //     the node's real port on 127.0.0.1. The proxy finds which node opened
-//     each connection (the process owning the socket's other end, from
-//     /proc) and cuts or holds connections between nodes the partition
+//     each connection (the process owning the socket's other end, found in
+//     /proc by both of its addresses: Linux reuses a local port for
+//     different destinations) and cuts or holds connections between nodes the partition
 //     separates. Clients are never cut. Serf gossip is not proxied: a
 //     partition separates Raft, not membership. The proxy is written here
 //     rather than embedding github.com/Shopify/toxiproxy/v2: toxiproxy
@@ -42,8 +43,7 @@
 // offset, or unknown: an error whose write may have landed). At the end
 // every node's log is read whole and compared: every acknowledged value is
 // at its offset on every node; offsets are contiguous; no offset holds two
-// values across nodes; a value appears twice only if an earlier attempt of
-// its write had an unknown outcome (proglog has no idempotent producer yet);
-// and the history of writes and reads is linearizable (porcupine), with a
+// values across nodes; no value appears twice (the writers are idempotent
+// producers); and the history of writes and reads is linearizable (porcupine), with a
 // timeout. Write stalls after each fault are measured and printed.
 package chaos
