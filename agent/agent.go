@@ -221,6 +221,7 @@ func (a *Agent) serverConfig(authorizer server.Authorizer) *server.Config {
 		RPCAddr:         a.RPCAddr(),
 		MaxRecordBytes:  a.cfg.MaxRecordBytes,
 		MaxBatchRecords: a.cfg.MaxBatchRecords,
+		MaxConsumeBytes: a.cfg.MaxConsumeBytes,
 		Stopping:        a.stopping,
 		Logger:          a.cfg.Logger,
 	}

@@ -150,6 +150,11 @@ type Config struct {
 	// MaxBatchRecords is the most records one ProduceBatch may carry.
 	// Default 1000.
 	MaxBatchRecords int
+	// MaxConsumeBytes is the most bytes of record values one batched
+	// ConsumeStream or Consume response carries (and about what one
+	// stream holds in memory while its client is slow). 0 means the
+	// server's default, server.DefaultMaxConsumeBytes (1 MiB).
+	MaxConsumeBytes int
 	// SegmentMaxStoreBytes and SegmentMaxIndexBytes size the segments of the
 	// data log and the Raft log. 0 means distlog's defaults.
 	SegmentMaxStoreBytes uint64
@@ -291,8 +296,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("agent: RPCPort %d out of range", c.RPCPort)
 	case c.HTTPPort < 0 || c.HTTPPort > 65535:
 		return fmt.Errorf("agent: HTTPPort %d out of range", c.HTTPPort)
-	case c.MaxRecordBytes < 0 || c.MaxBatchRecords < 0:
-		return fmt.Errorf("agent: MaxRecordBytes and MaxBatchRecords must not be negative")
+	case c.MaxRecordBytes < 0 || c.MaxBatchRecords < 0 || c.MaxConsumeBytes < 0:
+		return fmt.Errorf("agent: MaxRecordBytes, MaxBatchRecords and MaxConsumeBytes must not be negative")
 	case c.MetricsMaxTopicLabels < 0:
 		return fmt.Errorf("agent: MetricsMaxTopicLabels %d must not be negative", c.MetricsMaxTopicLabels)
 	case c.TraceExporter != "" && c.TraceExporter != telemetry.ExporterNone &&

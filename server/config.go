@@ -138,11 +138,12 @@ const perRecordOverhead = 64
 // messageOverhead is slack for a request's own framing beyond its records.
 const messageOverhead = 1024
 
-// maxConsumeLimit bounds MaxConsumeRecords and MaxConsumeBytes: 16 MiB of
+// MaxConsumeLimit is the most Config.MaxConsumeRecords and MaxConsumeBytes
+// may be: 16 MiB of
 // values plus the framing of 16M records (perRecordOverhead each, 1 GiB)
 // still fits a gRPC message (at most 2 GiB). Useful limits are far lower:
 // clients receive 4 MiB messages by default.
-const maxConsumeLimit = 1 << 24
+const MaxConsumeLimit = 1 << 24
 
 // Config configures the gRPC service and the HTTP handler. The zero value of
 // every optional field selects its default; NewGRPCServer and NewHTTPHandler
@@ -290,9 +291,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.MaxConsumeBytes < 0 {
 		return Config{}, fmt.Errorf("server: Config.MaxConsumeBytes = %d, want >= 0", cfg.MaxConsumeBytes)
 	}
-	if cfg.MaxConsumeRecords > maxConsumeLimit || cfg.MaxConsumeBytes > maxConsumeLimit {
+	if cfg.MaxConsumeRecords > MaxConsumeLimit || cfg.MaxConsumeBytes > MaxConsumeLimit {
 		return Config{}, fmt.Errorf("server: Config.MaxConsumeRecords = %d, MaxConsumeBytes = %d: a batched response must fit a gRPC message (at most %d each)",
-			cfg.MaxConsumeRecords, cfg.MaxConsumeBytes, maxConsumeLimit)
+			cfg.MaxConsumeRecords, cfg.MaxConsumeBytes, MaxConsumeLimit)
 	}
 	if cfg.MaxRecordBytes == 0 {
 		cfg.MaxRecordBytes = DefaultMaxRecordBytes

@@ -53,6 +53,7 @@ type agentSettings struct {
 	// Limits; they must match on every node.
 	maxRecordBytes  int
 	maxBatchRecords int
+	maxConsumeBytes int
 	// Tracing: exporter name and OTLP collector.
 	traceExporter string
 	otlpEndpoint  string
@@ -100,6 +101,7 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 		logLevel:        s.String(keyLogLevel),
 		maxRecordBytes:  s.Int(keyMaxRecordBytes),
 		maxBatchRecords: s.Int(keyMaxBatchRecords),
+		maxConsumeBytes: s.Int(keyMaxConsumeBytes),
 		traceExporter:   s.String(keyTraceExporter),
 		otlpEndpoint:    s.String(keyOTLPEndpoint),
 		otlpInsecure:    s.Bool(keyOTLPInsecure),
@@ -140,6 +142,9 @@ func (as agentSettings) validate() error {
 		return usageError(fmt.Errorf("--max-record-bytes %d must be positive", as.maxRecordBytes))
 	case as.maxBatchRecords <= 0:
 		return usageError(fmt.Errorf("--max-batch-records %d must be positive", as.maxBatchRecords))
+	case as.maxConsumeBytes <= 0:
+		// The server refuses values above server.MaxConsumeLimit, by name.
+		return usageError(fmt.Errorf("--max-consume-bytes %d must be positive", as.maxConsumeBytes))
 	case as.gossipInsecure && as.gossipKeyFileSet:
 		return usageError(errors.New("--gossip-insecure and --gossip-key-file contradict each other: choose one"))
 	}
@@ -227,6 +232,7 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		ACLPolicyFile:   as.aclPolicyFile,
 		MaxRecordBytes:  as.maxRecordBytes,
 		MaxBatchRecords: as.maxBatchRecords,
+		MaxConsumeBytes: as.maxConsumeBytes,
 		TraceExporter:   as.traceExporter,
 		OTLPEndpoint:    as.otlpEndpoint,
 		OTLPInsecure:    as.otlpInsecure,

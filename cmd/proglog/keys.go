@@ -42,6 +42,7 @@ const (
 	keyPeerTLSCAFile     = "peer-tls-ca-file"
 	keyMaxRecordBytes    = "max-record-bytes"
 	keyMaxBatchRecords   = "max-batch-records"
+	keyMaxConsumeBytes   = "max-consume-bytes"
 	keyTraceExporter     = "trace-exporter"
 	keyOTLPEndpoint      = "otlp-endpoint"
 	keyOTLPInsecure      = "otlp-insecure"
@@ -157,6 +158,7 @@ func agentOptions(hostname string) []option {
 		option{key: keyPeerTLSCAFile, def: "", usage: "CA that verifies Raft peers: their server certificates when this node dials, their peer certificates when they dial it (default ca.pem in --config-dir)"},
 		option{key: keyMaxRecordBytes, def: 1 << 20, usage: "largest record value accepted, in bytes; must be the same on every node"},
 		option{key: keyMaxBatchRecords, def: 1000, usage: "most records one ProduceBatch may carry"},
+		option{key: keyMaxConsumeBytes, def: 1 << 20, usage: "most bytes of record values in one batched ConsumeStream or Consume response (max_records); about what a stream holds while its client is slow"},
 		option{key: keyTraceExporter, def: "none", usage: "where OpenTelemetry spans go: none, stdout or otlp"},
 		option{key: keyOTLPEndpoint, def: "", usage: "host:port of the OTLP/gRPC collector for --trace-exporter otlp (default $OTEL_EXPORTER_OTLP_ENDPOINT, else localhost:4317)"},
 		option{key: keyOTLPInsecure, def: false, usage: "send spans to --otlp-endpoint without TLS (a collector on the same host)"},
