@@ -10,7 +10,7 @@ TEST_FLAGS ?=
 BENCH ?= .
 BENCH_FLAGS ?= -benchtime=2s -count=1
 
-.PHONY: all build run test bench bench-logstore bench-cluster lint compile-proto check-proto gencert chaos gencert-kube
+.PHONY: all build run test bench bench-logstore bench-cluster bench-footprint lint compile-proto check-proto gencert chaos gencert-kube
 
 all: build
 
@@ -58,6 +58,13 @@ bench:
 ## stops it. BENCH_SCALE=N multiplies the record counts.
 bench-cluster: gencert build
 	@RUN_BIN='$(BIN)' RUN_CONFIG_DIR='$(CONFIG_DIR)' bash deploy/bench-cluster.sh
+
+## bench-footprint: a three-node cluster of $(BIN) on ports 9601-9603 (deploy/bench-footprint.sh), batches of
+## records written up to each of FOOTPRINT_COUNTS; at each, every node's RSS (anonymous, file-backed, Go heap)
+## and disk (topics, Raft log, snapshots) against what the records need; then stops it.
+FOOTPRINT_COUNTS ?= 1000000 5000000
+bench-footprint: gencert build
+	@RUN_BIN='$(BIN)' RUN_CONFIG_DIR='$(CONFIG_DIR)' FOOTPRINT_COUNTS='$(FOOTPRINT_COUNTS)' bash deploy/bench-footprint.sh
 
 LOGSTORE_COUNT ?= 6
 bench-logstore:

@@ -16,6 +16,8 @@ const (
 	DefaultMaxIndexBytes = entWidth * 16384
 	// DefaultMaxRecordBytes is the default Config.MaxRecordBytes.
 	DefaultMaxRecordBytes = 1 << 20
+	// DefaultMappedSealedIndexes is the default Config.MappedSealedIndexes.
+	DefaultMappedSealedIndexes = 2
 )
 
 // Config configures a Log. The zero value is usable: every zero field takes
@@ -50,6 +52,14 @@ type Config struct {
 	// share fsyncs (group commit). Default false: records survive a crash of
 	// the process but not of the machine unless Sync is called.
 	SyncOnAppend bool
+	// MappedSealedIndexes is how many of the most recently sealed segments
+	// keep their index memory-mapped; the indexes of older ones are
+	// released (unmapped, and read with pread: one more system call per
+	// Read of a record there, none more per ReadBatch), so that the memory
+	// a log maps does not grow with its segments. The active segment's
+	// index is always mapped. Default DefaultMappedSealedIndexes (2); a
+	// negative value maps none.
+	MappedSealedIndexes int
 	// Logger receives recovery and truncation events. Default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -68,6 +78,12 @@ func (c Config) WithDefaults() (Config, error) {
 	}
 	if c.Logger == nil {
 		c.Logger = zap.NewNop()
+	}
+	switch {
+	case c.MappedSealedIndexes == 0:
+		c.MappedSealedIndexes = DefaultMappedSealedIndexes
+	case c.MappedSealedIndexes < 0:
+		c.MappedSealedIndexes = -1
 	}
 	if c.Segment.MaxIndexBytes < entWidth {
 		return c, fmt.Errorf("%w: Segment.MaxIndexBytes = %d, must be at least %d (one index entry)",

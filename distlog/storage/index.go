@@ -20,6 +20,11 @@ import (
 // grown size with a zero tail; recovery counts the entries that are
 // consistent (entry i has relative offset i, positions rise) and checks them
 // against the store.
+//
+// The index of a sealed segment may be released (see release): unmapped and
+// cut back to its entries, which are then read with pread. The Log keeps the
+// maps of its newest segments only, so that the memory its indexes hold
+// does not grow with the number of segments.
 const (
 	offWidth = 4
 	posWidth = 8
@@ -29,7 +34,10 @@ const (
 	maxIndexBytes = entWidth << 26
 )
 
-var errIndexFull = errors.New("storage: index is full")
+var (
+	errIndexFull     = errors.New("storage: index is full")
+	errIndexReleased = errors.New("storage: index of a sealed segment takes no entries")
+)
 
 // index maps a segment's relative offsets to store positions.
 //
@@ -40,6 +48,9 @@ var errIndexFull = errors.New("storage: index is full")
 type index struct {
 	path string
 	file *os.File
+	// mmap is the file's map; nil once released (or closed): the entries
+	// are then read with pread. Set and cleared only where no reader can
+	// be using it: at open, and under the Log's exclusive lock.
 	mmap gommap.MMap
 
 	// size is the byte length of the valid entries, a multiple of entWidth.
@@ -105,17 +116,48 @@ func (i *index) Entries() uint64 { return i.size.Load() / entWidth }
 // IsMaxed reports whether another entry would pass the limit.
 func (i *index) IsMaxed() bool { return i.size.Load()+entWidth > i.limit }
 
-// Read returns the store position of relative offset rel.
-func (i *index) Read(rel uint64) (pos uint64, ok bool) {
-	if rel >= i.Entries() {
-		return 0, false
+// Read returns the store position of relative offset rel; ok is false
+// when the index does not hold it. Only a released index's pread can fail.
+func (i *index) Read(rel uint64) (pos uint64, ok bool, err error) {
+	pos, _, n, err := i.readSpan(rel, 1)
+	return pos, n == 1, err
+}
+
+// ReadSpan returns the store positions of relative offsets rel and rel+1:
+// n is how many of the two the index holds (next is 0 when not 2). One
+// pread for both when the index is released.
+func (i *index) ReadSpan(rel uint64) (pos, next uint64, n int, err error) {
+	return i.readSpan(rel, 2)
+}
+
+// readSpan returns the positions of up to want (1 or 2) entries from rel,
+// and how many of them the index holds.
+func (i *index) readSpan(rel uint64, want uint64) (pos, next uint64, n int, err error) {
+	entries := i.Entries()
+	if rel >= entries {
+		return 0, 0, 0, nil
 	}
+	want = min(want, entries-rel)
 	at := rel * entWidth
-	return binary.BigEndian.Uint64(i.mmap[at+offWidth : at+entWidth]), true
+	var buf [2 * entWidth]byte
+	ents := buf[:want*entWidth]
+	if i.mmap != nil {
+		copy(ents, i.mmap[at:])
+	} else if _, err := i.file.ReadAt(ents, int64(at)); err != nil {
+		return 0, 0, 0, fmt.Errorf("storage: read %s at %d: %w", i.path, at, err)
+	}
+	pos = binary.BigEndian.Uint64(ents[offWidth:entWidth])
+	if want == 2 {
+		next = binary.BigEndian.Uint64(ents[entWidth+offWidth:])
+	}
+	return pos, next, int(want), nil
 }
 
 // Write appends the entry (rel, pos). rel must be Entries().
 func (i *index) Write(rel, pos uint64) error {
+	if i.mmap == nil {
+		return errIndexReleased
+	}
 	size := i.size.Load()
 	if size+entWidth > i.limit || size+entWidth > uint64(len(i.mmap)) {
 		return errIndexFull
@@ -180,12 +222,52 @@ func (i *index) clearTail() {
 	clear(tail[first : last+1])
 }
 
-// Sync writes the mapped pages to disk.
+// Sync writes the mapped pages to disk (a released index's file with
+// fsync: its pages were written through the map it had).
 func (i *index) Sync() error {
+	if i.mmap == nil {
+		if err := i.file.Sync(); err != nil {
+			return fmt.Errorf("storage: fsync %s: %w", i.path, err)
+		}
+		return nil
+	}
 	if err := i.mmap.Sync(gommap.MS_SYNC); err != nil {
 		return fmt.Errorf("storage: msync %s: %w", i.path, err)
 	}
 	return nil
+}
+
+// mapped reports whether the index is mapped (not released).
+func (i *index) mapped() bool { return i.mmap != nil }
+
+// release unmaps the index of a sealed segment and cuts its file to its
+// entries; Read then preads them, and Write refuses. The pages written
+// through the map stay in the page cache for the next Sync to write. The
+// caller makes sure no reader is using the map (it holds the Log's lock
+// exclusively). A failed cut leaves a longer file with a zero tail, which
+// recovery ignores.
+func (i *index) release() error {
+	if i.mmap == nil {
+		return nil
+	}
+	if err := i.mmap.UnsafeUnmap(); err != nil {
+		return fmt.Errorf("storage: unmap %s: %w", i.path, err)
+	}
+	i.mmap = nil
+	if err := i.file.Truncate(int64(i.size.Load())); err != nil {
+		return fmt.Errorf("storage: truncate %s: %w", i.path, err)
+	}
+	return nil
+}
+
+// remap maps a released index again, grown to its limit, for a sealed
+// segment that takes appends again (TruncateFrom cut the segments after
+// it). The caller holds the Log's lock exclusively.
+func (i *index) remap() error {
+	if i.mmap != nil {
+		return nil
+	}
+	return i.mapAtLeast(max(i.limit, i.size.Load()))
 }
 
 // Close syncs and unmaps the index, cuts the file to its entries and closes

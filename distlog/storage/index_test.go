@@ -18,17 +18,20 @@ func TestIndex(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, int64(maxBytes), fi.Size(), "grown on open")
 
-	_, ok := idx.Read(0)
+	_, ok, err := idx.Read(0)
+	require.NoError(t, err)
 	require.False(t, ok, "Read on an empty index")
 	require.NoError(t, idx.Write(0, 0))
 	require.False(t, idx.IsMaxed())
 	require.NoError(t, idx.Write(1, 40))
 	require.True(t, idx.IsMaxed())
 	require.ErrorIs(t, idx.Write(2, 80), errIndexFull)
-	pos, ok := idx.Read(1)
+	pos, ok, err := idx.Read(1)
+	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, uint64(40), pos)
-	_, ok = idx.Read(2)
+	_, ok, err = idx.Read(2)
+	require.NoError(t, err)
 	require.False(t, ok)
 	require.NoError(t, idx.Close())
 
@@ -63,8 +66,70 @@ func TestIndexLargerThanLimit(t *testing.T) {
 	require.Equal(t, uint64(5), n)
 	idx.setEntries(n)
 	require.True(t, idx.IsMaxed())
-	pos, ok := idx.Read(4)
+	pos, ok, err := idx.Read(4)
+	require.NoError(t, err)
 	require.True(t, ok)
 	require.Equal(t, uint64(120), pos)
+	require.NoError(t, idx.Close())
+}
+
+// A released index (a sealed segment's) is unmapped and cut to its entries,
+// reads them with pread exactly as through the map, takes no more entries,
+// and after remap takes them again.
+func TestIndexReleaseAndRemap(t *testing.T) {
+	path := filepath.Join(t.TempDir(), "test.index")
+	const maxBytes = 10 * entWidth
+	idx, err := openIndex(path, maxBytes)
+	require.NoError(t, err)
+	for k := range uint64(4) {
+		require.NoError(t, idx.Write(k, 24+k*50))
+	}
+	type span struct {
+		pos, next uint64
+		n         int
+	}
+	spans := func() []span {
+		var out []span
+		for rel := range uint64(6) {
+			pos, next, n, err := idx.ReadSpan(rel)
+			require.NoError(t, err)
+			out = append(out, span{pos, next, n})
+		}
+		return out
+	}
+	mapped := spans()
+	require.Equal(t, span{24, 74, 2}, mapped[0])
+	require.Equal(t, span{174, 0, 1}, mapped[3], "the last entry has no next")
+	require.Equal(t, span{0, 0, 0}, mapped[4])
+
+	require.NoError(t, idx.release())
+	require.False(t, idx.mapped())
+	fi, err := os.Stat(path)
+	require.NoError(t, err)
+	require.Equal(t, int64(4*entWidth), fi.Size(), "cut to its entries when released")
+	require.Equal(t, mapped, spans(), "pread reads what the map did")
+	pos, ok, err := idx.Read(2)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(124), pos)
+	require.ErrorIs(t, idx.Write(4, 224), errIndexReleased)
+	require.NoError(t, idx.Sync(), "a released index syncs its file")
+	require.NoError(t, idx.release(), "releasing twice is a no-op")
+
+	require.NoError(t, idx.remap())
+	require.True(t, idx.mapped())
+	require.NoError(t, idx.Write(4, 224))
+	pos, ok, err = idx.Read(4)
+	require.NoError(t, err)
+	require.True(t, ok)
+	require.Equal(t, uint64(224), pos)
+	require.NoError(t, idx.release())
+	require.NoError(t, idx.Close(), "a released index closes")
+
+	idx, err = openIndex(path, maxBytes)
+	require.NoError(t, err)
+	n, last := idx.consistentEntries(24, 1000)
+	require.Equal(t, uint64(5), n, "entries written before a release survive Close and reopen")
+	require.Equal(t, uint64(224), last)
 	require.NoError(t, idx.Close())
 }

@@ -182,6 +182,7 @@ func (l *Log) load() error {
 		}
 	}
 	l.active = l.segments[len(l.segments)-1]
+	l.releaseIndexesLocked()
 	if l.config.Segment.Preallocate {
 		if err := l.active.store.preallocate(l.config.Segment.MaxStoreBytes); err != nil {
 			return errors.Join(err, l.closeSegments())
@@ -334,6 +335,7 @@ func (l *Log) rollLocked() error {
 	l.mu.Lock()
 	l.segments = append(l.segments, s)
 	l.active = s
+	l.releaseIndexesLocked()
 	l.mu.Unlock()
 	return nil
 }
@@ -543,6 +545,9 @@ func (l *Log) TruncateFrom(offset uint64) error {
 	}
 	l.active = l.segments[len(l.segments)-1]
 	l.forgetUnsyncedLocked()
+	if err == nil {
+		err = l.activateLocked()
+	}
 	if err == nil && l.active.nextOffset.Load() > offset {
 		err = l.active.TruncateFrom(offset)
 	}

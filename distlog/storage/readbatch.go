@@ -82,7 +82,10 @@ func (s *segment) readBatch(b *batchRead) error {
 	if b.next < s.baseOffset || b.next >= next {
 		return nil
 	}
-	pos, ok := s.index.Read(b.next - s.baseOffset)
+	pos, ok, err := s.index.Read(b.next - s.baseOffset)
+	if err != nil {
+		return fmt.Errorf("storage: read offset %d in segment %d: %w", b.next, s.baseOffset, err)
+	}
 	if !ok {
 		return api.ErrOffsetOutOfRange{Offset: b.next}
 	}
@@ -94,7 +97,10 @@ func (s *segment) readBatch(b *batchRead) error {
 	// below next); and no more than the byte limit allows, the values left
 	// in it plus each wanted record's framing.
 	wanted := min(uint64(b.maxRecords-len(b.records)), next-b.next)
-	end, ok := s.index.Read(b.next - s.baseOffset + wanted)
+	end, ok, err := s.index.Read(b.next - s.baseOffset + wanted)
+	if err != nil {
+		return fmt.Errorf("storage: read offset %d in segment %d: %w", b.next, s.baseOffset, err)
+	}
 	if !ok || end <= pos {
 		end = s.store.Size()
 	}

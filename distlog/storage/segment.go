@@ -378,15 +378,18 @@ func (s *segment) Read(off uint64) (*Record, error) {
 	if off < s.baseOffset || off >= s.nextOffset.Load() {
 		return nil, api.ErrOffsetOutOfRange{Offset: off}
 	}
-	pos, ok := s.index.Read(off - s.baseOffset)
-	if !ok {
+	pos, next, n, err := s.index.ReadSpan(off - s.baseOffset)
+	switch {
+	case err != nil:
+		return nil, fmt.Errorf("storage: read offset %d in segment %d: %w", off, s.baseOffset, err)
+	case n == 0:
 		return nil, api.ErrOffsetOutOfRange{Offset: off}
 	}
 	corrupt := func(err error) error {
 		return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.path, Position: pos, Err: err}
 	}
 	var frameLen uint64 // known from the next entry, except for the last record
-	if next, ok := s.index.Read(off - s.baseOffset + 1); ok && next > pos {
+	if n == 2 && next > pos {
 		frameLen = next - pos
 	}
 	payload, err := s.store.Read(pos, frameLen)
@@ -409,7 +412,10 @@ func (s *segment) Read(off uint64) (*Record, error) {
 // TruncateFrom removes the records at and after off (baseOffset <= off <
 // nextOffset), fsyncing store and index.
 func (s *segment) TruncateFrom(off uint64) error {
-	pos, ok := s.index.Read(off - s.baseOffset)
+	pos, ok, err := s.index.Read(off - s.baseOffset)
+	if err != nil {
+		return err
+	}
 	if !ok {
 		return fmt.Errorf("storage: segment %d: no index entry for offset %d", s.baseOffset, off)
 	}

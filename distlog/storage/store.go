@@ -33,7 +33,11 @@ type store struct {
 
 	// mu guards buf, out and fileSize, and serialises appends with
 	// flushes and truncation. It is never held across an fsync.
-	mu  sync.Mutex
+	mu sync.Mutex
+	// buf is the write buffer, nil until the first Append after the store
+	// was opened or sealed: a log keeps every sealed segment's store open,
+	// and storeBufferBytes of buffer for each would grow the process with
+	// the log.
 	buf *bufio.Writer
 	// out writes the flushed bytes at the logical end of the file.
 	out *io.OffsetWriter
@@ -61,7 +65,6 @@ func openStore(path string) (*store, error) {
 	}
 	s := &store{path: path, file: f, fileSize: uint64(fi.Size())}
 	s.out = io.NewOffsetWriter(f, fi.Size())
-	s.buf = bufio.NewWriterSize(s.out, storeBufferBytes)
 	s.size.Store(uint64(fi.Size()))
 	s.flushed.Store(uint64(fi.Size()))
 	return s, nil
@@ -74,7 +77,7 @@ func (s *store) setEnd(end uint64) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	s.out = io.NewOffsetWriter(s.file, int64(end))
-	s.buf.Reset(s.out)
+	s.buf = nil
 	s.size.Store(end)
 	s.flushed.Store(end)
 }
@@ -131,6 +134,9 @@ func (s *store) Append(p []byte) (pos uint64, err error) {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	pos = s.size.Load()
+	if s.buf == nil {
+		s.buf = bufio.NewWriterSize(s.out, storeBufferBytes)
+	}
 	n, err := s.buf.Write(p)
 	s.size.Add(uint64(n))
 	if end := s.size.Load(); end > s.fileSize {
@@ -203,6 +209,9 @@ func (s *store) Flush() error {
 }
 
 func (s *store) flushLocked() error {
+	if s.buf == nil {
+		return nil // nothing appended since the store was opened, sealed or cut
+	}
 	if err := s.buf.Flush(); err != nil {
 		return fmt.Errorf("storage: flush %s: %w", s.path, err)
 	}
@@ -248,7 +257,7 @@ func (s *store) Truncate(size uint64) error {
 		return fmt.Errorf("storage: truncate %s to %d: %w", s.path, size, err)
 	}
 	s.out = io.NewOffsetWriter(s.file, int64(size))
-	s.buf.Reset(s.out)
+	s.buf = nil // the next Append makes a new one (a failed flush's error goes with it)
 	s.fileSize = size
 	s.size.Store(size)
 	s.flushed.Store(size)
@@ -258,16 +267,18 @@ func (s *store) Truncate(size uint64) error {
 	return nil
 }
 
-// Seal flushes the buffer and cuts the preallocated tail, if any, so the
-// file of a segment that takes no more records holds just its records. The
-// cut needs no fsync of its own: a recovery that finds the tail again
-// takes it for what it is.
+// Seal flushes and drops the write buffer and cuts the preallocated tail,
+// if any, so the file of a segment that takes no more records holds just
+// its records and the store keeps no buffer for it. The cut needs no fsync
+// of its own: a recovery that finds the tail again takes it for what it
+// is.
 func (s *store) Seal() error {
 	s.mu.Lock()
 	defer s.mu.Unlock()
 	if err := s.flushLocked(); err != nil {
 		return err
 	}
+	s.buf = nil
 	if size := s.size.Load(); s.fileSize > size {
 		if err := s.file.Truncate(int64(size)); err != nil {
 			return fmt.Errorf("storage: truncate %s to %d: %w", s.path, size, err)
