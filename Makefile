@@ -59,7 +59,7 @@ bench:
 bench-cluster: gencert build
 	@RUN_BIN='$(BIN)' RUN_CONFIG_DIR='$(CONFIG_DIR)' bash deploy/bench-cluster.sh
 
-## bench-footprint: a three-node cluster of $(BIN) on ports 9601-9603 (deploy/bench-footprint.sh), batches of
+## bench-footprint: a three-node cluster of $(BIN) on ports 9741-9743 (deploy/bench-footprint.sh), batches of
 ## records written up to each of FOOTPRINT_COUNTS; at each, every node's RSS (anonymous, file-backed, Go heap)
 ## and disk (topics, Raft log, snapshots) against what the records need; then stops it.
 FOOTPRINT_COUNTS ?= 1000000 5000000

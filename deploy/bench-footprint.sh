@@ -10,9 +10,9 @@
 #   RUN_BIN           the proglog binary                      bin/proglog
 #   RUN_DIR           data and logs (emptied first)           .data-footprint
 #   RUN_CONFIG_DIR    certificates and ACL (make gencert)     $PROGLOG_CONFIG_DIR or ~/.proglog
-#   RUN_RPC_PORTS     RPC ports, one per node                 "9601 9602 9603"
-#   RUN_HTTP_PORTS    HTTPS ports                             "9681 9682 9683"
-#   RUN_SERF_PORTS    Serf ports                              "9631 9632 9633"
+#   RUN_RPC_PORTS     RPC ports, one per node                 "9741 9742 9743"
+#   RUN_HTTP_PORTS    HTTPS ports                             "9781 9782 9783"
+#   RUN_SERF_PORTS    Serf ports                              "9761 9762 9763"
 #   FOOTPRINT_COUNTS  record counts to measure at, rising     "1000000 5000000"
 #   FOOTPRINT_SIZE    bytes per record value                  100
 #   FOOTPRINT_SETTLE  seconds to wait after each write before
@@ -22,9 +22,9 @@ set -euo pipefail
 bin=${RUN_BIN:-bin/proglog}
 dir=${RUN_DIR:-.data-footprint}
 config_dir=${RUN_CONFIG_DIR:-${PROGLOG_CONFIG_DIR:-$HOME/.proglog}}
-export RUN_RPC_PORTS=${RUN_RPC_PORTS:-9601 9602 9603}
-export RUN_HTTP_PORTS=${RUN_HTTP_PORTS:-9681 9682 9683}
-export RUN_SERF_PORTS=${RUN_SERF_PORTS:-9631 9632 9633}
+export RUN_RPC_PORTS=${RUN_RPC_PORTS:-9741 9742 9743}
+export RUN_HTTP_PORTS=${RUN_HTTP_PORTS:-9781 9782 9783}
+export RUN_SERF_PORTS=${RUN_SERF_PORTS:-9761 9762 9763}
 counts=${FOOTPRINT_COUNTS:-1000000 5000000}
 size=${FOOTPRINT_SIZE:-100}
 settle=${FOOTPRINT_SETTLE:-0}
