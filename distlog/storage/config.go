@@ -60,6 +60,16 @@ type Config struct {
 	// index is always mapped. Default DefaultMappedSealedIndexes (2); a
 	// negative value maps none.
 	MappedSealedIndexes int
+	// CheckSealedOnOpen makes NewLog read and check every frame of every
+	// sealed segment (length, CRC32-C, decoding, offsets), so that damage
+	// anywhere in them fails the open (ErrCorrupt) rather than a later
+	// Read. It reads the whole log at each open: meant for a log that is
+	// kept short, such as the Raft log (compacted after each snapshot),
+	// whose reader cannot skip a bad record. Default false: a sealed
+	// segment is checked where recovery looks (its last frame, or all of
+	// them when its index disagrees with its store), damage elsewhere is
+	// found by Read.
+	CheckSealedOnOpen bool
 	// Logger receives recovery and truncation events. Default zap.NewNop().
 	Logger *zap.Logger
 }

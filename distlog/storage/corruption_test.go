@@ -2,6 +2,7 @@ package storage
 
 import (
 	"bytes"
+	"crypto/sha256"
 	"encoding/binary"
 	"errors"
 	"fmt"
@@ -10,6 +11,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 )
 
 // The corruption tests build a closed log of 23 records with equal-length
@@ -236,21 +238,6 @@ func TestCorruption(t *testing.T) {
 			corrupt: map[uint64]uint64{8: 5},
 		},
 		{
-			name: "segments after a torn one are dropped: the log reopens to a prefix",
-			damage: func(t *testing.T, dir string) {
-				mutateFile(t, segmentPath(dir, 10, storeExt), cutTo(framePos(t, 12)+3))
-				mutateFile(t, segmentPath(dir, 10, indexExt), cutTo(0))
-			},
-			next: 12,
-		},
-		{
-			name: "an emptied store in the middle drops the segments after it",
-			damage: func(t *testing.T, dir string) {
-				mutateFile(t, segmentPath(dir, 15, storeExt), cutTo(0))
-			},
-			next: 15,
-		},
-		{
 			name: "files that are not segments are ignored",
 			damage: func(t *testing.T, dir string) {
 				for _, name := range []string{"5.store", "junk.index", "00000000000000000099.tmp", "notes.txt"} {
@@ -279,16 +266,166 @@ func TestCorruption(t *testing.T) {
 	}
 }
 
-// A gap removes the later segments' files, not just ignores them.
-func TestCorruptionGapRemovesFiles(t *testing.T) {
-	dir := buildCorruptLog(t)
-	mutateFile(t, segmentPath(dir, 10, storeExt), cutTo(framePos(t, 11)))
-	l := openStorageLog(t, dir, fiveRecordSegments)
-	require.Equal(t, uint64(11), l.NextOffset())
-	for _, base := range []uint64{15, 20} {
-		for _, ext := range []string{storeExt, indexExt} {
-			_, err := os.Stat(segmentPath(dir, base, ext))
-			require.ErrorIs(t, err, os.ErrNotExist, "segment %d %s", base, ext)
+// Damage in a sealed segment (any but the last) is not a crash's torn
+// tail: a roll makes a segment durable before anything is written after
+// it. NewLog refuses the log with a *CorruptionError naming the file and
+// position, and changes no file, where it used to cut the segment and
+// remove every later one (records that were acknowledged).
+func TestCorruptionInASealedSegmentRefusesTheLog(t *testing.T) {
+	tests := []struct {
+		name string
+		// checkAll sets Config.CheckSealedOnOpen.
+		checkAll bool
+		damage   func(t *testing.T, dir string)
+		segment  uint64 // the segment the error names
+		position uint64 // and the position in it
+		offset   uint64
+		cause    error
+	}{
+		{
+			name: "a torn frame (a lost index makes recovery scan)",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 10, storeExt), cutTo(framePos(t, 12)+5))
+				mutateFile(t, segmentPath(dir, 10, indexExt), cutTo(0))
+			},
+			segment: 10, position: framePos(t, 12), offset: 12, cause: errShortFrame,
+		},
+		{
+			name: "a flipped byte in the last frame",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 5, storeExt), flipAt(framePos(t, 9)+frameHeaderWidth+recordFixedWidth+1))
+			},
+			segment: 5, position: framePos(t, 9), offset: 9, cause: errBadChecksum,
+		},
+		{
+			name: "a flipped byte mid-segment, index lost",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 5, storeExt), flipAt(framePos(t, 7)+frameHeaderWidth+recordFixedWidth+1))
+				require.NoError(t, os.Remove(segmentPath(dir, 5, indexExt)))
+			},
+			segment: 5, position: framePos(t, 7), offset: 7, cause: errBadChecksum,
+		},
+		{
+			name:     "a flipped byte mid-segment, found by CheckSealedOnOpen",
+			checkAll: true,
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 15, storeExt), flipAt(framePos(t, 16)+frameHeaderWidth+recordFixedWidth+1))
+			},
+			segment: 15, position: framePos(t, 16), offset: 16, cause: errBadChecksum,
+		},
+		{
+			name:     "a flipped length, found by CheckSealedOnOpen",
+			checkAll: true,
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 0, storeExt), flipAt(framePos(t, 2)+lenWidth-1))
+			},
+			segment: 0, position: framePos(t, 2), offset: 2,
+		},
+		{
+			name: "a valid frame of another offset, found by CheckSealedOnOpen", checkAll: true,
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 5, storeExt), func(b []byte) []byte {
+					copy(b[framePos(t, 8):], corruptFrame(t, 6))
+					return b
+				})
+			},
+			segment: 5, position: framePos(t, 8), offset: 8, cause: errWrongOffset,
+		},
+		{
+			name: "the last frames cut off at a frame boundary",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 10, storeExt), cutTo(framePos(t, 13)))
+			},
+			segment: 10, position: framePos(t, 13), offset: 13, cause: errMissingRecords,
+		},
+		{
+			name: "an emptied store",
+			damage: func(t *testing.T, dir string) {
+				mutateFile(t, segmentPath(dir, 15, storeExt), cutTo(0))
+			},
+			segment: 15, position: 0, offset: 15, cause: errNoHeader,
+		},
+		{
+			name:    "a missing segment",
+			damage:  func(t *testing.T, dir string) { require.NoError(t, os.Remove(segmentPath(dir, 10, storeExt))) },
+			segment: 10, position: 0, offset: 10, cause: errNoHeader, // the index alone is left
+		},
+		{
+			name: "a missing segment, index too",
+			damage: func(t *testing.T, dir string) {
+				require.NoError(t, os.Remove(segmentPath(dir, 10, storeExt)))
+				require.NoError(t, os.Remove(segmentPath(dir, 10, indexExt)))
+			},
+			segment: 5, position: framePos(t, 9) + uint64(len(corruptFrame(t, 9))), offset: 10, cause: errMissingRecords,
+		},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := buildCorruptLog(t)
+			tt.damage(t, dir)
+			before := storeFiles(t, dir)
+			c := Config{CheckSealedOnOpen: tt.checkAll, Logger: zaptest.NewLogger(t)}
+			fiveRecordSegments(&c)
+			l, err := NewLog(dir, c)
+			if err == nil {
+				require.NoError(t, l.Close())
+			}
+			require.ErrorIs(t, err, ErrCorrupt)
+			var ce *CorruptionError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, segmentPath(dir, tt.segment, storeExt), ce.Path, "%v", err)
+			require.Equal(t, tt.segment, ce.Segment, "%v", err)
+			require.Equal(t, tt.position, ce.Position, "%v", err)
+			require.Equal(t, tt.offset, ce.Offset, "%v", err)
+			if tt.cause != nil {
+				require.ErrorIs(t, err, tt.cause)
+			}
+			require.Contains(t, err.Error(), ce.Path)
+			after := storeFiles(t, dir)
+			if tt.name == "a missing segment" {
+				// Opening created the missing store file, empty; nothing
+				// else changed.
+				require.Equal(t, "0 bytes", after[segmentFileName(10, storeExt)])
+				delete(after, segmentFileName(10, storeExt))
+			}
+			require.Equal(t, before, after, "a refused log's records were changed")
+		})
+	}
+}
+
+// Damage in the active (last) segment is what a crash mid-write leaves:
+// it is still cut, and the log reopens and takes appends. So is the zero
+// tail of a preallocated active segment (no record reached it).
+func TestCorruptionInTheActiveSegmentIsCut(t *testing.T) {
+	for _, checkAll := range []bool{false, true} {
+		t.Run(fmt.Sprint("CheckSealedOnOpen=", checkAll), func(t *testing.T) {
+			dir := buildCorruptLog(t)
+			mutateFile(t, segmentPath(dir, 20, storeExt), cutTo(framePos(t, 21)+11))
+			mutateFile(t, segmentPath(dir, 20, indexExt), func(b []byte) []byte { return append(b, make([]byte, 64)...) })
+			l := openStorageLog(t, dir, func(c *Config) { fiveRecordSegments(c); c.CheckSealedOnOpen = checkAll })
+			wantRecords(t, l, 21, nil)
+			off, err := l.Append(&Record{Value: corruptValue(21)})
+			require.NoError(t, err)
+			require.Equal(t, uint64(21), off)
+			require.NoError(t, l.Close())
+			l = openStorageLog(t, dir, func(c *Config) { fiveRecordSegments(c); c.CheckSealedOnOpen = checkAll })
+			wantRecords(t, l, 22, nil)
+		})
+	}
+}
+
+// storeFiles returns the size and SHA-256 of each store file in dir (index
+// files are derived from them: recovery may rewrite those).
+func storeFiles(t *testing.T, dir string) map[string]string {
+	t.Helper()
+	files := map[string]string{}
+	for name, content := range readFiles(t, dir) {
+		if filepath.Ext(name) == storeExt {
+			files[name] = fmt.Sprintf("%d bytes", len(content))
+			if len(content) > 0 {
+				files[name] += fmt.Sprintf(", sha256 %x", sha256.Sum256([]byte(content)))
+			}
 		}
 	}
+	return files
 }

@@ -16,8 +16,10 @@ var ErrRecordTooLarge = errors.New("storage: record too large")
 // ErrNilRecord is returned by Append and AppendBatch when given a nil record.
 var ErrNilRecord = errors.New("storage: nil record")
 
-// ErrCorrupt matches (with errors.Is) every *CorruptionError.
-var ErrCorrupt = errors.New("storage: corrupt record")
+// ErrCorrupt matches (with errors.Is) every *CorruptionError: a record
+// that fails validation on read, and damage NewLog finds in a sealed
+// segment (see CorruptionError).
+var ErrCorrupt = errors.New("storage: corrupt data")
 
 // ErrInvalidConfig is wrapped by the error NewLog returns for a Config it
 // cannot use; the message names the field and its value.
@@ -46,26 +48,34 @@ var ErrUnsupportedFormat = errors.New("storage: unsupported segment format")
 // creation never reached the disk. The file is left as it is.
 var ErrBadSegmentHeader = errors.New("storage: bad segment header")
 
-// CorruptionError reports a record that failed validation on read: a bad
-// frame length, a CRC32-C mismatch, a payload that does not decode, or a
-// record whose stored offset is not the one asked for. Its data is never
-// returned. It matches ErrCorrupt with errors.Is.
+// CorruptionError reports data that failed validation: a bad frame
+// length, a CRC32-C mismatch, a payload that does not decode, or a record
+// whose stored offset is not the one expected. Read returns it for a record
+// (its data is never returned). NewLog returns it, and opens nothing, for
+// damage in a sealed segment (any segment but the last): a missing header,
+// a frame that fails, or records missing between it and the next segment.
+// Recovery cuts only the last segment's torn tail, where a crash mid-write
+// leaves one; a sealed segment was durable before anything was written
+// after it, so cutting it would drop records that were acknowledged. It
+// matches ErrCorrupt with errors.Is.
 type CorruptionError struct {
-	// Segment is the base offset of the segment holding the record.
+	// Segment is the base offset of the damaged segment.
 	Segment uint64
-	// Offset is the offset that was being read.
+	// Offset is the offset of the record that was being read, or that
+	// recovery expected where the damage is.
 	Offset uint64
-	// Path is the store file and Position the byte position of the frame.
+	// Path is the store file and Position the byte position of the damage
+	// in it (of the frame that fails).
 	Path     string
 	Position uint64
-	// Err says what was wrong with the frame.
+	// Err says what was wrong.
 	Err error
 }
 
 // Error implements error.
 func (e *CorruptionError) Error() string {
-	return fmt.Sprintf("storage: corrupt record at offset %d in segment %d (%s, position %d): %v",
-		e.Offset, e.Segment, e.Path, e.Position, e.Err)
+	return fmt.Sprintf("storage: corrupt data in %s at position %d (offset %d, segment %d): %v",
+		e.Path, e.Position, e.Offset, e.Segment, e.Err)
 }
 
 // Unwrap returns the cause.
@@ -80,4 +90,7 @@ var (
 	errBadChecksum = errors.New("CRC32-C mismatch")
 	errBadPayload  = errors.New("payload does not decode as a record")
 	errWrongOffset = errors.New("record holds a different offset")
+	// Damage only recovery finds, in a sealed segment.
+	errNoHeader       = errors.New("sealed segment has no header")
+	errMissingRecords = errors.New("records missing between segments")
 )

@@ -64,16 +64,26 @@ func TestSegmentHeader(t *testing.T) {
 	}
 	tests := []struct {
 		name    string
+		base    uint64 // the segment damaged; default 5 (sealed)
 		damage  func([]byte) []byte
 		wantErr error
 		next    uint64
 	}{
 		{name: "intact", damage: func(b []byte) []byte { return b }, next: 12},
-		{name: "a zeroed header: the creation never reached the disk", next: 5, damage: func(b []byte) []byte {
+		{name: "a zeroed header in the active segment: its creation never reached the disk", base: 10, next: 10,
+			damage: func(b []byte) []byte {
+				clear(b[:segmentHeaderWidth])
+				return b
+			}},
+		{name: "a torn header in the active segment", base: 10, next: 10, damage: func(b []byte) []byte { return b[:segmentHeaderWidth/2] }},
+		// A sealed segment was durable before the next one was created:
+		// its header cannot be missing after a crash.
+		{name: "a zeroed header in a sealed segment", wantErr: ErrCorrupt, damage: func(b []byte) []byte {
 			clear(b[:segmentHeaderWidth])
 			return b
 		}},
-		{name: "a torn header", next: 5, damage: func(b []byte) []byte { return b[:segmentHeaderWidth/2] }},
+		{name: "a torn header in a sealed segment", wantErr: ErrCorrupt, damage: func(b []byte) []byte { return b[:segmentHeaderWidth/2] }},
+		{name: "an empty sealed store", wantErr: ErrCorrupt, damage: func([]byte) []byte { return nil }},
 		{name: "a newer format", wantErr: ErrUnsupportedFormat, damage: func(b []byte) []byte {
 			binary.BigEndian.PutUint16(b[len(segmentMagic):], FormatVersion+1)
 			return b
@@ -93,7 +103,11 @@ func TestSegmentHeader(t *testing.T) {
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
 			dir := build(t)
-			path := segmentPath(dir, 5, storeExt)
+			base := tt.base
+			if base == 0 {
+				base = 5
+			}
+			path := segmentPath(dir, base, storeExt)
 			b, err := os.ReadFile(path)
 			require.NoError(t, err)
 			require.NoError(t, os.WriteFile(path, tt.damage(b), 0o644))

@@ -8,6 +8,7 @@ import (
 	"testing"
 
 	"github.com/stretchr/testify/require"
+	"go.uber.org/zap/zaptest"
 )
 
 const fuzzRecords = 14
@@ -19,10 +20,13 @@ func fuzzConfig(c *Config) {
 
 // FuzzLogRecovery damages the files of a small log as its input says
 // (4 bytes an operation: file, kind, position, value) and checks that
-// reopening never panics or fails, never returns a record that was not
-// written (a damaged record reads as a *CorruptionError or is cut), keeps
-// offsets contiguous, and leaves a log that takes and returns new records
-// and whose Reader stream Restore either takes or rejects as ErrBadSnapshot.
+// reopening never panics; either refuses the log (damage in a sealed
+// segment, or a damaged header) without changing a store file, or never
+// returns a record that was not written (a damaged record reads as a
+// *CorruptionError, or is cut from the active segment), never drops a
+// sealed segment's records, keeps offsets contiguous, and leaves a log that
+// takes and returns new records and whose Reader stream Restore either
+// takes or rejects as ErrBadSnapshot.
 //
 // The seed corpus is in testdata/fuzz/FuzzLogRecovery; `go test` runs it,
 // `go test -fuzz=FuzzLogRecovery ./distlog/storage` explores further.
@@ -45,6 +49,7 @@ func FuzzLogRecovery(f *testing.F) {
 			}
 		}
 		slices.Sort(files)
+		lastBase, _ := parseSegmentFileName(filepath.Base(files[len(files)-1]))
 		headerDamaged := false // a flipped or overwritten byte in a store's header
 		for ops := 0; len(damage) >= 4 && ops < 8; ops, damage = ops+1, damage[4:] {
 			path, kind, at, value := files[int(damage[0])%len(files)], damage[1]%5, int(damage[2]), damage[3]
@@ -72,26 +77,35 @@ func FuzzLogRecovery(f *testing.F) {
 			require.NoError(t, os.WriteFile(path, b, 0o644))
 		}
 
-		if headerDamaged {
-			// A damaged header is refused (the segment's records cannot be
-			// told from garbage), unless the damage left a valid header.
-			var c Config
-			fuzzConfig(&c)
-			l, err := NewLog(dir, c)
-			if err != nil {
-				if !errors.Is(err, ErrUnsupportedFormat) {
-					require.ErrorIs(t, err, ErrBadSegmentHeader)
-				}
-				return
+		// Damage the last segment's recovery can take for a crash's torn
+		// tail is cut; anything else is refused, changing no store file: a
+		// damaged header (ErrBadSegmentHeader, ErrUnsupportedFormat, unless
+		// the damage left a valid one), and damage in a sealed segment
+		// (ErrCorrupt, naming a store file other than the last).
+		before := storeFiles(t, dir)
+		c := Config{Logger: zaptest.NewLogger(t)}
+		fuzzConfig(&c)
+		l, err = NewLog(dir, c)
+		if err != nil {
+			var ce *CorruptionError
+			switch {
+			case errors.As(err, &ce):
+				require.NotEqual(t, segmentPath(dir, lastBase, storeExt), ce.Path, "the active segment is cut, not refused: %v", err)
+			case headerDamaged && errors.Is(err, ErrUnsupportedFormat):
+			default:
+				require.True(t, headerDamaged, "%v", err)
+				require.ErrorIs(t, err, ErrBadSegmentHeader)
 			}
-			require.NoError(t, l.Close())
+			require.Equal(t, before, storeFiles(t, dir), "a refused log's records were changed")
+			return
 		}
-		l = openStorageLog(t, dir, fuzzConfig)
+		t.Cleanup(func() { _ = l.Close() })
 		lowest, err := l.LowestOffset()
 		require.NoError(t, err)
 		next := l.NextOffset()
 		require.LessOrEqual(t, lowest, next)
 		require.LessOrEqual(t, next, uint64(fuzzRecords), "records appeared that were never written")
+		require.GreaterOrEqual(t, next, lastBase, "recovery dropped records of a sealed segment")
 		for off := lowest; off < next; off++ {
 			rec, err := l.Read(off)
 			if err != nil {

@@ -58,6 +58,9 @@ type index struct {
 	// limit is how many bytes of entries may be written:
 	// Config.Segment.MaxIndexBytes rounded down to whole entries.
 	limit uint64
+	// openedSize is the file's size when it was opened, before it was
+	// grown to be mapped.
+	openedSize uint64
 }
 
 // openIndex opens or creates the index at path and maps it, grown to at
@@ -72,6 +75,7 @@ func openIndex(path string, maxBytes uint64) (*index, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("storage: stat index: %w", err), f.Close())
 	}
+	idx.openedSize = uint64(fi.Size())
 	// A file larger than maxBytes (written with a larger limit) is mapped
 	// whole so that none of its entries is lost; the segment is then full.
 	if err := idx.mapAtLeast(max(uint64(fi.Size()), maxBytes)); err != nil {
@@ -182,6 +186,22 @@ func (i *index) consistentEntries(firstPos, storeSize uint64) (n, lastPos uint64
 		n, lastPos = n+1, pos
 	}
 	return n, lastPos
+}
+
+// holds reports whether the map's first entries are exactly positions
+// (entry k = (k, positions[k])). Used by recovery only.
+func (i *index) holds(positions []uint64) bool {
+	if uint64(len(positions))*entWidth > uint64(len(i.mmap)) {
+		return false
+	}
+	for k, pos := range positions {
+		at := uint64(k) * entWidth
+		if uint64(binary.BigEndian.Uint32(i.mmap[at:at+offWidth])) != uint64(k) ||
+			binary.BigEndian.Uint64(i.mmap[at+offWidth:at+entWidth]) != pos {
+			return false
+		}
+	}
+	return true
 }
 
 // rebuild replaces the entries with positions (entry k = (k, positions[k])),

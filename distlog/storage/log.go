@@ -26,8 +26,8 @@ const maxRetainedScratch = 4 << 20
 // segments in offset order, the last of which (the active segment) takes
 // appends. It is safe for concurrent use.
 //
-// Lock order: appendMu, syncMu, mu; a store's mutex, unsyncedMu and
-// notifyMu are leaves.
+// Lock order: appendMu, syncMu, mu; a store's mutex, dirMu and notifyMu
+// are leaves.
 type Log struct {
 	dir    string
 	config Config
@@ -59,13 +59,13 @@ type Log struct {
 	syncedSeq uint64
 	fsyncs    atomic.Uint64 // fsyncs made by syncThrough, for tests of group commit
 
-	// unsynced lists the segments filled since the last fsync and
-	// dirDirty says segment files were created since: a roll only flushes,
-	// and the next Sync (or SyncOnAppend append) fsyncs them. Guarded by
-	// unsyncedMu.
-	unsyncedMu sync.Mutex
-	unsynced   []*segment
-	dirDirty   bool
+	// dirDirty says segment files were created since the directory was
+	// last fsynced: the next roll, Sync or SyncOnAppend append fsyncs it.
+	// Guarded by dirMu.
+	dirMu    sync.Mutex
+	dirDirty bool
+	// rollSyncs counts the fsyncs of segments sealed by a roll, for tests.
+	rollSyncs atomic.Uint64
 
 	// truncations is bumped before TruncateFrom cuts a file in place, so a
 	// Reader stream can tell that bytes it captured may have changed.
@@ -89,10 +89,15 @@ type Log struct {
 
 // NewLog opens the log in dir, creating dir and an empty log at
 // c.Segment.InitialOffset when there is none, and recovering an existing
-// one: each segment is cut to its longest valid prefix of records (a torn
-// or corrupt tail is truncated, an index that disagrees with its store is
-// rebuilt), and segments after a gap in offsets are removed, so the log
-// reopens to a valid prefix of what was written.
+// one: an index that disagrees with its store is rebuilt from the store,
+// and the last (active) segment is cut to its longest valid prefix of
+// records, dropping the torn tail a crash mid-write leaves. Nothing else is
+// ever cut: damage in a sealed segment (a frame that fails, a missing
+// header, records missing before the next segment) fails NewLog with a
+// *CorruptionError (errors.Is ErrCorrupt) naming the file and position, and
+// changes nothing. A sealed segment was durable before any later record was
+// written (see rollLocked), so no crash leaves it short; cutting it would
+// drop records that were acknowledged, and with them every later segment.
 func NewLog(dir string, c Config) (*Log, error) {
 	c, err := c.WithDefaults()
 	if err != nil {
@@ -154,19 +159,23 @@ func (l *Log) load() error {
 	cut := false // recovery changed a segment's records
 	for k, base := range bases {
 		if n := len(l.segments); n > 0 && l.segments[n-1].nextOffset.Load() != base {
-			// A gap (a torn or lost segment before this one): what follows
-			// is not part of the longest valid prefix.
-			l.logger.Warn("removing segments after a gap in offsets",
-				zap.Uint64("expected_base", l.segments[n-1].nextOffset.Load()), zap.Uint64s("removed_bases", bases[k:]))
-			if err := l.removeFiles(bases[k:]); err != nil {
-				return errors.Join(err, l.closeSegments())
-			}
-			cut = true
-			break
+			// Records are missing between two segments: the earlier one
+			// was sealed, and durable, before the later one was created.
+			prev := l.segments[n-1]
+			err := prev.corruptAt(prev.store.Size(), prev.nextOffset.Load(), fmt.Errorf(
+				"%w: the segment's records end before offset %d, the next segment (%s) starts at %d",
+				errMissingRecords, prev.nextOffset.Load(), segmentFileName(base, storeExt), base))
+			return errors.Join(err, l.abandonSegments())
 		}
-		s, err := openSegment(l.dir, base, l.config)
+		s, err := openSegment(l.dir, base, l.config, k < len(bases)-1)
 		if err != nil {
-			return errors.Join(fmt.Errorf("storage: %w", err), l.closeSegments())
+			var corrupt *CorruptionError
+			if errors.As(err, &corrupt) {
+				err = corrupt // names its file and position already
+			} else {
+				err = fmt.Errorf("storage: %w", err)
+			}
+			return errors.Join(err, l.abandonSegments())
 		}
 		l.segments = append(l.segments, s)
 		cut = cut || s.cut
@@ -201,16 +210,15 @@ func (l *Log) load() error {
 	return nil
 }
 
-// removeFiles deletes the files of the segments at bases (not opened).
-func (l *Log) removeFiles(bases []uint64) error {
-	for _, base := range bases {
-		for _, ext := range []string{indexExt, storeExt} {
-			if err := os.Remove(filepath.Join(l.dir, segmentFileName(base, ext))); err != nil && !errors.Is(err, os.ErrNotExist) {
-				return fmt.Errorf("storage: remove segment %d: %w", base, err)
-			}
-		}
+// abandonSegments closes the segments opened so far as they are (see
+// segment.abandon): load refuses the log.
+func (l *Log) abandonSegments() error {
+	var errs []error
+	for _, s := range l.segments {
+		errs = append(errs, s.abandon())
 	}
-	return syncDir(l.dir)
+	l.segments, l.active = nil, nil
+	return errors.Join(errs...)
 }
 
 func (l *Log) closeSegments() error {
@@ -315,23 +323,37 @@ func (l *Log) writeFramesLocked(frames []byte, starts []uint64) error {
 }
 
 // rollLocked seals the active segment and starts a new one after it.
-// The old segment is flushed, so its records survive a crash of the
-// process, but not fsynced: appends that did not ask for durability do not
-// wait on the disk every MaxStoreBytes. The next sync fsyncs it (and the
-// directory). Caller holds appendMu.
+//
+// The sealed segment is fsynced (and the directory, if a segment file was
+// created since its last fsync) before the new segment exists: a sealed
+// segment is whole on disk before any record is written after it, even
+// without SyncOnAppend. That is what lets recovery take any damage in a
+// sealed segment for corruption rather than a crash. Without it a power
+// failure during a batch that crosses the roll could keep the new
+// segment's records and lose the old one's unsynced tail, and recovery
+// could not tell that gap from a failed disk. A SyncOnAppend log pays
+// nothing for it (the batch's own fsync would have covered the old
+// segment); any other log pays one fsync per MaxStoreBytes written.
+// Caller holds appendMu.
 func (l *Log) rollLocked() error {
 	old := l.active
 	if err := old.store.Seal(); err != nil {
+		return err
+	}
+	if err := old.Sync(); err != nil {
+		return err
+	}
+	l.rollSyncs.Add(1)
+	if err := l.syncDirIfDirty(); err != nil {
 		return err
 	}
 	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config)
 	if err != nil {
 		return err
 	}
-	l.unsyncedMu.Lock()
-	l.unsynced = append(l.unsynced, old)
+	l.dirMu.Lock()
 	l.dirDirty = true
-	l.unsyncedMu.Unlock()
+	l.dirMu.Unlock()
 	l.mu.Lock()
 	l.segments = append(l.segments, s)
 	l.active = s
@@ -348,8 +370,8 @@ func (l *Log) syncThrough(seq uint64) error {
 	if l.syncedSeq >= seq {
 		return nil
 	}
-	// Every batch up to target is in the active segment or in one filled
-	// since the last sync (in unsynced) or before it (already on disk).
+	// Every batch up to target is in the active segment or in a sealed
+	// one (on disk since its roll).
 	target := l.writeSeq.Load()
 	l.mu.RLock()
 	defer l.mu.RUnlock()
@@ -364,33 +386,14 @@ func (l *Log) syncThrough(seq uint64) error {
 	return nil
 }
 
-// syncLocked fsyncs the segments filled since the last sync, the directory
-// when segments were created, and the active segment: its store only
-// unless withIndex (appends need only their records durable; the index is
-// rebuilt from them after a power failure). Caller holds syncMu and mu
-// (shared is enough).
+// syncLocked fsyncs the directory when segments were created since its
+// last fsync, and the active segment: its store only unless withIndex
+// (appends need only their records durable; the index is rebuilt from
+// them after a power failure). Sealed segments were fsynced when they were
+// sealed. Caller holds syncMu and mu (shared is enough).
 func (l *Log) syncLocked(withIndex bool) error {
-	l.unsyncedMu.Lock()
-	pending, dirDirty := l.unsynced, l.dirDirty
-	l.unsynced, l.dirDirty = nil, false
-	l.unsyncedMu.Unlock()
-	requeue := func(segments []*segment) {
-		l.unsyncedMu.Lock()
-		l.unsynced = append(segments, l.unsynced...)
-		l.dirDirty = l.dirDirty || dirDirty
-		l.unsyncedMu.Unlock()
-	}
-	for k, s := range pending {
-		if err := s.Sync(); err != nil {
-			requeue(pending[k:])
-			return err
-		}
-	}
-	if dirDirty {
-		if err := syncDir(l.dir); err != nil {
-			requeue(nil)
-			return err
-		}
+	if err := l.syncDirIfDirty(); err != nil {
+		return err
 	}
 	if withIndex {
 		return l.active.Sync()
@@ -398,16 +401,39 @@ func (l *Log) syncLocked(withIndex bool) error {
 	return l.active.syncData()
 }
 
-// forgetUnsyncedLocked drops removed segments from the unsynced list.
-// Caller holds mu exclusively.
-func (l *Log) forgetUnsyncedLocked() {
-	l.unsyncedMu.Lock()
-	defer l.unsyncedMu.Unlock()
-	l.unsynced = slices.DeleteFunc(l.unsynced, func(s *segment) bool { return !slices.Contains(l.segments, s) })
+// syncDirIfDirty fsyncs the directory if segment files were created since
+// its last fsync.
+func (l *Log) syncDirIfDirty() error {
+	l.dirMu.Lock()
+	dirty := l.dirDirty
+	l.dirDirty = false
+	l.dirMu.Unlock()
+	if !dirty {
+		return nil
+	}
+	if err := syncDir(l.dir); err != nil {
+		l.dirMu.Lock()
+		l.dirDirty = true
+		l.dirMu.Unlock()
+		return err
+	}
+	return nil
+}
+
+// removeSegmentLocked deletes a segment's files and makes the removal
+// durable before the caller removes the next one: segments are removed
+// from one end of the log, and were a later removal to reach the disk
+// before an earlier one, recovery would find records missing between two
+// segments and refuse the log as corrupt. Caller holds appendMu and mu.
+func (l *Log) removeSegmentLocked(s *segment) error {
+	if err := s.Remove(); err != nil {
+		return err
+	}
+	return syncDir(l.dir)
 }
 
 // Sync writes buffered records to the files and fsyncs them: the active
-// segment's store and index, and any segment filled since the last sync.
+// segment's store and index (sealed segments were fsynced when sealed).
 func (l *Log) Sync() error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
@@ -497,14 +523,16 @@ func (l *Log) Truncate(lowest uint64) error {
 			break
 		}
 		removed++
+		// Durable before the next removal: see removeSegmentLocked.
+		if err = syncDir(l.dir); err != nil {
+			break
+		}
 	}
 	if removed == 0 {
 		return err
 	}
 	l.segments = slices.Delete(l.segments, 0, removed)
-	l.forgetUnsyncedLocked()
 	l.logger.Info("truncated log", zap.Uint64("lowest", lowest), zap.Int("segments_removed", removed))
-	err = errors.Join(err, syncDir(l.dir))
 	l.notify()
 	return err
 }
@@ -540,18 +568,16 @@ func (l *Log) TruncateFrom(offset uint64) error {
 			break
 		}
 		// Newest first: an interrupted TruncateFrom leaves a prefix.
-		err = last.Remove()
+		err = l.removeSegmentLocked(last)
 		l.segments = l.segments[:len(l.segments)-1]
 	}
 	l.active = l.segments[len(l.segments)-1]
-	l.forgetUnsyncedLocked()
 	if err == nil {
 		err = l.activateLocked()
 	}
 	if err == nil && l.active.nextOffset.Load() > offset {
 		err = l.active.TruncateFrom(offset)
 	}
-	err = errors.Join(err, syncDir(l.dir))
 	l.logger.Info("truncated log suffix", zap.Uint64("from", offset), zap.Error(err))
 	l.notify()
 	return err
@@ -585,7 +611,7 @@ func (l *Log) resetToLocked(next uint64) error {
 	}
 	var errs []error
 	for _, s := range l.segments {
-		errs = append(errs, s.Remove())
+		errs = append(errs, l.removeSegmentLocked(s))
 	}
 	s, err := createSegment(l.dir, next, l.config)
 	if err != nil {
@@ -593,13 +619,11 @@ func (l *Log) resetToLocked(next uint64) error {
 		// every call reports ErrClosed. l.active stays (closed) so that
 		// NextOffset has something to report.
 		l.segments = nil
-		l.forgetUnsyncedLocked()
 		l.closed = true
 		l.stopNotify()
 		return errors.Join(append(errs, err, l.lock.Close())...)
 	}
 	l.segments, l.active = []*segment{s}, s
-	l.forgetUnsyncedLocked()
 	errs = append(errs, syncDir(l.dir))
 	l.logger.Info("reset log", zap.Uint64("next", next))
 	l.notify()
@@ -657,9 +681,6 @@ func (l *Log) Close() error {
 	for _, s := range l.segments {
 		errs = append(errs, s.Close())
 	}
-	l.unsyncedMu.Lock()
-	l.unsynced = nil
-	l.unsyncedMu.Unlock()
 	errs = append(errs, l.lock.Close())
 	l.stopNotify()
 	return errors.Join(errs...)

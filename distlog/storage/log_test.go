@@ -596,5 +596,5 @@ func TestCorruptionErrorMatching(t *testing.T) {
 	var ce *CorruptionError
 	require.True(t, errors.As(err, &ce))
 	require.Equal(t, uint64(7), ce.Offset)
-	require.Contains(t, err.Error(), "offset 7 in segment 5")
+	require.Contains(t, err.Error(), "offset 7, segment 5")
 }

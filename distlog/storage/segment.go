@@ -63,8 +63,16 @@ type segment struct {
 }
 
 // openSegment opens (creating when absent) the segment at base in dir and
-// recovers it to its longest valid prefix of records.
-func openSegment(dir string, base uint64, c Config) (*segment, error) {
+// recovers it. The active segment (sealed false) is cut to its longest
+// valid prefix of records: a crash mid-write legitimately leaves a torn
+// tail there. A sealed segment is never cut: the Log made it durable before
+// it wrote anything after it (see Log.rollLocked), so a frame that fails
+// there is damage, not a crash, and cutting it would drop records that were
+// acknowledged; its open fails with a *CorruptionError instead. With
+// c.CheckSealedOnOpen every frame of a sealed segment is checked; otherwise
+// only where recovery looks (the last frame, or all of them when the index
+// disagrees with the store).
+func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, error) {
 	s := &segment{
 		baseOffset:    base,
 		maxStoreBytes: c.Segment.MaxStoreBytes,
@@ -74,14 +82,14 @@ func openSegment(dir string, base uint64, c Config) (*segment, error) {
 	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
 		return nil, fmt.Errorf("segment %d: %w", base, err)
 	}
-	if err := s.checkHeader(); err != nil {
+	if err := s.checkHeader(sealed); err != nil {
 		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
 	}
 	if s.index, err = openIndex(filepath.Join(dir, segmentFileName(base, indexExt)), c.Segment.MaxIndexBytes); err != nil {
 		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
 	}
-	if err := s.recover(); err != nil {
-		return nil, errors.Join(fmt.Errorf("segment %d: recover: %w", base, err), s.index.Close(), s.store.Close())
+	if err := s.recover(sealed, sealed && c.CheckSealedOnOpen); err != nil {
+		return nil, errors.Join(fmt.Errorf("segment %d: recover: %w", base, err), s.abandon())
 	}
 	return s, nil
 }
@@ -95,7 +103,7 @@ func createSegment(dir string, base uint64, c Config) (*segment, error) {
 			return nil, fmt.Errorf("storage: segment %d: %w", base, err)
 		}
 	}
-	s, err := openSegment(dir, base, c)
+	s, err := openSegment(dir, base, c, false)
 	if err != nil {
 		return nil, err
 	}
@@ -131,8 +139,10 @@ func segmentHeader(base uint64) []byte {
 // crash, which cannot hold a record that reached the disk after it), gets
 // a fresh header. A file of another format is refused with
 // ErrUnsupportedFormat, anything else with ErrBadSegmentHeader; neither is
-// read or changed.
-func (s *segment) checkHeader() error {
+// read or changed. A sealed segment's header was made durable with its
+// records, so a missing one there is corruption (*CorruptionError), and the
+// file is not changed either.
+func (s *segment) checkHeader(sealed bool) error {
 	want := segmentHeader(s.baseOffset)
 	size := s.store.Size()
 	got := make([]byte, min(size, uint64(segmentHeaderWidth)))
@@ -152,15 +162,19 @@ func (s *segment) checkHeader() error {
 			return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
 		}
 	case !slices.ContainsFunc(got, func(b byte) bool { return b != 0 }):
+	case len(got) < len(want) && bytes.HasPrefix(want, got): // torn before the version
 	default:
 		return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
 	}
 	// A short prefix of the header, or zeroes: the segment's creation did
 	// not reach the disk, and no record after it can have.
+	if size > 0 && !bytes.HasPrefix(want, got) && slices.ContainsFunc(got, func(b byte) bool { return b != 0 }) {
+		return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
+	}
+	if sealed {
+		return s.corruptAt(0, s.baseOffset, fmt.Errorf("%w (%d bytes in the file)", errNoHeader, size))
+	}
 	if size > 0 {
-		if !bytes.HasPrefix(want, got) && slices.ContainsFunc(got, func(b byte) bool { return b != 0 }) {
-			return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
-		}
 		s.logger.Warn("segment header never reached the disk; starting the segment empty",
 			zap.String("path", s.store.path), zap.Uint64("store_bytes", size))
 		if err := s.store.Truncate(0); err != nil {
@@ -204,8 +218,13 @@ func isFormat1Store(st *store) bool {
 // is longer than its records (preallocated, and not closed cleanly) is
 // always rescanned: after a power failure its tail may hold a hole of
 // zeroes before a frame that did reach the disk, which the index would
-// step over; the scan stops at the hole and cuts what follows it.
-func (s *segment) recover() error {
+// step over; the scan stops at the hole and cuts what follows it. A sealed
+// segment is never cut (see openSegment), and with checkAll it is always
+// rescanned.
+func (s *segment) recover(sealed, checkAll bool) error {
+	if checkAll {
+		return s.rebuild(true)
+	}
 	storeSize := s.store.Size()
 	n, lastPos := s.index.consistentEntries(uint64(segmentHeaderWidth), storeSize)
 	if n == 0 && storeSize == uint64(segmentHeaderWidth) {
@@ -220,7 +239,7 @@ func (s *segment) recover() error {
 			return nil
 		}
 	}
-	return s.rebuild()
+	return s.rebuild(sealed)
 }
 
 // checkFrameAt reports whether a valid frame for offset off is at pos, and
@@ -237,64 +256,77 @@ func (s *segment) checkFrameAt(pos, off uint64) (end uint64, ok bool) {
 	return pos + frameHeaderWidth + uint64(len(payload)), true
 }
 
-// rebuild scans the whole store, keeps the longest run of valid frames
-// holding consecutive offsets from baseOffset, cuts the store after it and
-// rewrites the index from it.
-func (s *segment) rebuild() error {
+// scan reads the store's frames from the header on and returns the
+// positions of the longest run of valid frames holding consecutive offsets
+// from baseOffset, where that run ends, and why the scan stopped there
+// when that is before the end of the store. Used by recovery only, before
+// any append.
+func (s *segment) scan() (positions []uint64, end uint64, reason, err error) {
 	storeSize := s.store.Size()
 	r := bufio.NewReaderSize(s.store.sectionReader(uint64(segmentHeaderWidth), storeSize), 256<<10)
 	var (
-		positions []uint64
-		pos       = uint64(segmentHeaderWidth)
-		header    [frameHeaderWidth]byte
-		payload   []byte
-		reason    error
+		pos     = uint64(segmentHeaderWidth)
+		header  [frameHeaderWidth]byte
+		payload []byte
 	)
 	for {
 		if storeSize-pos < frameHeaderWidth {
 			if storeSize > pos {
-				reason = errShortFrame
+				reason = fmt.Errorf("%w: %d bytes left, a frame header takes %d", errShortFrame, storeSize-pos, frameHeaderWidth)
 			}
-			break
+			return positions, pos, reason, nil
 		}
 		if _, err := io.ReadFull(r, header[:]); err != nil {
-			return fmt.Errorf("storage: read %s: %w", s.store.path, err)
+			return nil, 0, nil, fmt.Errorf("storage: read %s: %w", s.store.path, err)
 		}
 		n, _ := parseFrameHeader(header[:])
 		if n > storeSize-pos-frameHeaderWidth {
-			reason = errShortFrame
-			break
+			reason = fmt.Errorf("%w: length %d, %d bytes left", errShortFrame, n, storeSize-pos-frameHeaderWidth)
+			return positions, pos, reason, nil
 		}
 		if uint64(cap(payload)) < n {
 			payload = make([]byte, n)
 		}
 		payload = payload[:n]
 		if _, err := io.ReadFull(r, payload); err != nil {
-			return fmt.Errorf("storage: read %s: %w", s.store.path, err)
+			return nil, 0, nil, fmt.Errorf("storage: read %s: %w", s.store.path, err)
 		}
 		if reason = checkFrame(header[:], payload); reason != nil {
-			break
+			return positions, pos, reason, nil
 		}
 		off, err := payloadOffset(payload)
 		if err != nil {
-			reason = err
-			break
+			return positions, pos, err, nil
 		}
 		if want := s.baseOffset + uint64(len(positions)); off != want {
-			reason = fmt.Errorf("%w: %d, want %d", errWrongOffset, off, want)
-			break
+			return positions, pos, fmt.Errorf("%w: %d, want %d", errWrongOffset, off, want), nil
 		}
 		positions = append(positions, pos)
 		pos += frameHeaderWidth + n
 	}
+}
+
+// rebuild scans the whole store, keeps the longest run of valid frames
+// holding consecutive offsets from baseOffset and makes the index hold
+// them. What follows the run is cut, unless it is a preallocated tail of
+// zeroes (no record reached it) or the segment is sealed: a sealed segment
+// is then corrupt, and left as it is.
+func (s *segment) rebuild(sealed bool) error {
+	storeSize := s.store.Size()
+	positions, pos, reason, err := s.scan()
+	if err != nil {
+		return err
+	}
 	zeroTail := false
 	if pos < storeSize {
-		var err error
 		if zeroTail, err = s.store.zeroFrom(pos); err != nil {
 			return err
 		}
 	}
-	if pos < storeSize && !zeroTail {
+	switch {
+	case pos < storeSize && !zeroTail && sealed:
+		return s.corruptAt(pos, s.baseOffset+uint64(len(positions)), reason)
+	case pos < storeSize && !zeroTail:
 		s.logger.Warn("truncating store after its last valid record",
 			zap.String("path", s.store.path), zap.Uint64("valid_bytes", pos),
 			zap.Uint64("store_bytes", storeSize), zap.Int("records", len(positions)), zap.Error(reason))
@@ -302,19 +334,28 @@ func (s *segment) rebuild() error {
 			return err
 		}
 		s.cut = true
+	case zeroTail:
+		// A preallocated tail that no record reached: the records end
+		// here, nothing was cut.
+		s.store.setEnd(pos)
+	}
+	n := uint64(len(positions))
+	if s.index.holds(positions) {
+		s.index.setEntries(n)
 	} else {
-		if zeroTail {
-			// A preallocated tail that no record reached: the records end
-			// here, nothing was cut.
-			s.store.setEnd(pos)
+		if err := s.index.rebuild(positions); err != nil {
+			return err
 		}
-		s.logger.Info("rebuilt index from store", zap.String("path", s.index.path), zap.Int("records", len(positions)))
+		s.logger.Info("rebuilt index from store", zap.String("path", s.index.path), zap.Uint64("records", n))
 	}
-	if err := s.index.rebuild(positions); err != nil {
-		return err
-	}
-	s.nextOffset.Store(s.baseOffset + uint64(len(positions)))
+	s.nextOffset.Store(s.baseOffset + n)
 	return nil
+}
+
+// corruptAt is the error for damage found by recovery at byte pos of the
+// store, where the record of offset off should be.
+func (s *segment) corruptAt(pos, off uint64, reason error) error {
+	return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.path, Position: pos, Err: reason}
 }
 
 // Len returns the number of records in the segment.
@@ -444,6 +485,24 @@ func (s *segment) Sync() error {
 // left to rebuild.
 func (s *segment) Close() error {
 	return errors.Join(s.store.Close(), s.index.Close())
+}
+
+// abandon closes the segment's files as they are, without the flush, cut
+// or sync of Close: a log that recovery refuses is left as it was found
+// (an index grown to be mapped is cut back to its size; recovery may have
+// rewritten its entries). Used by recovery only, before any append.
+func (s *segment) abandon() error {
+	var errs []error
+	if s.index.mmap != nil {
+		if err := s.index.mmap.UnsafeUnmap(); err != nil {
+			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", s.index.path, err))
+		}
+		s.index.mmap = nil
+	}
+	if err := s.index.file.Truncate(int64(s.index.openedSize)); err != nil {
+		errs = append(errs, fmt.Errorf("storage: truncate %s: %w", s.index.path, err))
+	}
+	return errors.Join(append(errs, s.index.file.Close(), s.store.file.Close())...)
 }
 
 // Remove closes the segment and deletes its files.

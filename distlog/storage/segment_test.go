@@ -48,7 +48,7 @@ func TestSegment(t *testing.T) {
 	// Reopened: maxed by the store now that it may hold only 20 bytes.
 	c.Segment.MaxIndexBytes = 1024
 	c.Segment.MaxStoreBytes = 20
-	s, err = openSegment(dir, 16, c)
+	s, err = openSegment(dir, 16, c, false)
 	require.NoError(t, err)
 	require.Equal(t, uint64(19), s.nextOffset.Load())
 	require.True(t, s.IsMaxed(), "maxed by the store")
