@@ -103,7 +103,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	topicConfig := cfg.Log
 	topicConfig.Logger = nil
 	if d.fsm, err = newFSM(dataDir, topicConfig, d.snapshots, d.logger.Named("fsm")); err != nil {
-		return nil, err
+		return nil, corruptDataError(err, dataDir)
 	}
 	undo = append(undo, d.fsm.Close)
 
@@ -111,7 +111,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	storeConfig.Logger = d.logger.Named("raftlog")
 	storeConfig.MaxRecordBytes = cfg.MaxBatchBytes + logEntryOverhead
 	if d.logStore, err = newLogStore(filepath.Join(raftDir, "log"), storeConfig); err != nil {
-		return nil, err
+		return nil, corruptDataError(err, dataDir)
 	}
 	undo = append(undo, d.logStore.Close)
 	if d.stable, err = newFileStableStore(filepath.Join(raftDir, "stable.json")); err != nil {
@@ -162,6 +162,21 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		zap.String("advertise_addr", cfg.Raft.AdvertiseAddr), zap.Bool("existing_state", hasState),
 		zap.Int("topics", len(d.fsm.topicInfos())), zap.Uint64("applied_index", d.fsm.appliedIndex()))
 	return d, nil
+}
+
+// corruptDataError turns damage found in one of the node's logs at open
+// into ErrCorruptData, saying what to do; other errors are returned as
+// they are.
+func corruptDataError(err error, dataDir string) error {
+	if !errors.Is(err, storage.ErrCorrupt) && !errors.Is(err, storage.ErrBadSegmentHeader) {
+		return err
+	}
+	return fmt.Errorf("%w: %w; this is not what a crash leaves (a failing disk or a write from outside proglog), "+
+		"and the log holds records the cluster acknowledged, so the node does not start. "+
+		"Remove the data directory %s and start the node again with the same name and address, "+
+		"joining the running nodes and not bootstrapping: it rejoins the cluster and catches up from the leader "+
+		"(by entries, or by snapshot once the leader has compacted its log). "+
+		"A cluster of one node has no other copy: keep the directory", ErrCorruptData, err, dataDir)
 }
 
 // topicName maps the book's empty topic to DefaultTopic and checks the

@@ -67,6 +67,12 @@ func newTestCluster(t testing.TB, n int, config func(*DistributedConfig)) *testC
 // start opens node i on its address (a fresh 127.0.0.1 port the first time).
 func (c *testCluster) start(i int) {
 	c.t.Helper()
+	require.NoError(c.t, c.open(i))
+}
+
+// open is start, returning NewDistributedLog's error.
+func (c *testCluster) open(i int) error {
+	c.t.Helper()
 	node := c.nodes[i]
 	addr := node.addr
 	if addr == "" {
@@ -93,7 +99,7 @@ func (c *testCluster) start(i int) {
 		c.config(&cfg)
 	}
 	node.log, err = NewDistributedLog(node.dir, cfg)
-	require.NoError(c.t, err)
+	return err
 }
 
 // stop closes node i.

@@ -35,6 +35,16 @@ var ErrInvalidConfig = errors.New("distlog: invalid config")
 // not one this release writes, is truncated, or fails its checks.
 var ErrBadSnapshot = errors.New("distlog: invalid snapshot")
 
+// ErrCorruptData is returned by NewDistributedLog when a log on the node's
+// disk is damaged where no crash leaves damage: inside a sealed segment of
+// the Raft log or of a topic (storage.ErrCorrupt, naming the file and
+// position), or in a segment header (storage.ErrBadSegmentHeader). Such a
+// log holds records the cluster acknowledged; recovery does not cut it,
+// because a node that silently lost them could vote and serve as if it
+// held them. The message says what to do: the node is rebuilt from the
+// other nodes with an empty data directory. Nothing is changed on disk.
+var ErrCorruptData = errors.New("distlog: corrupt data on disk")
+
 // ErrOldDataFormat is returned by NewDistributedLog for a data directory
 // written by a release before data model v2, which this release cannot read
 // or upgrade. The directory is left as it is.

@@ -85,6 +85,11 @@ func newLogStore(dir string, c storage.Config) (*logStore, error) {
 	// Every StoreLogs fsyncs: writing into preallocated space spares each
 	// fsync a change of file size (see storage.Config.Segment.Preallocate).
 	c.Segment.Preallocate = true
+	// Raft cannot skip an entry it fails to read (it stops the node), and
+	// its log is short (compacted after each snapshot): every sealed
+	// segment is checked at open, so damage anywhere in them refuses the
+	// store (storage.ErrCorrupt) instead of failing a read later.
+	c.CheckSealedOnOpen = true
 	log, err := storage.NewLog(filepath.Join(dir, logStoreSegmentsDirName), c)
 	if err != nil {
 		return nil, err
