@@ -1,6 +1,10 @@
 package agent
 
-import "errors"
+import (
+	"errors"
+
+	"github.com/proglog/proglog/distlog"
+)
 
 // ErrPeerRefused is what the leader's verification of a joining member
 // (verify.go) fails with when the member's identity does not qualify it as
@@ -23,3 +27,9 @@ var ErrPeerUnreachable = errors.New("agent: member unreachable for verification"
 // wrong CA file, so it is not removed from Serf: the leader verifies it
 // again every RefusedRetryInterval, and adds it once its CA is fixed.
 var ErrPeerDistrusts = errors.New("agent: the member refused this node's certificate")
+
+// ErrCorruptData is what New fails with when the node's logs are damaged
+// where no crash leaves damage (distlog.ErrCorruptData, which it is): the
+// node does not start, and the message says which file is damaged and how
+// to rebuild the node from the others.
+var ErrCorruptData = distlog.ErrCorruptData

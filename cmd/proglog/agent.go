@@ -341,7 +341,7 @@ func runAgent(ctx context.Context, as agentSettings, cmd *cobra.Command) error {
 	}
 	a, err := agent.New(cfg)
 	if err != nil {
-		return fmt.Errorf("start node %s: %w", as.nodeName, err)
+		return fmt.Errorf("start node %s: %w%s", as.nodeName, err, corruptDataHint(err, as))
 	}
 	// The agent logs its addresses when it starts and when it stops.
 	hangup := make(chan os.Signal, 1)
@@ -360,4 +360,16 @@ func runAgent(ctx context.Context, as agentSettings, cmd *cobra.Command) error {
 		return fmt.Errorf("shut down node %s: %w", as.nodeName, err)
 	}
 	return nil
+}
+
+// corruptDataHint completes distlog's advice for a node refused for
+// corrupt data with the flags to start it again with: a node that
+// bootstraps would, with an empty data directory, bootstrap a new, empty
+// cluster of its own instead of rejoining.
+func corruptDataHint(err error, as agentSettings) string {
+	if !errors.Is(err, agent.ErrCorruptData) || !as.bootstraps() {
+		return ""
+	}
+	return " (this node bootstraps: start it without --bootstrap, and without --bootstrap-node naming it, " +
+		"with --start-join-addrs naming a running node)"
 }
