@@ -1,12 +1,15 @@
 package distlog
 
 import (
+	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"slices"
 	"strings"
 	"testing"
 
+	"github.com/hashicorp/raft"
 	"github.com/proglog/proglog/distlog/storage"
 	"github.com/stretchr/testify/require"
 )
@@ -164,6 +167,52 @@ func TestDistributedLogRefusesCorruptData(t *testing.T) {
 			after, err := os.ReadFile(path)
 			require.NoError(t, err)
 			require.Equal(t, before, after, "the damaged file was changed")
+		})
+	}
+}
+
+// A linked snapshot reads the sealed segments of the topics through hard
+// links to the same files: a byte flipped in one of them (a failing disk,
+// after the node opened its logs) makes the snapshot's stream fail, as it
+// is read, with a storage.CorruptionError naming the linked file; it is
+// never sent short or with the damaged record in it. Both parts are
+// checked: the pool's sealed files and the captured active one.
+func TestLinkedSnapshotReportsACorruptSegment(t *testing.T) {
+	for _, sealed := range []bool{true, false} {
+		t.Run(fmt.Sprint("sealed=", sealed), func(t *testing.T) {
+			dir := t.TempDir()
+			f := newTestFSM(t, dir)
+			for i := uint64(1); i <= 20; i++ { // 8 records a segment: 0, 8 sealed, 16 active
+				f.Apply(entry(i, fmt.Sprintf("value-%02d", i)))
+			}
+			snap, err := f.Snapshot()
+			require.NoError(t, err)
+			defer snap.Release()
+			sink, err := f.snapshots.Create(1, 20, 1, raft.Configuration{}, 1, nil)
+			require.NoError(t, err)
+			require.NoError(t, snap.Persist(sink))
+			require.NoError(t, sink.Close())
+
+			files := storeFilesIn(t, filepath.Join(dir, topicsDirName, topicDirName(0)))
+			require.Len(t, files, 3)
+			damaged := files[1]
+			if !sealed {
+				damaged = files[2]
+			}
+			fi, err := os.Stat(damaged)
+			require.NoError(t, err)
+			flipByte(t, damaged, int(fi.Size())-3) // the value of the segment's last record
+
+			_, rc, err := f.snapshots.Open(sink.ID())
+			require.NoError(t, err)
+			defer func() { _ = rc.Close() }()
+			_, err = io.ReadAll(rc)
+			require.ErrorIs(t, err, storage.ErrCorrupt)
+			var ce *storage.CorruptionError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, storage.StoreFileName(ce.Segment), filepath.Base(ce.Path), "%v", err)
+			require.Equal(t, filepath.Base(damaged), filepath.Base(ce.Path), "%v", err)
+			require.True(t, strings.HasPrefix(ce.Path, filepath.Join(dir, "snapshots")), "the error names the snapshot's link: %v", err)
 		})
 	}
 }

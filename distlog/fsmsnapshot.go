@@ -390,9 +390,13 @@ type partsReader struct {
 	// files are the store files left of the part being read.
 	files []fileExtent
 	cur   *os.File
-	left  int64 // bytes left in cur
-	data  []byte
-	err   error
+	// frames reads cur's frames, checked (storage.CheckFrames): a
+	// damaged segment is reported here, naming its file, rather than by
+	// the follower that receives the stream.
+	frames io.Reader
+	left   int64 // bytes left in cur
+	data   []byte
+	err    error
 }
 
 type fileExtent struct {
@@ -442,13 +446,11 @@ func (r *partsReader) Read(p []byte) (int, error) {
 			r.data = r.data[n:]
 			return n, nil
 		case r.cur != nil && r.left > 0:
-			n, err := r.cur.Read(p[:min(int64(len(p)), r.left)])
+			n, err := r.frames.Read(p[:min(int64(len(p)), r.left)])
 			r.left -= int64(n)
 			if err != nil && !(errors.Is(err, io.EOF) && r.left == 0) {
-				if errors.Is(err, io.EOF) {
-					err = io.ErrUnexpectedEOF
-				}
-				r.err = fmt.Errorf("distlog: snapshot: %s: %w", r.cur.Name(), err)
+				// The error names the file.
+				r.err = fmt.Errorf("distlog: snapshot: %w", err)
 			}
 			return n, nil
 		case r.cur != nil:
@@ -467,6 +469,8 @@ func (r *partsReader) Read(p []byte) (int, error) {
 				break
 			}
 			r.cur, r.left = file, max(0, f.size-storage.SegmentHeaderBytes)
+			base, _ := storage.ParseStoreFileName(filepath.Base(f.path))
+			r.frames = storage.CheckFrames(file, f.path, base, uint64(r.left))
 		case len(r.parts) > 0:
 			part := r.parts[0]
 			r.parts = r.parts[1:]

@@ -6,6 +6,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"io"
 	"os"
 	"path/filepath"
 	"testing"
@@ -428,4 +429,49 @@ func storeFiles(t *testing.T, dir string) map[string]string {
 		}
 	}
 	return files
+}
+
+// CheckFrames passes a store file's frames through unchanged and stops at
+// the first one that fails, after handing out those before it, with a
+// *CorruptionError naming the file, position and offset.
+func TestCheckFrames(t *testing.T) {
+	dir := buildCorruptLog(t)
+	path := segmentPath(dir, 5, storeExt)
+	file, err := os.ReadFile(path)
+	require.NoError(t, err)
+	frames := file[segmentHeaderWidth:]
+	const hw = uint64(segmentHeaderWidth)
+	check := func(b []byte) ([]byte, error) {
+		return io.ReadAll(CheckFrames(bytes.NewReader(b), path, 5, uint64(len(b))))
+	}
+
+	got, err := check(frames)
+	require.NoError(t, err)
+	require.Equal(t, frames, got)
+
+	tests := []struct {
+		name   string
+		damage func([]byte) []byte
+		offset uint64
+		cause  error
+	}{
+		{"a flipped value byte", flipAt(framePos(t, 7) - hw + frameHeaderWidth + recordFixedWidth + 1), 7, errBadChecksum},
+		{"a cut last frame", cutTo(framePos(t, 9) - hw + 10), 9, errShortFrame},
+		{"a frame of another offset", func(b []byte) []byte {
+			copy(b[framePos(t, 8)-hw:], corruptFrame(t, 6))
+			return b
+		}, 8, errWrongOffset},
+	}
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			damaged := tt.damage(bytes.Clone(frames))
+			got, err := check(damaged)
+			require.ErrorIs(t, err, tt.cause)
+			var ce *CorruptionError
+			require.ErrorAs(t, err, &ce)
+			require.Equal(t, CorruptionError{Segment: 5, Offset: tt.offset, Path: path, Position: framePos(t, tt.offset)},
+				CorruptionError{Segment: ce.Segment, Offset: ce.Offset, Path: ce.Path, Position: ce.Position})
+			require.Equal(t, frames[:framePos(t, tt.offset)-hw], got, "the frames before the damage")
+		})
+	}
 }
