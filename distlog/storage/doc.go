@@ -26,11 +26,19 @@
 //
 // NewLog recovers what it finds: a process killed at any instant leaves the
 // index at its grown size with a zero tail and the store perhaps ending in a
-// partial frame. Each segment is cut to its longest run of valid frames
-// (garbage after it is truncated, the index rebuilt when it disagrees), and
-// segments after a gap in offsets are dropped, so the log reopens to a
-// prefix of what was appended that holds every record synced before the
-// crash, and the next Append gets the next offset.
+// partial frame. The last (active) segment is cut to its longest run of
+// valid frames (a torn tail is truncated), and an index that disagrees with
+// its store is rebuilt from it, so the log reopens to a prefix of what was
+// appended that holds every record synced before the crash, and the next
+// Append gets the next offset. A sealed segment (any other) is never cut:
+// a roll fsyncs it before anything is written after it, so no crash leaves
+// it short, and damage there (a frame that fails, a missing header, records
+// missing before the next segment) is a failing disk or an outside write.
+// NewLog then fails with a *CorruptionError (ErrCorrupt) naming the file
+// and position, and leaves the store files as they are: cutting would drop
+// records that may have been acknowledged. Config.CheckSealedOnOpen makes
+// it check every frame of the sealed segments, not only where recovery
+// looks.
 //
 // # Durability
 //
@@ -38,8 +46,9 @@
 // readable. It survives a crash of the process once it reaches the file
 // (at the next flush: a read of it, Sync, a segment roll, Close) and a
 // power failure once fsynced: set Config.SyncOnAppend, or call Sync (each
-// fsyncs the active segment and every segment filled since the last one).
-// AppendBatch writes a batch with one write and at most one fsync, and
+// fsyncs the active segment; a roll fsyncs the segment it seals).
+// AppendBatch writes a batch with one write and at most one fsync (plus
+// one for each segment it fills), and
 // concurrent appenders with SyncOnAppend share fsyncs.
 //
 // # Concurrency

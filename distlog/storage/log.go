@@ -257,7 +257,8 @@ func (l *Log) Append(record *Record) (uint64, error) {
 
 // AppendBatch adds records at consecutive offsets, the first of which it
 // returns, with one buffered write (more only when the batch crosses a
-// segment boundary) and, if Config.SyncOnAppend, one fsync: group commit.
+// segment boundary, each of which fsyncs the segment it seals) and, if
+// Config.SyncOnAppend, one fsync: group commit.
 // The records are not modified. Sizes are checked before anything is
 // written: a batch with a record over Config.MaxRecordBytes is refused
 // whole. An I/O error can leave a prefix of the batch in the log.
