@@ -447,7 +447,7 @@ func TestDistributedLogCatchUpThroughSnapshot(t *testing.T) {
 	c.appendValues(want...)
 	away := c.followers(leader)[0]
 	awayIndex := slices.Index(c.nodes, away)
-	requireHolds(t, away, want)
+	c.requireTopicMatches(away, DefaultTopic, want)
 	awayLast := away.log.Stats().LastIndex
 	c.stop(awayIndex)
 
@@ -461,12 +461,12 @@ func TestDistributedLogCatchUpThroughSnapshot(t *testing.T) {
 	}, waitTimeout, 10*time.Millisecond, "the leader never compacted its log")
 
 	c.start(awayIndex)
-	requireHolds(t, away, want)
+	c.requireTopicMatches(away, DefaultTopic, want)
 	require.GreaterOrEqual(t, away.log.fsm.restoreCount(), uint64(1), "the node caught up without installing a snapshot")
 	want = append(want, "after")
 	c.appendValues("after")
 	for _, node := range c.nodes {
-		requireHolds(t, node, want)
+		c.requireTopicMatches(node, DefaultTopic, want)
 	}
 }
 
