@@ -116,6 +116,10 @@ committed before consume got there is printed.`,
 var errEnough = errors.New("enough records")
 
 // runConsume runs `proglog consume`.
+// followBatchRecords is the most records one response of `consume
+// --follow`'s stream carries.
+const followBatchRecords = 1000
+
 func runConsume(cmd *cobra.Command, _ []string) (err error) {
 	s, err := loadSettings(cmd.Flags(), consumeOptions(), cmd.ErrOrStderr())
 	if err != nil {
@@ -171,13 +175,17 @@ func runConsume(cmd *cobra.Command, _ []string) (err error) {
 	}
 
 	if cs.follow {
-		err := client.ConsumeStream(ctx, cs.from, func(record *api.Record) error {
-			if err := emit(record); err != nil {
-				return err
+		// In batches: a follower sends what it holds at once, so catching
+		// up costs a message per batch, not per record.
+		err := client.ConsumeBatches(ctx, cs.from, func(records []*api.Record) error {
+			for _, record := range records {
+				if err := emit(record); err != nil {
+					return err
+				}
 			}
-			// Someone is watching: show each record as it comes.
+			// Someone is watching: show the records as they come.
 			return out.Flush()
-		}, loadbalance.WithTopic(cs.topic))
+		}, loadbalance.WithTopic(cs.topic), loadbalance.WithBatches(followBatchRecords, 0))
 		switch {
 		case errors.Is(err, errEnough), errors.Is(err, context.Canceled) && ctx.Err() != nil:
 			return nil // enough records, or interrupted by the user
