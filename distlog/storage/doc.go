@@ -59,6 +59,14 @@
 // TruncateFrom, Reset, ResetTo, Restore, Close) wait for reads in flight.
 // A consumer waits for new records on Appended, without polling.
 //
+// # Sequential reads
+//
+// Read returns one record (an index lookup and a pread). ReadBatch is the
+// sequential reader for consumers that are behind: it returns the records
+// from an offset on, up to a count and a byte budget, taking the read lock
+// once, looking up only the first offset, reading each segment's frames
+// with one pread and checking and decoding them in memory.
+//
 // # Snapshots
 //
 // Reader streams the log as it was at the call, even while appends

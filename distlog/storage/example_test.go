@@ -5,6 +5,7 @@ import (
 	"fmt"
 	"log"
 	"os"
+	"strings"
 
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/distlog/storage"
@@ -75,4 +76,42 @@ func ExampleLog_Appended() {
 		<-changed // in real code, also select on ctx.Done()
 	}
 	// Output: late
+}
+
+// A consumer that is behind reads in batches: up to 2 records, or 10 bytes
+// of values, per call; the next call starts after the last record.
+func ExampleLog_ReadBatch() {
+	dir, err := os.MkdirTemp("", "storage-example")
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer os.RemoveAll(dir)
+	l, err := storage.NewLog(dir, storage.Config{})
+	if err != nil {
+		log.Fatal(err)
+	}
+	defer l.Close()
+	for _, v := range []string{"a", "b", "c", "dddddddddddd", "e"} {
+		if _, err := l.Append(&storage.Record{Value: []byte(v)}); err != nil {
+			log.Fatal(err)
+		}
+	}
+
+	for offset := uint64(0); offset < l.NextOffset(); {
+		batch, err := l.ReadBatch(offset, 2, 10)
+		if err != nil {
+			log.Fatal(err)
+		}
+		var line []string
+		for _, rec := range batch {
+			line = append(line, fmt.Sprintf("%d:%s", rec.Offset, rec.Value))
+		}
+		fmt.Println(strings.Join(line, " "))
+		offset += uint64(len(batch))
+	}
+	// Output:
+	// 0:a 1:b
+	// 2:c
+	// 3:dddddddddddd
+	// 4:e
 }
