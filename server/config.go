@@ -192,7 +192,10 @@ type Config struct {
 	ProduceStreamWindow int
 	// MaxConsumeRecords is the most records one batched ConsumeStream or
 	// Consume response carries (a request's max_records above it gets
-	// it). Default DefaultMaxConsumeRecords (10000).
+	// it). Default DefaultMaxConsumeRecords (10000). A response is its
+	// record values plus at most about 20 bytes of framing per record, so
+	// the defaults keep it under 1.3 MiB; clients receive 4 MiB by
+	// default.
 	MaxConsumeRecords int
 	// MaxConsumeBytes is the most bytes of record values, in all, one
 	// batched response carries (a request's max_bytes above it, or 0, gets

@@ -572,6 +572,10 @@ func TestConfigValidation(t *testing.T) {
 		{"negative MaxBatchBytes", func(c *Config) { c.MaxBatchBytes = -1 }, "MaxBatchBytes"},
 		{"negative ProduceStreamWindow", func(c *Config) { c.ProduceStreamWindow = -1 }, "ProduceStreamWindow"},
 		{"MaxBatchBytes below MaxRecordBytes", func(c *Config) { c.MaxRecordBytes, c.MaxBatchBytes = 10, 5 }, "MaxBatchBytes"},
+		{"negative MaxConsumeRecords", func(c *Config) { c.MaxConsumeRecords = -1 }, "MaxConsumeRecords"},
+		{"negative MaxConsumeBytes", func(c *Config) { c.MaxConsumeBytes = -1 }, "MaxConsumeBytes"},
+		{"MaxConsumeBytes past the limit", func(c *Config) { c.MaxConsumeBytes = MaxConsumeLimit + 1 }, "MaxConsumeBytes"},
+		{"MaxConsumeRecords past the limit", func(c *Config) { c.MaxConsumeRecords = MaxConsumeLimit + 1 }, "MaxConsumeRecords"},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
