@@ -449,9 +449,33 @@ func (c *Client) ProduceBatch(ctx context.Context, values [][]byte, opts ...Call
 // so reads still spread over the followers.
 func (c *Client) Consume(ctx context.Context, offset uint64, opts ...CallOption) (*api.Record, error) {
 	o := applyCallOptions(opts)
-	record, err := c.consume(ctx, offset, o)
+	o.batchRecords, o.batchBytes = 0, 0 // one record, in record
+	records, err := c.consumeChecked(ctx, offset, o)
+	if err != nil {
+		return nil, err
+	}
+	return records[0], nil
+}
+
+// ConsumeBatch reads the records from offset on that a follower holds, in
+// one call: up to the server's limits, or those WithBatches sets. It never
+// waits to fill a batch, so it returns at least the record at offset and
+// whatever follows it there. It retries, and checks an OutOfRange with the
+// leader, as Consume does.
+func (c *Client) ConsumeBatch(ctx context.Context, offset uint64, opts ...CallOption) ([]*api.Record, error) {
+	o := applyCallOptions(opts)
+	if o.batchRecords == 0 {
+		o.batchRecords = math.MaxUint32
+	}
+	return c.consumeChecked(ctx, offset, o)
+}
+
+// consumeChecked is Consume and ConsumeBatch: a read from a follower whose
+// OutOfRange is checked with the leader.
+func (c *Client) consumeChecked(ctx context.Context, offset uint64, o callOptions) ([]*api.Record, error) {
+	records, err := c.consume(ctx, offset, o)
 	if status.Code(err) != codes.OutOfRange {
-		return record, err
+		return records, err
 	}
 	confirmed, leaderErr := c.consume(withLeaderRead(ctx), offset, o)
 	if leaderErr == nil || status.Code(leaderErr) == codes.OutOfRange {
@@ -463,17 +487,46 @@ func (c *Client) Consume(ctx context.Context, offset uint64, opts ...CallOption)
 	return nil, err
 }
 
-func (c *Client) consume(ctx context.Context, offset uint64, o callOptions) (*api.Record, error) {
-	var record *api.Record
+// consume makes one Consume call, retried, and returns its records (the one
+// record of an unbatched response), never none without an error.
+func (c *Client) consume(ctx context.Context, offset uint64, o callOptions) ([]*api.Record, error) {
+	var records []*api.Record
 	err := c.retry(ctx, "consume", false, func(ctx context.Context) error {
-		resp, err := c.log.Consume(ctx, &api.ConsumeRequest{Topic: o.topic, Offset: offset})
+		resp, err := c.log.Consume(ctx, &api.ConsumeRequest{Topic: o.topic, Offset: offset,
+			MaxRecords: o.batchRecords, MaxBytes: o.batchBytes})
 		if err != nil {
 			return err
 		}
-		record = resp.GetRecord()
-		return nil
+		records, err = responseRecords(resp)
+		if err == nil && o.batchRecords > 0 {
+			err = checkBatch(records, offset)
+		}
+		return err
 	})
-	return record, err
+	return records, err
+}
+
+// checkBatch makes sure a batch holds consecutive offsets from offset on:
+// callers advance by its length.
+func checkBatch(records []*api.Record, offset uint64) error {
+	for k, record := range records {
+		if record.GetOffset() != offset+uint64(k) {
+			return fmt.Errorf("loadbalance: consume at %d: record %d of the batch has offset %d", offset, k, record.GetOffset())
+		}
+	}
+	return nil
+}
+
+// responseRecords returns a ConsumeResponse's records: its batch, or its
+// one record; a response with neither is an error.
+func responseRecords(resp *api.ConsumeResponse) ([]*api.Record, error) {
+	if records := resp.GetRecords(); len(records) > 0 {
+		return records, nil
+	}
+	if record := resp.GetRecord(); record != nil {
+		return []*api.Record{record}, nil
+	}
+	return nil, errors.New("loadbalance: consume: response without a record")
 }
 
 // GetServers lists the cluster's servers as one of them sees it, retrying
@@ -626,13 +679,9 @@ func (c *Client) consumeStreamOnce(ctx context.Context, o callOptions, next *uin
 		if err != nil {
 			return opened, received, c.attemptError(ctx, err)
 		}
-		records := resp.GetRecords()
-		if len(records) == 0 {
-			record := resp.GetRecord()
-			if record == nil {
-				return opened, received, errors.New("loadbalance: consume stream: response without a record")
-			}
-			records = []*api.Record{record}
+		records, err := responseRecords(resp)
+		if err != nil {
+			return opened, received, err
 		}
 		// Records already handed to fn are dropped; a server must not
 		// resend them.
@@ -642,11 +691,8 @@ func (c *Client) consumeStreamOnce(ctx context.Context, o callOptions, next *uin
 		if len(records) == 0 {
 			continue
 		}
-		for k, record := range records {
-			if record.GetOffset() != records[0].GetOffset()+uint64(k) {
-				return opened, received, fmt.Errorf("loadbalance: consume stream: a batch from offset %d has offset %d at %d",
-					records[0].GetOffset(), record.GetOffset(), k)
-			}
+		if err := checkBatch(records, records[0].GetOffset()); err != nil {
+			return opened, received, err
 		}
 		opened = true
 		if err := fn(records); err != nil {

@@ -575,4 +575,45 @@ func TestConsumeChecksOutOfRangeWithTheLeader(t *testing.T) {
 
 	_, err = client.Consume(ctx, 3)
 	require.Equal(t, codes.OutOfRange, status.Code(err), "Consume(3) past the end = %v", err)
+
+	// ConsumeBatch: the same check with the leader, which holds the batch.
+	batch, err := client.ConsumeBatch(ctx, 1)
+	require.NoError(t, err, "ConsumeBatch(1) with both followers behind")
+	require.Len(t, batch, 2)
+	require.Equal(t, "r1", string(batch[0].GetValue()))
+	require.Equal(t, "r2", string(batch[1].GetValue()))
+	_, err = client.ConsumeBatch(ctx, 3)
+	require.Equal(t, codes.OutOfRange, status.Code(err), "ConsumeBatch(3) past the end = %v", err)
+}
+
+// TestConsumeBatch: ConsumeBatch returns the records from the offset on, in
+// order, within WithBatches' limit, from a follower; Consume still returns
+// one record even with WithBatches.
+func TestConsumeBatch(t *testing.T) {
+	cluster := newFakeCluster(t, 3)
+	for i := range 10 {
+		cluster.append(fmt.Appendf(nil, "r%d", i))
+	}
+	client := newTestClient(t, Config{Seeds: cluster.addrs()})
+	ctx := testContext(t)
+	waitBothFollowers(t, ctx, client, cluster)
+
+	before := cluster.callCounts(api.Log_Consume_FullMethodName)
+	batch, err := client.ConsumeBatch(ctx, 3, WithBatches(4, 0))
+	require.NoError(t, err)
+	require.Len(t, batch, 4)
+	for k, r := range batch {
+		require.Equal(t, uint64(3+k), r.GetOffset())
+		require.Equal(t, fmt.Sprintf("r%d", 3+k), string(r.GetValue()))
+	}
+	calls := diff(cluster.callCounts(api.Log_Consume_FullMethodName), before)
+	require.Equal(t, 0, calls[0], "ConsumeBatch calls on the leader")
+
+	batch, err = client.ConsumeBatch(ctx, 8)
+	require.NoError(t, err)
+	require.Len(t, batch, 2, "ConsumeBatch(8) of 10 records")
+
+	rec, err := client.Consume(ctx, 5, WithBatches(4, 0))
+	require.NoError(t, err)
+	require.Equal(t, "r5", string(rec.GetValue()))
 }

@@ -394,7 +394,24 @@ func (s *fakeServer) Consume(_ context.Context, req *api.ConsumeRequest) (*api.C
 	if !ok {
 		return nil, status.Error(codes.OutOfRange, api.ErrOffsetOutOfRange{Offset: req.GetOffset()}.Error())
 	}
-	return &api.ConsumeResponse{Record: rec}, nil
+	if req.GetMaxRecords() == 0 {
+		return &api.ConsumeResponse{Record: rec}, nil
+	}
+	// Batched: what this server sees from the offset on, up to max_records
+	// (max_bytes is not looked at).
+	batch := []*api.Record{rec}
+	for uint32(len(batch)) < req.GetMaxRecords() {
+		next := req.GetOffset() + uint64(len(batch))
+		r, ok, _ := s.cluster.record(next)
+		if ok && behind > 0 {
+			_, ok, _ = s.cluster.record(next + behind)
+		}
+		if !ok {
+			break
+		}
+		batch = append(batch, r)
+	}
+	return &api.ConsumeResponse{Records: batch}, nil
 }
 
 func (s *fakeServer) ConsumeStream(req *api.ConsumeRequest, stream api.Log_ConsumeStreamServer) error {

@@ -117,8 +117,12 @@ var errEnough = errors.New("enough records")
 
 // runConsume runs `proglog consume`.
 // followBatchRecords is the most records one response of `consume
-// --follow`'s stream carries.
-const followBatchRecords = 1000
+// --follow`'s stream carries, and consumeBatchRecords one Consume call's
+// without --follow.
+const (
+	followBatchRecords  = 1000
+	consumeBatchRecords = 1000
+)
 
 func runConsume(cmd *cobra.Command, _ []string) (err error) {
 	s, err := loadSettings(cmd.Flags(), consumeOptions(), cmd.ErrOrStderr())
@@ -197,19 +201,22 @@ func runConsume(cmd *cobra.Command, _ []string) (err error) {
 
 	reader := &hedgedReader{client: client, settings: cs.client, topic: cs.topic}
 	defer reader.close()
-	for offset := cs.from; ; offset++ {
-		record, err := reader.consume(ctx, offset)
+	for offset := cs.from; ; {
+		records, err := reader.consume(ctx, offset)
 		if status.Code(err) == codes.OutOfRange && !strings.Contains(status.Convert(err).Message(), "below the lowest offset") {
 			return nil // the end of the log
 		}
 		if err != nil {
 			return cs.client.rpcError("consume", err)
 		}
-		if err := emit(record); errors.Is(err, errEnough) {
-			return nil
-		} else if err != nil {
-			return err
+		for _, record := range records {
+			if err := emit(record); errors.Is(err, errEnough) {
+				return nil
+			} else if err != nil {
+				return err
+			}
 		}
+		offset += uint64(len(records))
 	}
 }
 
@@ -304,18 +311,19 @@ type hedgedReader struct {
 	triedDial  bool
 }
 
-// consume reads the record at offset.
-func (h *hedgedReader) consume(ctx context.Context, offset uint64) (*api.Record, error) {
+// consume reads the records from offset on, up to consumeBatchRecords of
+// them, at consecutive offsets (at least the one at offset).
+func (h *hedgedReader) consume(ctx context.Context, offset uint64) ([]*api.Record, error) {
 	ctx, cancel := context.WithCancel(ctx)
 	defer cancel() // ends the call that lost the race
 	type answer struct {
-		record *api.Record
-		err    error
+		records []*api.Record
+		err     error
 	}
 	answers := make(chan answer, 2) // both senders always find room and exit
 	go func() {
-		record, err := h.client.Consume(ctx, offset, loadbalance.WithTopic(h.topic))
-		answers <- answer{record, err}
+		records, err := h.client.ConsumeBatch(ctx, offset, loadbalance.WithTopic(h.topic), loadbalance.WithBatches(consumeBatchRecords, 0))
+		answers <- answer{records, err}
 	}()
 	pending := 1
 	hedge := time.NewTimer(hedgeDelay)
@@ -327,7 +335,7 @@ func (h *hedgedReader) consume(ctx context.Context, offset uint64) (*api.Record,
 			pending--
 			switch {
 			case a.err == nil:
-				return a.record, nil
+				return a.records, nil
 			case status.Code(a.err) == codes.OutOfRange:
 				return nil, a.err
 			case firstErr == nil:
@@ -340,8 +348,11 @@ func (h *hedgedReader) consume(ctx context.Context, offset uint64) (*api.Record,
 			if leader := h.leaderClient(ctx); leader != nil {
 				pending++
 				go func() {
-					resp, err := leader.Consume(ctx, &api.ConsumeRequest{Topic: h.topic, Offset: offset})
-					answers <- answer{resp.GetRecord(), err}
+					resp, err := leader.Consume(ctx, &api.ConsumeRequest{Topic: h.topic, Offset: offset, MaxRecords: consumeBatchRecords})
+					if err == nil && (len(resp.GetRecords()) == 0 || resp.GetRecords()[0].GetOffset() != offset) {
+						err = fmt.Errorf("consume at %d: the leader answered without the record", offset)
+					}
+					answers <- answer{resp.GetRecords(), err}
 				}()
 			}
 		}
