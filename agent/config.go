@@ -171,13 +171,15 @@ type Config struct {
 	// retention; 0 means distlog.DefaultRetentionCheckInterval (5 s).
 	RetentionCheckInterval time.Duration
 	// RaftSnapshotThreshold is how many Raft entries since the last snapshot
-	// trigger a new one; 0 means raft's default (8192).
+	// trigger a new one; 0 means distlog.DefaultSnapshotThreshold (1024).
 	RaftSnapshotThreshold uint64
 	// RaftSnapshotInterval is how often Raft checks whether to snapshot; 0
-	// means raft's default (2 minutes).
+	// means distlog.DefaultSnapshotInterval (1 s).
 	RaftSnapshotInterval time.Duration
 	// RaftTrailingLogs is how many entries a snapshot leaves in the Raft log
-	// for slow followers; 0 means raft's default (10240).
+	// for followers that fell behind; one further behind is sent a whole
+	// snapshot. 0 means distlog.DefaultTrailingLogs (2048). See
+	// distlog.RaftConfig for the disk it costs.
 	RaftTrailingLogs uint64
 
 	// GRPCServerOptions are appended to the gRPC server's options, after the

@@ -739,6 +739,39 @@ func TestDistributedConfigBatchLimit(t *testing.T) {
 	}
 }
 
+// The snapshot settings default to distlog's (lower than hashicorp/raft's:
+// a snapshot does not copy the records) and reach Raft's config; explicit
+// values are kept.
+func TestDistributedConfigSnapshotDefaults(t *testing.T) {
+	ln := newTestListener(t)
+	base := func() DistributedConfig {
+		var cfg DistributedConfig
+		cfg.Raft.LocalID = "a"
+		cfg.Raft.StreamLayer = NewStreamLayer(ln, nil, nil)
+		return cfg
+	}
+	cfg, err := base().withDefaults()
+	require.NoError(t, err)
+	rc, err := cfg.raftConfig()
+	require.NoError(t, err)
+	require.Equal(t, uint64(DefaultSnapshotThreshold), rc.SnapshotThreshold)
+	require.Equal(t, DefaultSnapshotInterval, rc.SnapshotInterval)
+	require.Equal(t, uint64(DefaultTrailingLogs), rc.TrailingLogs)
+	require.Less(t, rc.TrailingLogs, raft.DefaultConfig().TrailingLogs)
+
+	explicit := base()
+	explicit.Raft.SnapshotThreshold = 7
+	explicit.Raft.SnapshotInterval = 3 * time.Second
+	explicit.Raft.TrailingLogs = 9
+	cfg, err = explicit.withDefaults()
+	require.NoError(t, err)
+	rc, err = cfg.raftConfig()
+	require.NoError(t, err)
+	require.Equal(t, uint64(7), rc.SnapshotThreshold)
+	require.Equal(t, 3*time.Second, rc.SnapshotInterval)
+	require.Equal(t, uint64(9), rc.TrailingLogs)
+}
+
 func TestDistributedLogCloseLeavesNoGoroutines(t *testing.T) {
 	ignore := goleak.IgnoreCurrent()
 	c := newTestCluster(t, 3, nil)
