@@ -153,10 +153,14 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 			return nil, fmt.Errorf("distlog: bootstrap raft cluster: %w", err)
 		}
 	}
-	d.loops.Add(1)
+	d.loops.Add(2)
 	go func() {
 		defer d.loops.Done()
 		d.retentionLoop(d.closed)
+	}()
+	go func() {
+		defer d.loops.Done()
+		d.stepDownLoop(d.closed)
 	}()
 	d.logger.Info("distributed log started",
 		zap.String("advertise_addr", cfg.Raft.AdvertiseAddr), zap.Bool("existing_state", hasState),
@@ -210,6 +214,14 @@ func (d *DistributedLog) apply(ctx context.Context, data []byte) (applyResult, u
 	result, ok := future.Response().(applyResult)
 	if !ok {
 		return applyResult{}, 0, fmt.Errorf("distlog: unexpected apply response %T", future.Response())
+	}
+	if errors.Is(result.err, ErrFSMFailed) {
+		// Raft committed the entry (the other nodes apply it), but this
+		// node's state machine cannot say at which offsets: to the client
+		// a leader that lost its leadership in flight. It hands leadership
+		// over (stepDownLoop), so the retry goes to a healthy leader, and
+		// the idempotent producer returns the offsets the entry got.
+		return applyResult{}, 0, api.ErrNotLeader{OutcomeUnknown: true}
 	}
 	if result.skipped {
 		// Entries are skipped only when an earlier run applied them; one

@@ -94,6 +94,9 @@ type fsm struct {
 	retentionDeleted uint64
 	// failed stops the state machine; see ErrFSMFailed.
 	failed error
+	// failures receives a token each time failed is set (buffered 1, never
+	// blocks): the node then hands leadership over (stepDownLoop).
+	failures chan struct{}
 	// restores counts topics rebuilt from a snapshot stream.
 	restores uint64
 	// stagings counts captures, to name their staging directories.
@@ -112,7 +115,7 @@ var (
 // topic's log. A directory without a table starts with DefaultTopic alone.
 func newFSM(dir string, logConfig storage.Config, snapshots *SnapshotStore, logger *zap.Logger) (*fsm, error) {
 	f := &fsm{dir: dir, logConfig: logConfig, logger: logger, snapshots: snapshots,
-		topics: map[string]*topicState{}, topicsChanged: make(chan struct{})}
+		topics: map[string]*topicState{}, topicsChanged: make(chan struct{}), failures: make(chan struct{}, 1)}
 	if err := os.MkdirAll(filepath.Join(dir, topicsDirName), 0o755); err != nil {
 		return nil, fmt.Errorf("distlog: create %s: %w", dir, err)
 	}
@@ -388,6 +391,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		case errors.Is(err, ErrUnknownCommand):
 			flush()
 			f.failed = fmt.Errorf("raft index %d: %w", l.Index, err)
+			f.signalFailed()
 			f.logger.Error("unknown command; state machine stopped until restarted with a release that knows it",
 				zap.Uint64("raft_index", l.Index), zap.Error(err))
 			responses[i] = applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)}
@@ -491,6 +495,7 @@ func (f *fsm) writeBatchLocked(b *topicBatch, responses []any) {
 		// The log may now hold a prefix of the records: it is behind the
 		// entries Raft counts as applied. Stop here; see ErrFSMFailed.
 		f.failed = fmt.Errorf("topic %q: %w", b.topic.name, err)
+		f.signalFailed()
 		f.logger.Error("topic log append failed; state machine stopped until restart",
 			zap.String("topic", b.topic.name), zap.Error(err))
 		for _, p := range b.pending {
@@ -573,9 +578,18 @@ func (f *fsm) deleteTopicLocked(index uint64, name string) applyResult {
 	return applyResult{}
 }
 
+// signalFailed tells stepDownLoop that the state machine stopped.
+func (f *fsm) signalFailed() {
+	select {
+	case f.failures <- struct{}{}:
+	default:
+	}
+}
+
 // stopLocked stops the state machine after a storage error. Caller holds mu.
 func (f *fsm) stopLocked(err error) applyResult {
 	f.failed = err
+	f.signalFailed()
 	f.logger.Error("storage error; state machine stopped until restart", zap.Error(err))
 	return applyResult{err: fmt.Errorf("%w: %w", ErrFSMFailed, err)}
 }

@@ -273,6 +273,7 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 			err = errors.Join(err, t.log.Close())
 		}
 		f.failed = err
+		f.signalFailed()
 		return err
 	}
 	for i, tm := range state.meta.topics {

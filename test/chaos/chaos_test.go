@@ -96,6 +96,7 @@ func runScenario(t *testing.T, nodes int, faults []string, tmpfs bool) {
 			t.Logf("%s: does not apply now; skipped", kind)
 		}
 	}
+	r.supervise()
 	r.waitProgress()
 	w.stop()
 	finish(t, r, w, dir, 30*time.Second)
@@ -129,7 +130,7 @@ func finish(t *testing.T, r *runner, w *workload, dir string, linearizabilityTim
 func TestFaultsThreeNodes(t *testing.T) {
 	faults := []string{
 		faultKillFollower, faultKillLeader, faultStopLeader, faultPauseLeader, faultPauseFollower,
-		faultIsolateLeader, faultIsolateFollower, faultCorruptFollower, faultCorruptLeader, faultKillAll,
+		faultIsolateLeader, faultIsolateFollower, faultCorruptFollower, faultCorruptLeader, faultDiskFailure, faultKillAll,
 	}
 	tmpfs := canMountTmpfs()
 	if tmpfs {
@@ -190,7 +191,7 @@ func TestChaos(t *testing.T) {
 	r := &runner{t: t, c: c, h: h, rng: rng, hold: 2 * time.Second}
 	kinds := []string{
 		faultKillFollower, faultKillLeader, faultStopLeader, faultPauseLeader, faultPauseFollower,
-		faultIsolateLeader, faultIsolateFollower, faultCorruptFollower, faultCorruptLeader, faultKillAll,
+		faultIsolateLeader, faultIsolateFollower, faultCorruptFollower, faultCorruptLeader, faultDiskFailure, faultKillAll,
 	}
 	if *chaosNodes >= 4 {
 		kinds = append(kinds, faultSplit)
@@ -207,6 +208,8 @@ func TestChaos(t *testing.T) {
 		r.inject(kind)
 		r.holdFor(time.Duration(rng.IntN(3000)) * time.Millisecond)
 	}
+	r.supervise()
+	r.waitProgress()
 	w.stop()
 	rep := finish(t, r, w, dir, 5*time.Minute)
 	fmt.Println(rep.summary())

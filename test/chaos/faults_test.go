@@ -1,6 +1,7 @@
 package chaos
 
 import (
+	"context"
 	"fmt"
 	"math/rand/v2"
 	"os"
@@ -13,6 +14,9 @@ import (
 	"time"
 
 	"github.com/stretchr/testify/require"
+
+	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/loadbalance"
 )
 
 // Fault kinds.
@@ -29,6 +33,7 @@ const (
 	faultCorruptFollower   = "corrupt-segment-follower"
 	faultCorruptLeader     = "corrupt-segment-leader"
 	faultDiskFullFollower  = "disk-full-follower"
+	faultDiskFailure       = "disk-failure-follower"
 	returningNodeKind      = "returning-node-usable"
 	pauseBeyondElection    = 3 * time.Second // the default election timeout is 1 s
 	progressTimeout        = 90 * time.Second
@@ -144,6 +149,8 @@ func (r *runner) inject(kind string) bool {
 		c.signal(victim, syscall.SIGKILL)
 		r.corrupt(victim)
 		r.restart(victim)
+	case faultDiskFailure:
+		return r.diskFailure(leader, pick)
 	case faultDiskFullFollower:
 		victim := -1
 		for _, n := range c.nodes {
@@ -175,7 +182,9 @@ func (r *runner) inject(kind string) bool {
 			// (catch up) once there is space again, or say on /healthz
 			// that it needs a restart, which a supervisor then does.
 			if _, _, ok := c.waitReadyWithin(victim, 20*time.Second); ok {
-				break
+				if live, _ := c.live(victim); live {
+					break
+				}
 			}
 			live, why := c.live(victim)
 			require.False(r.t, live, "node %d is neither ready after the disk freed up nor failing its liveness probe", victim+1)
@@ -186,8 +195,32 @@ func (r *runner) inject(kind string) bool {
 	default:
 		r.t.Fatalf("unknown fault %q", kind)
 	}
+	r.supervise()
 	r.waitProgress()
 	return true
+}
+
+// supervise restarts every running node whose liveness probe fails (503:
+// its state machine stopped), as a supervisor such as Kubernetes would. A
+// node's state machine can stop after a fault has been judged over (a
+// write buffered before the disk filled fails when it is flushed), and a
+// node left so never catches up.
+func (r *runner) supervise() {
+	r.t.Helper()
+	c := r.c
+	for _, n := range c.nodes {
+		c.mu.Lock()
+		paused := n.paused
+		c.mu.Unlock()
+		if paused || !c.running(n.index) {
+			continue
+		}
+		if live, why := c.live(n.index); !live && strings.HasPrefix(why, "state machine stopped") {
+			r.logf("node %d fails its liveness probe (%s); restarting it, as a supervisor would", n.index+1, why)
+			c.signal(n.index, syscall.SIGTERM)
+			r.restart(n.index)
+		}
+	}
 }
 
 // alive reports whether node i's process is still running.
@@ -301,6 +334,128 @@ func (r *runner) corrupt(i int) {
 		require.NoError(r.t, os.WriteFile(flip, data, 0o644))
 		r.logf("flipped byte %d of %s", pos, flip)
 	}
+}
+
+// diskFailure damages a sealed segment of a follower while it is stopped,
+// as a failing disk would (a crash cannot: a segment is fsynced before the
+// next one begins). The node must refuse to start, with one line naming
+// the file, rather than cut its log short (which once lost acknowledged
+// records); with its data directory removed it must rejoin and catch up.
+// The bootstrap node (node 1) is never the victim: wiped, it would start a
+// cluster of its own. Prefers a sealed Raft segment (a byte in the middle:
+// the Raft log checks every frame at open); without one, a sealed segment
+// of a topic with 4 KiB segments written for the purpose (a byte of its
+// header: topic logs check headers and boundaries at open, and a frame
+// when it is read).
+func (r *runner) diskFailure(leader int, pick func(n int) int) bool {
+	r.t.Helper()
+	c := r.c
+	var candidates []int
+	for _, n := range c.nodes {
+		if n.index != leader && n.index != 0 && c.running(n.index) {
+			candidates = append(candidates, n.index)
+		}
+	}
+	if len(candidates) == 0 {
+		return false
+	}
+	victim := candidates[pick(len(candidates))]
+	dataDir := c.nodes[victim].dataDir
+	target, pos := oldestSealed(filepath.Join(dataDir, "raft", "log", "segments")), -1
+	if target == "" {
+		r.writeSmallSegments()
+		require.Eventually(r.t, func() bool {
+			target = sealedTopicSegment(filepath.Join(dataDir, "topics"))
+			return target != ""
+		}, readyTimeout, 50*time.Millisecond, "node %d never held a sealed topic segment", victim+1)
+		pos = 12 // in the header's base offset: its CRC no longer matches
+	}
+	r.logf("%s: node %d", faultDiskFailure, victim+1)
+	r.record(faultDiskFailure, victim)
+	c.signal(victim, syscall.SIGKILL)
+	data, err := os.ReadFile(target)
+	require.NoError(r.t, err)
+	if pos < 0 {
+		pos = segmentHeaderBytes + (len(data)-segmentHeaderBytes)/2
+	}
+	data[pos] ^= 0xff
+	require.NoError(r.t, os.WriteFile(target, data, 0o644))
+	r.logf("flipped byte %d of sealed %s", pos, target)
+
+	c.start(victim)
+	c.mu.Lock()
+	exited := c.nodes[victim].exited
+	c.mu.Unlock()
+	select {
+	case <-exited:
+	case <-time.After(readyTimeout):
+		r.t.Fatalf("node %d started on a damaged sealed segment (%s) and kept running", victim+1, target)
+	}
+	logData, err := os.ReadFile(c.nodes[victim].logPath)
+	require.NoError(r.t, err)
+	last := string(logData[strings.LastIndex(string(logData), "=== chaos: started"):])
+	require.Contains(r.t, last, "corrupt data", "node %d's refusal does not say why", victim+1)
+	require.Contains(r.t, last, filepath.Base(target), "node %d's refusal does not name the damaged file", victim+1)
+	after, err := os.ReadFile(target)
+	require.NoError(r.t, err)
+	require.Equal(r.t, data, after, "the refused start changed %s", target)
+	r.logf("%s: node %d refused to start, naming %s; removing its data and starting it again", faultDiskFailure, victim+1, filepath.Base(target))
+	c.mu.Lock()
+	c.nodes[victim].cmd = nil
+	c.mu.Unlock()
+	entries, err := os.ReadDir(dataDir)
+	require.NoError(r.t, err)
+	for _, e := range entries { // the directory itself may be a tmpfs mount point
+		require.NoError(r.t, os.RemoveAll(filepath.Join(dataDir, e.Name())))
+	}
+	r.restart(victim)
+	r.waitProgress()
+	return true
+}
+
+// segmentHeaderBytes is the size of a segment store file's header.
+const segmentHeaderBytes = 24
+
+// oldestSealed returns the store file of dir's oldest segment when dir
+// holds more than one (the newest is the active one), else "".
+func oldestSealed(dir string) string {
+	matches, _ := filepath.Glob(filepath.Join(dir, "*.store"))
+	if len(matches) < 2 {
+		return ""
+	}
+	sort.Strings(matches)
+	return matches[0]
+}
+
+// sealedTopicSegment returns a sealed store file of any topic under dir,
+// or "".
+func sealedTopicSegment(dir string) string {
+	topics, _ := os.ReadDir(dir)
+	for _, t := range topics {
+		if s := oldestSealed(filepath.Join(dir, t.Name())); s != "" {
+			return s
+		}
+	}
+	return ""
+}
+
+// writeSmallSegments creates a topic with 4 KiB segments and writes a few
+// of them, so that every node holds sealed topic segments.
+func (r *runner) writeSmallSegments() {
+	r.t.Helper()
+	client := r.c.newClient(loadbalance.Config{})
+	defer client.Close()
+	ctx, cancel := context.WithTimeout(context.Background(), readyTimeout)
+	defer cancel()
+	name := fmt.Sprintf("disk-failure-%d", len(r.faults))
+	_, err := client.CreateTopic(ctx, name, &api.TopicConfig{MaxSegmentBytes: 4 << 10})
+	require.NoError(r.t, err)
+	values := make([][]byte, 100)
+	for i := range values {
+		values[i] = fmt.Appendf(nil, "%s-%03d-%s", name, i, strings.Repeat("x", 100))
+	}
+	_, err = client.ProduceBatch(ctx, values, loadbalance.WithTopic(name))
+	require.NoError(r.t, err)
 }
 
 // newestStoreFile returns the store file of dir's active segment: the one
