@@ -36,9 +36,12 @@ type fakeCluster struct {
 	// restart read it through server(i).
 	servers []*fakeServer
 
-	mu      sync.Mutex
-	leader  int      // index of the leader in servers; -1 for none. Guarded by mu.
-	records [][]byte // the shared log. Guarded by mu.
+	mu     sync.Mutex
+	leader int // index of the leader in servers; -1 for none. Guarded by mu.
+	// isolated servers name no leader in GetServers (cut off from the
+	// others, as an old leader on the minority side). Guarded by mu.
+	isolated map[int]bool
+	records  [][]byte // the shared log. Guarded by mu.
 	// appended is closed and replaced on every append, waking streams.
 	// Guarded by mu.
 	appended chan struct{}
@@ -148,6 +151,16 @@ func (c *fakeCluster) advertise(i int, addr string) {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	c.servers[i].addr = addr
+}
+
+// isolate makes server i name no leader in GetServers.
+func (c *fakeCluster) isolate(i int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	if c.isolated == nil {
+		c.isolated = map[int]bool{}
+	}
+	c.isolated[i] = true
 }
 
 func (c *fakeCluster) setLeader(i int) {
@@ -469,7 +482,7 @@ func (s *fakeServer) GetServers(context.Context, *api.GetServersRequest) (*api.G
 		resp.Servers = append(resp.Servers, &api.Server{
 			Id:       serverID(srv.index),
 			RpcAddr:  srv.addr,
-			IsLeader: srv.index == c.leader,
+			IsLeader: srv.index == c.leader && !c.isolated[s.index],
 		})
 	}
 	return resp, nil

@@ -375,10 +375,18 @@ func (r *proglogResolver) run(ctx context.Context) {
 }
 
 // resolve asks each candidate address in turn for GetServers and reports the
-// first answer to gRPC, or an error when none answers. It reports whether a
-// server answered and named no leader.
+// first answer that names a leader to gRPC; when none does, the first
+// answer; when none answers, an error. It reports whether the answer
+// reported names no leader.
+//
+// An answer without a leader does not end the pass: the server asked may be
+// the one cut off from the others (an old leader on the minority side of a
+// partition, which clients still reach), while the majority has elected a
+// leader it cannot see. Asking only it, clients found the new leader only
+// when the partition healed.
 func (r *proglogResolver) resolve(ctx context.Context) (leaderless bool) {
 	var errs []error
+	var noLeader []*api.Server
 	for _, addr := range r.candidates() {
 		servers, err := r.getServers(ctx, addr)
 		if ctx.Err() != nil {
@@ -395,8 +403,18 @@ func (r *proglogResolver) resolve(ctx context.Context) (leaderless bool) {
 		}
 		delete(r.unanswered, addr)
 		r.builder.answered.Store(true)
+		if !slices.ContainsFunc(servers, (*api.Server).GetIsLeader) {
+			if noLeader == nil {
+				noLeader = servers
+			}
+			continue
+		}
 		r.report(servers)
-		return !slices.ContainsFunc(servers, (*api.Server).GetIsLeader)
+		return false
+	}
+	if noLeader != nil {
+		r.report(noLeader)
+		return true
 	}
 	err := fmt.Errorf("loadbalance: no server answered GetServers: %w", errors.Join(errs...))
 	r.logger.Warn("resolve failed", zap.Error(err))

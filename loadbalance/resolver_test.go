@@ -180,6 +180,20 @@ func TestResolverReportsErrorWhenNoServerAnswers(t *testing.T) {
 	require.Zero(t, cc.stateCount(), "states reported with no server up")
 }
 
+// TestResolverAsksOnWhenAServerKnowsNoLeader: a server that names no leader
+// (the old leader, cut off from the majority that elected another) does not
+// end a resolution: the others are asked too, and the leader one of them
+// names is reported at once.
+func TestResolverAsksOnWhenAServerKnowsNoLeader(t *testing.T) {
+	cluster := newFakeCluster(t, 3)
+	cluster.setLeader(1)
+	cluster.isolate(0)
+	_, cc := buildResolver(t, ResolverConfig{ResolveInterval: time.Hour, LeaderlessResolveInterval: time.Hour}, cluster.addrs()...)
+	require.Eventually(t, func() bool { return cc.stateCount() >= 1 }, 5*time.Second, 5*time.Millisecond, "no resolution")
+	s, _ := cc.lastState()
+	require.Equal(t, []string{cluster.server(1).addr}, leaders(s), "the first resolution, server 0 asked first")
+}
+
 func TestResolverBuildErrors(t *testing.T) {
 	b, err := NewBuilder(ResolverConfig{Logger: zaptest.NewLogger(t)})
 	require.NoError(t, err)
