@@ -196,3 +196,49 @@ func BenchmarkReadSequential(b *testing.B) {
 		})
 	}
 }
+
+// BenchmarkReadSealed reads records of sealed segments at random, with
+// their indexes mapped (MappedSealedIndexes past the segment count) and
+// released (none mapped: one pread of the index entries per Read), in the
+// same binary: the cost of releasing old segments' index maps.
+func BenchmarkReadSealed(b *testing.B) {
+	const size, records = 100, 160_000 // 16 segments of 1 MiB
+	for _, tc := range []struct {
+		name   string
+		mapped int
+	}{{"mapped", 1 << 20}, {"released", -1}} {
+		l, err := NewLog(b.TempDir(), Config{MappedSealedIndexes: tc.mapped})
+		if err != nil {
+			b.Fatal(err)
+		}
+		b.Cleanup(func() {
+			if err := l.Close(); err != nil {
+				b.Error(err)
+			}
+		})
+		batch := make([]*Record, 1000)
+		for k := range batch {
+			batch[k] = &Record{Value: make([]byte, size)}
+		}
+		for range records / len(batch) {
+			if _, err := l.AppendBatch(batch); err != nil {
+				b.Fatal(err)
+			}
+		}
+		segments, err := l.Segments()
+		if err != nil {
+			b.Fatal(err)
+		}
+		sealedEnd := segments[len(segments)-1].Base // records below are in sealed segments
+		b.Run(fmt.Sprintf("Read/%s/size=%s", tc.name, sizeName(size)), func(b *testing.B) {
+			rng := rand.New(rand.NewPCG(1, 2))
+			b.SetBytes(size)
+			b.ReportAllocs()
+			for b.Loop() {
+				if _, err := l.Read(rng.Uint64N(sealedEnd)); err != nil {
+					b.Fatal(err)
+				}
+			}
+		})
+	}
+}
