@@ -103,7 +103,7 @@ func TestAgentRefusesACorruptRaftLogAndRejoinsWiped(t *testing.T) {
 	// As the line says: an empty data directory, the same flags.
 	require.NoError(t, os.RemoveAll(dataDir))
 	c.restartNode(t, victim)
-	all := sameTopicsOnEveryNode(t, settings, c.rpcAddrs, []string{api.DefaultTopic})
+	all := sameTopicsOnEveryNode(t, settings, c.rpcAddrs, []string{api.DefaultTopic}, nil)
 	require.Equal(t, want, all[api.DefaultTopic])
 	off, err := client.Produce(ctx, []byte("after"))
 	require.NoError(t, err)

@@ -59,8 +59,11 @@ func nodeTopics(ctx context.Context, settings clientSettings, addr string, topic
 }
 
 // sameTopicsOnEveryNode waits until every node in addrs holds the same
-// records in topics, and returns them.
-func sameTopicsOnEveryNode(t *testing.T, settings clientSettings, addrs, topics []string) map[string][]string {
+// records in topics and, when complete is not nil, until they pass it, and
+// returns them. Nodes can agree on a state still short of the commit (a new
+// leader's followers apply the old leader's last entries only after its
+// first commit): complete says what the test knows must be there.
+func sameTopicsOnEveryNode(t *testing.T, settings clientSettings, addrs, topics []string, complete func(map[string][]string) error) map[string][]string {
 	t.Helper()
 	var want map[string][]string
 	untilNoError(t, exitTimeout, func() error {
@@ -77,6 +80,9 @@ func sameTopicsOnEveryNode(t *testing.T, settings clientSettings, addrs, topics 
 			} else if !reflect.DeepEqual(want, got) {
 				return fmt.Errorf("%s holds other records than %s", addr, addrs[0])
 			}
+		}
+		if complete != nil {
+			return complete(want)
 		}
 		return nil
 	}, "the nodes' topics")
@@ -199,8 +205,18 @@ func TestTopicsSurviveKillOfTheLeader(t *testing.T) {
 			require.Equalf(t, a.value, contents[a.topic][a.offset], "%s@%d", a.topic, a.offset)
 		}
 	}
+	// holdsAcked: every acknowledged write is applied (requireTopics then
+	// checks the values).
+	holdsAcked := func(contents map[string][]string) error {
+		for _, a := range acked {
+			if a.offset >= uint64(len(contents[a.topic])) {
+				return fmt.Errorf("%s: acknowledged offset %d not applied yet (%d records)", a.topic, a.offset, len(contents[a.topic]))
+			}
+		}
+		return nil
+	}
 	phase("writers done")
-	afterKill := sameTopicsOnEveryNode(t, settings, survivors, all)
+	afterKill := sameTopicsOnEveryNode(t, settings, survivors, all, holdsAcked)
 	phase("survivors agree")
 	requireTopics(afterKill)
 	for _, topic := range topics {
@@ -209,7 +225,7 @@ func TestTopicsSurviveKillOfTheLeader(t *testing.T) {
 
 	// The killed node comes back with its data and catches up.
 	c.restartNode(t, leader)
-	require.Equal(t, afterKill, sameTopicsOnEveryNode(t, settings, c.rpcAddrs, all), "after the killed node's return")
+	require.Equal(t, afterKill, sameTopicsOnEveryNode(t, settings, c.rpcAddrs, all, holdsAcked), "after the killed node's return")
 	phase("the killed node caught up")
 
 	// SIGKILL every node, start them all again: nothing acknowledged is lost,
@@ -221,7 +237,7 @@ func TestTopicsSurviveKillOfTheLeader(t *testing.T) {
 	for i := range c.nodes {
 		c.restartNode(t, i)
 	}
-	require.Equal(t, afterKill, sameTopicsOnEveryNode(t, settings, c.rpcAddrs, all), "after every node was killed")
+	require.Equal(t, afterKill, sameTopicsOnEveryNode(t, settings, c.rpcAddrs, all, holdsAcked), "after every node was killed")
 	phase("every node back after SIGKILL of all")
 	for _, topic := range topics {
 		off, err := client.Produce(ctx, []byte("after"), loadbalance.WithTopic(topic))
