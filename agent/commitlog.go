@@ -31,6 +31,16 @@ func (l topicLog) AppendProduced(ctx context.Context, topic string, batches []ap
 	return l.log.AppendProduced(ctx, topic, batches)
 }
 
+// StartAppend starts appending produce calls through Raft's group
+// commit.
+func (l topicLog) StartAppend(ctx context.Context, topic string, batches []api.ProducerBatch) (api.AppendWaiter, error) {
+	f, err := l.log.StartAppend(ctx, topic, batches)
+	if err != nil {
+		return nil, err
+	}
+	return f, nil
+}
+
 // AlterTopic changes topic name's retention through Raft.
 func (l topicLog) AlterTopic(ctx context.Context, name string, config *api.TopicConfig) error {
 	return clientError(l.log.AlterTopic(ctx, name, topicConfig(config)))

@@ -134,9 +134,12 @@ func appendCommandSize(topic string, lengths []int) uint64 {
 	return size
 }
 
-// maxAppendFramingBytes bounds what an append command of one value adds
-// to the value, for a topic name of at most maxTopicNameBytes.
-const maxAppendFramingBytes = commandHeaderBytes + binary.MaxVarintLen64 + maxTopicNameBytes + 8 + 2*binary.MaxVarintLen64
+// maxAppendFramingBytes bounds what an append or producer-append command
+// of one value adds to the value, for a topic name of at most
+// maxTopicNameBytes: the producer-append's header (topic, timestamp,
+// limits, run count), one run and the value's length.
+const maxAppendFramingBytes = commandHeaderBytes + binary.MaxVarintLen64 + maxTopicNameBytes + 8 +
+	2*binary.MaxVarintLen64 + 8 + binary.MaxVarintLen64 + producerRunMaxBytes + binary.MaxVarintLen64
 
 // encodeProducerAppend encodes a producer-append command of runs, whose
 // values are values in order, to topic, stamped ts, with limits.
@@ -169,12 +172,18 @@ func encodeProducerAppend(topic string, ts int64, limits producerLimits, runs []
 // producerAppendCommandSize bounds the encoded size of a producer-append
 // command of runs with values of these lengths to topic.
 func producerAppendCommandSize(topic string, runs int, lengths []int) uint64 {
-	size := uint64(commandHeaderBytes+uvarintLen(uint64(len(topic)))+len(topic)+8+2*binary.MaxVarintLen64+8) +
-		uint64(binary.MaxVarintLen64+runs*(8+2*binary.MaxVarintLen64))
-	for _, n := range lengths {
-		size += uint64(uvarintLen(uint64(n)) + n)
-	}
-	return size
+	return producerAppendHeaderBytes(topic) + callBytes(runs, lengths)
+}
+
+// producerRunMaxBytes bounds the encoding of one run of a producer-append
+// command.
+const producerRunMaxBytes = 8 + 2*binary.MaxVarintLen64
+
+// producerAppendHeaderBytes bounds what a producer-append command to topic
+// takes besides its runs and values.
+func producerAppendHeaderBytes(topic string) uint64 {
+	return uint64(commandHeaderBytes+uvarintLen(uint64(len(topic)))+len(topic)+8+2*binary.MaxVarintLen64+8) +
+		binary.MaxVarintLen64
 }
 
 // encodeTruncate encodes a truncate command.

@@ -55,8 +55,14 @@ type DistributedLog struct {
 	closeOnce sync.Once
 	closeErr  error
 	closed    chan struct{} // closed by Close
-	// loops waits for the goroutines the log owns (retentionLoop).
+	// loops waits for the goroutines the log owns (retentionLoop, the
+	// group-commit proposer).
 	loops sync.WaitGroup
+	// commits queues appends into shared Raft entries (groupcommit.go).
+	commits *groupCommitter
+	// committing waits for the group-commit waiter, which ends once Raft
+	// has settled the entries in flight (at the latest at its shutdown).
+	committing sync.WaitGroup
 }
 
 // NewDistributedLog opens (or creates) the replicated log in dataDir and
@@ -162,6 +168,17 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		defer d.loops.Done()
 		d.stepDownLoop(d.closed)
 	}()
+	d.commits = newGroupCommitter(d)
+	d.loops.Add(1)
+	go func() {
+		defer d.loops.Done()
+		d.commits.propose(d.closed)
+	}()
+	d.committing.Add(1)
+	go func() {
+		defer d.committing.Done()
+		d.commits.wait()
+	}()
 	d.logger.Info("distributed log started",
 		zap.String("advertise_addr", cfg.Raft.AdvertiseAddr), zap.Bool("existing_state", hasState),
 		zap.Int("topics", len(d.fsm.topicInfos())), zap.Uint64("applied_index", d.fsm.appliedIndex()))
@@ -208,25 +225,9 @@ func (d *DistributedLog) apply(ctx context.Context, data []byte) (applyResult, u
 		return applyResult{}, 0, context.DeadlineExceeded
 	}
 	future := d.raft.Apply(data, timeout)
-	if err := future.Error(); err != nil {
-		return applyResult{}, 0, d.raftError(err)
-	}
-	result, ok := future.Response().(applyResult)
-	if !ok {
-		return applyResult{}, 0, fmt.Errorf("distlog: unexpected apply response %T", future.Response())
-	}
-	if errors.Is(result.err, ErrFSMFailed) {
-		// Raft committed the entry (the other nodes apply it), but this
-		// node's state machine cannot say at which offsets: to the client
-		// a leader that lost its leadership in flight. It hands leadership
-		// over (stepDownLoop), so the retry goes to a healthy leader, and
-		// the idempotent producer returns the offsets the entry got.
-		return applyResult{}, 0, api.ErrNotLeader{OutcomeUnknown: true}
-	}
-	if result.skipped {
-		// Entries are skipped only when an earlier run applied them; one
-		// submitted by this process cannot be.
-		return applyResult{}, 0, fmt.Errorf("distlog: raft index %d was skipped as already applied", future.Index())
+	result, err := d.applyOutcome(future)
+	if err != nil {
+		return applyResult{}, 0, err
 	}
 	return result, future.Index(), result.err
 }
@@ -275,15 +276,20 @@ func (d *DistributedLog) AppendBatch(ctx context.Context, topic string, records 
 				ErrRecordTooLarge, k, len(records), n, topic, limit)
 		}
 	}
-	if size := appendCommandSize(topic, lengths); size > d.config.MaxBatchBytes {
+	if size := producerAppendCommandSize(topic, 1, lengths); size > d.config.MaxBatchBytes {
 		return 0, fmt.Errorf("%w: %d records take %d bytes, MaxBatchBytes is %d",
 			ErrBatchTooLarge, len(records), size, d.config.MaxBatchBytes)
 	}
-	result, _, err := d.apply(ctx, encodeAppend(topic, time.Now().UnixNano(), values))
+	call := &appendCall{ctx: ctx, topic: topic, runs: []producerRun{{records: uint64(len(values))}}, values: values,
+		bytes: callBytes(1, lengths), future: &AppendFuture{done: make(chan struct{})}}
+	results, err := d.commit(ctx, call)
 	if err != nil {
 		return 0, err
 	}
-	return result.first, nil
+	if err := results[0].Err; err != nil {
+		return 0, err
+	}
+	return results[0].First, nil
 }
 
 // AppendProduced appends the produce calls batches to topic ("" is
@@ -296,6 +302,16 @@ func (d *DistributedLog) AppendBatch(ctx context.Context, topic string, records 
 // entry (not the leader, a bad topic, a record or batch too large, an empty
 // call) are returned as the error, as by AppendBatch.
 func (d *DistributedLog) AppendProduced(ctx context.Context, topic string, batches []api.ProducerBatch) ([]api.ProducerResult, error) {
+	call, err := d.producedCall(ctx, topic, batches)
+	if err != nil {
+		return nil, err
+	}
+	return d.commit(ctx, call)
+}
+
+// producedCall checks the produce calls batches to topic and makes them
+// one call of the group-commit queue.
+func (d *DistributedLog) producedCall(ctx context.Context, topic string, batches []api.ProducerBatch) (*appendCall, error) {
 	if d.isClosed() {
 		return nil, ErrClosed
 	}
@@ -338,15 +354,8 @@ func (d *DistributedLog) AppendProduced(ctx context.Context, topic string, batch
 		return nil, fmt.Errorf("%w: %d records take %d bytes, MaxBatchBytes is %d",
 			ErrBatchTooLarge, len(values), size, d.config.MaxBatchBytes)
 	}
-	data := encodeProducerAppend(topic, time.Now().UnixNano(), d.config.Producers.limits(), runs, values)
-	result, _, err := d.apply(ctx, data)
-	if err != nil {
-		return nil, err
-	}
-	if len(result.runs) != len(batches) {
-		return nil, fmt.Errorf("distlog: %d outcomes for %d calls", len(result.runs), len(batches))
-	}
-	return result.runs, nil
+	return &appendCall{ctx: ctx, topic: topic, runs: runs, values: values, bytes: callBytes(len(runs), lengths),
+		future: &AppendFuture{done: make(chan struct{})}}, nil
 }
 
 // CommitOffset commits group's offset in topic ("" is DefaultTopic) through
@@ -885,6 +894,8 @@ func (d *DistributedLog) Close() error {
 		d.loops.Wait()
 		d.transferLeadership()
 		errs := []error{d.raft.Shutdown().Error()}
+		// Raft's shutdown has settled every entry in flight.
+		d.committing.Wait()
 		d.transport.CloseStreams()
 		errs = append(errs, d.logStore.Close(), d.stable.Close(), d.fsm.Close())
 		d.closeErr = errors.Join(errs...)

@@ -78,6 +78,11 @@ type DistributedConfig struct {
 	// 24 h idle expiry.
 	Producers ProducerConfig
 
+	// GroupCommit configures how concurrent appends share Raft entries
+	// (see GroupCommitConfig); defaults: 2 entries in flight, 4096 calls
+	// per entry.
+	GroupCommit GroupCommitConfig
+
 	// ApplyTimeout bounds how long Append and AppendBatch wait to hand an
 	// entry to Raft (a shorter context deadline wins). Once Raft holds the
 	// entry, they wait until it is applied or Raft gives up on it (for
@@ -234,6 +239,9 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 	}
 	var err error
 	if c.Producers, err = c.Producers.withDefaults(); err != nil {
+		return c, err
+	}
+	if c.GroupCommit, err = c.GroupCommit.withDefaults(); err != nil {
 		return c, err
 	}
 	if c.ApplyTimeout < 0 || c.ReadWaitTimeout < 0 || c.Raft.TransportTimeout < 0 {

@@ -237,13 +237,16 @@ func (f *fsm) removeStrayTopicDirs() error {
 
 // persistMetaLocked writes the metadata table with applied index. Caller
 // holds mu. The topics' logs are synced first: the table's producer state
-// says which calls were appended, and entries at or below its applied
-// index are not applied again, so their records must be on disk before it.
+// says which calls were appended, and producer-append entries at or below
+// its applied index are not applied again, so their records must be on
+// disk before it. (Every append is a producer-append entry since group
+// commit, with or without producers, so the sync is unconditional; it
+// happens at topic changes and retention cuts, not per append.)
 func (f *fsm) persistMetaLocked(applied uint64) error {
 	m := metadata{applied: applied, producers: f.producers.clone(), offsets: maps.Clone(f.offsets)}
 	for _, t := range f.topics {
 		m.topics = append(m.topics, t.topicMeta)
-		if t.log != nil && len(f.producers.byID) > 0 {
+		if t.log != nil {
 			if err := t.log.Sync(); err != nil {
 				return fmt.Errorf("distlog: sync topic %q: %w", t.name, err)
 			}

@@ -32,6 +32,14 @@ type CommitLog interface {
 	// result, the other calls unaffected. An error that refuses every call
 	// is returned as the error.
 	AppendProduced(ctx context.Context, topic string, batches []api.ProducerBatch) ([]api.ProducerResult, error)
+	// StartAppend starts appending the produce calls batches to topic as
+	// AppendProduced does, and returns without waiting for the outcome.
+	// Appends started one after the other by one goroutine are appended in
+	// that order, so ProduceStream keeps many in flight and still answers
+	// in order (the replicated log puts what queued up into one Raft
+	// entry). An error that refuses the append before it starts is
+	// returned at once.
+	StartAppend(ctx context.Context, topic string, batches []api.ProducerBatch) (api.AppendWaiter, error)
 	// Read returns the record at offset in topic, or
 	// api.ErrOffsetOutOfRange when the topic does not hold it. The caller
 	// must not modify the returned record.

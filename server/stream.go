@@ -191,30 +191,39 @@ func (s *logService) waitFor(ctx context.Context, topic string, read func() erro
 
 // ProduceStream appends each record it receives and answers with its offset,
 // in order. It pipelines: a reader goroutine receives requests into a channel
-// of Config.ProduceStreamWindow while the handler appends; the requests that
-// queued up during one append are appended together as one batch (one Raft
-// entry on a replicated log), within the ProduceBatch limits
-// (MaxBatchRecords, MaxBatchBytes). Once the window is full the reader stops
-// receiving and gRPC flow control holds the client back, so a stream holds
-// at most about ProduceStreamWindow requests in memory.
+// of Config.ProduceStreamWindow while the handler starts appends
+// (CommitLog.StartAppend) without waiting for the ones before, and answers
+// each as its outcome arrives, in order. Up to ProduceStreamWindow records are
+// in flight; the requests that queued up meanwhile are started together, and
+// the replicated log puts the appends queued while others are in Raft into
+// one entry (group commit). Once the window is full the handler waits for the
+// oldest append and the reader stops receiving, so gRPC flow control holds
+// the client back: a stream holds about two windows of requests in memory.
 //
-// Each request names its topic (empty: the default topic); a batch holds
-// requests for one topic, and each topic is authorized once per stream, when
-// a request first names it.
+// Each request is its own produce call: an idempotent producer's request
+// carries its sequence, and a duplicate is answered with its original offset.
+// Requests that queued up together name one topic and stay within the
+// ProduceBatch limits (MaxBatchRecords, MaxBatchBytes); each topic is
+// authorized once per stream, when a request first names it.
 //
 // The client's CloseSend is a clean end: every request is answered and the
 // call returns OK. An invalid request ends the stream with
 // codes.InvalidArgument (a refused topic with codes.PermissionDenied) after
-// the valid requests before it are appended and answered. When Config.Stopping is closed the stream answers the append in
-// progress and returns codes.Unavailable; requests read but not answered were
-// not appended.
+// the valid requests before it are appended and answered. A request whose
+// append fails (or whose sequence is refused) ends the stream with its error
+// after the requests before it are answered; requests after it that were
+// already started may have been appended (an idempotent producer's never: its
+// later sequences are refused too). When Config.Stopping is closed the stream
+// answers the appends it started and returns codes.Unavailable; requests read
+// but not started were not appended.
 func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse]) error {
 	ctx := stream.Context()
 	// Each request names its topic; each topic is authorized once per
 	// stream, not per record.
 	topics := newStreamTopics()
 
-	requests := make(chan *api.ProduceRequest, s.cfg.ProduceStreamWindow)
+	window := s.cfg.ProduceStreamWindow
+	requests := make(chan *api.ProduceRequest, window)
 	recvErr := make(chan error, 1)
 	handlerDone := make(chan struct{})
 	// The reader belongs to this call. It never blocks on requests after
@@ -224,115 +233,183 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 	defer close(handlerDone)
 	go receiveRequests(stream, requests, recvErr, handlerDone)
 
-	// A batch is bounded like a ProduceBatch call, so that it makes a
-	// reasonable Raft entry.
-	maxBatch := min(s.cfg.ProduceStreamWindow, s.cfg.MaxBatchRecords)
-	batch := make([]*api.Record, 0, maxBatch)
-	// calls are batch's requests as produce calls, for an idempotent
-	// producer's sequences; used when any request of the batch has one.
-	calls := make([]api.ProducerBatch, 0, maxBatch)
+	// A batch is bounded like a ProduceBatch call.
+	maxBatch := min(window, s.cfg.MaxBatchRecords)
+	// started are the appends in flight, oldest first; inFlight counts
+	// their records.
+	var started []startedAppend
+	inFlight := 0
 	// carried was received but did not fit in the last batch.
 	var carried *api.ProduceRequest
+	// ended: no more requests will be started; endErr is what the stream
+	// returns once the started ones are answered (nil: a clean end).
+	ended := false
+	var endErr error
+	// endOfInput records how the reader ended.
+	endOfInput := func() {
+		ended = true
+		if err := <-recvErr; !errors.Is(err, io.EOF) {
+			// Recv's error already carries the stream's status.
+			endErr = err
+		}
+	}
 	for {
 		// Stopping first: with a request also ready, select would pick at
 		// random.
 		select {
 		case <-s.cfg.Stopping:
-			return s.status(ErrStopping)
+			return s.answerStarted(ctx, stream, started, s.status(ErrStopping))
 		default:
 		}
-		req := carried
-		carried = nil
-		if req == nil {
-			var open bool
-			select {
-			case req, open = <-requests:
-			case <-ctx.Done():
-				return s.status(ctx.Err())
-			case <-s.cfg.Stopping:
-				return s.status(ErrStopping)
-			}
-			if !open {
-				// The reader has ended; its error is already in recvErr.
-				if err := <-recvErr; !errors.Is(err, io.EOF) {
-					// Recv's error already carries the stream's status.
-					return err
+
+		if !ended && inFlight < window {
+			req := carried
+			carried = nil
+			if req == nil {
+				var open bool
+				if len(started) == 0 {
+					// Nothing to answer: wait for a request.
+					select {
+					case req, open = <-requests:
+					case <-ctx.Done():
+						return s.status(ctx.Err())
+					case <-s.cfg.Stopping:
+						return s.status(ErrStopping)
+					}
+				} else {
+					req, open = tryReceive(requests)
 				}
-				return nil
+				if !open {
+					endOfInput()
+				}
+			}
+			if req != nil {
+				next, err := s.startStreamBatch(ctx, topics, req, requests, min(maxBatch, window-inFlight))
+				if next.waiter != nil {
+					started = append(started, next)
+					inFlight += len(next.calls)
+				}
+				carried = next.carried
+				if err != nil {
+					ended, endErr = true, err
+				}
+				if next.closed {
+					endOfInput()
+				}
+				continue
 			}
 		}
 
-		// Take the requests that queued up meanwhile, without waiting, up
-		// to the batch limits and while they name the same topic, and stop
-		// at the first invalid or unauthorized one.
-		batch = batch[:0]
-		calls = calls[:0]
-		idempotent := false
-		batchBytes := 0
-		var batchTopic string
-		var invalid error
-		for {
-			topic, err := topics.authorize(ctx, s, req.GetTopic())
-			if err != nil {
-				invalid = err
-				break
+		if len(started) == 0 {
+			if ended {
+				return endErr
 			}
-			record, err := s.checkRecord(req.GetRecord())
-			if err != nil {
-				invalid = err
-				break
-			}
-			if len(batch) > 0 && (topic != batchTopic || batchBytes+len(record.Value) > s.cfg.MaxBatchBytes) {
-				carried = req
-				break
-			}
-			batchTopic = topic
-			batch = append(batch, record)
-			calls = append(calls, api.ProducerBatch{ProducerID: req.GetProducerId(), Sequence: req.GetSequence(), Records: batch[len(batch)-1 : len(batch) : len(batch)]})
-			idempotent = idempotent || req.GetProducerId() != 0
-			batchBytes += len(record.Value)
-			if len(batch) == maxBatch {
-				break
-			}
-			var open bool
-			if req, open = tryReceive(requests); !open || req == nil {
-				break
-			}
+			continue
 		}
-
-		if len(batch) > 0 && idempotent {
-			if err := s.appendStreamCalls(ctx, stream, batchTopic, calls); err != nil {
+		// Answer the oldest append when it is done; meanwhile take a new
+		// request if there is room for it.
+		var in <-chan *api.ProduceRequest
+		if !ended && carried == nil && inFlight < window {
+			in = requests
+		}
+		select {
+		case <-started[0].waiter.Done():
+			if err := s.answerStream(stream, started[0]); err != nil {
 				return err
 			}
-		} else if len(batch) > 0 {
-			first, err := s.cfg.CommitLog.AppendBatch(ctx, batchTopic, batch)
-			if err != nil {
-				return s.status(err)
+			inFlight -= len(started[0].calls)
+			started[0] = startedAppend{}
+			started = started[1:]
+		case req, open := <-in:
+			if !open {
+				endOfInput()
+			} else {
+				carried = req
 			}
-			for i := range batch {
-				if err := stream.Send(&api.ProduceResponse{Offset: first + uint64(i)}); err != nil {
-					return err
-				}
-			}
-		}
-		if invalid != nil {
-			return s.status(invalid)
+		case <-ctx.Done():
+			return s.status(ctx.Err())
+		case <-s.cfg.Stopping:
+			return s.answerStarted(ctx, stream, started, s.status(ErrStopping))
 		}
 	}
 }
 
-// appendStreamCalls appends a ProduceStream batch that carries an
-// idempotent producer's sequences, one produce call per request, and
-// answers each request in order: a duplicate with its original offset. A
-// refused request ends the stream with its error after the requests before
-// it are answered.
-func (s *logService) appendStreamCalls(ctx context.Context, stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse], topic string, calls []api.ProducerBatch) error {
-	results, err := s.cfg.CommitLog.AppendProduced(ctx, topic, calls)
+// startedAppend is a ProduceStream batch whose append was started.
+type startedAppend struct {
+	waiter api.AppendWaiter
+	// calls are the batch's requests as produce calls, one each.
+	calls []api.ProducerBatch
+	// carried is a request received that did not fit the batch (same
+	// topic, limits); closed is true when the reader ended meanwhile.
+	carried *api.ProduceRequest
+	closed  bool
+}
+
+// startStreamBatch takes req and the requests that queued up behind it,
+// without waiting, up to max records, the batch limits and while they
+// name the same topic, stopping at the first invalid or unauthorized one,
+// and starts their append. The error is the status that ends the stream: an
+// invalid request (the valid ones before it are started), or an append
+// refused at once.
+func (s *logService) startStreamBatch(ctx context.Context, topics *streamTopics, req *api.ProduceRequest,
+	requests <-chan *api.ProduceRequest, max int) (startedAppend, error) {
+	var out startedAppend
+	var batchTopic string
+	var invalid error
+	batchBytes := 0
+	for {
+		topic, err := topics.authorize(ctx, s, req.GetTopic())
+		if err != nil {
+			invalid = err
+			break
+		}
+		record, err := s.checkRecord(req.GetRecord())
+		if err != nil {
+			invalid = err
+			break
+		}
+		if len(out.calls) > 0 && (topic != batchTopic || batchBytes+len(record.Value) > s.cfg.MaxBatchBytes) {
+			out.carried = req
+			break
+		}
+		batchTopic = topic
+		out.calls = append(out.calls, api.ProducerBatch{ProducerID: req.GetProducerId(), Sequence: req.GetSequence(),
+			Records: []*api.Record{record}})
+		batchBytes += len(record.Value)
+		if len(out.calls) >= max {
+			break
+		}
+		var open bool
+		if req, open = tryReceive(requests); !open || req == nil {
+			out.closed = !open
+			break
+		}
+	}
+	if len(out.calls) > 0 {
+		w, err := s.cfg.CommitLog.StartAppend(ctx, batchTopic, out.calls)
+		if err != nil {
+			out.calls = nil
+			return out, s.status(err)
+		}
+		out.waiter = w
+	}
+	if invalid != nil {
+		return out, s.status(invalid)
+	}
+	return out, nil
+}
+
+// answerStream sends the answers of a started append whose outcome is
+// known, in order: a duplicate with its original offset. A refused request
+// ends the stream with its error after the requests before it are
+// answered.
+func (s *logService) answerStream(stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse], a startedAppend) error {
+	results, err := a.waiter.Result()
 	if err != nil {
 		return s.status(err)
 	}
-	if len(results) != len(calls) {
-		return s.status(fmt.Errorf("server: %d outcomes for %d requests", len(results), len(calls)))
+	if len(results) != len(a.calls) {
+		return s.status(fmt.Errorf("server: %d outcomes for %d requests", len(results), len(a.calls)))
 	}
 	for _, r := range results {
 		if r.Err != nil {
@@ -343,6 +420,24 @@ func (s *logService) appendStreamCalls(ctx context.Context, stream grpc.BidiStre
 		}
 	}
 	return nil
+}
+
+// answerStarted answers the started appends in order as they finish, then
+// returns end (the stream's end status); an append that failed ends it
+// with its own error instead.
+func (s *logService) answerStarted(ctx context.Context, stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse],
+	started []startedAppend, end error) error {
+	for _, a := range started {
+		select {
+		case <-a.waiter.Done():
+		case <-ctx.Done():
+			return s.status(ctx.Err())
+		}
+		if err := s.answerStream(stream, a); err != nil {
+			return err
+		}
+	}
+	return end
 }
 
 // maxStreamTopics bounds the topics one ProduceStream remembers as

@@ -34,6 +34,17 @@ type ProducerResult struct {
 	Err       error
 }
 
+// AppendWaiter is an append of ProducerBatches that a log has started and
+// not necessarily finished (the server's CommitLog.StartAppend): a
+// ProduceStream keeps several in flight and answers them in order.
+type AppendWaiter interface {
+	// Done is closed once the outcome is known.
+	Done() <-chan struct{}
+	// Result waits for Done and returns each batch's outcome, or the error
+	// that refused them all.
+	Result() ([]ProducerResult, error)
+}
+
 // ErrOutOfOrderSequence is matched by SequenceError. The server reports it
 // as codes.FailedPrecondition (HTTP 409): retrying the same call cannot
 // succeed.

@@ -4,6 +4,7 @@ import (
 	"context"
 	"fmt"
 	"net/http"
+	"sync"
 
 	grpcprom "github.com/grpc-ecosystem/go-grpc-middleware/providers/prometheus"
 	"github.com/prometheus/client_golang/prometheus"
@@ -201,6 +202,12 @@ func (l *countingLog) AppendProduced(ctx context.Context, topic string, batches 
 	if err != nil {
 		return results, err
 	}
+	l.count(topic, batches, results)
+	return results, err
+}
+
+// count counts the records of each call of batches that was appended now.
+func (l *countingLog) count(topic string, batches []api.ProducerBatch, results []api.ProducerResult) {
 	records, bytes := 0, 0
 	for i, result := range results {
 		if i >= len(batches) || result.Err != nil || result.Duplicate {
@@ -215,6 +222,34 @@ func (l *countingLog) AppendProduced(ctx context.Context, topic string, batches 
 		label := l.topics.Label(topic)
 		l.records.WithLabelValues(label).Add(float64(records))
 		l.bytes.WithLabelValues(label).Add(float64(bytes))
+	}
+}
+
+// StartAppend starts an append; its records are counted, as by
+// AppendProduced, when its outcome is read.
+func (l *countingLog) StartAppend(ctx context.Context, topic string, batches []api.ProducerBatch) (api.AppendWaiter, error) {
+	w, err := l.CommitLog.StartAppend(ctx, topic, batches)
+	if err != nil {
+		return nil, err
+	}
+	return &countingWaiter{AppendWaiter: w, log: l, topic: topic, batches: batches}, nil
+}
+
+// countingWaiter counts a started append's records once, at the first
+// Result.
+type countingWaiter struct {
+	api.AppendWaiter
+	log     *countingLog
+	topic   string
+	batches []api.ProducerBatch
+	once    sync.Once
+}
+
+// Result returns the append's outcome and counts what it appended.
+func (w *countingWaiter) Result() ([]api.ProducerResult, error) {
+	results, err := w.AppendWaiter.Result()
+	if err == nil {
+		w.once.Do(func() { w.log.count(w.topic, w.batches, results) })
 	}
 	return results, err
 }

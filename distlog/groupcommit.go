@@ -1,0 +1,411 @@
+package distlog
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"slices"
+	"sync"
+	"time"
+
+	"github.com/hashicorp/raft"
+	api "github.com/proglog/proglog/api/v1"
+)
+
+// Group commit. Every append (AppendBatch, AppendProduced, StartAppend)
+// becomes one produce call in a queue; a proposer goroutine takes whatever
+// queued up and proposes it as ONE producer-append Raft entry per topic,
+// so many concurrent writers share one entry, one log-store write and one
+// fsync per node, one replication message and one state-machine apply. The
+// state machine decides every call of the entry on its own (an idempotent
+// producer's duplicate or refused sequence concerns that call alone) and
+// returns each call's offsets.
+//
+// Batching is natural, without a timer: at most MaxInFlight entries are in
+// Raft at once; an append that finds a free slot is proposed at once (no
+// added latency when the log is idle), and appends that arrive while every
+// slot is taken queue and go together when one frees. Entries are proposed
+// by one goroutine in queue order, so the calls of one goroutine are
+// appended in the order it made them.
+//
+// Why no new command kind: the producer-append entry (kind 6) already
+// holds a list of calls, each with or without a producer, and every node
+// of this and the previous release applies it; a call without a producer
+// is a plain append.
+
+// GroupCommitConfig configures how concurrent appends share Raft entries.
+type GroupCommitConfig struct {
+	// MaxInFlight is the number of coalesced entries the leader keeps in
+	// Raft at once (proposed, not yet applied). Appends that arrive while
+	// all are taken wait and go into the next entry together. Default
+	// DefaultGroupCommitInFlight. One leaves no overlap between the
+	// leader's fsync of the next entry and the followers' fsync of the
+	// last; more than a few makes the entries smaller again.
+	MaxInFlight int
+	// MaxCalls bounds the produce calls in one entry (the entry's size is
+	// bounded by MaxBatchBytes too). Default DefaultGroupCommitMaxCalls.
+	MaxCalls int
+	// Disabled makes every append its own Raft entry, as releases before
+	// group commit did (Raft still stores queued entries with one write).
+	// For comparison.
+	Disabled bool
+}
+
+// Defaults of GroupCommitConfig.
+const (
+	// DefaultGroupCommitInFlight is the default GroupCommitConfig.MaxInFlight.
+	DefaultGroupCommitInFlight = 2
+	// DefaultGroupCommitMaxCalls is the default GroupCommitConfig.MaxCalls.
+	DefaultGroupCommitMaxCalls = 4096
+)
+
+func (c GroupCommitConfig) withDefaults() (GroupCommitConfig, error) {
+	if c.MaxInFlight < 0 || c.MaxCalls < 0 {
+		return c, fmt.Errorf("%w: GroupCommit.MaxInFlight = %d, GroupCommit.MaxCalls = %d, want >= 0 (0: defaults %d, %d)",
+			ErrInvalidConfig, c.MaxInFlight, c.MaxCalls, DefaultGroupCommitInFlight, DefaultGroupCommitMaxCalls)
+	}
+	if c.MaxInFlight == 0 {
+		c.MaxInFlight = DefaultGroupCommitInFlight
+	}
+	if c.MaxCalls == 0 {
+		c.MaxCalls = DefaultGroupCommitMaxCalls
+	}
+	return c, nil
+}
+
+// AppendFuture is an append started by StartAppend.
+type AppendFuture struct {
+	done    chan struct{}
+	results []api.ProducerResult
+	err     error
+}
+
+// Done is closed once the append's outcome is known.
+func (f *AppendFuture) Done() <-chan struct{} { return f.done }
+
+// Result returns the outcome of each call, as AppendProduced; it waits
+// for Done.
+func (f *AppendFuture) Result() ([]api.ProducerResult, error) {
+	<-f.done
+	return f.results, f.err
+}
+
+func (f *AppendFuture) finish(results []api.ProducerResult, err error) {
+	f.results, f.err = results, err
+	close(f.done)
+}
+
+// appendCall is one append waiting in the group-commit queue.
+type appendCall struct {
+	// ctx is the caller's: a call whose context ended before it was
+	// proposed is dropped, never appended.
+	ctx    context.Context
+	topic  string
+	runs   []producerRun
+	values [][]byte
+	// bytes is what the call adds to an entry's encoding: its runs and its
+	// values with their lengths.
+	bytes  uint64
+	future *AppendFuture
+}
+
+// callBytes is what runs and values of these lengths add to a
+// producer-append entry.
+func callBytes(runs int, lengths []int) uint64 {
+	size := uint64(runs * producerRunMaxBytes)
+	for _, n := range lengths {
+		size += uint64(uvarintLen(uint64(n)) + n)
+	}
+	return size
+}
+
+// groupCommitter queues appends and proposes them to Raft in coalesced
+// entries (see the comment at the top of this file). The proposer and the
+// waiter are its goroutines; DistributedLog owns them.
+type groupCommitter struct {
+	d *DistributedLog
+
+	// mu guards queue and closed.
+	mu     sync.Mutex
+	queue  []*appendCall
+	closed bool
+
+	// wake tells the proposer that the queue grew (buffer of one,
+	// non-blocking send).
+	wake chan struct{}
+	// slots holds a token per entry batch in Raft (capacity MaxInFlight):
+	// the proposer puts one before it proposes, the waiter takes it back
+	// once the batch is applied.
+	slots chan struct{}
+	// inflight carries proposed batches, in order, to the waiter.
+	inflight chan []proposedEntry
+}
+
+// proposedEntry is one Raft entry of coalesced calls.
+type proposedEntry struct {
+	calls  []*appendCall
+	future raft.ApplyFuture
+}
+
+func newGroupCommitter(d *DistributedLog) *groupCommitter {
+	n := d.config.GroupCommit.MaxInFlight
+	return &groupCommitter{d: d, wake: make(chan struct{}, 1), slots: make(chan struct{}, n),
+		inflight: make(chan []proposedEntry, n)}
+}
+
+// enqueue adds call to the queue; ErrClosed once the log is closing.
+func (g *groupCommitter) enqueue(call *appendCall) error {
+	g.mu.Lock()
+	if g.closed {
+		g.mu.Unlock()
+		return ErrClosed
+	}
+	g.queue = append(g.queue, call)
+	g.mu.Unlock()
+	select {
+	case g.wake <- struct{}{}:
+	default:
+	}
+	return nil
+}
+
+// cancel removes call from the queue; false when it was proposed already
+// (or finished).
+func (g *groupCommitter) cancel(call *appendCall) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	k := slices.Index(g.queue, call)
+	if k < 0 {
+		return false
+	}
+	g.queue = slices.Delete(g.queue, k, k+1)
+	return true
+}
+
+// propose is the proposer goroutine: it proposes what queued up whenever an
+// in-flight slot is free, until closed, then fails what is still queued
+// with ErrClosed and closes inflight (which ends the waiter once Raft has
+// settled the entries in flight).
+func (g *groupCommitter) propose(closed <-chan struct{}) {
+	defer close(g.inflight)
+	defer g.failQueued()
+	for {
+		select {
+		case <-g.wake:
+		case <-closed:
+			return
+		}
+		for {
+			select {
+			case g.slots <- struct{}{}:
+			case <-closed:
+				return
+			}
+			calls := g.take()
+			if len(calls) == 0 {
+				<-g.slots
+				break
+			}
+			g.inflight <- g.proposeCalls(calls)
+		}
+	}
+}
+
+// failQueued refuses further appends and fails the queued ones.
+func (g *groupCommitter) failQueued() {
+	g.mu.Lock()
+	queued := g.queue
+	g.queue, g.closed = nil, true
+	g.mu.Unlock()
+	for _, c := range queued {
+		c.future.finish(nil, ErrClosed)
+	}
+}
+
+// take removes from the front of the queue the calls of the next batch:
+// in queue order, at most MaxCalls, and stopping at the first call that
+// would make its topic's entry exceed MaxBatchBytes (stopping rather than
+// skipping keeps every caller's calls in order). Calls whose context has
+// ended are failed with its error and not taken.
+func (g *groupCommitter) take() []*appendCall {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	var taken []*appendCall
+	sizes := map[string]uint64{}
+	n := 0
+	for ; n < len(g.queue) && len(taken) < g.d.config.GroupCommit.MaxCalls; n++ {
+		c := g.queue[n]
+		if err := c.ctx.Err(); err != nil {
+			c.future.finish(nil, err)
+			continue
+		}
+		size, ok := sizes[c.topic]
+		if !ok {
+			size = producerAppendHeaderBytes(c.topic)
+		}
+		if len(taken) > 0 && size+c.bytes > g.d.config.MaxBatchBytes {
+			break
+		}
+		sizes[c.topic] = size + c.bytes
+		taken = append(taken, c)
+	}
+	rest := copy(g.queue, g.queue[n:])
+	clear(g.queue[rest:])
+	g.queue = g.queue[:rest]
+	return taken
+}
+
+// proposeCalls proposes calls as one entry per topic (in the order each
+// topic first appears) and returns the entries.
+func (g *groupCommitter) proposeCalls(calls []*appendCall) []proposedEntry {
+	var entries []proposedEntry
+	byTopic := map[string]int{}
+	for _, c := range calls {
+		k, ok := byTopic[c.topic]
+		if !ok {
+			k = len(entries)
+			byTopic[c.topic] = k
+			entries = append(entries, proposedEntry{})
+		}
+		entries[k].calls = append(entries[k].calls, c)
+	}
+	// One timestamp for the whole batch, stamped by this leader.
+	ts := time.Now().UnixNano()
+	limits := g.d.config.Producers.limits()
+	for k := range entries {
+		e := &entries[k]
+		var runs []producerRun
+		var values [][]byte
+		for _, c := range e.calls {
+			runs = append(runs, c.runs...)
+			values = append(values, c.values...)
+		}
+		data := encodeProducerAppend(e.calls[0].topic, ts, limits, runs, values)
+		e.future = g.d.raft.Apply(data, g.d.config.ApplyTimeout)
+	}
+	return entries
+}
+
+// wait is the waiter goroutine: it settles the proposed batches in order
+// and frees their slots, until inflight is closed.
+func (g *groupCommitter) wait() {
+	for entries := range g.inflight {
+		for _, e := range entries {
+			g.settle(e)
+		}
+		<-g.slots
+	}
+}
+
+// settle waits for entry e and gives each of its calls its outcome.
+func (g *groupCommitter) settle(e proposedEntry) {
+	result, err := g.d.applyOutcome(e.future)
+	if err == nil && result.err != nil {
+		err = result.err
+	}
+	if err == nil {
+		total := 0
+		for _, c := range e.calls {
+			total += len(c.runs)
+		}
+		if len(result.runs) != total {
+			err = fmt.Errorf("distlog: %d outcomes for %d calls", len(result.runs), total)
+		}
+	}
+	next := 0
+	for _, c := range e.calls {
+		if err != nil {
+			c.future.finish(nil, err)
+			continue
+		}
+		c.future.finish(result.runs[next:next+len(c.runs):next+len(c.runs)], nil)
+		next += len(c.runs)
+	}
+}
+
+// applyOutcome waits for future and returns its applyResult; Raft's errors
+// and a stopped state machine are mapped to the errors a caller retries
+// on.
+func (d *DistributedLog) applyOutcome(future raft.ApplyFuture) (applyResult, error) {
+	if err := future.Error(); err != nil {
+		return applyResult{}, d.raftError(err)
+	}
+	result, ok := future.Response().(applyResult)
+	if !ok {
+		return applyResult{}, fmt.Errorf("distlog: unexpected apply response %T", future.Response())
+	}
+	if errors.Is(result.err, ErrFSMFailed) {
+		// Raft committed the entry (the other nodes apply it), but this
+		// node's state machine cannot say at which offsets: to the client
+		// a leader that lost its leadership in flight. It hands leadership
+		// over (stepDownLoop), so the retry goes to a healthy leader, and
+		// the idempotent producer returns the offsets the entry got.
+		return applyResult{}, api.ErrNotLeader{OutcomeUnknown: true}
+	}
+	if result.skipped {
+		// Entries are skipped only when an earlier run applied them; one
+		// submitted by this process cannot be.
+		return applyResult{}, fmt.Errorf("distlog: raft index %d was skipped as already applied", future.Index())
+	}
+	return result, nil
+}
+
+// commit appends call: through the group-commit queue, or as its own entry
+// when group commit is disabled; it waits for the outcome. A call whose
+// context ends while it is queued is withdrawn (nothing appended, the
+// context's error returned); once proposed, it waits for Raft, as apply
+// does.
+func (d *DistributedLog) commit(ctx context.Context, call *appendCall) ([]api.ProducerResult, error) {
+	if d.config.GroupCommit.Disabled {
+		data := encodeProducerAppend(call.topic, time.Now().UnixNano(), d.config.Producers.limits(), call.runs, call.values)
+		result, _, err := d.apply(ctx, data)
+		if err != nil {
+			return nil, err
+		}
+		if len(result.runs) != len(call.runs) {
+			return nil, fmt.Errorf("distlog: %d outcomes for %d calls", len(result.runs), len(call.runs))
+		}
+		return result.runs, nil
+	}
+	if err := ctx.Err(); err != nil {
+		return nil, err
+	}
+	if err := d.commits.enqueue(call); err != nil {
+		return nil, err
+	}
+	select {
+	case <-call.future.done:
+	case <-ctx.Done():
+		if d.commits.cancel(call) {
+			return nil, ctx.Err()
+		}
+	}
+	return call.future.Result()
+}
+
+// StartAppend queues the produce calls batches to topic ("" is
+// DefaultTopic) for the next group-commit entry and returns without waiting
+// for them; their outcome, when the future is done, is what AppendProduced
+// would have returned. The calls of appends started one after the other
+// (by one goroutine) are appended in that order, so a stream can keep many
+// appends in flight and still answer in order. The calls of one StartAppend
+// are appended in one entry, each contiguous. A call whose context ends
+// before it is proposed is not appended (the context's error is its
+// outcome). Errors that refuse the append before it is queued are returned
+// at once, as by AppendProduced.
+func (d *DistributedLog) StartAppend(ctx context.Context, topic string, batches []api.ProducerBatch) (*AppendFuture, error) {
+	call, err := d.producedCall(ctx, topic, batches)
+	if err != nil {
+		return nil, err
+	}
+	if d.config.GroupCommit.Disabled {
+		// No queue keeps the order: append before returning.
+		results, err := d.commit(ctx, call)
+		call.future.finish(results, err)
+		return call.future, nil
+	}
+	if err := d.commits.enqueue(call); err != nil {
+		return nil, err
+	}
+	return call.future, nil
+}
