@@ -2,6 +2,7 @@ package server
 
 import (
 	"context"
+	"errors"
 	"fmt"
 	"io"
 	"sync/atomic"
@@ -13,6 +14,7 @@ import (
 	"google.golang.org/grpc"
 	"google.golang.org/grpc/codes"
 	"google.golang.org/grpc/credentials/insecure"
+	"google.golang.org/grpc/status"
 
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/server/servertest"
@@ -299,4 +301,68 @@ func TestConsumeStreamSlowConsumerIsBounded(t *testing.T) {
 		require.NoError(t, err)
 		require.Equal(t, uint64(i), res.Record.Offset)
 	}
+}
+
+// heldLog starts each append at once (the records land in start order) but
+// reports its outcome only when the test releases it, so that many appends
+// are in flight and finish in any order the test picks.
+type heldLog struct {
+	CommitLog
+	started chan *heldAppend
+	// failAt makes the append of the request with this value fail.
+	failAt string
+}
+
+type heldAppend struct {
+	done    chan struct{}
+	results []api.ProducerResult
+	err     error
+}
+
+func (a *heldAppend) Done() <-chan struct{} { return a.done }
+
+func (a *heldAppend) Result() ([]api.ProducerResult, error) {
+	<-a.done
+	return a.results, a.err
+}
+
+func (l *heldLog) StartAppend(ctx context.Context, topic string, batches []api.ProducerBatch) (api.AppendWaiter, error) {
+	a := &heldAppend{done: make(chan struct{})}
+	if len(batches) == 1 && string(batches[0].Records[0].GetValue()) == l.failAt {
+		a.err = errors.New("held: disk on fire")
+	} else {
+		a.results, a.err = l.CommitLog.AppendProduced(ctx, topic, batches)
+	}
+	l.started <- a
+	return a, nil
+}
+
+// TestProduceStreamKeepsManyAppendsInFlight: the server starts the next
+// append before the last one finished, and answers in request order
+// whatever order the appends finish in; a failed append ends the stream
+// with its error after the requests before it are answered.
+func TestProduceStreamKeepsManyAppendsInFlight(t *testing.T) {
+	cfg := testConfig(t)
+	log := &heldLog{CommitLog: servertest.NewLog(), started: make(chan *heldAppend, 16), failAt: "v3"}
+	cfg.CommitLog = log
+	ts := newTestServer(t, cfg)
+	stream, err := ts.client.ProduceStream(testContext(t))
+	require.NoError(t, err)
+	const n = 5
+	var held []*heldAppend
+	for k := range n {
+		require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: fmt.Appendf(nil, "v%d", k)}}))
+		// Each request is started while the ones before are still held.
+		held = append(held, receiveWithin(t, log.started, "the next append"))
+	}
+	for k := n - 1; k >= 0; k-- {
+		close(held[k].done)
+	}
+	for want := range uint64(3) {
+		res, err := stream.Recv()
+		require.NoError(t, err)
+		require.Equalf(t, want, res.GetOffset(), "answer %d has offset %d", want, res.GetOffset())
+	}
+	_, err = stream.Recv()
+	require.Equal(t, codes.Internal, status.Code(err), "stream ended with %v, want the failed append's error", err)
 }
