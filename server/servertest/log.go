@@ -250,27 +250,14 @@ func (l *Log) AppendProduced(ctx context.Context, topicName string, batches []ap
 }
 
 // Read returns the record at offset in topicName, or
-// api.ErrOffsetOutOfRange. The caller must not modify it.
+// api.ErrOffsetOutOfRange. The caller must not modify it. It is a batch of
+// one: the same hook and read count as ReadBatch.
 func (l *Log) Read(ctx context.Context, topicName string, offset uint64) (*api.Record, error) {
-	l.reads.Add(1)
-	if l.readHook != nil {
-		if err := l.readHook(ctx, offset); err != nil {
-			return nil, err
-		}
-	}
-	if err := ctx.Err(); err != nil {
-		return nil, err
-	}
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	t, err := l.topicLocked(topicName)
+	records, err := l.ReadBatch(ctx, topicName, offset, 1, 0)
 	if err != nil {
 		return nil, err
 	}
-	if offset >= uint64(len(t.records)) {
-		return nil, api.ErrOffsetOutOfRange{Offset: offset}
-	}
-	return t.records[offset], nil
+	return records[0], nil
 }
 
 // ReadBatch returns the records of topicName from offset on: at most
