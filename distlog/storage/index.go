@@ -61,6 +61,13 @@ type index struct {
 	// openedSize is the file's size when it was opened, before it was
 	// grown to be mapped.
 	openedSize uint64
+	// dirtyEnd bounds the bytes that may not be zero: past it the file was
+	// grown by truncation and nothing was written there since, so
+	// clearTail need not read it (reading a map's page of a sparse file
+	// makes it resident: 196 KiB per index at the default size). Written
+	// by Write (the appender), rebuild, clearTail and release, which the
+	// Log never runs at the same time.
+	dirtyEnd uint64
 }
 
 // openIndex opens or creates the index at path and maps it, grown to at
@@ -76,6 +83,7 @@ func openIndex(path string, maxBytes uint64) (*index, error) {
 		return nil, errors.Join(fmt.Errorf("storage: stat index: %w", err), f.Close())
 	}
 	idx.openedSize = uint64(fi.Size())
+	idx.dirtyEnd = idx.openedSize
 	// A file larger than maxBytes (written with a larger limit) is mapped
 	// whole so that none of its entries is lost; the segment is then full.
 	if err := idx.mapAtLeast(max(uint64(fi.Size()), maxBytes)); err != nil {
@@ -166,6 +174,7 @@ func (i *index) Write(rel, pos uint64) error {
 	if size+entWidth > i.limit || size+entWidth > uint64(len(i.mmap)) {
 		return errIndexFull
 	}
+	i.dirtyEnd = max(i.dirtyEnd, size+entWidth)
 	binary.BigEndian.PutUint32(i.mmap[size:size+offWidth], uint32(rel))
 	binary.BigEndian.PutUint64(i.mmap[size+offWidth:size+entWidth], pos)
 	i.size.Store(size + entWidth) // publishes the entry to readers
@@ -216,6 +225,7 @@ func (i *index) rebuild(positions []uint64) error {
 		binary.BigEndian.PutUint64(i.mmap[at+offWidth:at+entWidth], pos)
 	}
 	i.size.Store(uint64(len(positions)) * entWidth)
+	i.dirtyEnd = max(i.dirtyEnd, i.size.Load())
 	i.clearTail()
 	return i.Sync()
 }
@@ -230,7 +240,13 @@ func (i *index) setEntries(n uint64) {
 // clearTail zeroes the map past size, writing only when something there is
 // not zero (to keep sparse files sparse).
 func (i *index) clearTail() {
-	tail := i.mmap[i.size.Load():]
+	size := i.size.Load()
+	end := min(uint64(len(i.mmap)), i.dirtyEnd)
+	if end <= size {
+		return
+	}
+	tail := i.mmap[size:end]
+	i.dirtyEnd = size
 	first := slices.IndexFunc(tail, func(b byte) bool { return b != 0 })
 	if first < 0 {
 		return
@@ -277,6 +293,7 @@ func (i *index) release() error {
 	if err := i.file.Truncate(int64(i.size.Load())); err != nil {
 		return fmt.Errorf("storage: truncate %s: %w", i.path, err)
 	}
+	i.dirtyEnd = min(i.dirtyEnd, i.size.Load())
 	return nil
 }
 

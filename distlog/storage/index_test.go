@@ -133,3 +133,53 @@ func TestIndexReleaseAndRemap(t *testing.T) {
 	require.Equal(t, uint64(224), last)
 	require.NoError(t, idx.Close())
 }
+
+// Entries cut by setEntries (TruncateFrom) are zeroed in the file, however
+// the index got them: written, rebuilt, or found at open, and after a
+// release and remap; the never-written part of a grown file is not read.
+func TestIndexSetEntriesZeroesCutEntries(t *testing.T) {
+	requireZeroPast := func(t *testing.T, path string, n int) {
+		t.Helper()
+		b, err := os.ReadFile(path)
+		require.NoError(t, err)
+		for k, c := range b[n*entWidth:] {
+			require.Zero(t, c, "byte %d of %s, past %d entries", n*entWidth+k, path, n)
+		}
+	}
+	const maxBytes = 100 * entWidth
+	path := filepath.Join(t.TempDir(), "test.index")
+	idx, err := openIndex(path, maxBytes)
+	require.NoError(t, err)
+	require.Zero(t, idx.dirtyEnd, "a new file has nothing to clear")
+	for k := range uint64(5) {
+		require.NoError(t, idx.Write(k, 24+k*10))
+	}
+	idx.setEntries(2)
+	requireZeroPast(t, path, 2)
+
+	require.NoError(t, idx.rebuild([]uint64{24, 34, 44, 54, 64, 74}))
+	idx.setEntries(3)
+	requireZeroPast(t, path, 3)
+
+	require.NoError(t, idx.release())
+	require.NoError(t, idx.remap())
+	for k := uint64(3); k < 7; k++ {
+		require.NoError(t, idx.Write(k, 24+k*10))
+	}
+	idx.setEntries(4)
+	requireZeroPast(t, path, 4)
+	for k := uint64(4); k < 9; k++ {
+		require.NoError(t, idx.Write(k, 24+k*10))
+	}
+	// A crash: the file keeps its grown size and its entries.
+	require.NoError(t, idx.mmap.UnsafeUnmap())
+	require.NoError(t, idx.file.Close())
+
+	idx, err = openIndex(path, maxBytes)
+	require.NoError(t, err)
+	n, _ := idx.consistentEntries(24, 1000)
+	require.Equal(t, uint64(9), n)
+	idx.setEntries(1)
+	requireZeroPast(t, path, 1)
+	require.NoError(t, idx.Close())
+}
