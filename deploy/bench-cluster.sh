@@ -33,35 +33,9 @@ repeat=${BENCH_REPEAT:-1}
 command -v jq >/dev/null || { echo "bench-cluster: needs jq (apt-get install jq)" >&2; exit 1; }
 [ -x "$bin" ] || { echo "bench-cluster: $bin is not an executable: run 'make build'" >&2; exit 1; }
 
-rm -rf "$dir"
-mkdir -p "$dir"
-addrs=""
-for port in $RUN_RPC_PORTS; do addrs="${addrs:+$addrs,}127.0.0.1:$port"; done
-
-RUN_BIN=$bin RUN_DIR=$dir RUN_CONFIG_DIR=$config_dir bash "$(dirname "$0")/run-local.sh" >"$dir/run-local.out" 2>&1 &
-cluster=$!
-stopped=""
-stop() {
-	[ -z "$stopped" ] || return 0
-	stopped=1
-	# TERM, not INT: a background job of a script starts with SIGINT
-	# ignored, and run-local.sh could not trap it.
-	kill -TERM "$cluster" 2>/dev/null || true
-	wait "$cluster" 2>/dev/null || true
-}
-trap stop EXIT
-trap 'exit 1' INT TERM
-
-deadline=$((SECONDS + 120))
-until grep -q "proglog cluster is running" "$dir/run-local.out" 2>/dev/null; do
-	if ! kill -0 "$cluster" 2>/dev/null || [ "$SECONDS" -ge "$deadline" ]; then
-		echo "bench-cluster: the cluster did not start:" >&2
-		cat "$dir/run-local.out" >&2
-		exit 1
-	fi
-	sleep 0.5 # polling a log file: there is nothing to wait on
-done
-read -r -a node_pids <<<"$(sed -n 's/^  node-[0-9]*  pid \([0-9]*\) .*/\1/p' "$dir/run-local.out" | tr '\n' ' ')"
+# shellcheck source=deploy/bench-lib.sh
+source "$(dirname "$0")/bench-lib.sh"
+start_bench_cluster bench-cluster "$bin" "$dir" "$config_dir"
 
 echo "bench-cluster: $(date -u '+%Y-%m-%d %H:%M UTC'), nproc $(nproc), load $(cut -d' ' -f1-3 /proc/loadavg), ${#node_pids[@]} nodes on $addrs, $size-byte records"
 run() {
