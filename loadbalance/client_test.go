@@ -247,12 +247,7 @@ func TestConsumeStreamResumesOnAnotherServer(t *testing.T) {
 	// Consume calls only after both followers are in the picker, so the
 	// resumed stream has somewhere else to go.
 	ctx := testContext(t)
-	require.Eventually(t, func() bool {
-		_, err := client.Consume(ctx, 0)
-		require.NoError(t, err)
-		got := cluster.callCounts(api.Log_Consume_FullMethodName)
-		return got[1] > 0 && got[2] > 0
-	}, 5*time.Second, 10*time.Millisecond)
+	waitBothFollowers(t, ctx, client, cluster)
 
 	var (
 		mu       sync.Mutex
@@ -318,12 +313,7 @@ func TestConsumeBatchesResumesOnAnotherServer(t *testing.T) {
 	}
 	client := newTestClient(t, Config{Seeds: cluster.addrs(), InitialBackoff: 10 * time.Millisecond})
 	ctx := testContext(t)
-	require.Eventually(t, func() bool {
-		_, err := client.Consume(ctx, 0)
-		require.NoError(t, err)
-		got := cluster.callCounts(api.Log_Consume_FullMethodName)
-		return got[1] > 0 && got[2] > 0
-	}, 5*time.Second, 10*time.Millisecond)
+	waitBothFollowers(t, ctx, client, cluster)
 
 	var (
 		mu       sync.Mutex
@@ -462,12 +452,7 @@ func TestConsumeStreamSurvivesBreaksWhileIdle(t *testing.T) {
 		InitialBackoff: 10 * time.Millisecond, MaxBackoff: 50 * time.Millisecond,
 	})
 	ctx := testContext(t)
-	require.Eventually(t, func() bool {
-		_, err := client.Consume(ctx, 0)
-		require.NoError(t, err)
-		got := cluster.callCounts(api.Log_Consume_FullMethodName)
-		return got[1] > 0 && got[2] > 0
-	}, 5*time.Second, 10*time.Millisecond, "reads never reached both followers")
+	waitBothFollowers(t, ctx, client, cluster)
 
 	records := make(chan *api.Record, 16)
 	done := make(chan error, 1)
