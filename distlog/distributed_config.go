@@ -79,7 +79,7 @@ type DistributedConfig struct {
 	Producers ProducerConfig
 
 	// GroupCommit configures how concurrent appends share Raft entries
-	// (see GroupCommitConfig); defaults: 2 entries in flight, 4096 calls
+	// (see GroupCommitConfig); defaults: 1 entry in flight, 4096 calls
 	// per entry.
 	GroupCommit GroupCommitConfig
 

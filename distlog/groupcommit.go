@@ -38,9 +38,10 @@ type GroupCommitConfig struct {
 	// MaxInFlight is the number of coalesced entries the leader keeps in
 	// Raft at once (proposed, not yet applied). Appends that arrive while
 	// all are taken wait and go into the next entry together. Default
-	// DefaultGroupCommitInFlight. One leaves no overlap between the
-	// leader's fsync of the next entry and the followers' fsync of the
-	// last; more than a few makes the entries smaller again.
+	// DefaultGroupCommitInFlight (1). More lets the leader's fsync of the
+	// next entry overlap the followers' fsync of the last, but splits what
+	// queued up into smaller entries, each with its own fsyncs; see
+	// DefaultGroupCommitInFlight for what was measured.
 	MaxInFlight int
 	// MaxCalls bounds the produce calls in one entry (the entry's size is
 	// bounded by MaxBatchBytes too). Default DefaultGroupCommitMaxCalls.
@@ -53,8 +54,16 @@ type GroupCommitConfig struct {
 
 // Defaults of GroupCommitConfig.
 const (
-	// DefaultGroupCommitInFlight is the default GroupCommitConfig.MaxInFlight.
-	DefaultGroupCommitInFlight = 2
+	// DefaultGroupCommitInFlight is the default GroupCommitConfig.MaxInFlight:
+	// one entry in Raft at a time. On a 3-node cluster on one host (one
+	// disk), BenchmarkGroupCommit with 64 writers did 19-24k records/s with
+	// 1 and 15-20k with 2 (31 vs 44 entries per 1000 records). With 2, one
+	// ProduceStream of 64 records in flight (proglog bench --mode stream)
+	// spread its records over twice the entries and fsyncs and was 20-25%
+	// slower than before group commit (interleaved bench-cluster runs,
+	// medians of 3: 12.9-18.5k vs 16.7-23.9k records/s); with 1 it is
+	// about even. Nodes on separate disks may gain from 2; not measured.
+	DefaultGroupCommitInFlight = 1
 	// DefaultGroupCommitMaxCalls is the default GroupCommitConfig.MaxCalls.
 	DefaultGroupCommitMaxCalls = 4096
 )
