@@ -282,6 +282,7 @@ func (a *Agent) setupMembership() error {
 		// reconcile): without the snapshot, a restarted bootstrap node
 		// joined nobody and stayed out for good.
 		SnapshotPath:     filepath.Join(a.cfg.DataDir, "serf", "local.snapshot"),
+		Rejoin:           a.log.HadState(),
 		RejoinAfterLeave: true,
 		Profile:          a.cfg.GossipProfile,
 		GossipKeys:       a.cfg.GossipKeys,

@@ -99,6 +99,14 @@ type Config struct {
 	// no snapshot; a restarted member joins only through StartJoinAddrs.
 	SnapshotPath string
 
+	// Rejoin says this member was part of a cluster before (its Raft state
+	// says so), even when the snapshot names nobody: Serf writes the
+	// snapshot through a buffer, and a process killed soon after it joined
+	// can lose the members' lines. Then no answer from StartJoinAddrs is
+	// not an error either: New keeps trying them in the background, as it
+	// does the snapshot's members, since they may be restarting too.
+	Rejoin bool
+
 	// RejoinAfterLeave makes a member that left gracefully (Leave, Close) rejoin
 	// the members of its snapshot when it starts again, as one that crashed
 	// does: for a node that is stopped and started again, not decommissioned.

@@ -113,9 +113,10 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 	}
 	m := &Membership{cfg: cfg, logger: logger, serf: s, loop: loop, logGate: gate, serfKeyring: keyring}
 
+	rejoin := len(previous) > 0
 	if len(cfg.StartJoinAddrs) > 0 {
 		if err := m.join(cfg.StartJoinAddrs); err != nil {
-			if len(previous) == 0 {
+			if len(previous) == 0 && !cfg.Rejoin {
 				// Nobody has heard of this member, so there is nobody to
 				// tell it leaves: shut down without a Leave.
 				shutdownErr := s.Shutdown()
@@ -126,11 +127,12 @@ func New(handler Handler, cfg Config) (*Membership, error) {
 			// This member was part of a cluster: its members may be
 			// restarting too. Failing would leave a cluster restarted in
 			// the wrong order with no member up.
-			logger.Warn("no start-join address answered; rejoining the members of the snapshot",
+			logger.Warn("no start-join address answered; rejoining the members of the snapshot and the start-join addresses",
 				zap.Error(err), zap.Strings("snapshot_members", previous))
+			rejoin = true
 		}
 	}
-	if len(previous) > 0 {
+	if rejoin {
 		// The start-join addresses too, unless they answered: they may come
 		// back before any member of the snapshot does.
 		targets := previous

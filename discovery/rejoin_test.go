@@ -239,6 +239,29 @@ func TestNewWithoutSnapshotMembersStillFailsOnDeadStartJoin(t *testing.T) {
 	}
 }
 
+// A member that was part of a cluster (Rejoin: its Raft state says so) but
+// whose snapshot lost the members' lines (Serf buffers it; a SIGKILL soon
+// after the join loses them) does not fail on a start-join address that is
+// down: it keeps trying it, and joins once it answers.
+func TestMembershipRejoinKeepsTryingADeadStartJoin(t *testing.T) {
+	dir := t.TempDir()
+	addr1 := freeAddr(t)
+	cfg2 := snapshotConfig(t, "n2", dir, freeAddr(t), addr1)
+	cfg2.Rejoin = true
+	h2 := &recordingHandler{}
+	m2, err := New(h2, cfg2)
+	require.NoError(t, err, "New with Rejoin and a dead start-join address")
+	t.Cleanup(func() { _ = m2.Close() })
+
+	cfg1 := snapshotConfig(t, "n1", dir, addr1)
+	m1, err := New(&recordingHandler{}, cfg1)
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = m1.Close() })
+	cfgs := []Config{cfg1, cfg2}
+	requireSeesAlive(t, m2, cfgs, 1)
+	requireSeesAlive(t, m1, cfgs, 0)
+}
+
 // A whole cluster stopped and started again in the wrong order: n2 comes
 // back first, while n1, which it joins through, is still down, and n1's
 // snapshot names nobody (n2 left before it). n2 must wait for n1, not fail,

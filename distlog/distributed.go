@@ -51,6 +51,9 @@ type DistributedLog struct {
 	// which Raft's shutdown leaves open.
 	transport *raft.NetworkTransport
 	raft      *raft.Raft
+	// hadState: the data directory held Raft state when the log opened
+	// (see HadState).
+	hadState bool
 
 	closeOnce sync.Once
 	closeErr  error
@@ -132,6 +135,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	if err != nil {
 		return nil, fmt.Errorf("distlog: read raft state: %w", err)
 	}
+	d.hadState = hasState
 
 	d.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &advertisedStreamLayer{StreamLayer: cfg.Raft.StreamLayer, addr: tcpAddr(cfg.Raft.AdvertiseAddr)},
@@ -902,6 +906,11 @@ func (d *DistributedLog) Close() error {
 	})
 	return d.closeErr
 }
+
+// HadState reports whether the data directory held Raft state when the log
+// opened: this node was part of a cluster before, whose members may be
+// restarting too.
+func (d *DistributedLog) HadState() bool { return d.hadState }
 
 // HandOverLeadership makes another voter the leader when this node leads
 // and has one, so that a node about to stop does not leave the cluster to

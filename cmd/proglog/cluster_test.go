@@ -181,9 +181,15 @@ func (c *testCluster) mustRun(t *testing.T, stdin string, args ...string) result
 	return r
 }
 
-// dumpLogs logs the end of each node's log, to see why a test failed.
+// dumpLogs logs the end of each node's log, and of the logs of its
+// restarts (restartNode), to see why a test failed.
 func (c *testCluster) dumpLogs(t *testing.T) {
+	var paths []string
 	for _, path := range c.logs {
+		restarts, _ := filepath.Glob(path + ".restart-*")
+		paths = append(append(paths, path), restarts...)
+	}
+	for _, path := range paths {
 		data, err := os.ReadFile(path)
 		if err != nil {
 			t.Logf("%s: %v", path, err)

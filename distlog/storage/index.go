@@ -62,7 +62,7 @@ type index struct {
 	// grown to be mapped.
 	openedSize uint64
 	// dirtyEnd bounds the bytes that may not be zero: past it the file was
-	// grown by truncation and nothing was written there since, so
+	// grown (fallocate, or truncation) and nothing was written there since, so
 	// clearTail need not read it (reading a map's page of a sparse file
 	// makes it resident: 196 KiB per index at the default size). Written
 	// by Write (the appender), rebuild, clearTail and release, which the
@@ -107,9 +107,21 @@ func (i *index) mapAtLeast(n uint64) error {
 	if err != nil {
 		return fmt.Errorf("storage: stat %s: %w", i.path, err)
 	}
-	if uint64(fi.Size()) < n {
-		if err := i.file.Truncate(int64(n)); err != nil {
+	if size := fi.Size(); uint64(size) < n {
+		// Allocate the blocks now (fallocate), not at the first write
+		// through the map to each page: on a full disk that write cannot
+		// return an error, the process dies of SIGBUS (test/chaos's
+		// disk-full fault did once nothing else read the grown map).
+		// Where the file system cannot preallocate, the file is grown
+		// sparse.
+		ok, err := preallocateFile(i.file, size, int64(n)-size)
+		if err != nil {
 			return fmt.Errorf("storage: grow %s to %d: %w", i.path, n, err)
+		}
+		if !ok {
+			if err := i.file.Truncate(int64(n)); err != nil {
+				return fmt.Errorf("storage: grow %s to %d: %w", i.path, n, err)
+			}
 		}
 	} else {
 		n = uint64(fi.Size())

@@ -250,6 +250,18 @@ func (c *cluster) signal(i int, sig syscall.Signal) {
 	}
 	c.mu.Unlock()
 	require.NotNil(c.t, cmd, "node %d is not running", i)
+	select {
+	case <-exited:
+		// It exited by itself (a crash the checks will judge): there is
+		// nothing to signal, and a stop is done.
+		if sig == syscall.SIGKILL || sig == syscall.SIGTERM {
+			c.mu.Lock()
+			n.cmd = nil
+			c.mu.Unlock()
+		}
+		return
+	default:
+	}
 	require.NoError(c.t, cmd.Process.Signal(sig))
 	if sig != syscall.SIGKILL && sig != syscall.SIGTERM {
 		return
