@@ -1,7 +1,6 @@
 package main
 
 import (
-	"context"
 	"fmt"
 	"os"
 	"path/filepath"
@@ -9,15 +8,11 @@ import (
 	"strings"
 	"syscall"
 	"testing"
-	"time"
 
 	"github.com/stretchr/testify/require"
-	"go.uber.org/zap"
 
 	"github.com/proglog/proglog/agent"
 	api "github.com/proglog/proglog/api/v1"
-	"github.com/proglog/proglog/loadbalance"
-	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
 )
 
@@ -31,18 +26,7 @@ func TestAgentRefusesACorruptRaftLogAndRejoinsWiped(t *testing.T) {
 	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
 	c := startCluster(t, 3, files)
-	settings := clientSettings{
-		addrs:          c.rpcAddrs,
-		tls:            tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
-		timeout:        30 * time.Second,
-		attemptTimeout: 5 * time.Second,
-	}
-	loadbalance.Register()
-	client, err := settings.dial(zap.NewNop())
-	require.NoError(t, err)
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), killTestTimeout)
-	defer cancel()
+	settings, client, ctx := killTestClient(t, c, files)
 
 	// More than one Raft segment (1 MiB by default) of entries.
 	const batches, perBatch = 24, 64

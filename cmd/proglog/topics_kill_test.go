@@ -108,6 +108,28 @@ func untilNoError(t *testing.T, timeout time.Duration, cond func() error, what s
 	}
 }
 
+// killTestClient dials a balanced client of c with the root certificate,
+// and returns it, the settings it dialled with and a context bounded by
+// killTestTimeout; both end with the test.
+func killTestClient(t *testing.T, c *testCluster, files tlsconfig.FileSet) (clientSettings, *loadbalance.Client, context.Context) {
+	t.Helper()
+	settings := clientSettings{
+		addrs:   c.rpcAddrs,
+		tls:     tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
+		timeout: 30 * time.Second,
+		// Above the followers' ReadWaitTimeout (2 s): a consume of an unknown
+		// topic waits that long on a follower before NotFound.
+		attemptTimeout: 5 * time.Second,
+	}
+	loadbalance.Register()
+	client, err := settings.dial(zap.NewNop())
+	require.NoError(t, err)
+	t.Cleanup(func() { _ = client.Close() })
+	ctx, cancel := context.WithTimeout(context.Background(), killTestTimeout)
+	t.Cleanup(cancel)
+	return settings, client, ctx
+}
+
 // TestTopicsSurviveKillOfTheLeader: two topics written concurrently by
 // clients keep independent offsets, identical on every node, across a
 // SIGKILL of the leader process and then of every process; every
@@ -125,20 +147,7 @@ func TestTopicsSurviveKillOfTheLeader(t *testing.T) {
 	start := time.Now()
 	phase := func(name string) { t.Logf("%6.1fs %s", time.Since(start).Seconds(), name) }
 
-	settings := clientSettings{
-		addrs:   c.rpcAddrs,
-		tls:     tlsconfig.Config{CAFile: files.CAFile, CertFile: files.RootClientCertFile, KeyFile: files.RootClientKeyFile},
-		timeout: 30 * time.Second,
-		// Above the followers' ReadWaitTimeout (2 s): a consume of an unknown
-		// topic waits that long on a follower before NotFound.
-		attemptTimeout: 5 * time.Second,
-	}
-	loadbalance.Register()
-	client, err := settings.dial(zap.NewNop())
-	require.NoError(t, err)
-	defer client.Close()
-	ctx, cancel := context.WithTimeout(context.Background(), killTestTimeout)
-	defer cancel()
+	settings, client, ctx := killTestClient(t, c, files)
 
 	// Two writers per topic; the leader is killed once every writer is
 	// under way.
@@ -245,7 +254,7 @@ func TestTopicsSurviveKillOfTheLeader(t *testing.T) {
 		require.Equal(t, uint64(len(afterKill[topic])), off, "%s: next offset after the restart", topic)
 	}
 	phase("appends continue")
-	_, err = client.Consume(ctx, 0, loadbalance.WithTopic("missing"))
+	_, err := client.Consume(ctx, 0, loadbalance.WithTopic("missing"))
 	require.Equal(t, codes.NotFound, status.Code(err))
 }
 
