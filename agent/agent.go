@@ -180,6 +180,7 @@ func (a *Agent) setupLog() error {
 	dc.Raft.SnapshotThreshold = a.cfg.RaftSnapshotThreshold
 	dc.Raft.SnapshotInterval = a.cfg.RaftSnapshotInterval
 	dc.Raft.TrailingLogs = a.cfg.RaftTrailingLogs
+	dc.Raft.TrailingBytes = a.cfg.RaftTrailingBytes
 	dc.RetentionCheckInterval = a.cfg.RetentionCheckInterval
 	dc.Logger = a.cfg.Logger
 

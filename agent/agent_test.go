@@ -66,6 +66,7 @@ func TestClusterLeaderFailover(t *testing.T) {
 		cfg.RaftSnapshotThreshold = 16
 		cfg.RaftSnapshotInterval = 50 * time.Millisecond
 		cfg.RaftTrailingLogs = 4
+		cfg.RaftTrailingBytes = -1
 	})
 	before := values("before", 10)
 	c.produce(before...)

@@ -181,6 +181,11 @@ type Config struct {
 	// snapshot. 0 means distlog.DefaultTrailingLogs (2048). See
 	// distlog.RaftConfig for the disk it costs.
 	RaftTrailingLogs uint64
+	// RaftTrailingBytes is about how many bytes of entries a snapshot
+	// leaves in the Raft log, at least RaftTrailingLogs entries; 0 means
+	// distlog.DefaultTrailingBytes (32 MiB), negative keeps exactly
+	// RaftTrailingLogs. See distlog.RaftConfig.TrailingBytes.
+	RaftTrailingBytes int64
 
 	// GRPCServerOptions are appended to the gRPC server's options, after the
 	// agent's own (TLS credentials, authentication interceptors), e.g.

@@ -163,10 +163,14 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 			return nil, fmt.Errorf("distlog: bootstrap raft cluster: %w", err)
 		}
 	}
-	d.loops.Add(2)
+	d.loops.Add(3)
 	go func() {
 		defer d.loops.Done()
 		d.retentionLoop(d.closed)
+	}()
+	go func() {
+		defer d.loops.Done()
+		d.trailingLoop(d.closed)
 	}()
 	go func() {
 		defer d.loops.Done()

@@ -27,6 +27,8 @@ const (
 	DefaultSnapshotInterval = time.Second
 	// DefaultTrailingLogs is the default RaftConfig.TrailingLogs.
 	DefaultTrailingLogs = 2048
+	// DefaultTrailingBytes is the default RaftConfig.TrailingBytes.
+	DefaultTrailingBytes = 32 << 20
 	// DefaultTransportTimeout is the default RaftConfig.TransportTimeout.
 	DefaultTransportTimeout = 10 * time.Second
 	// DefaultTransportMaxPool is the default RaftConfig.TransportMaxPool.
@@ -168,8 +170,20 @@ type RaftConfig struct {
 	// hashicorp/raft's is 10240). Raise it where followers often fall
 	// further behind than that (a node restarted under a heavy write load:
 	// at 1,000 entries a second, 2048 entries are two seconds), at the
-	// cost of as many entries of disk per node.
+	// cost of as many entries of disk per node. With TrailingBytes (on by
+	// default) it is the least kept, not the most.
 	TrailingLogs uint64
+	// TrailingBytes: about how many bytes of Raft entries a snapshot
+	// leaves in the Raft log, whatever their number: the node keeps
+	// TrailingBytes / (average entry size in its Raft log) entries, and at
+	// least TrailingLogs (re-reckoned every SnapshotInterval). An entry
+	// holds one call's record or, under load, hundreds of queued calls'
+	// records, so a count alone keeps two seconds of single writes or
+	// tens of megabytes of batches; a byte budget lets a follower that was
+	// away for a while catch up from the log (a few MB) instead of being
+	// sent every record of every topic. Default DefaultTrailingBytes
+	// (32 MiB); a negative value turns it off (exactly TrailingLogs kept).
+	TrailingBytes int64
 	// SnapshotRetain: number of snapshots kept on disk. Default 2.
 	SnapshotRetain int
 
@@ -212,6 +226,9 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 	}
 	if c.Raft.TrailingLogs == 0 {
 		c.Raft.TrailingLogs = DefaultTrailingLogs
+	}
+	if c.Raft.TrailingBytes == 0 {
+		c.Raft.TrailingBytes = DefaultTrailingBytes
 	}
 	if c.Raft.TransportTimeout == 0 {
 		c.Raft.TransportTimeout = DefaultTransportTimeout

@@ -48,6 +48,7 @@ func distCrashConfig(ln net.Listener, logger *zap.Logger) DistributedConfig {
 	cfg.Raft.SnapshotThreshold = 200 // some runs restore a snapshot on start
 	cfg.Raft.SnapshotInterval = 50 * time.Millisecond
 	cfg.Raft.TrailingLogs = 50
+	cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
 	return cfg
 }
 

@@ -441,6 +441,7 @@ func TestDistributedLogCatchUpThroughSnapshot(t *testing.T) {
 		cfg.Raft.SnapshotThreshold = 16
 		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
 		cfg.Raft.TrailingLogs = 4
+		cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
 	})
 	leader := c.waitLeader()
 	want := values("early", 10)
@@ -483,6 +484,7 @@ func TestDistributedLogRestartAllNodes(t *testing.T) {
 			cfg.Raft.SnapshotThreshold = 8
 			cfg.Raft.SnapshotInterval = 20 * time.Millisecond
 			cfg.Raft.TrailingLogs = 4
+			cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
 		}},
 	}
 	for _, tt := range tests {
@@ -768,6 +770,7 @@ func TestDistributedConfigSnapshotDefaults(t *testing.T) {
 	require.Equal(t, DefaultSnapshotInterval, rc.SnapshotInterval)
 	require.Equal(t, uint64(DefaultTrailingLogs), rc.TrailingLogs)
 	require.Less(t, rc.TrailingLogs, raft.DefaultConfig().TrailingLogs)
+	require.Equal(t, int64(DefaultTrailingBytes), cfg.Raft.TrailingBytes)
 
 	explicit := base()
 	explicit.Raft.SnapshotThreshold = 7

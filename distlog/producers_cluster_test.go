@@ -38,6 +38,7 @@ func TestDistributedProducerStateThroughSnapshotAndRestart(t *testing.T) {
 		cfg.Raft.SnapshotThreshold = 16
 		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
 		cfg.Raft.TrailingLogs = 4
+		cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
 	})
 	leader := c.waitLeader()
 	first := c.produced(42, 0, "p0")

@@ -231,6 +231,7 @@ func TestDistributedTopicsConcurrentWritesAndRestart(t *testing.T) {
 		cfg.Raft.SnapshotThreshold = 32
 		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
 		cfg.Raft.TrailingLogs = 8
+		cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
 	})
 	c.createTopic("a")
 	c.createTopic("b")
@@ -305,6 +306,7 @@ func TestDistributedTopicsCatchUpThroughSnapshot(t *testing.T) {
 		cfg.Raft.SnapshotThreshold = 16
 		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
 		cfg.Raft.TrailingLogs = 4
+		cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
 		cfg.Log.Segment.MaxIndexBytes = 8 * entWidth // several sealed segments per topic
 	})
 	leader := c.waitLeader()

@@ -39,6 +39,7 @@ type agentSettings struct {
 	startJoinTimeout time.Duration
 	// Raft timing.
 	raftHeartbeatTimeout, raftElectionTimeout, raftLeaderLeaseTimeout time.Duration
+	raftTrailingBytes                                                 int
 	bootstrap                                                         bool
 	// bootstrapNode is the node name that bootstraps, as if with bootstrap.
 	bootstrapNode string
@@ -82,6 +83,7 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 		raftHeartbeatTimeout:   s.Duration(keyRaftHeartbeatTimeout),
 		raftElectionTimeout:    s.Duration(keyRaftElectionTimeout),
 		raftLeaderLeaseTimeout: s.Duration(keyRaftLeaderLeaseTimeout),
+		raftTrailingBytes:      s.Int(keyRaftTrailingBytes),
 		bootstrap:              s.Bool(keyBootstrap),
 		bootstrapNode:          s.String(keyBootstrapNode),
 		aclModelFile:           orDefault(s.String(keyACLModelFile), files.ACLModelFile),
@@ -138,6 +140,8 @@ func (as agentSettings) validate() error {
 	case as.raftLeaderLeaseTimeout > as.raftHeartbeatTimeout:
 		return usageError(fmt.Errorf("--raft-leader-lease-timeout %v must not exceed --raft-heartbeat-timeout %v",
 			as.raftLeaderLeaseTimeout, as.raftHeartbeatTimeout))
+	case as.raftTrailingBytes == 0 || as.raftTrailingBytes < -1:
+		return usageError(fmt.Errorf("--raft-trailing-bytes %d: want a positive number of bytes, or -1 to keep a fixed number of entries", as.raftTrailingBytes))
 	case as.maxRecordBytes <= 0:
 		return usageError(fmt.Errorf("--max-record-bytes %d must be positive", as.maxRecordBytes))
 	case as.maxBatchRecords <= 0:
@@ -219,6 +223,7 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		RaftHeartbeatTimeout:   as.raftHeartbeatTimeout,
 		RaftElectionTimeout:    as.raftElectionTimeout,
 		RaftLeaderLeaseTimeout: as.raftLeaderLeaseTimeout,
+		RaftTrailingBytes:      int64(as.raftTrailingBytes),
 		Bootstrap:              as.bootstraps(),
 		ServerTLSConfig:        serverTLS,
 		PeerTLSConfig:          peerClientTLS,

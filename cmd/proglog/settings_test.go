@@ -180,7 +180,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		"--log-level", "debug", "--max-record-bytes", "4096", "--max-batch-records", "7", "--max-consume-bytes", "65536",
 		"--trace-exporter", "otlp", "--otlp-endpoint", "collector:4317", "--otlp-insecure",
 		"--gossip-key-file", "/g/key",
-		"--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "3s", "--raft-leader-lease-timeout", "1s")
+		"--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "3s", "--raft-leader-lease-timeout", "1s", "--raft-trailing-bytes", "-1")
 	require.NoError(t, err)
 	got, err := readAgentSettings(s)
 	require.NoError(t, err)
@@ -194,7 +194,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		maxRecordBytes: 4096, maxBatchRecords: 7, maxConsumeBytes: 65536,
 		traceExporter: "otlp", otlpEndpoint: "collector:4317", otlpInsecure: true,
 		gossipKeyFile: "/g/key", gossipKeyFileSet: true,
-		raftHeartbeatTimeout: 2 * time.Second, raftElectionTimeout: 3 * time.Second, raftLeaderLeaseTimeout: time.Second,
+		raftHeartbeatTimeout: 2 * time.Second, raftElectionTimeout: 3 * time.Second, raftLeaderLeaseTimeout: time.Second, raftTrailingBytes: -1,
 	}
 	require.Equal(t, want, got)
 }
@@ -234,18 +234,21 @@ func TestAgentDefaults(t *testing.T) {
 		maxRecordBytes: 1 << 20, maxBatchRecords: 1000, maxConsumeBytes: 1 << 20, traceExporter: "none",
 		gossipKeyFile:        files.GossipKeyFile,
 		raftHeartbeatTimeout: distlog.DefaultHeartbeatTimeout, raftElectionTimeout: distlog.DefaultElectionTimeout,
-		raftLeaderLeaseTimeout: distlog.DefaultLeaderLeaseTimeout,
+		raftLeaderLeaseTimeout: distlog.DefaultLeaderLeaseTimeout, raftTrailingBytes: distlog.DefaultTrailingBytes,
 	}
 	require.Equal(t, want, got)
 }
 
 // TestAgentRefusesBadRaftTimeouts: a lease longer than the heartbeat
-// timeout, or a timeout raft cannot use, is a usage error naming the flag.
+// timeout, a timeout raft cannot use, or a trailing byte budget neither
+// positive nor -1, is a usage error naming the flag.
 func TestAgentRefusesBadRaftTimeouts(t *testing.T) {
 	for _, args := range [][]string{
 		{"--raft-leader-lease-timeout", "2s"},
 		{"--raft-heartbeat-timeout", "1ms"},
 		{"--raft-election-timeout", "0s"},
+		{"--raft-trailing-bytes", "0"},
+		{"--raft-trailing-bytes", "-2"},
 	} {
 		clearProglogEnv(t)
 		s, err := load(t, agentOptions("host-name"), append([]string{"--data-dir", "/d"}, args...)...)
