@@ -45,7 +45,7 @@ func retentionCluster(t *testing.T) *testCluster {
 		cfg.Raft.SnapshotThreshold = 32
 		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
 		cfg.Raft.TrailingLogs = 16
-		cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
+		cfg.Raft.TrailingBytes = -1             // a fixed count: these entries are small
 		cfg.Log.Segment.MaxStoreBytes = 8 << 10 // the Raft log's segments too, so compaction frees space
 	})
 }

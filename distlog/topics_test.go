@@ -306,7 +306,7 @@ func TestDistributedTopicsCatchUpThroughSnapshot(t *testing.T) {
 		cfg.Raft.SnapshotThreshold = 16
 		cfg.Raft.SnapshotInterval = 20 * time.Millisecond
 		cfg.Raft.TrailingLogs = 4
-		cfg.Raft.TrailingBytes = -1 // a fixed count: these entries are small
+		cfg.Raft.TrailingBytes = -1                  // a fixed count: these entries are small
 		cfg.Log.Segment.MaxIndexBytes = 8 * entWidth // several sealed segments per topic
 	})
 	leader := c.waitLeader()
