@@ -137,6 +137,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	}
 	d.hadState = hasState
 
+	d.sizeRaftConfig(raftConfig)
 	d.transport = raft.NewNetworkTransportWithConfig(&raft.NetworkTransportConfig{
 		Stream:  &advertisedStreamLayer{StreamLayer: cfg.Raft.StreamLayer, addr: tcpAddr(cfg.Raft.AdvertiseAddr)},
 		MaxPool: cfg.Raft.TransportMaxPool,

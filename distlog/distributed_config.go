@@ -25,8 +25,12 @@ const (
 	DefaultSnapshotThreshold = 1024
 	// DefaultSnapshotInterval is the default RaftConfig.SnapshotInterval.
 	DefaultSnapshotInterval = time.Second
-	// DefaultTrailingLogs is the default RaftConfig.TrailingLogs.
+	// DefaultTrailingLogs is the default RaftConfig.TrailingLogs when
+	// TrailingBytes is off.
 	DefaultTrailingLogs = 2048
+	// DefaultMinTrailingLogs is the default RaftConfig.TrailingLogs with
+	// TrailingBytes on (the default): the least kept, whatever the size.
+	DefaultMinTrailingLogs = 16
 	// DefaultTrailingBytes is the default RaftConfig.TrailingBytes.
 	DefaultTrailingBytes = 32 << 20
 	// DefaultTransportTimeout is the default RaftConfig.TransportTimeout.
@@ -146,7 +150,9 @@ type RaftConfig struct {
 	CommitTimeout time.Duration
 
 	// SnapshotThreshold: number of Raft entries since the last snapshot
-	// before a new one is taken. Default DefaultSnapshotThreshold (1024;
+	// before a new one is taken; with TrailingBytes on, the most: fewer
+	// when TrailingBytes of entries come first. Default
+	// DefaultSnapshotThreshold (1024;
 	// hashicorp/raft's is 8192). A snapshot hard-links the topics' segment
 	// files and fsyncs their active segments: its cost does not grow with
 	// the records held, so it can be frequent. Until a snapshot, every
@@ -166,23 +172,25 @@ type RaftConfig struct {
 	// TrailingLogs: number of Raft entries kept after a snapshot so that a
 	// follower that fell behind by fewer catches up from the log; one
 	// further behind is sent a snapshot (InstallSnapshot), which carries
-	// every record of every topic. Default DefaultTrailingLogs (2048;
-	// hashicorp/raft's is 10240). Raise it where followers often fall
-	// further behind than that (a node restarted under a heavy write load:
-	// at 1,000 entries a second, 2048 entries are two seconds), at the
-	// cost of as many entries of disk per node. With TrailingBytes (on by
-	// default) it is the least kept, not the most.
+	// every record of every topic. With TrailingBytes on (the default) it
+	// is the least kept; default DefaultMinTrailingLogs (16). With it off,
+	// exactly this many are kept; default DefaultTrailingLogs (2048;
+	// hashicorp/raft's is 10240).
 	TrailingLogs uint64
 	// TrailingBytes: about how many bytes of Raft entries a snapshot
-	// leaves in the Raft log, whatever their number: the node keeps
-	// TrailingBytes / (average entry size in its Raft log) entries, and at
-	// least TrailingLogs (re-reckoned every SnapshotInterval). An entry
-	// holds one call's record or, under load, hundreds of queued calls'
-	// records, so a count alone keeps two seconds of single writes or
-	// tens of megabytes of batches; a byte budget lets a follower that was
-	// away for a while catch up from the log (a few MB) instead of being
-	// sent every record of every topic. Default DefaultTrailingBytes
-	// (32 MiB); a negative value turns it off (exactly TrailingLogs kept).
+	// leaves in the Raft log, and how many new bytes of entries trigger
+	// the next snapshot, whatever their number. Raft counts entries, and
+	// an entry holds one call's records or every call that queued up
+	// while the one before replicated (up to MaxBatchBytes): 2048 entries
+	// are two seconds of single writes or gigabytes of large batches. So
+	// each node divides TrailingBytes by the average entry size of its
+	// Raft log (at start and twice per SnapshotInterval) and sets Raft's
+	// TrailingLogs (at least the field above) and SnapshotThreshold (at
+	// most the field above, at least 16) from it: a follower that was away
+	// catches up from the log when it missed less than about this much,
+	// and the Raft log holds about twice this much, at most. Default
+	// DefaultTrailingBytes (32 MiB); a negative value turns it off (Raft
+	// gets TrailingLogs and SnapshotThreshold as they are).
 	TrailingBytes int64
 	// SnapshotRetain: number of snapshots kept on disk. Default 2.
 	SnapshotRetain int
@@ -224,11 +232,14 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 	if c.Raft.SnapshotInterval == 0 {
 		c.Raft.SnapshotInterval = DefaultSnapshotInterval
 	}
-	if c.Raft.TrailingLogs == 0 {
-		c.Raft.TrailingLogs = DefaultTrailingLogs
-	}
 	if c.Raft.TrailingBytes == 0 {
 		c.Raft.TrailingBytes = DefaultTrailingBytes
+	}
+	if c.Raft.TrailingLogs == 0 {
+		c.Raft.TrailingLogs = DefaultTrailingLogs
+		if c.Raft.TrailingBytes > 0 {
+			c.Raft.TrailingLogs = DefaultMinTrailingLogs
+		}
 	}
 	if c.Raft.TransportTimeout == 0 {
 		c.Raft.TransportTimeout = DefaultTransportTimeout

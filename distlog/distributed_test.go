@@ -768,9 +768,16 @@ func TestDistributedConfigSnapshotDefaults(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, uint64(DefaultSnapshotThreshold), rc.SnapshotThreshold)
 	require.Equal(t, DefaultSnapshotInterval, rc.SnapshotInterval)
+	require.Equal(t, uint64(DefaultMinTrailingLogs), rc.TrailingLogs, "the least kept under the byte budget")
+	require.Equal(t, int64(DefaultTrailingBytes), cfg.Raft.TrailingBytes)
+	off := base()
+	off.Raft.TrailingBytes = -1
+	cfg, err = off.withDefaults()
+	require.NoError(t, err)
+	rc, err = cfg.raftConfig()
+	require.NoError(t, err)
 	require.Equal(t, uint64(DefaultTrailingLogs), rc.TrailingLogs)
 	require.Less(t, rc.TrailingLogs, raft.DefaultConfig().TrailingLogs)
-	require.Equal(t, int64(DefaultTrailingBytes), cfg.Raft.TrailingBytes)
 
 	explicit := base()
 	explicit.Raft.SnapshotThreshold = 7

@@ -8,20 +8,28 @@ import (
 	"github.com/stretchr/testify/require"
 )
 
-func TestTrailingEntries(t *testing.T) {
+func TestCountsFor(t *testing.T) {
+	cfg := RaftConfig{TrailingLogs: 16, SnapshotThreshold: 1024, TrailingBytes: 1 << 20}
 	tests := []struct {
-		name                          string
-		budget, least, bytes, entries uint64
-		want                          uint64
+		name           string
+		cfg            RaftConfig
+		bytes, entries uint64
+		want           trailingCounts
 	}{
-		{name: "empty log keeps the least", budget: 1 << 20, least: 16, want: 16},
-		{name: "small entries: many", budget: 1 << 20, least: 16, bytes: 100 * 200, entries: 100, want: (1 << 20) / 200},
-		{name: "large entries: the least wins", budget: 1 << 20, least: 16, bytes: 10 << 20, entries: 10, want: 16},
-		{name: "entries under a byte each", budget: 64, least: 1, bytes: 1, entries: 10, want: 64},
+		{name: "empty log: the configured counts", cfg: cfg, want: trailingCounts{trailing: 16, threshold: 1024}},
+		{name: "small entries: many kept, threshold at its most", cfg: cfg, bytes: 100 * 200, entries: 100,
+			want: trailingCounts{trailing: (1 << 20) / 200, threshold: 1024}},
+		{name: "mid-sized entries", cfg: cfg, bytes: 10 * 4096, entries: 10, want: trailingCounts{trailing: 256, threshold: 256}},
+		{name: "large entries: the least kept, snapshots every 16", cfg: cfg, bytes: 10 << 20, entries: 10,
+			want: trailingCounts{trailing: 16, threshold: 16}},
+		{name: "entries under a byte each", cfg: RaftConfig{TrailingLogs: 1, SnapshotThreshold: 8, TrailingBytes: 64}, bytes: 1, entries: 10,
+			want: trailingCounts{trailing: 64, threshold: 16}},
+		{name: "budget off: as configured", cfg: RaftConfig{TrailingLogs: 4, SnapshotThreshold: 8, TrailingBytes: -1}, bytes: 100, entries: 10,
+			want: trailingCounts{trailing: 4, threshold: 8}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
-			require.Equal(t, tt.want, trailingEntries(tt.budget, tt.least, tt.bytes, tt.entries))
+			require.Equal(t, tt.want, countsFor(tt.cfg, tt.bytes, tt.entries))
 		})
 	}
 }
