@@ -159,15 +159,17 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		t := f.topics[name]
 		pool := poolDirName(t.id, t.log.Epoch())
 		pools = append(pools, pool)
-		active := topicDirName(t.id)
-		if err := os.Mkdir(filepath.Join(stage, active), 0o755); err != nil {
-			return fail(err)
-		}
+		// Every topic's active segment is linked straight into the stage,
+		// which is fsynced once below: a directory per topic cost an fsync
+		// per topic per snapshot (1.3 s a snapshot with 1,000 topics).
+		// Snapshots of earlier releases name <topic dir>/<store file>;
+		// these <topic dir>-<store file>.
+		activePrefix := topicDirName(t.id) + "-"
 		poolDir, err := f.snapshots.makePoolDir(pool)
 		if err != nil {
 			return fail(err)
 		}
-		c, err := t.log.LinkSegments(poolDir, filepath.Join(stage, active))
+		c, err := t.log.LinkSegments(poolDir, stage, activePrefix)
 		if err != nil {
 			return fail(fmt.Errorf("topic %q: %w", name, err))
 		}
@@ -179,7 +181,7 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		if len(sealed) > 0 {
 			snap.parts = append(snap.parts, snapshotPart{Pool: pool, From: sealed[0].Base, Files: uint64(len(sealed))})
 		}
-		snap.parts = append(snap.parts, snapshotPart{File: filepath.Join(active, storage.StoreFileName(last.Base)), Size: last.Size})
+		snap.parts = append(snap.parts, snapshotPart{File: activePrefix + storage.StoreFileName(last.Base), Size: last.Size})
 		snap.size += int64(st.streamBytes)
 	}
 	stateBytes := state.encode()

@@ -129,3 +129,53 @@ func processWritten(b *testing.B) uint64 {
 	b.Skip("no wchar in /proc/self/io")
 	return 0
 }
+
+// BenchmarkSnapshotTopics measures one snapshot (as BenchmarkSnapshot's
+// "linked") of a state machine with many topics of one record each, of
+// which only one took an append since the last snapshot: what a node with
+// many mostly idle topics pays each SnapshotInterval under a write load,
+// on the FSM goroutine, while appends wait.
+//
+//	go test -run '^$' -bench BenchmarkSnapshotTopics -benchtime 20x ./distlog
+func BenchmarkSnapshotTopics(b *testing.B) {
+	for _, topics := range []int{1, 100, 1000} {
+		b.Run(fmt.Sprintf("topics=%d", topics), func(b *testing.B) {
+			dir := b.TempDir()
+			store, err := NewSnapshotStore(filepath.Join(dir, "snapshots"), 2, zap.NewNop())
+			require.NoError(b, err)
+			c, err := storage.Config{}.WithDefaults()
+			require.NoError(b, err)
+			f, err := newFSM(dir, c, store, zap.NewNop())
+			require.NoError(b, err)
+			b.Cleanup(func() { _ = f.Close() })
+			index := uint64(1)
+			apply := func(data []byte) {
+				index++
+				res := f.Apply(&raft.Log{Index: index, Term: 1, Type: raft.LogCommand, Data: data}).(applyResult)
+				require.NoError(b, res.err)
+			}
+			for k := range topics - 1 {
+				name := fmt.Sprintf("topic-%d", k)
+				apply(encodeCreateTopic(name, TopicConfig{}))
+				apply(encodeAppend(name, 1, [][]byte{[]byte("one")}))
+			}
+			snapshot := func() {
+				snap, err := f.Snapshot()
+				require.NoError(b, err)
+				sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
+				require.NoError(b, err)
+				require.NoError(b, snap.Persist(sink))
+				require.NoError(b, sink.Close())
+				snap.Release()
+			}
+			snapshot() // the idle topics' records are synced once
+			b.ResetTimer()
+			for range b.N {
+				b.StopTimer()
+				apply(encodeAppend(DefaultTopic, 1, [][]byte{[]byte("between snapshots")}))
+				b.StartTimer()
+				snapshot()
+			}
+		})
+	}
+}

@@ -34,8 +34,11 @@ type CapturedSegment struct {
 func StoreFileName(base uint64) string { return segmentFileName(base, storeExt) }
 
 // ParseStoreFileName returns the base offset a store file name stands for,
-// or false.
+// or false. A prefix ending in '-' is skipped (see LinkSegments).
 func ParseStoreFileName(name string) (uint64, bool) {
+	if i := strings.LastIndexByte(name, '-'); i >= 0 {
+		name = name[i+1:]
+	}
 	base, ok := parseSegmentFileName(name)
 	return base, ok && filepath.Ext(name) == storeExt
 }
@@ -61,18 +64,22 @@ func (c Capture) StreamBytes() uint64 {
 // copy: the store file of every sealed segment is linked into sealedDir
 // (unless an earlier LinkSegments into the same sealedDir in the same
 // Epoch linked it: a sealed file never changes, so each is linked once)
-// and the active one's into activeDir. Both directories must exist, on the
-// log's file system; sealedDir should be named after the Epoch. The
-// captured bytes are durable (fsynced) when it returns, and so are the new
-// links' directory entries.
+// and the active one's into activeDir, named activePrefix +
+// StoreFileName(base) (ParseStoreFileName reads the base after the
+// prefix's last '-'). Both directories must exist, on the log's file
+// system; sealedDir should be named after the Epoch. The captured bytes
+// are durable (fsynced) when it returns, and so are the new links in
+// sealedDir; the caller fsyncs activeDir (a node captures every topic's
+// active segment into one directory and fsyncs it once, not once per
+// topic).
 //
 // The links stay valid whatever the Log does next: sealed store files are
 // never written again, the active one only grows (the capture reads it up
 // to its captured Size), and anything that rewrites or recreates segments
 // (TruncateFrom, Reset, ResetTo, Restore) unlinks the Log's names, not
 // the links, and changes the Epoch first.
-func (l *Log) LinkSegments(sealedDir, activeDir string) (Capture, error) {
-	c, linkedSealed, err := l.linkSegments(sealedDir, activeDir)
+func (l *Log) LinkSegments(sealedDir, activeDir, activePrefix string) (Capture, error) {
+	c, linkedSealed, err := l.linkSegments(sealedDir, activeDir, activePrefix)
 	if err != nil {
 		return Capture{}, err
 	}
@@ -84,13 +91,10 @@ func (l *Log) LinkSegments(sealedDir, activeDir string) (Capture, error) {
 			return Capture{}, err
 		}
 	}
-	if err := syncDir(activeDir); err != nil {
-		return Capture{}, err
-	}
 	return c, nil
 }
 
-func (l *Log) linkSegments(sealedDir, activeDir string) (Capture, bool, error) {
+func (l *Log) linkSegments(sealedDir, activeDir, activePrefix string) (Capture, bool, error) {
 	l.appendMu.Lock() // no append may land between a flush and its link
 	defer l.appendMu.Unlock()
 	l.mu.RLock()
@@ -110,7 +114,7 @@ func (l *Log) linkSegments(sealedDir, activeDir string) (Capture, bool, error) {
 		c.Segments = append(c.Segments, CapturedSegment{Base: s.baseOffset, Size: s.store.Size()})
 		name := StoreFileName(s.baseOffset)
 		if s == l.active {
-			if err := os.Link(s.store.path, filepath.Join(activeDir, name)); err != nil {
+			if err := os.Link(s.store.path, filepath.Join(activeDir, activePrefix+name)); err != nil {
 				return Capture{}, false, fmt.Errorf("storage: link segment %d: %w", s.baseOffset, err)
 			}
 			continue

@@ -55,9 +55,16 @@ type Log struct {
 	// to be on disk. Group commit: an appender whose batch another
 	// appender's fsync already covered returns without its own.
 	writeSeq  atomic.Uint64
-	syncMu    sync.Mutex // serialises fsyncs of the active segment; guards syncedSeq
+	syncMu    sync.Mutex // serialises fsyncs of the active segment; guards syncedSeq and indexSynced*
 	syncedSeq uint64
-	fsyncs    atomic.Uint64 // fsyncs made by syncThrough, for tests of group commit
+	// indexSyncedSeq is the write batch through which Sync made the store
+	// and the index durable, valid once indexSynced: a Sync with no write
+	// since costs no fsync (a node snapshots every topic, and writes its
+	// metadata table after syncing every topic, most of them idle).
+	// TruncateFrom and ResetTo count as writes.
+	indexSyncedSeq uint64
+	indexSynced    bool
+	fsyncs         atomic.Uint64 // fsyncs made by syncThrough, for tests of group commit
 
 	// dirDirty says segment files were created since the directory was
 	// last fsynced: the next roll, Sync or SyncOnAppend append fsyncs it.
@@ -435,6 +442,7 @@ func (l *Log) removeSegmentLocked(s *segment) error {
 
 // Sync writes buffered records to the files and fsyncs them: the active
 // segment's store and index (sealed segments were fsynced when sealed).
+// When nothing was written since the last Sync, it fsyncs nothing.
 func (l *Log) Sync() error {
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
@@ -444,11 +452,23 @@ func (l *Log) Sync() error {
 	if l.closed {
 		return ErrClosed
 	}
+	if l.indexSynced && l.indexSyncedSeq == target && !l.dirIsDirty() {
+		return nil
+	}
 	if err := l.syncLocked(true); err != nil {
 		return err
 	}
 	l.syncedSeq = target
+	l.indexSyncedSeq, l.indexSynced = target, true
 	return nil
+}
+
+// dirIsDirty reports whether segment files were created since the
+// directory's last fsync.
+func (l *Log) dirIsDirty() bool {
+	l.dirMu.Lock()
+	defer l.dirMu.Unlock()
+	return l.dirDirty
 }
 
 // Read returns the record at offset: api.ErrOffsetOutOfRange when the log
@@ -558,6 +578,7 @@ func (l *Log) TruncateFrom(offset uint64) error {
 	if offset <= l.segments[0].baseOffset {
 		return l.resetToLocked(offset)
 	}
+	l.writeSeq.Add(1) // a change a later Sync must not skip
 	l.truncations.Add(1)
 	if err := l.bumpEpochLocked(); err != nil {
 		return err
@@ -607,6 +628,7 @@ func (l *Log) ResetTo(next uint64) error {
 // resetToLocked removes every segment and starts an empty one at next.
 // Caller holds appendMu and mu.
 func (l *Log) resetToLocked(next uint64) error {
+	l.writeSeq.Add(1) // a change a later Sync must not skip
 	if err := l.bumpEpochLocked(); err != nil {
 		return err
 	}
