@@ -126,8 +126,16 @@ const (
 	// ProduceBatch call: 4 MiB (raised to MaxRecordBytes when that is larger).
 	DefaultMaxBatchBytes = 4 << 20
 	// DefaultProduceStreamWindow is the default number of ProduceStream
-	// requests read ahead of the append in progress.
-	DefaultProduceStreamWindow = 64
+	// records in flight (started and not answered), and of requests read
+	// ahead of them. One stream's throughput is at most its records in
+	// flight per Raft round trip, so the client's window, not this one, is
+	// what limits it up to 1024 records; ProduceStreamWindowBytes bounds
+	// the memory.
+	DefaultProduceStreamWindow = 1024
+	// DefaultProduceStreamWindowBytes is the default largest sum of record
+	// values one ProduceStream holds (read ahead, in flight): 8 MiB, two
+	// default batches, one in Raft while the next one gathers.
+	DefaultProduceStreamWindowBytes = 8 << 20
 	// DefaultMaxConsumeRecords is the default largest number of records
 	// in one batched ConsumeStream (or Consume) response.
 	DefaultMaxConsumeRecords = 10000
@@ -191,13 +199,19 @@ type Config struct {
 	// that cannot possibly be valid is refused by gRPC itself
 	// (codes.ResourceExhausted) before it is decoded.
 	MaxBatchBytes int
-	// ProduceStreamWindow is how many ProduceStream requests the server reads
-	// ahead of the append in progress; requests that arrive while an append
-	// runs are appended together as one batch. gRPC flow control holds the
-	// client back once the window is full, so one stream holds at most
-	// about ProduceStreamWindow requests (each up to MaxRecordBytes) in
-	// memory. Default DefaultProduceStreamWindow (64).
+	// ProduceStreamWindow is how many records one ProduceStream keeps in
+	// flight (appends started and not yet answered), and how many more
+	// requests the server reads ahead of them; requests that queued up are
+	// appended together as one batch. Default DefaultProduceStreamWindow
+	// (1024).
 	ProduceStreamWindow int
+	// ProduceStreamWindowBytes bounds the record values, in bytes, one
+	// ProduceStream holds: read ahead and in flight. The server stops
+	// reading while the stream holds this much, and gRPC flow control then
+	// holds the client back; a request larger than the bound is still
+	// read when the stream holds nothing else. Default
+	// DefaultProduceStreamWindowBytes (8 MiB).
+	ProduceStreamWindowBytes int
 	// MaxConsumeRecords is the most records one batched ConsumeStream or
 	// Consume response carries (a request's max_records above it gets
 	// it). Default DefaultMaxConsumeRecords (10000). A response is its
@@ -296,6 +310,9 @@ func (c *Config) withDefaults() (Config, error) {
 	if cfg.ProduceStreamWindow < 0 {
 		return Config{}, fmt.Errorf("server: Config.ProduceStreamWindow = %d, want >= 0", cfg.ProduceStreamWindow)
 	}
+	if cfg.ProduceStreamWindowBytes < 0 {
+		return Config{}, fmt.Errorf("server: Config.ProduceStreamWindowBytes = %d, want >= 0", cfg.ProduceStreamWindowBytes)
+	}
 	if cfg.MaxConsumeRecords < 0 {
 		return Config{}, fmt.Errorf("server: Config.MaxConsumeRecords = %d, want >= 0", cfg.MaxConsumeRecords)
 	}
@@ -321,6 +338,9 @@ func (c *Config) withDefaults() (Config, error) {
 	}
 	if cfg.ProduceStreamWindow == 0 {
 		cfg.ProduceStreamWindow = DefaultProduceStreamWindow
+	}
+	if cfg.ProduceStreamWindowBytes == 0 {
+		cfg.ProduceStreamWindowBytes = DefaultProduceStreamWindowBytes
 	}
 	if cfg.MaxConsumeRecords == 0 {
 		cfg.MaxConsumeRecords = DefaultMaxConsumeRecords

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"sync"
 
 	"google.golang.org/grpc"
 
@@ -196,9 +197,13 @@ func (s *logService) waitFor(ctx context.Context, topic string, read func() erro
 // each as its outcome arrives, in order. Up to ProduceStreamWindow records are
 // in flight; the requests that queued up meanwhile are started together, and
 // the replicated log puts the appends queued while others are in Raft into
-// one entry (group commit). Once the window is full the handler waits for the
-// oldest append and the reader stops receiving, so gRPC flow control holds
-// the client back: a stream holds about two windows of requests in memory.
+// one entry (group commit). One stream's throughput is its records in flight
+// per Raft round trip, so the window is large (1024 records by default) and
+// the client's own window is what limits it. The reader stops receiving once
+// the stream holds ProduceStreamWindowBytes of record values (read ahead or in
+// flight) or the channel is full, so gRPC flow control holds the client back:
+// a stream holds about that many bytes, and at most two windows of requests,
+// in memory.
 //
 // Each request is its own produce call: an idempotent producer's request
 // carries its sequence, and a duplicate is answered with its original offset.
@@ -226,12 +231,15 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 	requests := make(chan *api.ProduceRequest, window)
 	recvErr := make(chan error, 1)
 	handlerDone := make(chan struct{})
-	// The reader belongs to this call. It never blocks on requests after
-	// handlerDone is closed, and its Recv returns once the handler returns,
-	// because gRPC cancels the stream's context then; so it ends with the
-	// call.
+	// held bounds the record bytes read and not yet answered: the reader
+	// takes from it, the handler gives back what it answered.
+	held := newStreamBudget(s.cfg.ProduceStreamWindowBytes)
+	// The reader belongs to this call. It never blocks on requests or held
+	// after handlerDone is closed, and its Recv returns once the handler
+	// returns, because gRPC cancels the stream's context then; so it ends
+	// with the call.
 	defer close(handlerDone)
-	go receiveRequests(stream, requests, recvErr, handlerDone)
+	go receiveRequests(stream, requests, recvErr, handlerDone, held)
 
 	// A batch is bounded like a ProduceBatch call.
 	maxBatch := min(window, s.cfg.MaxBatchRecords)
@@ -317,6 +325,7 @@ func (s *logService) ProduceStream(stream grpc.BidiStreamingServer[api.ProduceRe
 			if err := s.answerStream(stream, started[0]); err != nil {
 				return err
 			}
+			held.give(started[0].bytes)
 			inFlight -= len(started[0].calls)
 			started[0] = startedAppend{}
 			started = started[1:]
@@ -339,6 +348,8 @@ type startedAppend struct {
 	waiter api.AppendWaiter
 	// calls are the batch's requests as produce calls, one each.
 	calls []api.ProducerBatch
+	// bytes is the sum of the calls' record values.
+	bytes int
 	// carried is a request received that did not fit the batch (same
 	// topic, limits); closed is true when the reader ended meanwhile.
 	carried *api.ProduceRequest
@@ -356,7 +367,6 @@ func (s *logService) startStreamBatch(ctx context.Context, topics *streamTopics,
 	var out startedAppend
 	var batchTopic string
 	var invalid error
-	batchBytes := 0
 	for {
 		topic, err := topics.authorize(ctx, s, req.GetTopic())
 		if err != nil {
@@ -368,14 +378,14 @@ func (s *logService) startStreamBatch(ctx context.Context, topics *streamTopics,
 			invalid = err
 			break
 		}
-		if len(out.calls) > 0 && (topic != batchTopic || batchBytes+len(record.Value) > s.cfg.MaxBatchBytes) {
+		if len(out.calls) > 0 && (topic != batchTopic || out.bytes+len(record.Value) > s.cfg.MaxBatchBytes) {
 			out.carried = req
 			break
 		}
 		batchTopic = topic
 		out.calls = append(out.calls, api.ProducerBatch{ProducerID: req.GetProducerId(), Sequence: req.GetSequence(),
 			Records: []*api.Record{record}})
-		batchBytes += len(record.Value)
+		out.bytes += len(record.Value)
 		if len(out.calls) >= max {
 			break
 		}
@@ -486,10 +496,12 @@ func tryReceive(requests <-chan *api.ProduceRequest) (*api.ProduceRequest, bool)
 
 // receiveRequests receives ProduceStream requests into requests until Recv
 // fails (io.EOF after the client's CloseSend), then sends that error on errc
-// (buffered) and closes requests. It gives up when done is closed, so that it
+// (buffered) and closes requests. Each request's record value is taken from
+// held before it is passed on, so the reader stops receiving while the
+// stream holds its byte budget. It gives up when done is closed, so that it
 // never blocks on a channel nobody drains.
 func receiveRequests(stream grpc.BidiStreamingServer[api.ProduceRequest, api.ProduceResponse],
-	requests chan<- *api.ProduceRequest, errc chan<- error, done <-chan struct{}) {
+	requests chan<- *api.ProduceRequest, errc chan<- error, done <-chan struct{}, held *streamBudget) {
 	defer close(requests)
 	for {
 		req, err := stream.Recv()
@@ -497,11 +509,62 @@ func receiveRequests(stream grpc.BidiStreamingServer[api.ProduceRequest, api.Pro
 			errc <- err
 			return
 		}
+		if !held.take(len(req.GetRecord().GetValue()), done) {
+			return
+		}
 		select {
 		case requests <- req:
 		case <-done:
 			return
 		}
+	}
+}
+
+// streamBudget bounds the bytes a ProduceStream holds. One goroutine takes
+// (the reader), another gives back (the handler).
+type streamBudget struct {
+	limit int
+	// freed wakes a take waiting for room (buffer of one, non-blocking
+	// send).
+	freed chan struct{}
+	mu    sync.Mutex // guards used
+	used  int
+}
+
+func newStreamBudget(limit int) *streamBudget {
+	return &streamBudget{limit: limit, freed: make(chan struct{}, 1)}
+}
+
+// take waits until n bytes fit the budget, or nothing is held (a request
+// larger than the whole budget goes alone), and takes them. It returns
+// false, taking nothing, when done is closed first.
+func (b *streamBudget) take(n int, done <-chan struct{}) bool {
+	for {
+		b.mu.Lock()
+		if b.used == 0 || b.used+n <= b.limit {
+			b.used += n
+			b.mu.Unlock()
+			return true
+		}
+		b.mu.Unlock()
+		// A give between the check above and this wait leaves its wake-up
+		// in freed, so it is not missed.
+		select {
+		case <-b.freed:
+		case <-done:
+			return false
+		}
+	}
+}
+
+// give returns n bytes taken before.
+func (b *streamBudget) give(n int) {
+	b.mu.Lock()
+	b.used -= n
+	b.mu.Unlock()
+	select {
+	case b.freed <- struct{}{}:
+	default:
 	}
 }
 

@@ -366,3 +366,79 @@ func TestProduceStreamKeepsManyAppendsInFlight(t *testing.T) {
 	_, err = stream.Recv()
 	require.Equal(t, codes.Internal, status.Code(err), "stream ended with %v, want the failed append's error", err)
 }
+
+// TestProduceStreamBoundsHeldBytes: a stream stops reading once the
+// records it holds (read ahead or in flight) reach ProduceStreamWindowBytes,
+// so gRPC flow control holds the client back; a record larger than the
+// bound still goes through alone, and every record is answered in order.
+func TestProduceStreamBoundsHeldBytes(t *testing.T) {
+	cfg := testConfig(t)
+	cfg.MaxRecordBytes = 64
+	cfg.ProduceStreamWindowBytes = 30
+	gate := newAppendGate()
+	cfg.CommitLog = servertest.NewLog(servertest.WithAppendHook(gate.hook))
+	var received atomic.Int64
+	ts := newTestServer(t, cfg, recvCounter(&received))
+	ctx := testContext(t)
+
+	stream, err := ts.client.ProduceStream(ctx)
+	require.NoError(t, err)
+	sizes := []int{10, 10, 10, 10, 10, 40}
+	require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: make([]byte, sizes[0])}}))
+	require.Equal(t, 1, receiveWithin(t, gate.entered, "the first append"), "first append size")
+	for _, size := range sizes[1:] {
+		require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: make([]byte, size)}}))
+	}
+	// The first record is held in its append: the stream holds 10 bytes,
+	// takes two more records (30 bytes) and receives a fourth that waits
+	// for room.
+	require.Eventually(t, func() bool { return received.Load() >= 4 }, testTimeout, time.Millisecond,
+		"server received fewer than 4 requests (three within 30 bytes, one waiting for room)")
+	require.Neverf(t, func() bool { return received.Load() > 4 }, 200*time.Millisecond, 5*time.Millisecond,
+		"server read past its %d-byte window while an append was held", cfg.ProduceStreamWindowBytes)
+
+	gate.release <- struct{}{}
+	// Release every later append; the goroutine ends with the test's
+	// context, which is cancelled before the cleanup waits for it.
+	releaserDone := make(chan struct{})
+	t.Cleanup(func() { <-releaserDone })
+	go func() {
+		defer close(releaserDone)
+		for {
+			select {
+			case <-gate.entered:
+			case <-ctx.Done():
+				return
+			}
+			select {
+			case gate.release <- struct{}{}:
+			case <-ctx.Done():
+				return
+			}
+		}
+	}()
+	for want := range uint64(len(sizes)) {
+		res, err := stream.Recv()
+		require.NoErrorf(t, err, "answer %d", want)
+		require.Equalf(t, want, res.GetOffset(), "answer %d has offset %d, want %d", want, res.GetOffset(), want)
+	}
+	require.NoError(t, stream.CloseSend())
+	_, err = stream.Recv()
+	require.ErrorIs(t, err, io.EOF)
+}
+
+// TestStreamBudget: take admits what fits, a lone request larger than the
+// whole budget, and gives up without taking when done is closed.
+func TestStreamBudget(t *testing.T) {
+	b := newStreamBudget(10)
+	never := make(chan struct{})
+	require.True(t, b.take(25, never), "take(25) with nothing held = false, want true (a large request goes alone)")
+	closed := make(chan struct{})
+	close(closed)
+	require.False(t, b.take(1, closed), "take(1) with the budget used up and done closed = true, want false")
+	b.give(25)
+	require.True(t, b.take(6, never), "take(6) after give = false, want true")
+	require.True(t, b.take(4, never), "take(4) with 6 of 10 held = false, want true")
+	b.give(4)
+	require.False(t, b.take(5, closed), "take(5) with 6 of 10 held and done closed = true, want false")
+}
