@@ -85,6 +85,11 @@ func newLogStore(dir string, c storage.Config) (*logStore, error) {
 	// Every StoreLogs fsyncs: writing into preallocated space spares each
 	// fsync a change of file size (see storage.Config.Segment.Preallocate).
 	c.Segment.Preallocate = true
+	// And into space written with zeroes beforehand (off the append path),
+	// so that an fsync has no block allocation to commit either: 12 KB
+	// appends (an entry of 100 records of 100 bytes) fsync in about 60%
+	// of the time on ext4 (see storage.Config.Segment.ZeroFill).
+	c.Segment.ZeroFill = true
 	// Raft cannot skip an entry it fails to read (it stops the node), and
 	// its log is short (compacted after each snapshot): every sealed
 	// segment is checked at open, so damage anywhere in them refuses the

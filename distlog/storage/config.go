@@ -39,6 +39,17 @@ type Config struct {
 		// (SyncOnAppend): the Raft log store sets it. A sealed segment's
 		// file is cut back to its records. Default false.
 		Preallocate bool
+		// ZeroFill, with Preallocate, makes the store files of the
+		// segments a roll creates zero-filled (written with zeroes and
+		// fsynced, by a goroutine of the Log, ahead of the roll) rather
+		// than only allocated: the first write into fallocated space costs
+		// the fdatasync after it a journal commit that space written once
+		// does not (see spare.go). The Log keeps one spare file of
+		// MaxStoreBytes in its directory; NewLog writes the zeroes into the
+		// active segment itself (the first segment of a new log, or the
+		// free space of the last one). The Raft log store sets it. Default
+		// false.
+		ZeroFill bool
 		// InitialOffset is the offset of the first record of a log created
 		// empty (by NewLog on an empty directory, or by Reset). Default 0.
 		InitialOffset uint64

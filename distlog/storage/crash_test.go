@@ -23,7 +23,7 @@ import (
 // records to a log until the parent SIGKILLs it.
 const (
 	crashDirEnv  = "DISTLOG_CRASH_CHILD_DIR"
-	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes", "sync-on-append" or "sync-on-append-preallocated"
+	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes", "sync-on-append", "sync-on-append-preallocated" or "sync-on-append-prezeroed"
 )
 
 // crashConfig makes segments larger than the store's write buffer (so that
@@ -56,7 +56,8 @@ func TestStorageCrashChild(t *testing.T) {
 	crashConfig(&c)
 	mode := os.Getenv(crashModeEnv)
 	c.SyncOnAppend = strings.HasPrefix(mode, "sync-on-append")
-	c.Segment.Preallocate = mode == "sync-on-append-preallocated"
+	c.Segment.Preallocate = strings.HasPrefix(mode, "sync-on-append-pre")
+	c.Segment.ZeroFill = mode == "sync-on-append-prezeroed"
 	l, err := NewLog(dir, c)
 	if err != nil {
 		fmt.Printf("error %v\n", err)
@@ -101,7 +102,7 @@ func TestCrashRecovery(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	for _, mode := range []string{"sync-sometimes", "sync-on-append", "sync-on-append-preallocated"} {
+	for _, mode := range []string{"sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed"} {
 		t.Run(mode, func(t *testing.T) {
 			maxSyncs := 60
 			if mode == "sync-sometimes" {
@@ -115,7 +116,8 @@ func TestCrashRecovery(t *testing.T) {
 				core, logs := observer.New(zap.InfoLevel)
 				l := openStorageLog(t, dir, func(c *Config) {
 					crashConfig(c)
-					c.Segment.Preallocate = mode == "sync-on-append-preallocated"
+					c.Segment.Preallocate = strings.HasPrefix(mode, "sync-on-append-pre")
+					c.Segment.ZeroFill = mode == "sync-on-append-prezeroed"
 					c.Logger = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 				})
 				next = l.NextOffset()

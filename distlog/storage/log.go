@@ -74,6 +74,10 @@ type Log struct {
 	// rollSyncs counts the fsyncs of segments sealed by a roll, for tests.
 	rollSyncs atomic.Uint64
 
+	// spares writes zero-filled store files for the next rolls
+	// (Config.Segment.ZeroFill); nil without ZeroFill. Set by NewLog.
+	spares *spareFiles
+
 	// truncations is bumped before TruncateFrom cuts a file in place, so a
 	// Reader stream can tell that bytes it captured may have changed.
 	truncations atomic.Uint64
@@ -128,7 +132,21 @@ func NewLog(dir string, c Config) (*Log, error) {
 	if err := l.load(); err != nil {
 		return nil, errors.Join(err, lock.Close())
 	}
+	if c.Segment.Preallocate && c.Segment.ZeroFill {
+		if l.spares, err = startSpareFiles(dir, c.Segment.MaxStoreBytes, l.logger); err != nil {
+			return nil, errors.Join(err, l.closeSegments(), lock.Close())
+		}
+	}
 	return l, nil
+}
+
+// stopSpares stops the spare-file writer, if there is one, and removes
+// its spare file.
+func (l *Log) stopSpares() error {
+	if l.spares == nil {
+		return nil
+	}
+	return l.spares.close()
 }
 
 // lockDir takes an exclusive, non-blocking flock on dir's lock file. The
@@ -188,7 +206,7 @@ func (l *Log) load() error {
 		cut = cut || s.cut
 	}
 	if len(l.segments) == 0 {
-		s, err := createSegment(l.dir, l.config.Segment.InitialOffset, l.config)
+		s, err := createSegment(l.dir, l.config.Segment.InitialOffset, l.config, nil)
 		if err != nil {
 			return err
 		}
@@ -199,7 +217,14 @@ func (l *Log) load() error {
 	}
 	l.active = l.segments[len(l.segments)-1]
 	l.releaseIndexesLocked()
-	if l.config.Segment.Preallocate {
+	switch {
+	case l.config.Segment.Preallocate && l.config.Segment.ZeroFill:
+		// No spare is ready yet: the active segment's free space is
+		// written with zeroes here, once per open (at most MaxStoreBytes).
+		if err := l.active.store.zeroFill(l.config.Segment.MaxStoreBytes); err != nil {
+			return errors.Join(err, l.closeSegments())
+		}
+	case l.config.Segment.Preallocate:
 		if err := l.active.store.preallocate(l.config.Segment.MaxStoreBytes); err != nil {
 			return errors.Join(err, l.closeSegments())
 		}
@@ -355,7 +380,7 @@ func (l *Log) rollLocked() error {
 	if err := l.syncDirIfDirty(); err != nil {
 		return err
 	}
-	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config)
+	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config, l.spares)
 	if err != nil {
 		return err
 	}
@@ -636,7 +661,7 @@ func (l *Log) resetToLocked(next uint64) error {
 	for _, s := range l.segments {
 		errs = append(errs, l.removeSegmentLocked(s))
 	}
-	s, err := createSegment(l.dir, next, l.config)
+	s, err := createSegment(l.dir, next, l.config, l.spares)
 	if err != nil {
 		// No segment to append to: the log cannot go on. Close it so that
 		// every call reports ErrClosed. l.active stays (closed) so that
@@ -644,7 +669,7 @@ func (l *Log) resetToLocked(next uint64) error {
 		l.segments = nil
 		l.closed = true
 		l.stopNotify()
-		return errors.Join(append(errs, err, l.lock.Close())...)
+		return errors.Join(append(errs, err, l.stopSpares(), l.lock.Close())...)
 	}
 	l.segments, l.active = []*segment{s}, s
 	errs = append(errs, syncDir(l.dir))
@@ -700,7 +725,7 @@ func (l *Log) Close() error {
 		return nil
 	}
 	l.closed = true
-	var errs []error
+	errs := []error{l.stopSpares()}
 	for _, s := range l.segments {
 		errs = append(errs, s.Close())
 	}

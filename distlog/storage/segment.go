@@ -96,11 +96,24 @@ func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, erro
 
 // createSegment makes a new, empty segment at base, first removing any
 // files left there (a segment whose removal was interrupted must not come
-// back with stale records), preallocated if c.Segment.Preallocate.
-func createSegment(dir string, base uint64, c Config) (*segment, error) {
+// back with stale records), preallocated if c.Segment.Preallocate. When
+// spares is not nil and has a spare store file ready, that file becomes
+// the store (see spare.go); otherwise the store is created (and
+// preallocated with fallocate).
+func createSegment(dir string, base uint64, c Config, spares *spareFiles) (*segment, error) {
 	for _, ext := range []string{storeExt, indexExt} {
 		if err := os.Remove(filepath.Join(dir, segmentFileName(base, ext))); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return nil, fmt.Errorf("storage: segment %d: %w", base, err)
+		}
+	}
+	if spares != nil {
+		taken, err := spares.take(filepath.Join(dir, segmentFileName(base, storeExt)))
+		switch {
+		case err != nil:
+			// Handled by creating the store the ordinary way.
+			c.Logger.Warn("cannot use the spare segment file; creating one", zap.Uint64("segment", base), zap.Error(err))
+		case taken:
+			return adoptSpareSegment(dir, base, c)
 		}
 	}
 	s, err := openSegment(dir, base, c, false)
@@ -112,6 +125,34 @@ func createSegment(dir string, base uint64, c Config) (*segment, error) {
 			return nil, errors.Join(err, s.Close())
 		}
 	}
+	return s, nil
+}
+
+// adoptSpareSegment opens the new segment at base whose store file is a
+// spare just renamed into place (zeroes, MaxStoreBytes of them): it writes
+// the header over the first bytes and starts the records after it. No
+// recovery is needed: the file holds nothing else.
+func adoptSpareSegment(dir string, base uint64, c Config) (*segment, error) {
+	s := &segment{
+		baseOffset:    base,
+		maxStoreBytes: c.Segment.MaxStoreBytes,
+		logger:        c.Logger.With(zap.Uint64("segment", base)),
+	}
+	var err error
+	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
+		return nil, fmt.Errorf("segment %d: %w", base, err)
+	}
+	// Durable with the segment's first synced append, as a created
+	// store's header is.
+	if _, err := s.store.file.WriteAt(segmentHeader(base), 0); err != nil {
+		return nil, errors.Join(fmt.Errorf("segment %d: write header: %w", base, err), s.store.Close())
+	}
+	s.store.setEnd(uint64(segmentHeaderWidth))
+	if s.index, err = openIndex(filepath.Join(dir, segmentFileName(base, indexExt)), c.Segment.MaxIndexBytes); err != nil {
+		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
+	}
+	s.index.setEntries(0)
+	s.nextOffset.Store(base)
 	return s, nil
 }
 

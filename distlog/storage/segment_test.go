@@ -27,7 +27,7 @@ func TestSegment(t *testing.T) {
 	c, err := c.WithDefaults()
 	require.NoError(t, err)
 
-	s, err := createSegment(dir, 16, c)
+	s, err := createSegment(dir, 16, c, nil)
 	require.NoError(t, err)
 	require.Equal(t, uint64(16), s.nextOffset.Load())
 	require.False(t, s.IsMaxed())
