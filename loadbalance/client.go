@@ -127,6 +127,30 @@ type Config struct {
 	// exactly once however often it is retried (within the cluster's
 	// dedupe window; see Produce).
 	NotIdempotent bool
+	// NoCoalesce turns coalescing off: every Produce call is then one
+	// Produce RPC of its own. Default false: concurrent Produce calls to a
+	// topic that find CoalesceInFlight RPCs of it in flight queue, and
+	// leave together as one ProduceBatch RPC (see Produce).
+	NoCoalesce bool
+	// CoalesceInFlight is how many Produce RPCs (lone calls or coalesced
+	// batches) of one topic may be in flight at once before further calls
+	// queue for the next batch. 1 appends records in exactly the order
+	// the calls were made; more keeps the leader busier (one batch
+	// commits while the next is sent) but batches in flight at once may
+	// be appended in either order, as concurrent calls always may.
+	// Default DefaultCoalesceInFlight (2).
+	CoalesceInFlight int
+	// MaxCoalesceRecords is the most Produce calls one coalesced batch
+	// holds; the rest wait for the next. Keep it at or below the server's
+	// MaxBatchRecords: a batch the server refuses as too large is resent
+	// one call at a time. Default DefaultMaxCoalesceRecords (1000, the
+	// server's default).
+	MaxCoalesceRecords int
+	// MaxCoalesceBytes is the most bytes of record values one coalesced
+	// batch holds (a single larger value goes alone). Keep it at or below
+	// the server's MaxBatchBytes. Default DefaultMaxCoalesceBytes (4 MiB,
+	// the server's default).
+	MaxCoalesceBytes int
 	// DialOptions are added to the client's connection, after the ones the
 	// client sets itself. Default none.
 	DialOptions []grpc.DialOption
@@ -168,6 +192,15 @@ func (cfg Config) withDefaults() Config {
 	if cfg.ReconnectMaxBackoff == 0 {
 		cfg.ReconnectMaxBackoff = DefaultReconnectMaxBackoff
 	}
+	if cfg.CoalesceInFlight == 0 {
+		cfg.CoalesceInFlight = DefaultCoalesceInFlight
+	}
+	if cfg.MaxCoalesceRecords == 0 {
+		cfg.MaxCoalesceRecords = DefaultMaxCoalesceRecords
+	}
+	if cfg.MaxCoalesceBytes == 0 {
+		cfg.MaxCoalesceBytes = DefaultMaxCoalesceBytes
+	}
 	if cfg.Logger == nil {
 		cfg.Logger = zap.NewNop()
 	}
@@ -203,6 +236,14 @@ func (cfg Config) validate() error {
 			return fmt.Errorf("loadbalance: Config.%s %v is negative", name, d)
 		}
 	}
+	for name, n := range map[string]int{
+		"CoalesceInFlight": cfg.CoalesceInFlight, "MaxCoalesceRecords": cfg.MaxCoalesceRecords,
+		"MaxCoalesceBytes": cfg.MaxCoalesceBytes,
+	} {
+		if n < 0 {
+			return fmt.Errorf("loadbalance: Config.%s %d is negative", name, n)
+		}
+	}
 	if cfg.KeepaliveTime < MinKeepaliveTime {
 		return fmt.Errorf("loadbalance: Config.KeepaliveTime %v is below %v, the least gRPC allows", cfg.KeepaliveTime, MinKeepaliveTime)
 	}
@@ -227,6 +268,9 @@ type Client struct {
 	// back with its next sequence once the call's outcome is known.
 	producersMu sync.Mutex
 	producers   []*producerSession
+
+	// coalescer queues concurrent Produce calls into batches.
+	coalescer coalescer
 
 	closeOnce sync.Once
 	closeErr  error
@@ -333,6 +377,10 @@ func New(cfg Config) (*Client, error) {
 		builder: builder,
 		conn:    conn,
 		log:     api.NewLogClient(conn),
+		coalescer: coalescer{
+			topics:  map[string]*topicQueue{},
+			batches: map[*produceBatch]struct{}{},
+		},
 	}, nil
 }
 
@@ -351,6 +399,7 @@ func (c *Client) ResolveNow() { c.builder.ResolveNow() }
 // once; later calls return the first result.
 func (c *Client) Close() error {
 	c.closeOnce.Do(func() {
+		c.closeCoalescer()
 		if err := c.conn.Close(); err != nil {
 			c.closeErr = fmt.Errorf("loadbalance: close: %w", err)
 		}
@@ -360,6 +409,22 @@ func (c *Client) Close() error {
 
 // Produce appends value to the log at the leader and returns its offset.
 //
+// Coalescing: unless Config.NoCoalesce is set, concurrent Produce calls to
+// the same topic share RPCs. A call that finds fewer than
+// Config.CoalesceInFlight RPCs of its topic in flight is sent at once, on
+// its own; calls made while that many are in flight queue, and leave
+// together, in the order they were made, as one ProduceBatch (up to
+// MaxCoalesceRecords calls and MaxCoalesceBytes of values) when one of
+// those RPCs ends. There is no timer: a lone writer's call goes at once.
+// Each call gets its own offset (the batch's records are contiguous) and
+// its own error. A call whose ctx ends while it is queued is withdrawn,
+// never sent, and fails with ctx's error (status code Canceled or
+// DeadlineExceeded); one whose ctx ends after it was sent fails the same
+// way but may still be appended, as a call cancelled in flight may. A
+// batch the server refuses for one record's sake (InvalidArgument, e.g. a
+// value over its size limit) is resent one call at a time, so only that
+// call fails; PermissionDenied and the like fail every call of the batch.
+//
 // It retries, with exponential backoff until ctx is done or, when ctx has
 // no deadline, RetryTimeout has passed, when an attempt fails with
 // codes.Unavailable (a follower's NOT_LEADER refusal, no leader known, a
@@ -367,42 +432,31 @@ func (c *Client) Close() error {
 // leader), and when the resolver learns of a new leader while it is in
 // flight (the old one is abandoned at once rather than waited out; a write
 // slow to commit, a quarter of AttemptTimeout in, asks the resolver for the
-// latest leader).
+// latest leader). A coalesced batch is retried as a whole, until the last
+// of its callers' deadlines.
 //
-// Exactly once: unless Config.NotIdempotent is set, every call carries a
-// producer id (one per concurrent call of this Client, random) and a
-// sequence, the same on every retry, so a retry of a call the old leader
-// appended gets the original offset back and appends nothing. This holds
-// while the cluster remembers the call (its last 5 calls per producer by
-// default, and producers idle less than 24 h); a retry older than that is
-// refused with codes.FailedPrecondition, never appended twice. With
-// NotIdempotent a retried write is only sure to be appended once if the
-// failed attempt was never sent.
+// Exactly once: unless Config.NotIdempotent is set, every RPC (a lone call
+// or a coalesced batch) carries a producer id (one per concurrent RPC of
+// this Client, random) and a sequence, the same on every retry, so a retry
+// of a call the old leader appended gets the original offsets back and
+// appends nothing. This holds while the cluster remembers the call (its
+// last 5 calls per producer by default, and producers idle less than
+// 24 h); a retry older than that is refused with codes.FailedPrecondition,
+// never appended twice. With NotIdempotent a retried write is only sure to
+// be appended once if the failed attempt was never sent.
 //
 // WithTopic writes to a topic other than the default one.
 func (c *Client) Produce(ctx context.Context, value []byte, opts ...CallOption) (uint64, error) {
 	o := applyCallOptions(opts)
-	var offset uint64
-	producer := c.takeProducer()
-	id, seq := producer.fields()
-	err := c.retry(ctx, "produce", true, func(ctx context.Context) error {
-		resp, err := c.log.Produce(ctx, &api.ProduceRequest{Topic: o.topic, Record: &api.Record{Value: value}, ProducerId: id, Sequence: seq})
-		if err != nil {
-			return err
-		}
-		offset = resp.GetOffset()
-		if resp.GetDuplicate() {
-			c.logger.Debug("retried write was appended before; original offset returned", zap.Uint64("offset", offset))
-		}
-		return nil
-	})
-	c.giveProducer(producer, err)
-	return offset, err
+	if c.cfg.NoCoalesce {
+		return c.produceOne(ctx, o.topic, value)
+	}
+	return c.produceCoalesced(ctx, o.topic, value)
 }
 
 // ProduceBatch appends values contiguously, in order, as one unit at the
 // leader and returns the offset of the first; the records hold first ..
-// first+len(values)-1.
+// first+len(values)-1. It is never coalesced with other calls.
 //
 // It retries exactly like Produce, and like it is appended exactly once
 // (one sequence for the whole batch) unless Config.NotIdempotent is set.
@@ -410,25 +464,7 @@ func (c *Client) Produce(ctx context.Context, value []byte, opts ...CallOption) 
 // WithTopic writes to a topic other than the default one.
 func (c *Client) ProduceBatch(ctx context.Context, values [][]byte, opts ...CallOption) (uint64, error) {
 	o := applyCallOptions(opts)
-	records := make([]*api.Record, len(values))
-	for i, v := range values {
-		records[i] = &api.Record{Value: v}
-	}
-	var first uint64
-	producer := c.takeProducer()
-	id, seq := producer.fields()
-	err := c.retry(ctx, "produce batch", true, func(ctx context.Context) error {
-		resp, err := c.log.ProduceBatch(ctx, &api.ProduceBatchRequest{Topic: o.topic, Records: records, ProducerId: id, Sequence: seq})
-		if err != nil {
-			return err
-		}
-		if resp.GetCount() != uint64(len(values)) {
-			return fmt.Errorf("loadbalance: produce batch: server appended %d records, want %d", resp.GetCount(), len(values))
-		}
-		first = resp.GetFirstOffset()
-		return nil
-	})
-	c.giveProducer(producer, err)
+	first, _, err := c.produceBatch(ctx, "produce batch", o.topic, values)
 	return first, err
 }
 

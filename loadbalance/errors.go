@@ -28,3 +28,7 @@ var errLeaderChanged = errors.New("loadbalance: the leader changed while the wri
 // because no server ever answered the client and every connection was
 // refused (Config.FailFastWhenRefused).
 var ErrNothingListens = errors.New("loadbalance: nothing listens at the cluster's addresses")
+
+// ErrClosed is wrapped in the error of a Produce call still queued for a
+// coalesced batch when the Client was closed.
+var ErrClosed = errors.New("loadbalance: client closed")

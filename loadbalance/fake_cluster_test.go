@@ -45,6 +45,30 @@ type fakeCluster struct {
 	// appended is closed and replaced on every append, waking streams.
 	// Guarded by mu.
 	appended chan struct{}
+	// producers is the last call of each idempotent producer, as the real
+	// cluster's producer table with a window of one. Guarded by mu.
+	producers map[uint64]fakeProducerCall
+	// batches are the ProduceBatch requests that reached a handler, on any
+	// server, in order. Guarded by mu.
+	batches []fakeBatch
+	// maxRecordBytes, when positive, is the largest value Produce and
+	// ProduceBatch accept; larger ones are refused with InvalidArgument,
+	// a whole batch with them. Guarded by mu.
+	maxRecordBytes int
+}
+
+// fakeProducerCall is the last call a producer made: its sequence and the
+// offsets it got.
+type fakeProducerCall struct {
+	sequence, first, count uint64
+}
+
+// fakeBatch is one ProduceBatch request as a server received it.
+type fakeBatch struct {
+	server     int
+	producerID uint64
+	sequence   uint64
+	records    int
 }
 
 // newFakeCluster starts n plaintext servers on 127.0.0.1:0, server 0
@@ -180,6 +204,62 @@ func (c *fakeCluster) append(values ...[]byte) uint64 {
 	return first
 }
 
+// appendProduced appends values for a produce call carrying producer and
+// sequence (0: not idempotent) as the real cluster does: a call that repeats
+// the producer's last sequence gets its offsets back and appends nothing,
+// and a sequence past the next is refused. It returns the first offset and
+// whether the call was a duplicate.
+func (c *fakeCluster) appendProduced(producer, sequence uint64, values [][]byte) (uint64, bool, error) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	for _, v := range values {
+		if c.maxRecordBytes > 0 && len(v) > c.maxRecordBytes {
+			return 0, false, status.Errorf(codes.InvalidArgument, "record too large: value is %d bytes, over the %d-byte limit", len(v), c.maxRecordBytes)
+		}
+	}
+	if producer != 0 {
+		last, known := c.producers[producer]
+		switch {
+		case known && sequence == last.sequence:
+			return last.first, true, nil
+		case known && sequence != last.sequence+1:
+			return 0, false, status.Errorf(codes.FailedPrecondition, "producer %d: sequence %d, want %d", producer, sequence, last.sequence+1)
+		}
+	}
+	first := uint64(len(c.records))
+	c.records = append(c.records, values...)
+	close(c.appended)
+	c.appended = make(chan struct{})
+	if producer != 0 {
+		if c.producers == nil {
+			c.producers = map[uint64]fakeProducerCall{}
+		}
+		c.producers[producer] = fakeProducerCall{sequence: sequence, first: first, count: uint64(len(values))}
+	}
+	return first, false, nil
+}
+
+// values returns a copy of the log.
+func (c *fakeCluster) values() [][]byte {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([][]byte(nil), c.records...)
+}
+
+// batchRequests returns the ProduceBatch requests received so far.
+func (c *fakeCluster) batchRequests() []fakeBatch {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return append([]fakeBatch(nil), c.batches...)
+}
+
+// setMaxRecordBytes makes the servers refuse values over n bytes.
+func (c *fakeCluster) setMaxRecordBytes(n int) {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	c.maxRecordBytes = n
+}
+
 // addrs lists the servers' addresses in index order.
 func (c *fakeCluster) addrs() []string {
 	out := make([]string, len(c.servers))
@@ -232,6 +312,17 @@ type fakeServer struct {
 	// thawed is nil while the server answers; while it is frozen, calls
 	// wait for this channel, closed by thaw. Guarded by mu.
 	thawed chan struct{}
+	// loseBatchAnswers makes ProduceBatch append and then never answer,
+	// as a leader that crashed after committing. Guarded by mu.
+	loseBatchAnswers bool
+}
+
+// loseAnswers makes s append every ProduceBatch it gets and then hang until
+// the caller gives up, so the client never learns the outcome.
+func (s *fakeServer) loseAnswers() {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	s.loseBatchAnswers = true
 }
 
 // freeze makes every later call hang, counted but unanswered, until thaw or
@@ -336,11 +427,18 @@ func (s *fakeServer) Produce(_ context.Context, req *api.ProduceRequest) (*api.P
 	if err := s.notLeader(); err != nil {
 		return nil, err
 	}
-	offset := s.cluster.append(req.GetRecord().GetValue())
-	return &api.ProduceResponse{Offset: offset}, nil
+	offset, dup, err := s.cluster.appendProduced(req.GetProducerId(), req.GetSequence(), [][]byte{req.GetRecord().GetValue()})
+	if err != nil {
+		return nil, err
+	}
+	return &api.ProduceResponse{Offset: offset, Duplicate: dup}, nil
 }
 
-func (s *fakeServer) ProduceBatch(_ context.Context, req *api.ProduceBatchRequest) (*api.ProduceBatchResponse, error) {
+func (s *fakeServer) ProduceBatch(ctx context.Context, req *api.ProduceBatchRequest) (*api.ProduceBatchResponse, error) {
+	s.cluster.mu.Lock()
+	s.cluster.batches = append(s.cluster.batches, fakeBatch{server: s.index, producerID: req.GetProducerId(),
+		sequence: req.GetSequence(), records: len(req.GetRecords())})
+	s.cluster.mu.Unlock()
 	if err := s.notLeader(); err != nil {
 		return nil, err
 	}
@@ -348,8 +446,22 @@ func (s *fakeServer) ProduceBatch(_ context.Context, req *api.ProduceBatchReques
 	for i, r := range req.GetRecords() {
 		values[i] = r.GetValue()
 	}
-	first := s.cluster.append(values...)
-	return &api.ProduceBatchResponse{FirstOffset: first, Count: uint64(len(values))}, nil
+	first, dup, err := s.cluster.appendProduced(req.GetProducerId(), req.GetSequence(), values)
+	if err != nil {
+		return nil, err
+	}
+	s.mu.Lock()
+	lose := s.loseBatchAnswers
+	s.mu.Unlock()
+	if lose {
+		select {
+		case <-ctx.Done():
+			return nil, ctx.Err()
+		case <-s.stopping:
+			return nil, status.Error(codes.Unavailable, "fake server stopping")
+		}
+	}
+	return &api.ProduceBatchResponse{FirstOffset: first, Count: uint64(len(values)), Duplicate: dup}, nil
 }
 
 // ProduceStream appends each value and answers with its offset, refusing
