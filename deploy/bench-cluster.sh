@@ -59,6 +59,9 @@ run1() {
 }
 run "one write in flight (produce, 1)" --mode produce --concurrency 1 --records $((2000 * scale))
 run "many writers (produce, 64)" --mode produce --concurrency 64 --records $((20000 * scale))
+if "$bin" bench --help 2>/dev/null | grep -q no-coalesce; then
+	run "many writers, one RPC each (produce, 64)" --mode produce --concurrency 64 --no-coalesce --records $((20000 * scale))
+fi
 run "batches (batch 100, 4)" --mode batch --batch 100 --concurrency 4 --records $((200000 * scale))
 run "one pipelined stream (stream 64)" --mode stream --batch 64 --concurrency 1 --records $((50000 * scale))
 run "consume (unary, 8)" --mode consume --concurrency 8 --records $((20000 * scale))

@@ -47,6 +47,9 @@ type benchSettings struct {
 	batch int
 	// json prints the report as one JSON object.
 	json bool
+	// noCoalesce turns the client's coalescing of concurrent Produce
+	// calls off (loadbalance.Config.NoCoalesce): one RPC per record.
+	noCoalesce bool
 }
 
 // readBenchSettings reads and validates the settings of `proglog bench`.
@@ -59,6 +62,7 @@ func readBenchSettings(s *settings) (benchSettings, error) {
 		concurrency: s.Int(keyConcurrency),
 		batch:       s.Int(keyBatch),
 		json:        s.Bool(keyJSON),
+		noCoalesce:  s.Bool(keyNoCoalesce),
 	}
 	topic, topicErr := readTopic(s)
 	if err := s.Err(); err != nil {
@@ -82,6 +86,8 @@ func readBenchSettings(s *settings) (benchSettings, error) {
 		return bs, usageError(fmt.Errorf("--concurrency %d must be positive", bs.concurrency))
 	case bs.batch <= 0:
 		return bs, usageError(fmt.Errorf("--batch %d must be positive", bs.batch))
+	case bs.noCoalesce && bs.mode != benchProduce:
+		return bs, usageError(fmt.Errorf("--no-coalesce applies to --mode produce only, not %s", bs.mode))
 	}
 	return bs, bs.client.validate()
 }
@@ -95,7 +101,9 @@ callers, then report records/s, MB/s (10^6 bytes of record values) and the
 latency of each call: p50, p90, p99, p99.9 and max, from an HDR histogram.
 
 Modes:
-  produce  one Produce call per record
+  produce  one Produce call per record; the client coalesces concurrent
+           calls into ProduceBatch RPCs (--no-coalesce: one RPC per call);
+           latency is per call, as the caller sees it
   batch    ProduceBatch calls of --batch records; latency is per call
   stream   one ProduceStream per caller, up to --batch records in flight on
            each; latency is from sending a record to its offset coming back
@@ -117,6 +125,7 @@ The command fails when a call failed; records counts the records written or
 read, errors the ones that were not. --topic benches a topic made with
 'proglog topic create' instead of the default topic.`,
 		Example: `  proglog bench                                       # 10,000 Produce calls, 8 at a time
+  proglog bench --concurrency 64 --no-coalesce         # one Produce RPC per record
   proglog bench --mode batch --records 100000 --batch 100
   proglog bench --mode stream --concurrency 4 --batch 64
   proglog bench --mode consume --records 20000 --json | jq .records_per_sec
@@ -139,7 +148,7 @@ func runBench(cmd *cobra.Command, _ []string) error {
 	if err != nil {
 		return err
 	}
-	client, err := bs.client.dial(logger)
+	client, err := bs.client.dialWith(logger, func(cfg *loadbalance.Config) { cfg.NoCoalesce = bs.noCoalesce })
 	if err != nil {
 		return fmt.Errorf("bench: %w", err)
 	}

@@ -111,3 +111,18 @@ func TestRandomValue(t *testing.T) {
 		require.True(t, (c >= 'a' && c <= 'z') || (c >= 'A' && c <= 'Z'), "byte %d = %q is not a letter", i, c)
 	}
 }
+
+func TestBenchNoCoalesce(t *testing.T) {
+	clearProglogEnv(t)
+	s, err := load(t, benchOptions(), "--concurrency", "64", "--no-coalesce")
+	require.NoError(t, err)
+	bs, err := readBenchSettings(s)
+	require.NoError(t, err)
+	require.True(t, bs.noCoalesce, "--no-coalesce read")
+
+	s, err = load(t, benchOptions(), "--mode", "batch", "--no-coalesce")
+	require.NoError(t, err)
+	_, err = readBenchSettings(s)
+	require.ErrorIs(t, err, errUsage, "--no-coalesce with --mode batch")
+	require.ErrorContains(t, err, "--mode produce only")
+}

@@ -97,6 +97,10 @@ func (r benchResult) writeJSON(w io.Writer) error {
 // writeText prints r for people.
 func (r benchResult) writeText(w io.Writer, bs benchSettings) error {
 	per := "call"
+	mode := r.Mode
+	if bs.noCoalesce {
+		mode += " (no coalescing: one RPC per call)"
+	}
 	switch bs.mode {
 	case benchBatch:
 		per = fmt.Sprintf("ProduceBatch call of %d records", bs.batch)
@@ -108,7 +112,7 @@ func (r benchResult) writeText(w io.Writer, bs benchSettings) error {
   %.0f records/s, %.2f MB/s
   latency per %s (ms): p50 %.3f  p90 %.3f  p99 %.3f  p99.9 %.3f  max %.3f
 `,
-		r.Mode, bs.records, bs.size, bs.concurrency,
+		mode, bs.records, bs.size, bs.concurrency,
 		r.Records, r.Errors, r.Seconds,
 		r.RecordsPerSec, r.MBPerSec,
 		per, r.LatencyMS.P50, r.LatencyMS.P90, r.LatencyMS.P99, r.LatencyMS.P999, r.LatencyMS.Max)

@@ -92,11 +92,17 @@ func (c clientSettings) connect(cmd *cobra.Command, op string) (*loadbalance.Cli
 // dial returns a client balanced over the cluster through the proglog:///
 // resolver. It does not wait for a connection: the first call does.
 func (c clientSettings) dial(logger *zap.Logger) (*loadbalance.Client, error) {
+	return c.dialWith(logger, nil)
+}
+
+// dialWith is dial with adjust (when not nil) changing the client's config
+// before the client is made.
+func (c clientSettings) dialWith(logger *zap.Logger, adjust func(*loadbalance.Config)) (*loadbalance.Client, error) {
 	tlsConfig, err := c.tlsConfig()
 	if err != nil {
 		return nil, err
 	}
-	client, err := loadbalance.New(loadbalance.Config{
+	cfg := loadbalance.Config{
 		Seeds:               c.addrs,
 		TLSConfig:           tlsConfig,
 		RetryTimeout:        c.timeout,
@@ -104,7 +110,11 @@ func (c clientSettings) dial(logger *zap.Logger) (*loadbalance.Client, error) {
 		AttemptTimeout:      c.attemptTimeout,
 		FailFastWhenRefused: refusedGiveUp,
 		Logger:              logger,
-	})
+	}
+	if adjust != nil {
+		adjust(&cfg)
+	}
+	client, err := loadbalance.New(cfg)
 	if err != nil {
 		return nil, usageError(err)
 	}

@@ -97,6 +97,7 @@ const (
 	keySize        = "size"
 	keyConcurrency = "concurrency"
 	keyBatch       = "batch"
+	keyNoCoalesce  = "no-coalesce"
 )
 
 // envPrefix starts every environment variable proglog reads. It matches
@@ -240,6 +241,7 @@ func benchOptions() []option {
 		option{key: keyConcurrency, def: 8, usage: "concurrent callers (one stream each in stream mode)"},
 		option{key: keyBatch, def: 100, usage: "records per ProduceBatch call (batch mode), records in flight per stream (stream mode), or most records per response (consume-stream mode)"},
 		option{key: keyJSON, def: false, usage: "print the report as one JSON object"},
+		option{key: keyNoCoalesce, def: false, usage: "produce mode: one Produce RPC per record, instead of the client coalescing concurrent calls into ProduceBatch RPCs"},
 	)
 }
 
