@@ -134,11 +134,14 @@ type Config struct {
 	NoCoalesce bool
 	// CoalesceInFlight is how many Produce RPCs (lone calls or coalesced
 	// batches) of one topic may be in flight at once before further calls
-	// queue for the next batch. 1 appends records in exactly the order
-	// the calls were made; more keeps the leader busier (one batch
-	// commits while the next is sent) but batches in flight at once may
-	// be appended in either order, as concurrent calls always may.
-	// Default DefaultCoalesceInFlight (2).
+	// queue for the next batch. With 1, records are appended in the order
+	// the calls were made; with more, batches in flight at once may be
+	// appended in either order, as concurrent calls always may. 1 is also
+	// the fastest against a proglog leader, which commits one Raft entry
+	// at a time: a second batch in flight only waits there for the next
+	// entry, and the batches get smaller (64 writers: about 22k
+	// records/s with 1 or 4, 17k with 2, before the sender's yield; see
+	// coalesce.go). Default DefaultCoalesceInFlight (1).
 	CoalesceInFlight int
 	// MaxCoalesceRecords is the most Produce calls one coalesced batch
 	// holds; the rest wait for the next. Keep it at or below the server's

@@ -3,6 +3,7 @@ package loadbalance
 import (
 	"context"
 	"fmt"
+	"runtime"
 	"slices"
 	"sync"
 	"time"
@@ -41,7 +42,7 @@ const (
 	// 4 MiB of record values.
 	DefaultMaxCoalesceBytes = 4 << 20
 	// DefaultCoalesceInFlight is the default Config.CoalesceInFlight.
-	DefaultCoalesceInFlight = 2
+	DefaultCoalesceInFlight = 1
 )
 
 // produceCall is one Produce call of a coalescing client: queued, then sent
@@ -229,6 +230,15 @@ func (c *Client) sendBatch(ctx context.Context, b *produceBatch) {
 		co.mu.Unlock()
 		b.cancel()
 	}()
+	// Runs before the next batch is sent (rpcDone above): callers that
+	// loop, the usual shape of a producer, are runnable again once they
+	// have their outcomes, and yielding lets them queue for the next batch
+	// rather than the one after it. Without it a closed loop of writers
+	// settles into alternating batches (63 calls, then 1, then 63...), half
+	// the records per RPC: 64 writers on the 2-core test machine made
+	// 22k records/s without the yield, 29-39k with it. A yield, not a
+	// timer: with nothing else to run it returns at once.
+	defer runtime.Gosched()
 	if len(b.calls) == 1 {
 		offset, err := c.produceOne(ctx, b.topic, b.calls[0].value)
 		c.finish(b.calls[0], offset, err)
@@ -257,8 +267,11 @@ func (c *Client) sendBatch(ctx context.Context, b *produceBatch) {
 		}
 		return
 	}
+	co := &c.coalescer
+	co.mu.Lock()
+	defer co.mu.Unlock()
 	for i, call := range b.calls {
-		c.finish(call, first+uint64(i), err)
+		c.finishLocked(call, first+uint64(i), err)
 	}
 }
 
@@ -282,9 +295,13 @@ func (c *Client) callLeft(call *produceCall) bool {
 
 // finish hands call its outcome.
 func (c *Client) finish(call *produceCall, offset uint64, err error) {
-	co := &c.coalescer
-	co.mu.Lock()
-	defer co.mu.Unlock()
+	c.coalescer.mu.Lock()
+	defer c.coalescer.mu.Unlock()
+	c.finishLocked(call, offset, err)
+}
+
+// finishLocked is finish with coalescer.mu held.
+func (c *Client) finishLocked(call *produceCall, offset uint64, err error) {
 	if err != nil {
 		offset = 0
 	}
