@@ -5,12 +5,16 @@ import (
 	"errors"
 	"fmt"
 	"io"
+	"strings"
 	"sync"
+	"sync/atomic"
 	"testing"
 	"time"
 
 	"github.com/stretchr/testify/require"
+	"google.golang.org/grpc"
 
+	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/loadbalance"
 )
 
@@ -19,10 +23,29 @@ import (
 // crashes mid-write; the client retries and resends with the same producer
 // sequences, so every acknowledged value is in every survivor's log exactly
 // once, at the offset it was acknowledged with, and no value is there twice.
+// The Produce writers are many, so the client coalesces their calls into
+// ProduceBatch RPCs (one producer sequence per batch), and batches in
+// flight at the crash are retried as a whole.
 func TestExactlyOnceThroughLeaderCrash(t *testing.T) {
 	loadbalance.Register()
 	c := newTestCluster(t, 3, nil)
-	client := c.balancedClient(loadbalance.Config{})
+	// coalesced counts ProduceBatch attempts that carry several Produce
+	// calls (their values start with "p"); failed the ones that failed,
+	// to be retried.
+	var coalesced, failed atomic.Int64
+	countCoalesced := grpc.WithChainUnaryInterceptor(func(ctx context.Context, method string, req, reply any,
+		cc *grpc.ClientConn, invoker grpc.UnaryInvoker, opts ...grpc.CallOption) error {
+		err := invoker(ctx, method, req, reply, cc, opts...)
+		if r, ok := req.(*api.ProduceBatchRequest); ok && len(r.GetRecords()) > 1 &&
+			strings.HasPrefix(string(r.GetRecords()[0].GetValue()), "p") {
+			coalesced.Add(1)
+			if err != nil {
+				failed.Add(1)
+			}
+		}
+		return err
+	})
+	client := c.balancedClient(loadbalance.Config{DialOptions: []grpc.DialOption{countCoalesced}})
 	ctx, cancel := context.WithCancel(context.Background())
 	defer cancel()
 
@@ -48,7 +71,7 @@ func TestExactlyOnceThroughLeaderCrash(t *testing.T) {
 		return len(acked)
 	}
 	var wg sync.WaitGroup
-	for w := range 3 {
+	for w := range 8 {
 		wg.Add(1)
 		go func() {
 			defer wg.Done()
@@ -105,9 +128,12 @@ func TestExactlyOnceThroughLeaderCrash(t *testing.T) {
 	require.Eventually(t, func() bool { return count() >= 100 }, 20*time.Second, 5*time.Millisecond, "no writes before the crash")
 	old := c.waitForLeader()
 	c.crash(old)
-	before := count()
+	before, coalescedBefore := count(), coalesced.Load()
 	require.Eventually(t, func() bool { return count() >= before+100 }, 30*time.Second, 5*time.Millisecond,
 		"writes did not resume after the leader crashed")
+	require.Positive(t, coalesced.Load(), "no coalesced ProduceBatch: the Produce writers were not coalesced")
+	t.Logf("coalesced ProduceBatch attempts: %d before the crash, %d in all, %d failed (and were retried)",
+		coalescedBefore, coalesced.Load(), failed.Load())
 	cancel()
 	stream.Close()
 	wg.Wait()
