@@ -236,7 +236,7 @@ func (c *Client) sendBatch(ctx context.Context, b *produceBatch) {
 	// rather than the one after it. Without it a closed loop of writers
 	// settles into alternating batches (63 calls, then 1, then 63...), half
 	// the records per RPC: 64 writers on the 2-core test machine made
-	// 22k records/s without the yield, 29-39k with it. A yield, not a
+	// 21-24k records/s without the yield, 27-43k with it. A yield, not a
 	// timer: with nothing else to run it returns at once.
 	defer runtime.Gosched()
 	if len(b.calls) == 1 {
