@@ -321,3 +321,50 @@ func TestConfigRejectsNegativeCoalesceLimits(t *testing.T) {
 		require.Error(t, err, "New(%+v)", cfg)
 	}
 }
+
+func TestProduceCoalescedWithoutIdempotence(t *testing.T) {
+	s := newCoalesceSetup(t, Config{NotIdempotent: true})
+	queued := s.queue(t, testContext(t), "a", "b", "c")
+	s.cluster.server(0).thaw()
+	require.NoError(t, wait(t, s.lone)[0].err, "lone Produce")
+	results := wait(t, queued...)
+	log := s.cluster.values()
+	for i, r := range results {
+		require.NoError(t, r.err, "Produce(%s)", r.value)
+		require.Equal(t, uint64(2+i), r.offset, "Produce(%s) offset", r.value)
+		require.Equal(t, r.value, string(log[r.offset]), "value at offset %d", r.offset)
+	}
+	batches := s.cluster.batchRequests()
+	require.Len(t, batches, 1, "ProduceBatch RPCs")
+	require.Zero(t, batches[0].producerID, "producer id of a batch from a NotIdempotent client")
+}
+
+func TestProduceCallersLeavingASentBatchEndIt(t *testing.T) {
+	// The batch is appended but its answer never comes; the callers give up
+	// (ctx cancelled): each gets its context's error at once, and the
+	// batch's RPC, which no one waits for any more, ends.
+	s := newCoalesceSetup(t, Config{})
+	ctx, cancel := context.WithCancel(testContext(t))
+	queued := s.queue(t, ctx, "a", "b")
+	s.cluster.server(0).loseAnswers()
+	s.cluster.server(0).thaw()
+	require.NoError(t, wait(t, s.lone)[0].err, "lone Produce")
+	require.Eventually(t, func() bool { return len(s.cluster.batchRequests()) == 1 && s.client.queuedCalls("") == 0 },
+		5*time.Second, time.Millisecond, "the batch was never sent")
+	cancel()
+	for _, r := range wait(t, queued...) {
+		require.ErrorIs(t, r.err, context.Canceled, "Produce(%s) after its caller left", r.value)
+		require.Equal(t, codes.Canceled, status.Code(r.err), "Produce(%s) = %v", r.value, r.err)
+	}
+	// The batch's deadline is the callers' (testContext, 10 s): only their
+	// leaving can end it this soon.
+	require.Eventually(t, func() bool { return s.client.batchesInFlight() == 0 },
+		5*time.Second, time.Millisecond, "the batch's RPC went on after its callers left")
+}
+
+// batchesInFlight returns how many coalesced batches are being sent.
+func (c *Client) batchesInFlight() int {
+	c.coalescer.mu.Lock()
+	defer c.coalescer.mu.Unlock()
+	return len(c.coalescer.batches)
+}
