@@ -28,6 +28,19 @@ import (
 // by one goroutine in queue order, so the calls of one goroutine are
 // appended in the order it made them.
 //
+// Lingering: with one entry in flight, the writers of an entry get their
+// answers when it is applied and write again while the next entry, holding
+// only what queued up meanwhile, is in Raft; each write then waits about two
+// entries, and a stream with a window of W records gets W records per two
+// Raft round trips (entries alternate between n and W-n records). So once
+// a slot frees, the proposer waits up to Linger for the queue to hold what
+// it held then plus as many records as the entry that just finished had
+// (its writers coming back), then proposes everything in one entry: a
+// stream's whole window goes in one entry per round trip. A single writer
+// loses nothing: its next write alone meets the target (one record), and
+// an entry is waited for at most once (after a wait that gathered nothing,
+// the next write is proposed at once).
+//
 // Why no new command kind: the producer-append entry (kind 6) already
 // holds a list of calls, each with or without a producer, and every node
 // of this and the previous release applies it; a call without a producer
@@ -46,6 +59,13 @@ type GroupCommitConfig struct {
 	// MaxCalls bounds the produce calls in one entry (the entry's size is
 	// bounded by MaxBatchBytes too). Default DefaultGroupCommitMaxCalls.
 	MaxCalls int
+	// Linger is the longest the proposer waits, once a slot is free, for
+	// the writers of the entry that just finished to write again, so that
+	// their records go in the next entry with those already queued (see
+	// "Lingering" at the top of groupcommit.go). It stops waiting as soon
+	// as they are back or an entry would be full. Default
+	// DefaultGroupCommitLinger (500µs); negative: never wait.
+	Linger time.Duration
 	// Disabled makes every append its own Raft entry, as releases before
 	// group commit did (Raft still stores queued entries with one write).
 	// For comparison.
@@ -66,6 +86,11 @@ const (
 	DefaultGroupCommitInFlight = 1
 	// DefaultGroupCommitMaxCalls is the default GroupCommitConfig.MaxCalls.
 	DefaultGroupCommitMaxCalls = 4096
+	// DefaultGroupCommitLinger is the default GroupCommitConfig.Linger:
+	// about the time a writer on this host takes to get its answer and
+	// send its next write (a ProduceStream answering a full entry, or a
+	// unary call), so that a stream's records are back before it expires.
+	DefaultGroupCommitLinger = 500 * time.Microsecond
 )
 
 func (c GroupCommitConfig) withDefaults() (GroupCommitConfig, error) {
@@ -78,6 +103,9 @@ func (c GroupCommitConfig) withDefaults() (GroupCommitConfig, error) {
 	}
 	if c.MaxCalls == 0 {
 		c.MaxCalls = DefaultGroupCommitMaxCalls
+	}
+	if c.Linger == 0 {
+		c.Linger = DefaultGroupCommitLinger
 	}
 	return c, nil
 }
@@ -134,10 +162,19 @@ func callBytes(runs int, lengths []int) uint64 {
 type groupCommitter struct {
 	d *DistributedLog
 
-	// mu guards queue and closed.
-	mu     sync.Mutex
-	queue  []*appendCall
-	closed bool
+	// mu guards queue, its totals and closed.
+	mu    sync.Mutex
+	queue []*appendCall
+	// queuedRecords and queuedBytes are the records and entry bytes
+	// (appendCall.bytes) of the calls in queue.
+	queuedRecords int
+	queuedBytes   uint64
+	closed        bool
+
+	// lastRecords is how many records the last entry batch proposed had
+	// whose writers the proposer has not waited for yet (see linger).
+	// Only the proposer goroutine uses it.
+	lastRecords int
 
 	// wake tells the proposer that the queue grew (buffer of one,
 	// non-blocking send).
@@ -170,6 +207,8 @@ func (g *groupCommitter) enqueue(call *appendCall) error {
 		return ErrClosed
 	}
 	g.queue = append(g.queue, call)
+	g.queuedRecords += len(call.values)
+	g.queuedBytes += call.bytes
 	g.mu.Unlock()
 	select {
 	case g.wake <- struct{}{}:
@@ -188,7 +227,15 @@ func (g *groupCommitter) cancel(call *appendCall) bool {
 		return false
 	}
 	g.queue = slices.Delete(g.queue, k, k+1)
+	g.dequeuedLocked(call)
 	return true
+}
+
+// dequeuedLocked takes call, just removed from the queue, off its totals.
+// Caller holds mu.
+func (g *groupCommitter) dequeuedLocked(call *appendCall) {
+	g.queuedRecords -= len(call.values)
+	g.queuedBytes -= call.bytes
 }
 
 // propose is the proposer goroutine: it proposes what queued up whenever an
@@ -210,10 +257,16 @@ func (g *groupCommitter) propose(closed <-chan struct{}) {
 			case <-closed:
 				return
 			}
+			if !g.linger(closed) {
+				return
+			}
 			calls := g.take()
 			if len(calls) == 0 {
 				<-g.slots
 				break
+			}
+			for _, c := range calls {
+				g.lastRecords += len(c.values)
 			}
 			g.inflight <- g.proposeCalls(calls)
 		}
@@ -225,10 +278,66 @@ func (g *groupCommitter) failQueued() {
 	g.mu.Lock()
 	queued := g.queue
 	g.queue, g.closed = nil, true
+	g.queuedRecords, g.queuedBytes = 0, 0
 	g.mu.Unlock()
 	for _, c := range queued {
 		c.future.finish(nil, ErrClosed)
 	}
+}
+
+// linger waits, before the proposer takes the next batch, until the queue
+// holds the records it holds now plus lastRecords (the writers of the last
+// entry writing again), or a full entry, or until Linger passes; then it
+// forgets lastRecords, so each entry is waited for at most once. It
+// returns false when closed is closed first.
+func (g *groupCommitter) linger(closed <-chan struct{}) bool {
+	want, ok := g.lingerTarget()
+	if !ok {
+		return true
+	}
+	return g.waitGathered(want, closed)
+}
+
+// lingerTarget returns how many records linger waits for, and false when
+// it should not wait; it forgets lastRecords.
+func (g *groupCommitter) lingerTarget() (int, bool) {
+	last := g.lastRecords
+	g.lastRecords = 0
+	if last == 0 || g.d.config.GroupCommit.Linger <= 0 {
+		return 0, false
+	}
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.queuedRecords + last, true
+}
+
+// waitGathered waits until the queue holds want records (or a full
+// entry), at most Linger; false when closed is closed first.
+func (g *groupCommitter) waitGathered(want int, closed <-chan struct{}) bool {
+	var timer *time.Timer
+	for !g.gathered(want) {
+		if timer == nil {
+			timer = time.NewTimer(g.d.config.GroupCommit.Linger)
+			defer timer.Stop()
+		}
+		select {
+		case <-g.wake:
+		case <-timer.C:
+			return true
+		case <-closed:
+			return false
+		}
+	}
+	return true
+}
+
+// gathered reports whether the queue holds want records, or more than one
+// entry takes.
+func (g *groupCommitter) gathered(want int) bool {
+	g.mu.Lock()
+	defer g.mu.Unlock()
+	return g.queuedRecords >= want || g.queuedBytes >= g.d.config.MaxBatchBytes ||
+		len(g.queue) >= g.d.config.GroupCommit.MaxCalls
 }
 
 // take removes from the front of the queue the calls of the next batch:
@@ -245,6 +354,7 @@ func (g *groupCommitter) take() []*appendCall {
 	for ; n < len(g.queue) && len(taken) < g.d.config.GroupCommit.MaxCalls; n++ {
 		c := g.queue[n]
 		if err := c.ctx.Err(); err != nil {
+			g.dequeuedLocked(c)
 			c.future.finish(nil, err)
 			continue
 		}
@@ -256,6 +366,7 @@ func (g *groupCommitter) take() []*appendCall {
 			break
 		}
 		sizes[c.topic] = size + c.bytes
+		g.dequeuedLocked(c)
 		taken = append(taken, c)
 	}
 	rest := copy(g.queue, g.queue[n:])
