@@ -68,10 +68,12 @@ func BenchmarkDistributedAppend(b *testing.B) {
 	}
 }
 
-// BenchmarkGroupCommit compares group-commit settings with 64 concurrent
-// one-record appends on a three-node cluster in this process: every
-// append its own entry (disabled) and 1, 2 or 4 coalesced entries in
-// flight. It reports records/s and Raft entries per 1000 records.
+// BenchmarkGroupCommit compares group-commit settings on a three-node
+// cluster in this process: every append its own entry (disabled) and 1, 2
+// or 4 coalesced entries in flight, under two workloads: 64 concurrent
+// one-record appends (writers-64) and 4 concurrent appends of 100 records
+// (batch-100x4, as proglog bench --mode batch --batch 100 --concurrency 4).
+// It reports records/s and Raft entries per 1000 records.
 func BenchmarkGroupCommit(b *testing.B) {
 	const valueBytes = 100
 	variants := []struct {
@@ -83,33 +85,47 @@ func BenchmarkGroupCommit(b *testing.B) {
 		{"inflight-2", GroupCommitConfig{MaxInFlight: 2}},
 		{"inflight-4", GroupCommitConfig{MaxInFlight: 4}},
 	}
+	workloads := []struct {
+		name string
+		// writers per GOMAXPROCS (b.SetParallelism) and records per append
+		parallelism, batch int
+	}{
+		{"writers-64", 32, 1}, // 64 writers on 2 CPUs
+		{"batch-100x4", 2, 100},
+	}
 	for _, v := range variants {
-		b.Run(v.name, func(b *testing.B) {
-			c := newTestCluster(b, 3, func(cfg *DistributedConfig) {
-				cfg.Logger = zap.NewNop()
-				cfg.Log.Segment.MaxIndexBytes = 0
-				cfg.Log.MaxRecordBytes = 0
-				cfg.MaxBatchBytes = 0
-				cfg.GroupCommit = v.cfg
-			})
-			leader := c.waitLeader()
-			value := make([]byte, valueBytes)
-			ctx := context.Background()
-			startIndex := leader.log.Raft().LastIndex()
-			b.SetBytes(valueBytes)
-			b.SetParallelism(32) // 64 writers on 2 CPUs
-			b.ResetTimer()
-			b.RunParallel(func(pb *testing.PB) {
-				for pb.Next() {
-					if _, err := appendOne(ctx, leader.log, &api.Record{Value: value}); err != nil {
-						b.Error(err)
-						return
-					}
+		for _, w := range workloads {
+			b.Run(v.name+"/"+w.name, func(b *testing.B) {
+				c := newTestCluster(b, 3, func(cfg *DistributedConfig) {
+					cfg.Logger = zap.NewNop()
+					cfg.Log.Segment.MaxIndexBytes = 0
+					cfg.Log.MaxRecordBytes = 0
+					cfg.MaxBatchBytes = 0
+					cfg.GroupCommit = v.cfg
+				})
+				leader := c.waitLeader()
+				batch := make([]*api.Record, w.batch)
+				for k := range batch {
+					batch[k] = &api.Record{Value: make([]byte, valueBytes)}
 				}
+				ctx := context.Background()
+				startIndex := leader.log.Raft().LastIndex()
+				b.SetBytes(int64(valueBytes * w.batch))
+				b.SetParallelism(w.parallelism)
+				b.ResetTimer()
+				b.RunParallel(func(pb *testing.PB) {
+					for pb.Next() {
+						if _, err := leader.log.AppendBatch(ctx, DefaultTopic, batch); err != nil {
+							b.Error(err)
+							return
+						}
+					}
+				})
+				b.StopTimer()
+				records := float64(b.N * w.batch)
+				b.ReportMetric(records/b.Elapsed().Seconds(), "records/s")
+				b.ReportMetric(float64(leader.log.Raft().LastIndex()-startIndex)*1000/records, "entries/1000records")
 			})
-			b.StopTimer()
-			b.ReportMetric(float64(b.N)/b.Elapsed().Seconds(), "records/s")
-			b.ReportMetric(float64(leader.log.Raft().LastIndex()-startIndex)*1000/float64(b.N), "entries/1000records")
-		})
+		}
 	}
 }
