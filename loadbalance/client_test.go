@@ -35,7 +35,7 @@ func newTestConn(t *testing.T, cfg ResolverConfig, seeds ...string) (api.LogClie
 	return api.NewLogClient(conn), b
 }
 
-func newTestClient(t *testing.T, cfg Config) *Client {
+func newTestClient(t testing.TB, cfg Config) *Client {
 	t.Helper()
 	cfg.Insecure = true
 	cfg.Logger = zaptest.NewLogger(t)
@@ -45,7 +45,7 @@ func newTestClient(t *testing.T, cfg Config) *Client {
 	return c
 }
 
-func testContext(t *testing.T) context.Context {
+func testContext(t testing.TB) context.Context {
 	t.Helper()
 	ctx, cancel := context.WithTimeout(context.Background(), 10*time.Second)
 	t.Cleanup(cancel)

@@ -73,14 +73,14 @@ type fakeBatch struct {
 
 // newFakeCluster starts n plaintext servers on 127.0.0.1:0, server 0
 // leading.
-func newFakeCluster(t *testing.T, n int) *fakeCluster {
+func newFakeCluster(t testing.TB, n int) *fakeCluster {
 	t.Helper()
 	return newFakeClusterWith(t, n)
 }
 
 // newFakeClusterWith starts n servers with extra server options (e.g. TLS
 // credentials).
-func newFakeClusterWith(t *testing.T, n int, opts ...grpc.ServerOption) *fakeCluster {
+func newFakeClusterWith(t testing.TB, n int, opts ...grpc.ServerOption) *fakeCluster {
 	t.Helper()
 	c := &fakeCluster{leader: 0, appended: make(chan struct{}), opts: opts}
 	for range n {
