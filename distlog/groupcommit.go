@@ -34,12 +34,15 @@ import (
 // entries, and a stream with a window of W records gets W records per two
 // Raft round trips (entries alternate between n and W-n records). So once
 // a slot frees, the proposer waits up to Linger for the queue to hold what
-// it held then plus as many records as the entry that just finished had
-// (its writers coming back), then proposes everything in one entry: a
-// stream's whole window goes in one entry per round trip. A single writer
-// loses nothing: its next write alone meets the target (one record), and
-// an entry is waited for at most once (after a wait that gathered nothing,
-// the next write is proposed at once).
+// it held then plus as many produce calls as the entry that just finished
+// had (its writers coming back: a stream's requests, ProduceBatch or
+// Produce calls, one each), then proposes everything in one entry: a
+// stream's whole window goes in one entry per round trip. Calls, not
+// records: a writer whose batches vary in size (a coalescing client) still
+// meets the target with its next batch. A single writer loses nothing: its
+// next write alone meets the target (one call), and an entry is waited for
+// at most once (after a wait that gathered nothing, the next write is
+// proposed at once).
 //
 // Why no new command kind: the producer-append entry (kind 6) already
 // holds a list of calls, each with or without a producer, and every node
@@ -174,16 +177,17 @@ type groupCommitter struct {
 	// mu guards queue, its totals and closed.
 	mu    sync.Mutex
 	queue []*appendCall
-	// queuedRecords and queuedBytes are the records and entry bytes
-	// (appendCall.bytes) of the calls in queue.
-	queuedRecords int
-	queuedBytes   uint64
-	closed        bool
+	// queuedRuns and queuedBytes are the produce calls (producer runs:
+	// one per ProducerBatch) and the entry bytes (appendCall.bytes) of the
+	// calls in queue.
+	queuedRuns  int
+	queuedBytes uint64
+	closed      bool
 
-	// lastRecords is how many records the last entry batch proposed had
+	// lastRuns is how many produce calls the last entry batch proposed had
 	// whose writers the proposer has not waited for yet (see linger).
 	// Only the proposer goroutine uses it.
-	lastRecords int
+	lastRuns int
 
 	// wake tells the proposer that the queue grew (buffer of one,
 	// non-blocking send).
@@ -216,7 +220,7 @@ func (g *groupCommitter) enqueue(call *appendCall) error {
 		return ErrClosed
 	}
 	g.queue = append(g.queue, call)
-	g.queuedRecords += len(call.values)
+	g.queuedRuns += len(call.runs)
 	g.queuedBytes += call.bytes
 	g.mu.Unlock()
 	select {
@@ -243,7 +247,7 @@ func (g *groupCommitter) cancel(call *appendCall) bool {
 // dequeuedLocked takes call, just removed from the queue, off its totals.
 // Caller holds mu.
 func (g *groupCommitter) dequeuedLocked(call *appendCall) {
-	g.queuedRecords -= len(call.values)
+	g.queuedRuns -= len(call.runs)
 	g.queuedBytes -= call.bytes
 }
 
@@ -275,7 +279,7 @@ func (g *groupCommitter) propose(closed <-chan struct{}) {
 				break
 			}
 			for _, c := range calls {
-				g.lastRecords += len(c.values)
+				g.lastRuns += len(c.runs)
 			}
 			g.inflight <- g.proposeCalls(calls)
 		}
@@ -287,7 +291,7 @@ func (g *groupCommitter) failQueued() {
 	g.mu.Lock()
 	queued := g.queue
 	g.queue, g.closed = nil, true
-	g.queuedRecords, g.queuedBytes = 0, 0
+	g.queuedRuns, g.queuedBytes = 0, 0
 	g.mu.Unlock()
 	for _, c := range queued {
 		c.future.finish(nil, ErrClosed)
@@ -295,9 +299,9 @@ func (g *groupCommitter) failQueued() {
 }
 
 // linger waits, before the proposer takes the next batch, until the queue
-// holds the records it holds now plus lastRecords (the writers of the last
-// entry writing again), or a full entry, or until Linger passes; then it
-// forgets lastRecords, so each entry is waited for at most once. It
+// holds the produce calls it holds now plus lastRuns (the writers of the
+// last entry writing again), or a full entry, or until Linger passes; then
+// it forgets lastRuns, so each entry is waited for at most once. It
 // returns false when closed is closed first.
 func (g *groupCommitter) linger(closed <-chan struct{}) bool {
 	want, ok := g.lingerTarget()
@@ -307,20 +311,20 @@ func (g *groupCommitter) linger(closed <-chan struct{}) bool {
 	return g.waitGathered(want, closed)
 }
 
-// lingerTarget returns how many records linger waits for, and false when
-// it should not wait; it forgets lastRecords.
+// lingerTarget returns how many produce calls linger waits for, and false
+// when it should not wait; it forgets lastRuns.
 func (g *groupCommitter) lingerTarget() (int, bool) {
-	last := g.lastRecords
-	g.lastRecords = 0
+	last := g.lastRuns
+	g.lastRuns = 0
 	if last == 0 || g.d.config.GroupCommit.Linger <= 0 {
 		return 0, false
 	}
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.queuedRecords + last, true
+	return g.queuedRuns + last, true
 }
 
-// waitGathered waits until the queue holds want records (or a full
+// waitGathered waits until the queue holds want produce calls (or a full
 // entry), at most Linger; false when closed is closed first.
 func (g *groupCommitter) waitGathered(want int, closed <-chan struct{}) bool {
 	var timer *time.Timer
@@ -340,12 +344,12 @@ func (g *groupCommitter) waitGathered(want int, closed <-chan struct{}) bool {
 	return true
 }
 
-// gathered reports whether the queue holds want records, or more than one
-// entry takes.
+// gathered reports whether the queue holds want produce calls, or more
+// than one entry takes.
 func (g *groupCommitter) gathered(want int) bool {
 	g.mu.Lock()
 	defer g.mu.Unlock()
-	return g.queuedRecords >= want || g.queuedBytes >= g.d.config.MaxBatchBytes ||
+	return g.queuedRuns >= want || g.queuedBytes >= g.d.config.MaxBatchBytes ||
 		len(g.queue) >= g.d.config.GroupCommit.MaxCalls
 }
 

@@ -294,47 +294,60 @@ func lingerCommitter(linger time.Duration, maxCalls int) *groupCommitter {
 	return newGroupCommitter(d)
 }
 
-// enqueueRecords queues n one-record calls.
-func enqueueRecords(t *testing.T, g *groupCommitter, n int) {
+// enqueueCalls queues n plain calls of one record each.
+func enqueueCalls(t *testing.T, g *groupCommitter, n int) {
 	t.Helper()
 	for range n {
-		call := &appendCall{ctx: context.Background(), values: [][]byte{[]byte("v")}, bytes: callBytes(1, []int{1}),
-			future: &AppendFuture{done: make(chan struct{})}}
+		call := &appendCall{ctx: context.Background(), runs: []producerRun{{records: 1}}, values: [][]byte{[]byte("v")},
+			bytes: callBytes(1, []int{1}), future: &AppendFuture{done: make(chan struct{})}}
 		require.NoError(t, g.enqueue(call))
 	}
 }
 
 // Once a slot frees, the proposer waits for the writers of the entry that
-// just finished (as many records as it had) on top of what is queued, but
+// just finished (as many produce calls as it had) on top of what is queued, but
 // no longer than Linger, and never for a full entry; each entry is waited
 // for once.
 func TestGroupCommitLingersForTheLastEntrysWriters(t *testing.T) {
 	never := make(chan struct{})
-	t.Run("the target is what is queued plus the last entry's records, once", func(t *testing.T) {
+	t.Run("the target is what is queued plus the last entry's calls, once", func(t *testing.T) {
 		g := lingerCommitter(time.Hour, 100)
-		g.lastRecords = 3
-		enqueueRecords(t, g, 1) // queued while the last entry was in Raft
+		g.lastRuns = 3
+		enqueueCalls(t, g, 1) // queued while the last entry was in Raft
 		want, ok := g.lingerTarget()
-		require.True(t, ok, "lingerTarget after an entry of 3 records: no wait")
+		require.True(t, ok, "lingerTarget after an entry of 3 calls: no wait")
 		require.Equal(t, 4, want, "lingerTarget")
 		_, ok = g.lingerTarget()
 		require.False(t, ok, "a second lingerTarget for the same entry: waits, want no wait")
 	})
 	t.Run("waits until the target is queued", func(t *testing.T) {
 		g := lingerCommitter(time.Hour, 100)
-		enqueueRecords(t, g, 1)
+		enqueueCalls(t, g, 1)
 		done := make(chan bool, 1)
 		go func() { done <- g.waitGathered(4, never) }()
-		enqueueRecords(t, g, 2)
+		enqueueCalls(t, g, 2)
 		require.Never(t, func() bool { return len(done) > 0 }, 100*time.Millisecond, time.Millisecond,
-			"waitGathered(4) returned with 3 records queued")
-		enqueueRecords(t, g, 1)
+			"waitGathered(4) returned with 3 calls queued")
+		enqueueCalls(t, g, 1)
 		select {
 		case ok := <-done:
 			require.True(t, ok, "waitGathered = false, want true")
 		case <-time.After(waitTimeout):
-			t.Fatal("waitGathered(4) did not return once 4 records were queued")
+			t.Fatal("waitGathered(4) did not return once 4 calls were queued")
 		}
+	})
+	t.Run("a call counts once whatever its records", func(t *testing.T) {
+		// A coalescing client's next batch may hold fewer records than
+		// its last: it is still the writer coming back.
+		g := lingerCommitter(time.Hour, 100)
+		values := [][]byte{[]byte("a"), []byte("b")}
+		require.NoError(t, g.enqueue(&appendCall{ctx: context.Background(), runs: []producerRun{{records: 2}}, values: values,
+			bytes: callBytes(1, []int{1, 1}), future: &AppendFuture{done: make(chan struct{})}}))
+		require.True(t, g.waitGathered(1, never), "waitGathered(1) with one two-record call queued = false, want true")
+		g.lastRuns = 1
+		want, ok := g.lingerTarget()
+		require.True(t, ok)
+		require.Equal(t, 2, want, "lingerTarget with one call queued after an entry of one call")
 	})
 	t.Run("nothing to wait for", func(t *testing.T) {
 		g := lingerCommitter(time.Hour, 100)
@@ -342,25 +355,25 @@ func TestGroupCommitLingersForTheLastEntrysWriters(t *testing.T) {
 	})
 	t.Run("a full entry goes at once", func(t *testing.T) {
 		g := lingerCommitter(time.Hour, 3)
-		g.lastRecords = 10
-		enqueueRecords(t, g, 3)
+		g.lastRuns = 10
+		enqueueCalls(t, g, 3)
 		require.True(t, g.linger(never), "linger with MaxCalls queued = false, want true")
 	})
 	t.Run("gives up after Linger", func(t *testing.T) {
 		g := lingerCommitter(time.Millisecond, 100)
-		g.lastRecords = 5
-		enqueueRecords(t, g, 1)
+		g.lastRuns = 5
+		enqueueCalls(t, g, 1)
 		require.True(t, g.linger(never), "linger = false, want true")
 	})
 	t.Run("never waits when disabled", func(t *testing.T) {
 		g := lingerCommitter(-1, 100)
-		g.lastRecords = 5
+		g.lastRuns = 5
 		_, ok := g.lingerTarget()
 		require.False(t, ok, "lingerTarget with Linger < 0: waits, want no wait")
 	})
 	t.Run("closing ends the wait", func(t *testing.T) {
 		g := lingerCommitter(time.Hour, 100)
-		g.lastRecords = 5
+		g.lastRuns = 5
 		closed := make(chan struct{})
 		close(closed)
 		require.False(t, g.linger(closed), "linger after close = true, want false")
