@@ -82,6 +82,7 @@ func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, erro
 	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
 		return nil, fmt.Errorf("segment %d: %w", base, err)
 	}
+	s.store.writeback = !c.SyncOnAppend
 	if err := s.checkHeader(sealed); err != nil {
 		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
 	}

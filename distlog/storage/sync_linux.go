@@ -36,3 +36,12 @@ func preallocateFile(f *os.File, off, n int64) (bool, error) {
 		}
 	}
 }
+
+// startWriteback asks the kernel to start writing the file's dirty pages
+// in [off, off+n) to disk, without waiting for it (sync_file_range(2)
+// with SYNC_FILE_RANGE_WRITE): nothing is made durable, a later fsync
+// still is what does that, but it finds less to write. Errors are left to
+// that fsync, which reports a failed writeback.
+func startWriteback(f *os.File, off, n uint64) {
+	_ = unix.SyncFileRange(int(f.Fd()), int64(off), int64(n), unix.SYNC_FILE_RANGE_WRITE)
+}
