@@ -19,6 +19,49 @@ type Capture struct {
 	// Segments are in offset order; the last is the active one, the
 	// others are sealed.
 	Segments []CapturedSegment
+
+	// activeLink is the path of the active segment's link; sealedDir is
+	// where the sealed ones are, which linkedSealed says got new links.
+	activeLink   string
+	sealedDir    string
+	linkedSealed bool
+	// log and seq: the captured log, and its last write batch then.
+	log *Log
+	seq uint64
+}
+
+// Sync makes the captured bytes durable: it fsyncs the active segment's
+// store file (through its link: the same file, so also whatever was
+// appended since) and, when the capture linked sealed segments, sealedDir
+// (sealed segments were fsynced when they were sealed). The caller fsyncs
+// the active link's directory. Sync is separate from LinkSegments so that
+// a capture taken where writes wait (Raft's state machine goroutine) is
+// made durable after they have resumed.
+//
+// A log whose records were durable when it was captured (an idle topic)
+// costs no fsync, and one made durable here counts as such for its next
+// capture and Log.Sync's store.
+func (c Capture) Sync() error {
+	if !c.log.storeSyncedThrough(c.seq) {
+		f, err := os.Open(c.activeLink)
+		if err != nil {
+			return fmt.Errorf("storage: capture: %w", err)
+		}
+		err = datasync(f)
+		if closeErr := f.Close(); err == nil {
+			err = closeErr
+		}
+		if err != nil {
+			return fmt.Errorf("storage: capture: fsync %s: %w", c.activeLink, err)
+		}
+		// Every write through seq is in the file just fsynced or in a
+		// segment sealed since (fsynced at its roll).
+		c.log.markStoreSynced(c.seq)
+	}
+	if c.linkedSealed {
+		return syncDir(c.sealedDir)
+	}
+	return nil
 }
 
 // CapturedSegment is one store file of a Capture.
@@ -67,11 +110,11 @@ func (c Capture) StreamBytes() uint64 {
 // and the active one's into activeDir, named activePrefix +
 // StoreFileName(base) (ParseStoreFileName reads the base after the
 // prefix's last '-'). Both directories must exist, on the log's file
-// system; sealedDir should be named after the Epoch. The captured bytes
-// are durable (fsynced) when it returns, and so are the new links in
-// sealedDir; the caller fsyncs activeDir (a node captures every topic's
-// active segment into one directory and fsyncs it once, not once per
-// topic).
+// system; sealedDir should be named after the Epoch. LinkSegments writes
+// buffered records to the files but fsyncs nothing: the capture is durable
+// once Capture.Sync returned and the caller fsynced activeDir (a node
+// captures every topic's active segment into one directory and fsyncs it
+// once, not once per topic).
 //
 // The links stay valid whatever the Log does next: sealed store files are
 // never written again, the active one only grows (the capture reads it up
@@ -83,15 +126,24 @@ func (l *Log) LinkSegments(sealedDir, activeDir, activePrefix string) (Capture, 
 	if err != nil {
 		return Capture{}, err
 	}
-	if err := l.Sync(); err != nil {
-		return Capture{}, err
-	}
-	if linkedSealed {
-		if err := syncDir(sealedDir); err != nil {
-			return Capture{}, err
-		}
-	}
+	c.sealedDir, c.linkedSealed = sealedDir, linkedSealed
 	return c, nil
+}
+
+// storeSyncedThrough reports whether the records of write batches up to
+// seq are durable (the index aside).
+func (l *Log) storeSyncedThrough(seq uint64) bool {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	return l.syncedSeq >= seq
+}
+
+// markStoreSynced records that the records of write batches up to seq are
+// durable.
+func (l *Log) markStoreSynced(seq uint64) {
+	l.syncMu.Lock()
+	defer l.syncMu.Unlock()
+	l.syncedSeq = max(l.syncedSeq, seq)
 }
 
 func (l *Log) linkSegments(sealedDir, activeDir, activePrefix string) (Capture, bool, error) {
@@ -105,7 +157,8 @@ func (l *Log) linkSegments(sealedDir, activeDir, activePrefix string) (Capture, 
 	if !l.pooled || l.pooledDir != sealedDir {
 		l.pooled, l.pooledDir = false, sealedDir
 	}
-	c := Capture{Epoch: l.epoch, Lowest: l.segments[0].baseOffset, Next: l.active.nextOffset.Load()}
+	// appendMu keeps writeSeq still: every write through seq is captured.
+	c := Capture{Epoch: l.epoch, Lowest: l.segments[0].baseOffset, Next: l.active.nextOffset.Load(), log: l, seq: l.writeSeq.Load()}
 	linkedSealed := false
 	for _, s := range l.segments {
 		if err := s.store.Flush(); err != nil {
@@ -114,7 +167,8 @@ func (l *Log) linkSegments(sealedDir, activeDir, activePrefix string) (Capture, 
 		c.Segments = append(c.Segments, CapturedSegment{Base: s.baseOffset, Size: s.store.Size()})
 		name := StoreFileName(s.baseOffset)
 		if s == l.active {
-			if err := os.Link(s.store.path, filepath.Join(activeDir, activePrefix+name)); err != nil {
+			c.activeLink = filepath.Join(activeDir, activePrefix+name)
+			if err := os.Link(s.store.path, c.activeLink); err != nil {
 				return Capture{}, false, fmt.Errorf("storage: link segment %d: %w", s.baseOffset, err)
 			}
 			continue
