@@ -101,6 +101,11 @@ type fsm struct {
 	restores uint64
 	// stagings counts captures, to name their staging directories.
 	stagings uint64
+	// spareStage is an empty staging directory made ahead of the next
+	// capture ("" when none): a mkdir right after the fsyncs of a
+	// snapshot's close waited for the file system's journal, ~0.9 ms, and
+	// a capture runs while appends wait. Guarded by mu.
+	spareStage string
 	// applied is the Raft index of the last entry applied (of any type),
 	// the index a snapshot taken now reflects.
 	applied uint64

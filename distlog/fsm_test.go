@@ -483,3 +483,24 @@ func TestFSMRestoreRejectsGarbage(t *testing.T) {
 	err := f.Restore(io.NopCloser(bytes.NewReader([]byte("not a snapshot at all, not at all"))))
 	require.ErrorIs(t, err, ErrBadSnapshot)
 }
+
+// A capture's staging directory is made ahead, when the previous snapshot
+// is released, not while appends wait on the state machine.
+func TestFSMSnapshotStagesAhead(t *testing.T) {
+	f := newTestFSM(t, t.TempDir())
+	requireOK(t, f.Apply(entry(2, "r2")))
+	snap, err := f.Snapshot()
+	require.NoError(t, err)
+	snapshotBytes(t, snap) // persists and releases it
+	f.mu.Lock()
+	spare := f.spareStage
+	f.mu.Unlock()
+	require.NotEmpty(t, spare, "no staging directory made after the release")
+	require.DirExists(t, spare)
+
+	requireOK(t, f.Apply(entry(3, "r3")))
+	next, err := f.Snapshot()
+	require.NoError(t, err)
+	require.Equal(t, spare, next.(*fsmSnapshot).dir, "the capture did not take the spare")
+	next.Release()
+}

@@ -138,18 +138,24 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	if f.failed != nil {
 		return nil, fmt.Errorf("%w: %w", ErrFSMFailed, f.failed)
 	}
-	f.stagings++
-	stage := filepath.Join(f.snapshots.stagingDir(), fmt.Sprintf("capture-%d", f.stagings))
-	if err := os.RemoveAll(stage); err != nil {
-		return nil, fmt.Errorf("distlog: snapshot: %w", err)
-	}
-	snap := &fsmSnapshot{dir: stage, pool: f.snapshots.poolRoot(), logger: f.logger}
+	stage := f.spareStage
+	f.spareStage = ""
+	snap := &fsmSnapshot{dir: stage, pool: f.snapshots.poolRoot(), logger: f.logger, prepare: f.prepareStage}
 	fail := func(err error) (raft.FSMSnapshot, error) {
+		snap.prepare = nil // it takes mu, held here; the next capture makes its own
 		snap.Release()
 		return nil, fmt.Errorf("distlog: snapshot: %w", err)
 	}
-	if err := os.MkdirAll(stage, 0o755); err != nil {
-		return fail(err)
+	if stage == "" {
+		f.stagings++
+		stage = filepath.Join(f.snapshots.stagingDir(), fmt.Sprintf("capture-%d", f.stagings))
+		snap.dir = stage
+		if err := os.RemoveAll(stage); err != nil {
+			return fail(err)
+		}
+		if err := os.MkdirAll(stage, 0o755); err != nil {
+			return fail(err)
+		}
 	}
 	state := snapshotState{meta: metadata{applied: f.applied, producers: f.producers.clone(), offsets: maps.Clone(f.offsets)}}
 	names := make([]string, 0, len(f.topics))
@@ -195,6 +201,33 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return snap, nil
 }
 
+// prepareStage makes an empty staging directory for the next capture,
+// unless one is waiting. A failure only leaves the next capture to make
+// its own.
+func (f *fsm) prepareStage() {
+	f.mu.Lock()
+	if f.spareStage != "" {
+		f.mu.Unlock()
+		return
+	}
+	f.stagings++
+	stage := filepath.Join(f.snapshots.stagingDir(), fmt.Sprintf("capture-%d", f.stagings))
+	f.mu.Unlock()
+	if err := os.RemoveAll(stage); err != nil {
+		return
+	}
+	if err := os.Mkdir(stage, 0o755); err != nil {
+		return
+	}
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	if f.spareStage == "" {
+		f.spareStage = stage
+		return
+	}
+	_ = os.Remove(stage) // another Release made one meanwhile
+}
+
 // topicDirName is the name of the directory of the topic with id.
 func topicDirName(id uint64) string { return fmt.Sprintf("%020d", id) }
 
@@ -212,6 +245,9 @@ type fsmSnapshot struct {
 	size  int64
 	// captures are the topics' captures, made durable by Persist.
 	captures []storage.Capture
+	// prepare makes the state machine's next staging directory; Release
+	// calls it, off the state machine's goroutine.
+	prepare func()
 	// release lets the snapshot store reap the pool directories the
 	// capture uses again; nil once called.
 	release func()
@@ -259,6 +295,10 @@ func (s *fsmSnapshot) Release() {
 	if s.release != nil {
 		s.release()
 		s.release = nil
+	}
+	if s.prepare != nil {
+		s.prepare()
+		s.prepare = nil
 	}
 }
 
