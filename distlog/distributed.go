@@ -127,10 +127,7 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		return nil, fmt.Errorf("distlog: open raft stable store: %w", err)
 	}
 	undo = append(undo, d.stable.Close)
-	logs, err := raft.NewLogCache(logCacheEntries, d.logStore)
-	if err != nil {
-		return nil, fmt.Errorf("distlog: raft log cache: %w", err)
-	}
+	logs := newLogCache(d.logStore, logCacheEntries, logCacheBytes)
 	hasState, err := raft.HasExistingState(logs, d.stable, d.snapshots)
 	if err != nil {
 		return nil, fmt.Errorf("distlog: read raft state: %w", err)

@@ -49,10 +49,6 @@ const (
 	// DefaultLeaderLeaseTimeout is the default RaftConfig.LeaderLeaseTimeout:
 	// half the heartbeat timeout, raft's own ratio.
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
-	// logCacheEntries is how many recent Raft entries are kept decoded in
-	// memory, so replicating them to followers does not read them back
-	// from the segments.
-	logCacheEntries = 512
 )
 
 // DistributedConfig configures a DistributedLog. Zero fields take the default
