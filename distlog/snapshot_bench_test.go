@@ -86,14 +86,7 @@ func BenchmarkSnapshot(b *testing.B) {
 // beside it.
 func newBenchState(b *testing.B, n int) (*fsm, *SnapshotStore) {
 	b.Helper()
-	dir := b.TempDir()
-	store, err := NewSnapshotStore(filepath.Join(dir, "snapshots"), 2, zap.NewNop())
-	require.NoError(b, err)
-	c, err := storage.Config{}.WithDefaults()
-	require.NoError(b, err)
-	f, err := newFSM(dir, c, store, zap.NewNop())
-	require.NoError(b, err)
-	b.Cleanup(func() { _ = f.Close() })
+	f, store := newBenchFSM(b)
 	start := time.Now()
 	values := make([][]byte, 1000)
 	for k := range values {
@@ -106,6 +99,21 @@ func newBenchState(b *testing.B, n int) (*fsm, *SnapshotStore) {
 	}
 	info := f.topicInfos()[0]
 	b.Logf("filled %d records (%d segments, %d MB) in %v", info.Records, info.Segments, info.Bytes>>20, time.Since(start))
+	return f, store
+}
+
+// newBenchFSM opens an empty state machine with default storage and a
+// SnapshotStore beside it.
+func newBenchFSM(b *testing.B) (*fsm, *SnapshotStore) {
+	b.Helper()
+	dir := b.TempDir()
+	store, err := NewSnapshotStore(filepath.Join(dir, "snapshots"), 2, zap.NewNop())
+	require.NoError(b, err)
+	c, err := storage.Config{}.WithDefaults()
+	require.NoError(b, err)
+	f, err := newFSM(dir, c, store, zap.NewNop())
+	require.NoError(b, err)
+	b.Cleanup(func() { _ = f.Close() })
 	return f, store
 }
 
@@ -140,14 +148,7 @@ func processWritten(b *testing.B) uint64 {
 func BenchmarkSnapshotTopics(b *testing.B) {
 	for _, topics := range []int{1, 100, 1000} {
 		b.Run(fmt.Sprintf("topics=%d", topics), func(b *testing.B) {
-			dir := b.TempDir()
-			store, err := NewSnapshotStore(filepath.Join(dir, "snapshots"), 2, zap.NewNop())
-			require.NoError(b, err)
-			c, err := storage.Config{}.WithDefaults()
-			require.NoError(b, err)
-			f, err := newFSM(dir, c, store, zap.NewNop())
-			require.NoError(b, err)
-			b.Cleanup(func() { _ = f.Close() })
+			f, store := newBenchFSM(b)
 			index := uint64(1)
 			apply := func(data []byte) {
 				index++

@@ -73,6 +73,27 @@ type segment struct {
 // only where recovery looks (the last frame, or all of them when the index
 // disagrees with the store).
 func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, error) {
+	s, err := newSegmentStore(dir, base, c)
+	if err != nil {
+		return nil, err
+	}
+	s.store.writeback = !c.SyncOnAppend
+	if err := s.checkHeader(sealed); err != nil {
+		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
+	}
+	if err := s.openIndexFile(dir, c); err != nil {
+		return nil, err
+	}
+	if err := s.recover(sealed, sealed && c.CheckSealedOnOpen); err != nil {
+		return nil, errors.Join(fmt.Errorf("segment %d: recover: %w", base, err), s.abandon())
+	}
+	return s, nil
+}
+
+// newSegmentStore makes the segment at base with its store file open
+// (created when absent); the caller checks or writes the header and opens
+// the index (openIndexFile).
+func newSegmentStore(dir string, base uint64, c Config) (*segment, error) {
 	s := &segment{
 		baseOffset:    base,
 		maxStoreBytes: c.Segment.MaxStoreBytes,
@@ -82,17 +103,17 @@ func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, erro
 	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
 		return nil, fmt.Errorf("segment %d: %w", base, err)
 	}
-	s.store.writeback = !c.SyncOnAppend
-	if err := s.checkHeader(sealed); err != nil {
-		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
-	}
-	if s.index, err = openIndex(filepath.Join(dir, segmentFileName(base, indexExt)), c.Segment.MaxIndexBytes); err != nil {
-		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
-	}
-	if err := s.recover(sealed, sealed && c.CheckSealedOnOpen); err != nil {
-		return nil, errors.Join(fmt.Errorf("segment %d: recover: %w", base, err), s.abandon())
-	}
 	return s, nil
+}
+
+// openIndexFile opens the segment's index; when it fails, it closes the
+// store too.
+func (s *segment) openIndexFile(dir string, c Config) error {
+	var err error
+	if s.index, err = openIndex(filepath.Join(dir, segmentFileName(s.baseOffset, indexExt)), c.Segment.MaxIndexBytes); err != nil {
+		return errors.Join(fmt.Errorf("segment %d: %w", s.baseOffset, err), s.store.Close())
+	}
+	return nil
 }
 
 // createSegment makes a new, empty segment at base, first removing any
@@ -134,14 +155,9 @@ func createSegment(dir string, base uint64, c Config, spares *spareFiles) (*segm
 // the header over the first bytes and starts the records after it. No
 // recovery is needed: the file holds nothing else.
 func adoptSpareSegment(dir string, base uint64, c Config) (*segment, error) {
-	s := &segment{
-		baseOffset:    base,
-		maxStoreBytes: c.Segment.MaxStoreBytes,
-		logger:        c.Logger.With(zap.Uint64("segment", base)),
-	}
-	var err error
-	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
-		return nil, fmt.Errorf("segment %d: %w", base, err)
+	s, err := newSegmentStore(dir, base, c)
+	if err != nil {
+		return nil, err
 	}
 	// Durable with the segment's first synced append, as a created
 	// store's header is.
@@ -149,8 +165,8 @@ func adoptSpareSegment(dir string, base uint64, c Config) (*segment, error) {
 		return nil, errors.Join(fmt.Errorf("segment %d: write header: %w", base, err), s.store.Close())
 	}
 	s.store.setEnd(uint64(segmentHeaderWidth))
-	if s.index, err = openIndex(filepath.Join(dir, segmentFileName(base, indexExt)), c.Segment.MaxIndexBytes); err != nil {
-		return nil, errors.Join(fmt.Errorf("segment %d: %w", base, err), s.store.Close())
+	if err := s.openIndexFile(dir, c); err != nil {
+		return nil, err
 	}
 	s.index.setEntries(0)
 	s.nextOffset.Store(base)
