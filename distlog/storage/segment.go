@@ -56,7 +56,10 @@ type segment struct {
 	store         *store
 	index         *index
 	maxStoreBytes uint64
-	logger        *zap.Logger
+	// logger is the Log's; log() adds the segment. (A logger per segment
+	// made with With kept an encoder buffer each: ~1 KB a segment, for
+	// the few lines recovery may log.)
+	logger *zap.Logger
 	// cut is set when opening cut records off the store (recovery of a
 	// torn tail, or a header that never reached the disk).
 	cut bool
@@ -90,6 +93,9 @@ func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, erro
 	return s, nil
 }
 
+// log is the segment's logger.
+func (s *segment) log() *zap.Logger { return s.logger.With(zap.Uint64("segment", s.baseOffset)) }
+
 // newSegmentStore makes the segment at base with its store file open
 // (created when absent); the caller checks or writes the header and opens
 // the index (openIndexFile).
@@ -97,7 +103,7 @@ func newSegmentStore(dir string, base uint64, c Config) (*segment, error) {
 	s := &segment{
 		baseOffset:    base,
 		maxStoreBytes: c.Segment.MaxStoreBytes,
-		logger:        c.Logger.With(zap.Uint64("segment", base)),
+		logger:        c.Logger,
 	}
 	var err error
 	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
@@ -233,7 +239,7 @@ func (s *segment) checkHeader(sealed bool) error {
 		return s.corruptAt(0, s.baseOffset, fmt.Errorf("%w (%d bytes in the file)", errNoHeader, size))
 	}
 	if size > 0 {
-		s.logger.Warn("segment header never reached the disk; starting the segment empty",
+		s.log().Warn("segment header never reached the disk; starting the segment empty",
 			zap.String("path", s.store.path), zap.Uint64("store_bytes", size))
 		if err := s.store.Truncate(0); err != nil {
 			return err
@@ -385,7 +391,7 @@ func (s *segment) rebuild(sealed bool) error {
 	case pos < storeSize && !zeroTail && sealed:
 		return s.corruptAt(pos, s.baseOffset+uint64(len(positions)), reason)
 	case pos < storeSize && !zeroTail:
-		s.logger.Warn("truncating store after its last valid record",
+		s.log().Warn("truncating store after its last valid record",
 			zap.String("path", s.store.path), zap.Uint64("valid_bytes", pos),
 			zap.Uint64("store_bytes", storeSize), zap.Int("records", len(positions)), zap.Error(reason))
 		if err := s.store.Truncate(pos); err != nil {
@@ -404,7 +410,7 @@ func (s *segment) rebuild(sealed bool) error {
 		if err := s.index.rebuild(positions); err != nil {
 			return err
 		}
-		s.logger.Info("rebuilt index from store", zap.String("path", s.index.path), zap.Uint64("records", n))
+		s.log().Info("rebuilt index from store", zap.String("path", s.index.path), zap.Uint64("records", n))
 	}
 	s.nextOffset.Store(s.baseOffset + n)
 	return nil
