@@ -147,13 +147,9 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 		return nil, fmt.Errorf("distlog: snapshot: %w", err)
 	}
 	if stage == "" {
-		f.stagings++
-		stage = filepath.Join(f.snapshots.stagingDir(), fmt.Sprintf("capture-%d", f.stagings))
+		stage = f.nextStageLocked()
 		snap.dir = stage
-		if err := os.RemoveAll(stage); err != nil {
-			return fail(err)
-		}
-		if err := os.MkdirAll(stage, 0o755); err != nil {
+		if err := makeStage(stage); err != nil {
 			return fail(err)
 		}
 	}
@@ -201,6 +197,21 @@ func (f *fsm) Snapshot() (raft.FSMSnapshot, error) {
 	return snap, nil
 }
 
+// nextStageLocked names a new staging directory. Caller holds mu.
+func (f *fsm) nextStageLocked() string {
+	f.stagings++
+	return filepath.Join(f.snapshots.stagingDir(), fmt.Sprintf("capture-%d", f.stagings))
+}
+
+// makeStage makes stage an empty directory (a crash may have left one of
+// that name).
+func makeStage(stage string) error {
+	if err := os.RemoveAll(stage); err != nil {
+		return err
+	}
+	return os.Mkdir(stage, 0o755)
+}
+
 // prepareStage makes an empty staging directory for the next capture,
 // unless one is waiting. A failure only leaves the next capture to make
 // its own.
@@ -210,13 +221,9 @@ func (f *fsm) prepareStage() {
 		f.mu.Unlock()
 		return
 	}
-	f.stagings++
-	stage := filepath.Join(f.snapshots.stagingDir(), fmt.Sprintf("capture-%d", f.stagings))
+	stage := f.nextStageLocked()
 	f.mu.Unlock()
-	if err := os.RemoveAll(stage); err != nil {
-		return
-	}
-	if err := os.Mkdir(stage, 0o755); err != nil {
+	if err := makeStage(stage); err != nil {
 		return
 	}
 	f.mu.Lock()

@@ -93,6 +93,19 @@ func (s *coalesceSetup) queue(t *testing.T, ctx context.Context, values ...strin
 
 // wait returns the outcome of each call, failing the test if one takes too
 // long.
+// requireFollowTheLone checks that every result succeeded at the offsets
+// after the lone call's (1), contiguous in arrival order, and that the log
+// holds each caller's value there.
+func requireFollowTheLone(t *testing.T, cluster *fakeCluster, results []produceResult) {
+	t.Helper()
+	log := cluster.values()
+	for i, r := range results {
+		require.NoError(t, r.err, "Produce(%s)", r.value)
+		require.Equal(t, uint64(2+i), r.offset, "Produce(%s) offset", r.value)
+		require.Equal(t, r.value, string(log[r.offset]), "value at offset %d", r.offset)
+	}
+}
+
 func wait(t *testing.T, results ...<-chan produceResult) []produceResult {
 	t.Helper()
 	var out []produceResult
@@ -119,15 +132,8 @@ func TestProduceCoalescesConcurrentCalls(t *testing.T) {
 	lone := wait(t, s.lone)[0]
 	require.NoError(t, lone.err, "lone Produce")
 	require.Equal(t, uint64(1), lone.offset, "lone Produce offset")
-	results := wait(t, queued...)
-	log := s.cluster.values()
-	for i, r := range results {
-		require.NoError(t, r.err, "Produce(%s)", r.value)
-		// Contiguous, in arrival order, after the lone call.
-		require.Equal(t, uint64(2+i), r.offset, "Produce(%s) offset", r.value)
-		require.Equal(t, r.value, string(log[r.offset]), "value at offset %d", r.offset)
-	}
-	require.Len(t, log, 22, "records in the log")
+	requireFollowTheLone(t, s.cluster, wait(t, queued...))
+	require.Len(t, s.cluster.values(), 22, "records in the log")
 	require.Equal(t, 2, s.cluster.server(0).calls(api.Log_Produce_FullMethodName),
 		"Produce RPCs: want the warm-up and the lone call only")
 	batches := s.cluster.batchRequests()
@@ -158,13 +164,7 @@ func TestProduceCoalescedBatchRespectsLimits(t *testing.T) {
 			queued := s.queue(t, testContext(t), values...)
 			s.cluster.server(0).thaw()
 			require.NoError(t, wait(t, s.lone)[0].err, "lone Produce")
-			results := wait(t, queued...)
-			log := s.cluster.values()
-			for i, r := range results {
-				require.NoError(t, r.err, "Produce(%s)", r.value)
-				require.Equal(t, uint64(2+i), r.offset, "Produce(%s) offset", r.value)
-				require.Equal(t, r.value, string(log[r.offset]), "value at offset %d", r.offset)
-			}
+			requireFollowTheLone(t, s.cluster, wait(t, queued...))
 			var got []int
 			for _, b := range s.cluster.batchRequests() {
 				got = append(got, b.records)
@@ -260,13 +260,7 @@ func TestProduceCoalescedBatchRetriedExactlyOnce(t *testing.T) {
 	cluster.setLeader(1)
 	client.ResolveNow()
 
-	results := wait(t, queued...)
-	log := cluster.values()
-	for i, r := range results {
-		require.NoError(t, r.err, "Produce(%s)", r.value)
-		require.Equal(t, uint64(2+i), r.offset, "Produce(%s) offset", r.value)
-		require.Equal(t, r.value, string(log[r.offset]), "value at offset %d", r.offset)
-	}
+	requireFollowTheLone(t, cluster, wait(t, queued...))
 	require.Len(t, cluster.values(), 2+len(values), "records in the log: the retry must append nothing")
 	batches := cluster.batchRequests()
 	require.GreaterOrEqual(t, len(batches), 2, "ProduceBatch RPCs: want the lost one and a retry")
@@ -327,13 +321,7 @@ func TestProduceCoalescedWithoutIdempotence(t *testing.T) {
 	queued := s.queue(t, testContext(t), "a", "b", "c")
 	s.cluster.server(0).thaw()
 	require.NoError(t, wait(t, s.lone)[0].err, "lone Produce")
-	results := wait(t, queued...)
-	log := s.cluster.values()
-	for i, r := range results {
-		require.NoError(t, r.err, "Produce(%s)", r.value)
-		require.Equal(t, uint64(2+i), r.offset, "Produce(%s) offset", r.value)
-		require.Equal(t, r.value, string(log[r.offset]), "value at offset %d", r.offset)
-	}
+	requireFollowTheLone(t, s.cluster, wait(t, queued...))
 	batches := s.cluster.batchRequests()
 	require.Len(t, batches, 1, "ProduceBatch RPCs")
 	require.Zero(t, batches[0].producerID, "producer id of a batch from a NotIdempotent client")

@@ -216,14 +216,7 @@ func TestProduceStreamPipelines(t *testing.T) {
 			cfg := testConfig(t)
 			cfg.MaxRecordBytes = 20
 			cfg.MaxBatchBytes = tt.maxBatchBytes
-			gate := newAppendGate()
-			cfg.CommitLog = servertest.NewLog(servertest.WithAppendHook(gate.hook))
-			var received atomic.Int64
-			ts := newTestServer(t, cfg, recvCounter(&received))
-			ctx := testContext(t)
-
-			stream, err := ts.client.ProduceStream(ctx)
-			require.NoError(t, err)
+			gate, received, stream, _ := gatedProduceStream(t, cfg)
 			send := func(size int) {
 				require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: make([]byte, size)}}))
 			}
@@ -249,7 +242,7 @@ func TestProduceStreamPipelines(t *testing.T) {
 				require.Equalf(t, want, res.Offset, "answer %d has offset %d, want %d", want, res.Offset, want)
 			}
 			require.NoError(t, stream.CloseSend())
-			_, err = stream.Recv()
+			_, err := stream.Recv()
 			require.ErrorIs(t, err, io.EOF)
 		})
 	}
@@ -375,14 +368,7 @@ func TestProduceStreamBoundsHeldBytes(t *testing.T) {
 	cfg := testConfig(t)
 	cfg.MaxRecordBytes = 64
 	cfg.ProduceStreamWindowBytes = 30
-	gate := newAppendGate()
-	cfg.CommitLog = servertest.NewLog(servertest.WithAppendHook(gate.hook))
-	var received atomic.Int64
-	ts := newTestServer(t, cfg, recvCounter(&received))
-	ctx := testContext(t)
-
-	stream, err := ts.client.ProduceStream(ctx)
-	require.NoError(t, err)
+	gate, received, stream, ctx := gatedProduceStream(t, cfg)
 	sizes := []int{10, 10, 10, 10, 10, 40}
 	require.NoError(t, stream.Send(&api.ProduceRequest{Record: &api.Record{Value: make([]byte, sizes[0])}}))
 	require.Equal(t, 1, receiveWithin(t, gate.entered, "the first append"), "first append size")
@@ -423,7 +409,7 @@ func TestProduceStreamBoundsHeldBytes(t *testing.T) {
 		require.Equalf(t, want, res.GetOffset(), "answer %d has offset %d, want %d", want, res.GetOffset(), want)
 	}
 	require.NoError(t, stream.CloseSend())
-	_, err = stream.Recv()
+	_, err := stream.Recv()
 	require.ErrorIs(t, err, io.EOF)
 }
 
@@ -441,4 +427,19 @@ func TestStreamBudget(t *testing.T) {
 	require.True(t, b.take(4, never), "take(4) with 6 of 10 held = false, want true")
 	b.give(4)
 	require.False(t, b.take(5, closed), "take(5) with 6 of 10 held and done closed = true, want false")
+}
+
+// gatedProduceStream opens a ProduceStream on a server with cfg whose log
+// holds every append at a gate, counting the requests the server has
+// received; ctx is the stream's.
+func gatedProduceStream(t *testing.T, cfg *Config) (*appendGate, *atomic.Int64, api.Log_ProduceStreamClient, context.Context) {
+	t.Helper()
+	gate := newAppendGate()
+	cfg.CommitLog = servertest.NewLog(servertest.WithAppendHook(gate.hook))
+	received := new(atomic.Int64)
+	ts := newTestServer(t, cfg, recvCounter(received))
+	ctx := testContext(t)
+	stream, err := ts.client.ProduceStream(ctx)
+	require.NoError(t, err)
+	return gate, received, stream, ctx
 }
