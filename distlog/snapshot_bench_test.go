@@ -50,13 +50,7 @@ func BenchmarkSnapshot(b *testing.B) {
 						Data: encodeAppend(DefaultTopic, 1, [][]byte{[]byte("between snapshots")})})
 					before := processWritten(b)
 					b.StartTimer()
-					snap, err := f.Snapshot()
-					require.NoError(b, err)
-					sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
-					require.NoError(b, err)
-					require.NoError(b, snap.Persist(sink))
-					require.NoError(b, sink.Close())
-					snap.Release()
+					takeSnapshot(b, f, store, index)
 					b.StopTimer()
 					written += processWritten(b) - before
 					b.StartTimer()
@@ -100,6 +94,22 @@ func newBenchState(b *testing.B, n int) (*fsm, *SnapshotStore) {
 	info := f.topicInfos()[0]
 	b.Logf("filled %d records (%d segments, %d MB) in %v", info.Records, info.Segments, info.Bytes>>20, time.Since(start))
 	return f, store
+}
+
+// takeSnapshot takes a snapshot at index as Raft does (Snapshot, Persist
+// into store, Close, Release) and returns how long fsm.Snapshot took.
+func takeSnapshot(b *testing.B, f *fsm, store *SnapshotStore, index uint64) time.Duration {
+	b.Helper()
+	start := time.Now()
+	snap, err := f.Snapshot()
+	onFSM := time.Since(start)
+	require.NoError(b, err)
+	sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
+	require.NoError(b, err)
+	require.NoError(b, snap.Persist(sink))
+	require.NoError(b, sink.Close())
+	snap.Release()
+	return onFSM
 }
 
 // newBenchFSM opens an empty state machine with default storage and a
@@ -161,17 +171,7 @@ func BenchmarkSnapshotTopics(b *testing.B) {
 				apply(encodeAppend(name, 1, [][]byte{[]byte("one")}))
 			}
 			var onFSM time.Duration // what appends wait for: fsm.Snapshot alone
-			snapshot := func() {
-				start := time.Now()
-				snap, err := f.Snapshot()
-				onFSM += time.Since(start)
-				require.NoError(b, err)
-				sink, err := store.Create(1, index, 1, raft.Configuration{}, 1, nil)
-				require.NoError(b, err)
-				require.NoError(b, snap.Persist(sink))
-				require.NoError(b, sink.Close())
-				snap.Release()
-			}
+			snapshot := func() { onFSM += takeSnapshot(b, f, store, index) }
 			snapshot() // the idle topics' records are synced once
 			onFSM = 0
 			b.ResetTimer()
