@@ -35,11 +35,15 @@ type Agent struct {
 
 	rpcListener  net.Listener
 	httpListener net.Listener
-	mux          cmux.CMux
-	log          *distlog.DistributedLog
-	grpcServer   *grpc.Server
-	httpServer   *http.Server
-	membership   *discovery.Membership
+	// pprofListener serves Go's profiles when Config.PprofAddr is set
+	// (pprof.go).
+	pprofListener net.Listener
+	pprofServer   *http.Server
+	mux           cmux.CMux
+	log           *distlog.DistributedLog
+	grpcServer    *grpc.Server
+	httpServer    *http.Server
+	membership    *discovery.Membership
 	// verifier decides which Serf members may become Raft voters
 	// (verify.go).
 	verifier *joinVerifier
@@ -80,6 +84,7 @@ func New(cfg Config) (*Agent, error) {
 		fn   func() error
 	}{
 		{"listeners", a.setupListeners},
+		{"profiling listener", a.startPprof},
 		{"log", a.setupLog},
 		{"telemetry", a.setupTelemetry},
 		{"grpc server", a.setupGRPCServer},
@@ -374,6 +379,9 @@ func (a *Agent) shutdown() error {
 	}
 	ctx, cancel := context.WithTimeout(context.Background(), a.cfg.ShutdownTimeout)
 	defer cancel()
+	if err := a.stopPprof(); err != nil {
+		errs = append(errs, fmt.Errorf("stop profiling server: %w", err))
+	}
 	if a.httpServer != nil {
 		if err := a.httpServer.Shutdown(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("stop http server: %w", err))
@@ -395,7 +403,7 @@ func (a *Agent) shutdown() error {
 	if a.mux != nil {
 		a.mux.Close()
 	}
-	for _, l := range []net.Listener{a.rpcListener, a.httpListener} {
+	for _, l := range []net.Listener{a.rpcListener, a.httpListener, a.pprofListener} {
 		if l == nil {
 			continue
 		}

@@ -216,6 +216,12 @@ type Config struct {
 	// TraceExporter is ignored: for tests and embedding. Default none.
 	SpanExporter sdktrace.SpanExporter
 
+	// PprofAddr, when set, is a host:port where the node serves Go's
+	// profiles (net/http/pprof under /debug/pprof/) over plain HTTP without
+	// authentication, for `go tool pprof` (see pprof.go). Default "": off.
+	// Bind it to a loopback address: profiles show memory contents.
+	PprofAddr string
+
 	// LeaveTimeout bounds how long Shutdown waits for the leader to remove
 	// this node from the Raft configuration (after handing leadership over
 	// if it led). Default DefaultLeaveTimeout.

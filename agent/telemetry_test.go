@@ -294,3 +294,29 @@ func TestClusterHealth(t *testing.T) {
 	require.Equal(t, http.StatusServiceUnavailable, get(t, anonymous, c.httpURL(last, "/readyz")), "/readyz without a leader")
 	require.Equal(t, http.StatusOK, get(t, anonymous, c.httpURL(last, "/healthz")), "/healthz without a leader")
 }
+
+// TestPprofListener: a node given PprofAddr serves Go's profiles there over
+// plain HTTP (what `go tool pprof` reads), stops serving them at Shutdown,
+// and a node without it opens no such listener.
+func TestPprofListener(t *testing.T) {
+	c := newTestCluster(t, 2, func(cfg *agent.Config) {
+		if cfg.NodeName == "node-1" {
+			cfg.PprofAddr = "127.0.0.1:0"
+		}
+	})
+	require.Empty(t, c.nodes[0].agent.PprofAddr(), "node without PprofAddr")
+	addr := c.nodes[1].agent.PprofAddr()
+	require.NotEmpty(t, addr)
+
+	resp, err := http.Get("http://" + addr + "/debug/pprof/goroutine?debug=1")
+	require.NoError(t, err)
+	body, err := io.ReadAll(resp.Body)
+	require.NoError(t, resp.Body.Close())
+	require.NoError(t, err)
+	require.Equal(t, http.StatusOK, resp.StatusCode)
+	require.Contains(t, string(body), "goroutine profile:")
+
+	c.stop(1)
+	_, err = http.Get("http://" + addr + "/debug/pprof/")
+	require.Error(t, err, "the profiling listener outlived Shutdown")
+}

@@ -15,6 +15,8 @@
 #   RUN_HTTP_PORTS   HTTPS port of each node               "8080 8081 8082"
 #   RUN_SERF_PORTS   Serf port of each node                "8301 8302 8303"
 #   RUN_READY_TIMEOUT seconds to wait for the cluster      60
+#   RUN_PPROF_PORTS  ports where each node serves Go's     none
+#                    profiles on RUN_HOST (--pprof-addr)
 # The number of nodes is the number of RPC ports. Works with bash 3.2 (macOS).
 set -euo pipefail
 
@@ -25,6 +27,7 @@ host=${RUN_HOST:-127.0.0.1}
 read -r -a rpc_ports <<<"${RUN_RPC_PORTS:-8401 8402 8403}"
 read -r -a http_ports <<<"${RUN_HTTP_PORTS:-8080 8081 8082}"
 read -r -a serf_ports <<<"${RUN_SERF_PORTS:-8301 8302 8303}"
+read -r -a pprof_ports <<<"${RUN_PPROF_PORTS:-}"
 ready_timeout=${RUN_READY_TIMEOUT:-60}
 
 # say prints a message. A failed write is ignored: when the output is gone
@@ -40,6 +43,8 @@ n=${#rpc_ports[@]}
 [ "$n" -ge 1 ] || fail "RUN_RPC_PORTS names no port"
 [ "${#http_ports[@]}" -eq "$n" ] && [ "${#serf_ports[@]}" -eq "$n" ] ||
 	fail "RUN_RPC_PORTS, RUN_HTTP_PORTS and RUN_SERF_PORTS must name as many ports each ($n)"
+[ "${#pprof_ports[@]}" -eq 0 ] || [ "${#pprof_ports[@]}" -eq "$n" ] ||
+	fail "RUN_PPROF_PORTS must name a port for each node ($n) or none"
 [ -x "$bin" ] || fail "$bin is not an executable: run 'make build' (or 'make run', which builds it)"
 for f in ca.pem server.pem server-key.pem root-client.pem root-client-key.pem model.conf policy.csv; do
 	[ -s "$config_dir/$f" ] || fail "$config_dir/$f is missing: run 'make gencert' (or 'make run', which makes it)"
@@ -123,6 +128,9 @@ start_node() {
 		--bind-addr "$host:${serf_ports[$k]}"
 		--rpc-port "${rpc_ports[$k]}"
 		--http-port "${http_ports[$k]}")
+	if [ "${#pprof_ports[@]}" -gt 0 ]; then
+		args+=(--pprof-addr "$host:${pprof_ports[$k]}")
+	fi
 	if [ "$i" -eq 1 ]; then
 		args+=(--bootstrap)
 	else

@@ -64,6 +64,8 @@ type agentSettings struct {
 	gossipKeyFile    string
 	gossipKeyFileSet bool
 	gossipInsecure   bool
+	// pprofAddr is where Go's profiles are served; "" is off.
+	pprofAddr string
 }
 
 // readAgentSettings reads and validates the settings of `proglog agent`.
@@ -84,6 +86,7 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 		raftElectionTimeout:    s.Duration(keyRaftElectionTimeout),
 		raftLeaderLeaseTimeout: s.Duration(keyRaftLeaderLeaseTimeout),
 		raftTrailingBytes:      s.Int(keyRaftTrailingBytes),
+		pprofAddr:              s.String(keyPprofAddr),
 		bootstrap:              s.Bool(keyBootstrap),
 		bootstrapNode:          s.String(keyBootstrapNode),
 		aclModelFile:           orDefault(s.String(keyACLModelFile), files.ACLModelFile),
@@ -224,6 +227,7 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		RaftElectionTimeout:    as.raftElectionTimeout,
 		RaftLeaderLeaseTimeout: as.raftLeaderLeaseTimeout,
 		RaftTrailingBytes:      int64(as.raftTrailingBytes),
+		PprofAddr:              as.pprofAddr,
 		Bootstrap:              as.bootstraps(),
 		ServerTLSConfig:        serverTLS,
 		PeerTLSConfig:          peerClientTLS,
