@@ -174,6 +174,7 @@ func (a *Agent) setupLog() error {
 	dc.Log.MaxRecordBytes = uint64(a.cfg.MaxRecordBytes)
 	dc.Log.Segment.MaxStoreBytes = a.cfg.SegmentMaxStoreBytes
 	dc.Log.Segment.MaxIndexBytes = a.cfg.SegmentMaxIndexBytes
+	dc.TopicSegments.MaxAge = a.cfg.SegmentMaxAge
 	dc.Raft.LocalID = raft.ServerID(a.cfg.NodeName)
 	dc.Raft.StreamLayer = layer
 	dc.Raft.AdvertiseAddr = a.RPCAddr()

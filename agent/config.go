@@ -159,6 +159,11 @@ type Config struct {
 	// data log and the Raft log. 0 means distlog's defaults.
 	SegmentMaxStoreBytes uint64
 	SegmentMaxIndexBytes uint64
+	// SegmentMaxAge seals a topic's segment once it spans this much time of
+	// records (distlog.TopicSegmentConfig.MaxAge), so that retention by age
+	// reaches quiet topics. 0 means distlog.DefaultTopicSegmentMaxAge (1 h);
+	// negative: by size only.
+	SegmentMaxAge time.Duration
 
 	// Raft timing; 0 means distlog's defaults (DefaultHeartbeatTimeout and
 	// the others: 500 ms, 500 ms, 250 ms) and raft's 50 ms commit timeout.

@@ -111,6 +111,9 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 	}
 	topicConfig := cfg.Log
 	topicConfig.Logger = nil
+	topicConfig.Segment.MaxStoreBytes = cfg.TopicSegments.MaxStoreBytes
+	topicConfig.Segment.MaxIndexBytes = cfg.TopicSegments.MaxIndexBytes
+	topicConfig.Segment.MaxAge = cfg.TopicSegments.MaxAge
 	if d.fsm, err = newFSM(dataDir, topicConfig, d.snapshots, d.logger.Named("fsm")); err != nil {
 		return nil, corruptDataError(err, dataDir)
 	}

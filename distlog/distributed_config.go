@@ -46,6 +46,27 @@ const (
 	DefaultHeartbeatTimeout = 500 * time.Millisecond
 	// DefaultElectionTimeout is the default RaftConfig.ElectionTimeout.
 	DefaultElectionTimeout = 500 * time.Millisecond
+	// DefaultTopicSegmentBytes is the default TopicSegmentConfig.MaxStoreBytes:
+	// a topic's segment is sealed past 8 MiB (NATS JetStream's file store
+	// uses blocks of that size; Kafka's segments are 1 GiB). Each segment
+	// holds two open files and a little memory for as long as it is kept:
+	// segments of 1 MiB (the storage default, kept for the Raft log, which
+	// is compacted after every snapshot) made a node of 10M records of 100
+	// bytes hold ~2,850 files. Retention deletes whole sealed segments, so
+	// larger ones make it coarser.
+	DefaultTopicSegmentBytes = 8 << 20
+	// DefaultTopicSegmentIndexBytes is the default
+	// TopicSegmentConfig.MaxIndexBytes: 65,536 entries of 12 bytes (768
+	// KiB, allocated when a segment is created and cut back to its entries
+	// when it is sealed), enough for a full DefaultTopicSegmentBytes
+	// segment of records of 84 bytes of value or more; segments of smaller
+	// records are sealed at 65,536 records.
+	DefaultTopicSegmentIndexBytes = 12 * 65536
+	// DefaultTopicSegmentMaxAge is the default TopicSegmentConfig.MaxAge: a
+	// topic's segment is sealed once it spans an hour of records, so that
+	// retention by age deletes records of a quiet topic within about an
+	// hour of their time (Kafka's segment.ms is a week).
+	DefaultTopicSegmentMaxAge = time.Hour
 	// DefaultLeaderLeaseTimeout is the default RaftConfig.LeaderLeaseTimeout:
 	// half the heartbeat timeout, raft's own ratio.
 	DefaultLeaderLeaseTimeout = 250 * time.Millisecond
@@ -66,6 +87,10 @@ type DistributedConfig struct {
 	// Log.Segment.InitialOffset is ignored: topics start at 0, the Raft
 	// log store at index 1. Defaults: see storage.Config.
 	Log storage.Config
+	// TopicSegments sizes the segments of the topics' logs, for topics
+	// that set no segment size of their own (TopicConfig.SegmentBytes);
+	// the Raft log store's segments keep Log.Segment's.
+	TopicSegments TopicSegmentConfig
 
 	// Raft configures consensus.
 	Raft RaftConfig
@@ -276,6 +301,9 @@ func (c DistributedConfig) withDefaults() (DistributedConfig, error) {
 		return c, fmt.Errorf("%w: Raft.SnapshotRetain = %d, Raft.TransportMaxPool = %d, both must be at least 1",
 			ErrInvalidConfig, c.Raft.SnapshotRetain, c.Raft.TransportMaxPool)
 	}
+	if c.TopicSegments, err = c.TopicSegments.withDefaults(c.Log); err != nil {
+		return c, err
+	}
 	log, err := c.Log.WithDefaults()
 	if err != nil {
 		return c, fmt.Errorf("%w: Log: %w", ErrInvalidConfig, err)
@@ -358,4 +386,51 @@ func checkAdvertiseAddr(addr string) error {
 		return errUnspecifiedAddr
 	}
 	return nil
+}
+
+// TopicSegmentConfig sizes the segments of the topics' logs (see
+// DistributedConfig.TopicSegments).
+type TopicSegmentConfig struct {
+	// MaxStoreBytes is the store-file size past which a topic's segment is
+	// sealed. Default: DistributedConfig.Log.Segment.MaxStoreBytes when that
+	// is set (the size the node was given for its logs), otherwise
+	// DefaultTopicSegmentBytes (8 MiB).
+	MaxStoreBytes uint64
+	// MaxIndexBytes bounds a topic segment's index: it holds at most
+	// MaxIndexBytes/12 records. Default: Log.Segment.MaxIndexBytes when
+	// that is set, otherwise DefaultTopicSegmentIndexBytes.
+	MaxIndexBytes uint64
+	// MaxAge seals a topic's segment once a record comes MaxAge or more
+	// after the segment's first (by the leader's timestamps, so every
+	// replica cuts the same segments; see storage.Config.Segment.MaxAge).
+	// Default DefaultTopicSegmentMaxAge (1 h); negative: by size only.
+	MaxAge time.Duration
+}
+
+func (c TopicSegmentConfig) withDefaults(log storage.Config) (TopicSegmentConfig, error) {
+	if c.MaxStoreBytes == 0 {
+		c.MaxStoreBytes = log.Segment.MaxStoreBytes
+	}
+	if c.MaxStoreBytes == 0 {
+		c.MaxStoreBytes = DefaultTopicSegmentBytes
+	}
+	if c.MaxIndexBytes == 0 {
+		c.MaxIndexBytes = log.Segment.MaxIndexBytes
+	}
+	if c.MaxIndexBytes == 0 {
+		c.MaxIndexBytes = DefaultTopicSegmentIndexBytes
+	}
+	switch {
+	case c.MaxAge == 0:
+		c.MaxAge = DefaultTopicSegmentMaxAge
+	case c.MaxAge < 0:
+		c.MaxAge = 0
+	}
+	// The storage package validates the sizes with the topic's own.
+	probe := log
+	probe.Segment.MaxStoreBytes, probe.Segment.MaxIndexBytes = c.MaxStoreBytes, c.MaxIndexBytes
+	if _, err := probe.WithDefaults(); err != nil {
+		return c, fmt.Errorf("%w: TopicSegments: %w", ErrInvalidConfig, err)
+	}
+	return c, nil
 }

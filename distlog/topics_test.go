@@ -13,6 +13,7 @@ import (
 	"time"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog/storage"
 	"github.com/stretchr/testify/require"
 	"go.uber.org/zap/zaptest"
 )
@@ -390,4 +391,74 @@ func treeOf(t *testing.T, dir string) map[string]string {
 		return err
 	}))
 	return files
+}
+
+// segmentBases returns the base offsets of topic's segments on node.
+func segmentBases(t *testing.T, node *testNode, topic string) []uint64 {
+	t.Helper()
+	node.log.fsm.mu.RLock()
+	defer node.log.fsm.mu.RUnlock()
+	ts, ok := node.log.fsm.topics[topic]
+	require.True(t, ok, "%s: no topic %q", node.id, topic)
+	segs, err := ts.log.Segments()
+	require.NoError(t, err)
+	bases := make([]uint64, len(segs))
+	for k, s := range segs {
+		bases[k] = s.Base
+	}
+	return bases
+}
+
+// TestDistributedTopicSegmentMaxAge: a topic's segment is sealed once its
+// records span TopicSegments.MaxAge, by the leader's timestamps, so every
+// replica cuts its segments at the same offsets.
+func TestDistributedTopicSegmentMaxAge(t *testing.T) {
+	const maxAge = 150 * time.Millisecond
+	c := newTestCluster(t, 3, func(cfg *DistributedConfig) {
+		cfg.TopicSegments.MaxAge = maxAge
+		// Room for every record the test writes: segments roll by age only.
+		cfg.TopicSegments.MaxStoreBytes, cfg.TopicSegments.MaxIndexBytes = 1<<20, 12*4096
+	})
+	c.createTopic("aging")
+	var values []string
+	add := func() {
+		v := fmt.Sprintf("v%d", len(values))
+		c.appendTopic("aging", v)
+		values = append(values, v)
+	}
+	add()
+	// Records keep coming until one is an age after the first: the leader
+	// then starts a segment (a few records of 150 ms each fit otherwise).
+	require.Eventually(t, func() bool {
+		add()
+		return len(segmentBases(t, c.waitLeader(), "aging")) >= 3
+	}, waitTimeout, maxAge/3, "the topic's segments never aged")
+	leader := c.waitLeader()
+	want := segmentBases(t, leader, "aging")
+	for _, node := range c.nodes {
+		requireTopicHolds(t, node, "aging", values)
+		require.Equal(t, want, segmentBases(t, node, "aging"), "%s cut other segments than the leader %s", node.id, leader.id)
+	}
+}
+
+func TestTopicSegmentConfigDefaults(t *testing.T) {
+	var c DistributedConfig
+	c.Raft.LocalID, c.Raft.StreamLayer = "n", NewStreamLayer(newTestListener(t), nil, nil)
+	got, err := c.withDefaults()
+	require.NoError(t, err)
+	require.Equal(t, TopicSegmentConfig{MaxStoreBytes: DefaultTopicSegmentBytes,
+		MaxIndexBytes: DefaultTopicSegmentIndexBytes, MaxAge: DefaultTopicSegmentMaxAge}, got.TopicSegments)
+	require.Equal(t, uint64(storage.DefaultMaxStoreBytes), got.Log.Segment.MaxStoreBytes, "the Raft log's segments")
+
+	// Sizes given for the node's logs apply to the topics too (tests use
+	// small ones); a negative age turns the roll by age off.
+	c.Log.Segment.MaxStoreBytes, c.Log.Segment.MaxIndexBytes = 4096, 120
+	c.TopicSegments.MaxAge = -1
+	got, err = c.withDefaults()
+	require.NoError(t, err)
+	require.Equal(t, TopicSegmentConfig{MaxStoreBytes: 4096, MaxIndexBytes: 120}, got.TopicSegments)
+
+	c.TopicSegments.MaxIndexBytes = 5
+	_, err = c.withDefaults()
+	require.ErrorIs(t, err, ErrInvalidConfig)
 }

@@ -66,6 +66,8 @@ type agentSettings struct {
 	gossipInsecure   bool
 	// pprofAddr is where Go's profiles are served; "" is off.
 	pprofAddr string
+	// segmentMaxAge seals topic segments by age; 0 is off.
+	segmentMaxAge time.Duration
 }
 
 // readAgentSettings reads and validates the settings of `proglog agent`.
@@ -87,6 +89,7 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 		raftLeaderLeaseTimeout: s.Duration(keyRaftLeaderLeaseTimeout),
 		raftTrailingBytes:      s.Int(keyRaftTrailingBytes),
 		pprofAddr:              s.String(keyPprofAddr),
+		segmentMaxAge:          s.Duration(keySegmentMaxAge),
 		bootstrap:              s.Bool(keyBootstrap),
 		bootstrapNode:          s.String(keyBootstrapNode),
 		aclModelFile:           orDefault(s.String(keyACLModelFile), files.ACLModelFile),
@@ -143,6 +146,8 @@ func (as agentSettings) validate() error {
 	case as.raftLeaderLeaseTimeout > as.raftHeartbeatTimeout:
 		return usageError(fmt.Errorf("--raft-leader-lease-timeout %v must not exceed --raft-heartbeat-timeout %v",
 			as.raftLeaderLeaseTimeout, as.raftHeartbeatTimeout))
+	case as.segmentMaxAge < 0:
+		return usageError(fmt.Errorf("--segment-max-age %v: want a duration, or 0 to seal segments by size only", as.segmentMaxAge))
 	case as.raftTrailingBytes == 0 || as.raftTrailingBytes < -1:
 		return usageError(fmt.Errorf("--raft-trailing-bytes %d: want a positive number of bytes, or -1 to keep a fixed number of entries", as.raftTrailingBytes))
 	case as.maxRecordBytes <= 0:
@@ -228,6 +233,7 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		RaftLeaderLeaseTimeout: as.raftLeaderLeaseTimeout,
 		RaftTrailingBytes:      int64(as.raftTrailingBytes),
 		PprofAddr:              as.pprofAddr,
+		SegmentMaxAge:          segmentMaxAge(as.segmentMaxAge),
 		Bootstrap:              as.bootstraps(),
 		ServerTLSConfig:        serverTLS,
 		PeerTLSConfig:          peerClientTLS,
@@ -381,4 +387,13 @@ func corruptDataHint(err error, as agentSettings) string {
 	}
 	return " (this node bootstraps: start it without --bootstrap, and without --bootstrap-node naming it, " +
 		"with --start-join-addrs naming a running node)"
+}
+
+// segmentMaxAge is agent.Config.SegmentMaxAge for the --segment-max-age
+// flag, where 0 means "by size only" (the Config's 0 is the default).
+func segmentMaxAge(d time.Duration) time.Duration {
+	if d == 0 {
+		return -1
+	}
+	return d
 }

@@ -180,7 +180,8 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		"--log-level", "debug", "--max-record-bytes", "4096", "--max-batch-records", "7", "--max-consume-bytes", "65536",
 		"--trace-exporter", "otlp", "--otlp-endpoint", "collector:4317", "--otlp-insecure",
 		"--gossip-key-file", "/g/key",
-		"--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "3s", "--raft-leader-lease-timeout", "1s", "--raft-trailing-bytes", "-1")
+		"--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "3s", "--raft-leader-lease-timeout", "1s", "--raft-trailing-bytes", "-1",
+		"--pprof-addr", "127.0.0.1:6060", "--segment-max-age", "10m")
 	require.NoError(t, err)
 	got, err := readAgentSettings(s)
 	require.NoError(t, err)
@@ -195,6 +196,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		traceExporter: "otlp", otlpEndpoint: "collector:4317", otlpInsecure: true,
 		gossipKeyFile: "/g/key", gossipKeyFileSet: true,
 		raftHeartbeatTimeout: 2 * time.Second, raftElectionTimeout: 3 * time.Second, raftLeaderLeaseTimeout: time.Second, raftTrailingBytes: -1,
+		pprofAddr: "127.0.0.1:6060", segmentMaxAge: 10 * time.Minute,
 	}
 	require.Equal(t, want, got)
 }
@@ -235,6 +237,7 @@ func TestAgentDefaults(t *testing.T) {
 		gossipKeyFile:        files.GossipKeyFile,
 		raftHeartbeatTimeout: distlog.DefaultHeartbeatTimeout, raftElectionTimeout: distlog.DefaultElectionTimeout,
 		raftLeaderLeaseTimeout: distlog.DefaultLeaderLeaseTimeout, raftTrailingBytes: distlog.DefaultTrailingBytes,
+		segmentMaxAge: distlog.DefaultTopicSegmentMaxAge,
 	}
 	require.Equal(t, want, got)
 }

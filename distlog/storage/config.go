@@ -2,6 +2,7 @@ package storage
 
 import (
 	"fmt"
+	"time"
 
 	"go.uber.org/zap"
 )
@@ -50,6 +51,16 @@ type Config struct {
 		// free space of the last one). The Raft log store sets it. Default
 		// false.
 		ZeroFill bool
+		// MaxAge, when positive, rolls a segment by time as well as size:
+		// a segment takes no record whose Timestamp is MaxAge or more after
+		// the Timestamp of the segment's first record (records with a zero
+		// Timestamp are not counted), so that retention by age, which
+		// deletes whole sealed segments, can delete the records of a topic
+		// that fills its segments slowly (Kafka's segment.ms). The roll
+		// happens at the first append past the age, and depends only on the
+		// records' timestamps: replicas given the same records cut the same
+		// segments. Default 0: by size only.
+		MaxAge time.Duration
 		// InitialOffset is the offset of the first record of a log created
 		// empty (by NewLog on an empty directory, or by Reset). Default 0.
 		InitialOffset uint64

@@ -598,3 +598,71 @@ func TestCorruptionErrorMatching(t *testing.T) {
 	require.Equal(t, uint64(7), ce.Offset)
 	require.Contains(t, err.Error(), "offset 7, segment 5")
 }
+
+// TestLogMaxAge: with Segment.MaxAge, a record stamped MaxAge or more after
+// its segment's first record starts a new segment, in single appends, inside
+// a batch, and after a reopen (the first record's stamp is read back); a
+// zero stamp never rolls; without MaxAge the same records share a segment.
+func TestLogMaxAge(t *testing.T) {
+	const hour = int64(time.Hour)
+	t0 := time.Date(2026, 12, 2, 0, 0, 0, 0, time.UTC).UnixNano()
+	stamped := func(ts ...int64) []*Record {
+		out := make([]*Record, len(ts))
+		for k, s := range ts {
+			out[k] = &Record{Value: []byte("v"), Timestamp: s}
+		}
+		return out
+	}
+	bases := func(l *Log) []uint64 {
+		segs, err := l.Segments()
+		require.NoError(t, err)
+		var out []uint64
+		for _, s := range segs {
+			out = append(out, s.Base)
+		}
+		return out
+	}
+	dir := t.TempDir()
+	l := openStorageLog(t, dir, func(c *Config) { c.Segment.MaxAge = time.Hour })
+	for _, r := range stamped(t0, t0+hour/2, 0, t0+hour-1) {
+		_, err := l.Append(r)
+		require.NoError(t, err)
+	}
+	require.Equal(t, []uint64{0}, bases(l), "records within the hour share the segment")
+	_, err := l.Append(stamped(t0 + hour)[0])
+	require.NoError(t, err)
+	require.Equal(t, []uint64{0, 4}, bases(l), "a record an hour after the first starts a segment")
+
+	// A batch is split where the age is reached.
+	_, err = l.AppendBatch(stamped(t0+hour+1, t0+2*hour-1, t0+2*hour, t0+2*hour+1))
+	require.NoError(t, err)
+	require.Equal(t, []uint64{0, 4, 7}, bases(l))
+
+	// After a reopen the active segment's first stamp is read back.
+	require.NoError(t, l.Close())
+	l = openStorageLog(t, dir, func(c *Config) { c.Segment.MaxAge = time.Hour })
+	_, err = l.Append(stamped(t0 + 3*hour - 1)[0])
+	require.NoError(t, err)
+	require.Equal(t, []uint64{0, 4, 7}, bases(l))
+	_, err = l.Append(stamped(t0 + 3*hour)[0])
+	require.NoError(t, err)
+	require.Equal(t, []uint64{0, 4, 7, 10}, bases(l))
+	requireRecordCount(t, l, 11)
+
+	// Without MaxAge, age does not matter.
+	plain := openStorageLog(t, t.TempDir(), nil)
+	_, err = plain.AppendBatch(stamped(t0, t0+hour, t0+100*hour))
+	require.NoError(t, err)
+	require.Equal(t, []uint64{0}, bases(plain))
+}
+
+// requireRecordCount checks that the log holds n records from offset 0,
+// each readable.
+func requireRecordCount(t *testing.T, l *Log, n uint64) {
+	t.Helper()
+	require.Equal(t, n, l.NextOffset())
+	for off := range n {
+		_, err := l.Read(off)
+		require.NoError(t, err, "offset %d", off)
+	}
+}

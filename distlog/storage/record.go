@@ -93,6 +93,13 @@ func parseFrameHeader(header []byte) (payloadLen uint64, checksum uint32) {
 	return uint64(binary.BigEndian.Uint32(header[:lenWidth])), binary.BigEndian.Uint32(header[lenWidth:frameHeaderWidth])
 }
 
+// frameTimestamp is the Timestamp of the frame that starts at start in
+// frames (encoded by appendFrame).
+func frameTimestamp(frames []byte, start uint64) int64 {
+	at := start + frameHeaderWidth + 8
+	return int64(binary.BigEndian.Uint64(frames[at : at+8]))
+}
+
 // checkFrame verifies payload against the header it was read with.
 func checkFrame(header, payload []byte) error {
 	_, want := parseFrameHeader(header)

@@ -56,6 +56,14 @@ type segment struct {
 	store         *store
 	index         *index
 	maxStoreBytes uint64
+	// maxAge is Config.Segment.MaxAge in nanoseconds; 0: no roll by age.
+	maxAge int64
+	// firstTimestamp caches the Timestamp of the segment's first record
+	// for the roll by age; 0 until fits first needs it. Only the appender
+	// (under the Log's appendMu) uses it. A segment never loses its first
+	// record while it exists (a cut before it removes the whole segment),
+	// so the cache stays right.
+	firstTimestamp int64
 	// logger is the Log's; log() adds the segment. (A logger per segment
 	// made with With kept an encoder buffer each: ~1 KB a segment, for
 	// the few lines recovery may log.)
@@ -103,6 +111,7 @@ func newSegmentStore(dir string, base uint64, c Config) (*segment, error) {
 	s := &segment{
 		baseOffset:    base,
 		maxStoreBytes: c.Segment.MaxStoreBytes,
+		maxAge:        max(0, int64(c.Segment.MaxAge)),
 		logger:        c.Logger,
 	}
 	var err error
@@ -448,15 +457,39 @@ func (s *segment) fits(frames []byte, starts []uint64) int {
 	}
 	storeSize := s.store.Size()
 	room := (s.index.limit - min(s.index.limit, s.index.size.Load())) / entWidth
+	empty := storeSize == uint64(segmentHeaderWidth)
+	first := s.firstRecordTimestamp()
 	n := 0
 	for n < len(starts) && uint64(n) < room {
 		chunk := frameEnd(frames, starts, n) - starts[0]
-		if storeSize+chunk > s.maxStoreBytes && !(storeSize == uint64(segmentHeaderWidth) && n == 0) {
+		if storeSize+chunk > s.maxStoreBytes && !(empty && n == 0) {
 			break
+		}
+		if s.maxAge > 0 {
+			ts := frameTimestamp(frames, starts[n])
+			if first == 0 {
+				first = ts
+			} else if ts != 0 && ts-first >= s.maxAge && !(empty && n == 0) {
+				break
+			}
 		}
 		n++
 	}
 	return n
+}
+
+// firstRecordTimestamp is the Timestamp of the segment's first record, 0
+// when the segment is empty, rolls by size only, or its first record has
+// none or cannot be read (the segment then rolls by size only, and reads
+// of that record report the damage).
+func (s *segment) firstRecordTimestamp() int64 {
+	if s.maxAge == 0 || s.firstTimestamp != 0 || s.Len() == 0 {
+		return s.firstTimestamp
+	}
+	if r, err := s.Read(s.baseOffset); err == nil {
+		s.firstTimestamp = r.Timestamp
+	}
+	return s.firstTimestamp
 }
 
 // appendFrames writes frames[starts[0]:], already encoded with offsets
