@@ -39,21 +39,35 @@ import (
 // the file "first-index" (written atomically, before the segments are cut)
 // so it survives a restart.
 //
-// Mutations (StoreLogs, DeleteRange) are serialised by mu: Raft deletes from
-// its snapshot goroutine while it stores from its main loop. GetLog,
-// FirstIndex and LastIndex take no lock.
+// Raft stores from its main loop and compacts (deletes a prefix) from its
+// snapshot goroutine. An append at the end takes only mu; a prefix delete
+// holds deleteMu throughout and mu only to look and to publish, so that
+// the first-index file's fsyncs and the removal of segments never hold an
+// append up. Everything else that changes the store (a reset, a cut
+// suffix: Raft's rare paths) takes deleteMu and then mu, so that while a
+// prefix delete runs the store only grows and the first index it persists
+// stays right. GetLog, FirstIndex and LastIndex take no lock.
 type logStore struct {
 	dir    string
 	log    *storage.Log
 	logger *zap.Logger
 
-	mu sync.Mutex // serialises StoreLogs and DeleteRange
+	// deleteMu serialises DeleteRange and every change to the store other
+	// than an append at its end; guards floor. Taken before mu.
+	deleteMu sync.Mutex
+	// mu serialises the store's writes (appends, and the changes made
+	// under deleteMu) and the changes to first.
+	mu sync.Mutex
 	// first is the logical first index, 0 when the store is empty. Written
 	// under mu; read without it.
 	first atomic.Uint64
 	// floor is the value in the first-index file (0: no file). Guarded by
-	// mu.
+	// deleteMu.
 	floor uint64
+
+	// deleteHook, when set (tests only), is called by DeleteRange before
+	// it writes the floor of a prefix it deletes.
+	deleteHook func()
 }
 
 var (
@@ -137,7 +151,7 @@ func (s *logStore) load() error {
 
 // setFloorLocked records the logical first index durably: write a
 // temporary file, fsync it, rename it over the old one, fsync the directory.
-// Caller holds mu.
+// Caller holds deleteMu.
 func (s *logStore) setFloorLocked(floor uint64) error {
 	path := filepath.Join(s.dir, logStoreFloorFileName)
 	tmp := path + ".tmp"
@@ -166,7 +180,7 @@ func (s *logStore) setFloorLocked(floor uint64) error {
 }
 
 // resetLocked empties the store so that the next entry stored is index
-// next. Caller holds mu.
+// next. Caller holds deleteMu and mu.
 func (s *logStore) resetLocked(next uint64) error {
 	if s.floor > next {
 		// A floor above the new start would hide the entries to come.
@@ -248,9 +262,20 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 			return err
 		}
 	}
+	start, end := logs[0].Index, logs[len(logs)-1].Index
+	s.mu.Lock()
+	if start == s.log.NextOffset() {
+		// At the end (or the start of an empty store there): Raft's
+		// usual case, which a compaction does not hold up.
+		err := s.appendLocked(records, start, end)
+		s.mu.Unlock()
+		return err
+	}
+	s.mu.Unlock()
+	s.deleteMu.Lock()
+	defer s.deleteMu.Unlock()
 	s.mu.Lock()
 	defer s.mu.Unlock()
-	start := logs[0].Index
 	first, next := s.first.Load(), s.log.NextOffset()
 	switch {
 	case first == 0 || start < first || start > next:
@@ -269,9 +294,15 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 			return err
 		}
 	}
+	return s.appendLocked(records, start, end)
+}
+
+// appendLocked appends the records of entries start..end at the store's
+// end, which is start. Caller holds mu.
+func (s *logStore) appendLocked(records []*storage.Record, start, end uint64) error {
 	got, err := s.log.AppendBatch(records)
 	if err != nil {
-		return fmt.Errorf("distlog: log store: store %d..%d: %w", start, logs[len(logs)-1].Index, err)
+		return fmt.Errorf("distlog: log store: store %d..%d: %w", start, end, err)
 	}
 	if got != start {
 		return fmt.Errorf("distlog: log store: stored at %d, want %d", got, start)
@@ -289,35 +320,58 @@ func (s *logStore) StoreLogs(logs []*raft.Log) error {
 // may then be stored at any index). Deleting from the middle is refused with
 // ErrLogStoreGap.
 func (s *logStore) DeleteRange(minIndex, maxIndex uint64) error {
+	s.deleteMu.Lock()
+	defer s.deleteMu.Unlock()
 	s.mu.Lock()
-	defer s.mu.Unlock()
 	first := s.first.Load()
 	if first == 0 || minIndex > maxIndex {
+		s.mu.Unlock()
 		return nil
 	}
 	last := s.log.NextOffset() - 1
 	if maxIndex < first || minIndex > last {
+		s.mu.Unlock()
 		return nil
 	}
 	lo, hi := max(minIndex, first), min(maxIndex, last)
+	var err error
 	switch {
 	case lo == first && hi == last:
 		// Everything goes. Keep counting from where we were, so LastIndex
 		// stays monotonic until Raft stores again.
-		return s.resetLocked(last + 1)
+		err = s.resetLocked(last + 1)
 	case hi == last:
-		return s.log.TruncateFrom(lo)
+		err = s.log.TruncateFrom(lo)
 	case lo == first:
-		// The floor goes first: a crash before the segments are cut leaves
-		// entries that are hidden, never entries that reappear.
-		if err := s.setFloorLocked(hi + 1); err != nil {
-			return err
-		}
-		s.first.Store(hi + 1)
-		return s.log.Truncate(hi + 1)
+		s.mu.Unlock()
+		return s.deletePrefixLocked(hi)
 	default:
-		return fmt.Errorf("%w: delete %d..%d of %d..%d", ErrLogStoreGap, minIndex, maxIndex, first, last)
+		err = fmt.Errorf("%w: delete %d..%d of %d..%d", ErrLogStoreGap, minIndex, maxIndex, first, last)
 	}
+	s.mu.Unlock()
+	return err
+}
+
+// deletePrefixLocked deletes the entries from the first index through hi,
+// which is below the last: Raft's compaction after a snapshot. It holds
+// appends up only while it publishes the new first index: while it holds
+// deleteMu nothing but appends changes the store, so entries first..hi stay
+// the store's first ones. Caller holds deleteMu, not mu.
+func (s *logStore) deletePrefixLocked(hi uint64) error {
+	if s.deleteHook != nil {
+		s.deleteHook()
+	}
+	// The floor goes first: a crash before the segments are cut leaves
+	// entries that are hidden, never entries that reappear.
+	if err := s.setFloorLocked(hi + 1); err != nil {
+		return err
+	}
+	s.mu.Lock()
+	s.first.Store(hi + 1)
+	s.mu.Unlock()
+	// Segments are taken out of the log at once and their files deleted
+	// while appends go on (see storage.Log.Truncate).
+	return s.log.Truncate(hi + 1)
 }
 
 // Close closes the store.

@@ -2,6 +2,7 @@ package distlog
 
 import (
 	"fmt"
+	"sync"
 	"testing"
 	"time"
 
@@ -270,4 +271,100 @@ func FuzzDecodeLogEntry(f *testing.F) {
 		rec.Value = value
 		_ = decodeLogEntry(rec, &l)
 	})
+}
+
+// compactionWait bounds the waits of the compaction tests: a deadline for
+// a failing test, not a synchronisation.
+const compactionWait = 20 * time.Second
+
+// heldCompaction makes s's prefix deletes stop before they write the
+// floor until release is called (once; also at the end of the test);
+// entered is sent a value when one stops.
+func heldCompaction(t *testing.T, s *logStore) (entered <-chan struct{}, release func()) {
+	t.Helper()
+	ch := make(chan struct{}, 8)
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	s.deleteHook = func() {
+		ch <- struct{}{}
+		<-gate
+	}
+	return ch, release
+}
+
+// within waits for ch for at most compactionWait.
+func within[T any](t *testing.T, ch <-chan T, what string) T {
+	t.Helper()
+	select {
+	case v := <-ch:
+		return v
+	case <-time.After(compactionWait):
+		t.Fatalf("%s: nothing after %v", what, compactionWait)
+		panic("unreachable")
+	}
+}
+
+// Raft compacts from its snapshot goroutine while its main loop stores:
+// a prefix delete does not hold StoreLogs up while it persists the first
+// index, and once it returns the deleted entries are gone (FirstIndex,
+// GetLog, and after a restart).
+func TestLogStoreCompactionDoesNotBlockStoreLogs(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestLogStore(t, dir)
+	require.NoError(t, s.StoreLogs(testEntries(1, 20, 1)))
+	entered, release := heldCompaction(t, s)
+
+	deleted := make(chan error, 1)
+	go func() { deleted <- s.DeleteRange(1, 12) }()
+	within(t, entered, "DeleteRange")
+
+	stored := make(chan error, 1)
+	go func() { stored <- s.StoreLogs(testEntries(21, 30, 1)) }()
+	require.NoError(t, within(t, stored, "StoreLogs during a compaction"))
+	last, err := s.LastIndex()
+	require.NoError(t, err)
+	require.Equal(t, uint64(30), last)
+
+	release()
+	require.NoError(t, within(t, deleted, "DeleteRange"))
+	requireRange(t, s, 13, 30)
+	for _, e := range testEntries(13, 30, 1) {
+		requireEntry(t, s, e)
+	}
+	require.NoError(t, s.Close())
+	s = newTestLogStore(t, dir)
+	requireRange(t, s, 13, 30)
+}
+
+// A StoreLogs that rewrites the store (here: over a suffix that reaches
+// into the range a compaction deletes) does not overlap the compaction:
+// the first index that the compaction persists never hides entries stored
+// after it, now or after a restart.
+func TestLogStoreRewriteWaitsForCompaction(t *testing.T) {
+	dir := t.TempDir()
+	s := newTestLogStore(t, dir)
+	require.NoError(t, s.StoreLogs(testEntries(1, 20, 1)))
+	entered, release := heldCompaction(t, s)
+
+	deleted := make(chan error, 1)
+	go func() { deleted <- s.DeleteRange(1, 12) }()
+	within(t, entered, "DeleteRange")
+
+	rewritten := testEntries(5, 6, 2)
+	stored := make(chan error, 1)
+	go func() { stored <- s.StoreLogs(rewritten) }()
+	release()
+	require.NoError(t, within(t, deleted, "DeleteRange"))
+	require.NoError(t, within(t, stored, "StoreLogs"))
+	// After the compaction (first index 13), a store at 5 restarts the
+	// store there.
+	requireRange(t, s, 5, 6)
+	for _, e := range rewritten {
+		requireEntry(t, s, e)
+	}
+	require.NoError(t, s.Close())
+	s = newTestLogStore(t, dir)
+	requireRange(t, s, 5, 6)
 }

@@ -23,7 +23,7 @@ import (
 // records to a log until the parent SIGKILLs it.
 const (
 	crashDirEnv  = "DISTLOG_CRASH_CHILD_DIR"
-	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes", "sync-on-append", "sync-on-append-preallocated" or "sync-on-append-prezeroed"
+	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed" or "truncating"
 )
 
 // crashConfig makes segments larger than the store's write buffer (so that
@@ -34,6 +34,29 @@ func crashConfig(c *Config) {
 	c.Segment.MaxStoreBytes = 4 * storeBufferBytes
 	c.Segment.MaxIndexBytes = 1000*entWidth + 7
 }
+
+// crashModeConfig is the Config of the crash test's mode (crashConfig and
+// what the mode adds).
+func crashModeConfig(c *Config, mode string) {
+	crashConfig(c)
+	c.SyncOnAppend = strings.HasPrefix(mode, "sync-on-append")
+	c.Segment.Preallocate = strings.HasPrefix(mode, "sync-on-append-pre")
+	c.Segment.ZeroFill = mode == "sync-on-append-prezeroed"
+	if mode == "truncating" {
+		// Segments of 40 records, so that a run removes many.
+		c.Segment.MaxIndexBytes = crashTruncatingSegmentRecords*entWidth + 7
+	}
+}
+
+// The "truncating" child removes segments from a goroutine while it
+// appends (every crashTruncateEvery appends it asks for a Truncate keeping
+// the last crashKeepRecords records), so that a kill can land in the
+// middle of a removal.
+const (
+	crashTruncatingSegmentRecords = 40
+	crashTruncateEvery            = 20
+	crashKeepRecords              = 200
+)
 
 // crashSyncEvery is how many appends the "sync-sometimes" child makes
 // between Syncs: enough to overflow the write buffer in between.
@@ -53,18 +76,34 @@ func TestStorageCrashChild(t *testing.T) {
 		t.Skip("runs only as the child of TestCrashRecovery")
 	}
 	var c Config
-	crashConfig(&c)
 	mode := os.Getenv(crashModeEnv)
-	c.SyncOnAppend = strings.HasPrefix(mode, "sync-on-append")
-	c.Segment.Preallocate = strings.HasPrefix(mode, "sync-on-append-pre")
-	c.Segment.ZeroFill = mode == "sync-on-append-prezeroed"
+	crashModeConfig(&c, mode)
 	l, err := NewLog(dir, c)
 	if err != nil {
 		fmt.Printf("error %v\n", err)
 		os.Exit(1)
 	}
 	fmt.Printf("ready %d\n", l.NextOffset())
+	truncate := make(chan struct{}, 1)
+	if mode == "truncating" {
+		go func() { // runs until the kill
+			for range truncate {
+				if next := l.NextOffset(); next > crashKeepRecords {
+					if err := l.Truncate(next - crashKeepRecords); err != nil {
+						fmt.Printf("error %v\n", err)
+						os.Exit(1)
+					}
+				}
+			}
+		}()
+	}
 	for i := 0; ; i++ {
+		if i%crashTruncateEvery == 0 {
+			select {
+			case truncate <- struct{}{}:
+			default:
+			}
+		}
 		next := l.NextOffset()
 		if i%5 == 4 {
 			batch := make([]*Record, 3)
@@ -102,10 +141,10 @@ func TestCrashRecovery(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	for _, mode := range []string{"sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed"} {
+	for _, mode := range []string{"sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed", "truncating"} {
 		t.Run(mode, func(t *testing.T) {
 			maxSyncs := 60
-			if mode == "sync-sometimes" {
+			if mode == "sync-sometimes" || mode == "truncating" {
 				maxSyncs = 4
 			}
 			dir := t.TempDir()
@@ -115,20 +154,23 @@ func TestCrashRecovery(t *testing.T) {
 				synced := runCrashChild(t, dir, mode, next, 1+rng.IntN(maxSyncs), killDelay)
 				core, logs := observer.New(zap.InfoLevel)
 				l := openStorageLog(t, dir, func(c *Config) {
-					crashConfig(c)
-					c.Segment.Preallocate = strings.HasPrefix(mode, "sync-on-append-pre")
-					c.Segment.ZeroFill = mode == "sync-on-append-prezeroed"
+					crashModeConfig(c, mode)
+					c.SyncOnAppend = false
 					c.Logger = zap.New(zapcore.NewTee(core, zaptest.NewLogger(t).Core()))
 				})
 				next = l.NextOffset()
 				require.GreaterOrEqual(t, next, synced, "round %d: a synced record was lost", round)
-				for off := uint64(0); off < next; off++ {
+				// A truncating child's log may reopen with fewer or more
+				// of the segments it removed, but always contiguous.
+				lowest, err := l.LowestOffset()
+				require.NoError(t, err)
+				for off := lowest; off < next; off++ {
 					rec, err := l.Read(off)
 					require.NoError(t, err, "round %d: Read(%d)", round, off)
 					require.Equal(t, crashValue(off), rec.Value, "round %d: Read(%d)", round, off)
 				}
 				requireOutOfRange(t, l, next)
-				t.Logf("round %d: %d synced, %d recovered, %d torn tails cut, %d indexes rebuilt", round, synced, next,
+				t.Logf("round %d: %d synced, %d..%d recovered, %d torn tails cut, %d indexes rebuilt", round, synced, lowest, next,
 					logs.FilterMessage("truncating store after its last valid record").Len(),
 					logs.FilterMessage("rebuilt index from store").Len())
 				require.NoError(t, l.Close())

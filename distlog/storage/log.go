@@ -26,13 +26,29 @@ const maxRetainedScratch = 4 << 20
 // segments in offset order, the last of which (the active segment) takes
 // appends. It is safe for concurrent use.
 //
-// Lock order: appendMu, syncMu, mu; a store's mutex, dirMu and notifyMu
-// are leaves.
+// Lock order: removeMu, appendMu, syncMu, mu; a store's mutex, dirMu and
+// notifyMu are leaves.
 type Log struct {
 	dir    string
 	config Config
 	logger *zap.Logger
 	lock   *os.File // holds the directory's flock
+
+	// removeMu serialises the removals of segment files with each other
+	// and with whatever must not overlap one: Truncate holds it while it
+	// deletes the segments it detached from the list, without appendMu or
+	// mu, so that appends and reads go on meanwhile (see remove.go);
+	// TruncateFrom, ResetTo, Restore and Close take it first, so that
+	// none of them recreates a base offset whose old files are still being
+	// removed, or closes the log under a removal.
+	removeMu sync.Mutex
+	// unremoved are segments detached from the list (and closed) whose
+	// files a failed removal left on disk, lowest first: the next removal
+	// deletes them first. Guarded by removeMu.
+	unremoved []*segment
+	// removeHook, when set (tests only), is called before each detached
+	// segment's files are deleted; an error fails that deletion.
+	removeHook func(base uint64) error
 
 	// appendMu serialises appends and every change to the segment list
 	// (roll, Truncate, TruncateFrom, Reset, ResetTo, Restore, Close).
@@ -457,7 +473,9 @@ func (l *Log) syncDirIfDirty() error {
 // durable before the caller removes the next one: segments are removed
 // from one end of the log, and were a later removal to reach the disk
 // before an earlier one, recovery would find records missing between two
-// segments and refuse the log as corrupt. Caller holds appendMu and mu.
+// segments and refuse the log as corrupt. Caller holds removeMu, appendMu
+// and mu. (Truncate deletes segments outside appendMu and mu: see
+// remove.go.)
 func (l *Log) removeSegmentLocked(s *segment) error {
 	if err := s.Remove(); err != nil {
 		return err
@@ -548,41 +566,6 @@ func (l *Log) NextOffset() uint64 {
 	return l.active.nextOffset.Load()
 }
 
-// Truncate removes the segments all of whose records are below lowest,
-// oldest first. It never removes the active segment, so records at or
-// above lowest are all kept and some below it may be.
-func (l *Log) Truncate(lowest uint64) error {
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
-	l.mu.Lock()
-	defer l.mu.Unlock()
-	if l.closed {
-		return ErrClosed
-	}
-	removed := 0
-	var err error
-	for _, s := range l.segments {
-		if s == l.active || s.nextOffset.Load() > lowest {
-			break
-		}
-		if err = s.Remove(); err != nil {
-			break
-		}
-		removed++
-		// Durable before the next removal: see removeSegmentLocked.
-		if err = syncDir(l.dir); err != nil {
-			break
-		}
-	}
-	if removed == 0 {
-		return err
-	}
-	l.segments = slices.Delete(l.segments, 0, removed)
-	l.logger.Info("truncated log", zap.Uint64("lowest", lowest), zap.Int("segments_removed", removed))
-	l.notify()
-	return err
-}
-
 // TruncateFrom removes every record at or after offset, cutting into a
 // segment when offset falls inside one, so that NextOffset() == offset
 // afterwards. An offset at or below LowestOffset() empties the log (the next
@@ -590,6 +573,8 @@ func (l *Log) Truncate(lowest uint64) error {
 // uses it to drop a follower's diverged suffix. The cut is durable
 // (fsynced) when TruncateFrom returns.
 func (l *Log) TruncateFrom(offset uint64) error {
+	l.removeMu.Lock()
+	defer l.removeMu.Unlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	l.mu.Lock()
@@ -640,6 +625,8 @@ func (l *Log) Reset() error {
 // calls it after installing a snapshot). Segments are removed oldest first,
 // so a crash part-way leaves a valid suffix of the old log.
 func (l *Log) ResetTo(next uint64) error {
+	l.removeMu.Lock()
+	defer l.removeMu.Unlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	l.mu.Lock()
@@ -651,13 +638,14 @@ func (l *Log) ResetTo(next uint64) error {
 }
 
 // resetToLocked removes every segment and starts an empty one at next.
-// Caller holds appendMu and mu.
+// Caller holds removeMu, appendMu and mu.
 func (l *Log) resetToLocked(next uint64) error {
 	l.writeSeq.Add(1) // a change a later Sync must not skip
 	if err := l.bumpEpochLocked(); err != nil {
 		return err
 	}
-	var errs []error
+	// Lowest first: files an earlier removal left, then the log's.
+	errs := []error{l.removeUnremovedLocked()}
 	for _, s := range l.segments {
 		errs = append(errs, l.removeSegmentLocked(s))
 	}
@@ -717,6 +705,8 @@ func (l *Log) stopNotify() {
 // directory. It is idempotent; every other method returns ErrClosed after
 // it (NextOffset keeps returning the last value).
 func (l *Log) Close() error {
+	l.removeMu.Lock() // a removal in progress ends first
+	defer l.removeMu.Unlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	l.mu.Lock()

@@ -71,6 +71,9 @@ type segment struct {
 	// cut is set when opening cut records off the store (recovery of a
 	// torn tail, or a header that never reached the disk).
 	cut bool
+	// discarded is set when the segment's files were closed for removal
+	// (see discard). Used by the remover only.
+	discarded bool
 }
 
 // openSegment opens (creating when absent) the segment at base in dir and

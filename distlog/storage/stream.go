@@ -184,6 +184,8 @@ const restoreChunkBytes = 1 << 20
 // and the log holds a prefix of the stream. The result is fsynced when
 // Restore returns nil.
 func (l *Log) Restore(r io.Reader) error {
+	l.removeMu.Lock()
+	defer l.removeMu.Unlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
 	if l.closed {
