@@ -56,12 +56,15 @@ const (
 	// larger ones make it coarser.
 	DefaultTopicSegmentBytes = 8 << 20
 	// DefaultTopicSegmentIndexBytes is the default
-	// TopicSegmentConfig.MaxIndexBytes: 65,536 entries of 12 bytes (768
-	// KiB, allocated when a segment is created and cut back to its entries
-	// when it is sealed), enough for a full DefaultTopicSegmentBytes
-	// segment of records of 84 bytes of value or more; segments of smaller
-	// records are sealed at 65,536 records.
-	DefaultTopicSegmentIndexBytes = 12 * 65536
+	// TopicSegmentConfig.MaxIndexBytes: 32,768 entries of 12 bytes. The
+	// active segment's index file is allocated whole when the segment is
+	// created (so that a full disk fails a write rather than the process)
+	// and cut back to its entries when it is sealed: 384 KiB per topic,
+	// twice what 1 MiB segments took, where room for a full 8 MiB segment
+	// of 100-byte records (58,000) would take 768 KiB. So segments of
+	// records under ~212 bytes are sealed at 32,768 records (4.7 MB of
+	// 100-byte records) before they reach 8 MiB.
+	DefaultTopicSegmentIndexBytes = 12 * 32768
 	// DefaultTopicSegmentMaxAge is the default TopicSegmentConfig.MaxAge: a
 	// topic's segment is sealed once it spans an hour of records, so that
 	// retention by age deletes records of a quiet topic within about an
