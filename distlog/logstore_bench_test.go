@@ -76,7 +76,7 @@ func (s shiftedLogStore) StoreLog(l *raft.Log) error {
 	return s.LogStore.StoreLog(&shifted)
 }
 
-// BenchmarkLogStoreCompaction measures what Raft's log compaction costs the
+// BenchmarkStoreLogsWhileCompacting measures what Raft's log compaction costs the
 // writer: one goroutine stores entries as a leader's main loop does (one
 // StoreLogs of one 12 KiB entry, about a batch of 100 records of 100 B, one
 // fsync each) while, on "compacting", another deletes the prefix as raft's
@@ -87,8 +87,8 @@ func (s shiftedLogStore) StoreLog(l *raft.Log) error {
 // while a DeleteRange ran (what a compaction that holds the writer up
 // costs each of them). "idle" is the same without compaction.
 //
-//	go test -run '^$' -bench 'LogStoreCompaction' -benchtime 5000x -count 6 ./distlog
-func BenchmarkLogStoreCompaction(b *testing.B) {
+//	go test -run '^$' -bench StoreLogsWhileCompacting -benchtime 5000x -count 6 ./distlog
+func BenchmarkStoreLogsWhileCompacting(b *testing.B) {
 	const (
 		entryBytes   = 12 << 10
 		compactEvery = 128
