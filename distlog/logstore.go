@@ -96,6 +96,9 @@ var ErrLogStoreGap = errors.New("distlog: log store cannot delete a range in its
 func newLogStore(dir string, c storage.Config) (*logStore, error) {
 	c.Segment.InitialOffset = 1 // Raft's first index
 	c.SyncOnAppend = true       // Raft counts an entry once StoreLogs returns
+	// (and that fsync covers a sealed segment: nothing to do in the
+	// background)
+	c.SyncSealedInBackground = false
 	// Every StoreLogs fsyncs: writing into preallocated space spares each
 	// fsync a change of file size (see storage.Config.Segment.Preallocate).
 	c.Segment.Preallocate = true

@@ -42,6 +42,11 @@ type Capture struct {
 // costs no fsync, and one made durable here counts as such for its next
 // capture and Log.Sync's store.
 func (c Capture) Sync() error {
+	// The captured sealed segments: durable, and named, before the
+	// capture is (see sealsync.go).
+	if err := c.log.drain(); err != nil {
+		return err
+	}
 	if !c.log.storeSyncedThrough(c.seq) {
 		f, err := os.Open(c.activeLink)
 		if err != nil {
@@ -168,7 +173,7 @@ func (l *Log) linkSegments(sealedDir, activeDir, activePrefix string) (Capture, 
 		name := StoreFileName(s.baseOffset)
 		if s == l.active {
 			c.activeLink = filepath.Join(activeDir, activePrefix+name)
-			if err := os.Link(s.store.path, c.activeLink); err != nil {
+			if err := os.Link(s.store.filePath(), c.activeLink); err != nil {
 				return Capture{}, false, fmt.Errorf("storage: link segment %d: %w", s.baseOffset, err)
 			}
 			continue
@@ -176,7 +181,7 @@ func (l *Log) linkSegments(sealedDir, activeDir, activePrefix string) (Capture, 
 		if l.pooled && s.baseOffset <= l.pooledThrough {
 			continue
 		}
-		err := os.Link(s.store.path, filepath.Join(sealedDir, name))
+		err := os.Link(s.store.filePath(), filepath.Join(sealedDir, name))
 		if err != nil && !errors.Is(err, os.ErrExist) {
 			return Capture{}, false, fmt.Errorf("storage: link segment %d: %w", s.baseOffset, err)
 		}

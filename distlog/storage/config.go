@@ -92,6 +92,17 @@ type Config struct {
 	// them when its index disagrees with its store), damage elsewhere is
 	// found by Read.
 	CheckSealedOnOpen bool
+	// SyncSealedInBackground makes a roll leave the fsync of the segment
+	// it seals to a goroutine of the Log, so that the appender does not
+	// wait for it; the segment the roll creates keeps temporary names
+	// until that fsync is done, so a sealed segment is still whole on disk
+	// before any record after it counts (see sealsync.go). Sync, a
+	// Capture's Sync and Close wait for those fsyncs. For a log whose
+	// appends are not fsynced (a topic's log): it cannot be combined with
+	// SyncOnAppend (whose appends' fsync covers the sealed segment at no
+	// extra cost) or Segment.Preallocate. Default false: a roll fsyncs the
+	// segment it seals before it returns.
+	SyncSealedInBackground bool
 	// Logger receives recovery and truncation events. Default zap.NewNop().
 	Logger *zap.Logger
 }
@@ -124,6 +135,10 @@ func (c Config) WithDefaults() (Config, error) {
 	if c.Segment.MaxIndexBytes > maxIndexBytes {
 		return c, fmt.Errorf("%w: Segment.MaxIndexBytes = %d, must be at most %d",
 			ErrInvalidConfig, c.Segment.MaxIndexBytes, uint64(maxIndexBytes))
+	}
+	if c.SyncSealedInBackground && (c.SyncOnAppend || c.Segment.Preallocate) {
+		return c, fmt.Errorf("%w: SyncSealedInBackground is for logs without SyncOnAppend and Segment.Preallocate",
+			ErrInvalidConfig)
 	}
 	if c.MaxRecordBytes > maxRecordBytes {
 		return c, fmt.Errorf("%w: MaxRecordBytes = %d, must be at most %d",

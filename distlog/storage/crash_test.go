@@ -23,7 +23,7 @@ import (
 // records to a log until the parent SIGKILLs it.
 const (
 	crashDirEnv  = "DISTLOG_CRASH_CHILD_DIR"
-	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed" or "truncating"
+	crashModeEnv = "DISTLOG_CRASH_CHILD_MODE" // "sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed", "truncating" or "background-sealing"
 )
 
 // crashConfig makes segments larger than the store's write buffer (so that
@@ -42,10 +42,11 @@ func crashModeConfig(c *Config, mode string) {
 	c.SyncOnAppend = strings.HasPrefix(mode, "sync-on-append")
 	c.Segment.Preallocate = strings.HasPrefix(mode, "sync-on-append-pre")
 	c.Segment.ZeroFill = mode == "sync-on-append-prezeroed"
-	if mode == "truncating" {
-		// Segments of 40 records, so that a run removes many.
+	if mode == "truncating" || mode == "background-sealing" {
+		// Segments of 40 records, so that a run removes (or seals) many.
 		c.Segment.MaxIndexBytes = crashTruncatingSegmentRecords*entWidth + 7
 	}
+	c.SyncSealedInBackground = mode == "background-sealing"
 }
 
 // The "truncating" child removes segments from a goroutine while it
@@ -141,10 +142,10 @@ func TestCrashRecovery(t *testing.T) {
 	seed := uint64(time.Now().UnixNano())
 	t.Logf("seed %d", seed)
 	rng := rand.New(rand.NewPCG(seed, 0))
-	for _, mode := range []string{"sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed", "truncating"} {
+	for _, mode := range []string{"sync-sometimes", "sync-on-append", "sync-on-append-preallocated", "sync-on-append-prezeroed", "truncating", "background-sealing"} {
 		t.Run(mode, func(t *testing.T) {
 			maxSyncs := 60
-			if mode == "sync-sometimes" || mode == "truncating" {
+			if !strings.HasPrefix(mode, "sync-on-append") {
 				maxSyncs = 4
 			}
 			dir := t.TempDir()

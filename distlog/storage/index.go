@@ -46,7 +46,8 @@ var (
 // size; only TruncateFrom, under the Log's exclusive lock, rewrites or zeroes
 // entries.
 type index struct {
-	path string
+	// path is the file's name (see store.path).
+	path atomic.Pointer[string]
 	file *os.File
 	// mmap is the file's map; nil once released (or closed): the entries
 	// are then read with pread. Set and cleared only where no reader can
@@ -77,7 +78,8 @@ func openIndex(path string, maxBytes uint64) (*index, error) {
 	if err != nil {
 		return nil, fmt.Errorf("storage: open index: %w", err)
 	}
-	idx := &index{path: path, file: f, limit: maxBytes / entWidth * entWidth}
+	idx := &index{file: f, limit: maxBytes / entWidth * entWidth}
+	idx.path.Store(&path)
 	fi, err := f.Stat()
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("storage: stat index: %w", err), f.Close())
@@ -99,13 +101,13 @@ func (i *index) mapAtLeast(n uint64) error {
 			return nil
 		}
 		if err := i.mmap.UnsafeUnmap(); err != nil {
-			return fmt.Errorf("storage: unmap %s: %w", i.path, err)
+			return fmt.Errorf("storage: unmap %s: %w", i.filePath(), err)
 		}
 		i.mmap = nil
 	}
 	fi, err := i.file.Stat()
 	if err != nil {
-		return fmt.Errorf("storage: stat %s: %w", i.path, err)
+		return fmt.Errorf("storage: stat %s: %w", i.filePath(), err)
 	}
 	if size := fi.Size(); uint64(size) < n {
 		// Allocate the blocks now (fallocate), not at the first write
@@ -116,11 +118,11 @@ func (i *index) mapAtLeast(n uint64) error {
 		// sparse.
 		ok, err := preallocateFile(i.file, size, int64(n)-size)
 		if err != nil {
-			return fmt.Errorf("storage: grow %s to %d: %w", i.path, n, err)
+			return fmt.Errorf("storage: grow %s to %d: %w", i.filePath(), n, err)
 		}
 		if !ok {
 			if err := i.file.Truncate(int64(n)); err != nil {
-				return fmt.Errorf("storage: grow %s to %d: %w", i.path, n, err)
+				return fmt.Errorf("storage: grow %s to %d: %w", i.filePath(), n, err)
 			}
 		}
 	} else {
@@ -128,7 +130,7 @@ func (i *index) mapAtLeast(n uint64) error {
 	}
 	m, err := gommap.Map(i.file.Fd(), gommap.PROT_READ|gommap.PROT_WRITE, gommap.MAP_SHARED)
 	if err != nil {
-		return fmt.Errorf("storage: mmap %s: %w", i.path, err)
+		return fmt.Errorf("storage: mmap %s: %w", i.filePath(), err)
 	}
 	i.mmap = m
 	return nil
@@ -168,7 +170,7 @@ func (i *index) readSpan(rel uint64, want uint64) (pos, next uint64, n int, err 
 	if i.mmap != nil {
 		copy(ents, i.mmap[at:])
 	} else if _, err := i.file.ReadAt(ents, int64(at)); err != nil {
-		return 0, 0, 0, fmt.Errorf("storage: read %s at %d: %w", i.path, at, err)
+		return 0, 0, 0, fmt.Errorf("storage: read %s at %d: %w", i.filePath(), at, err)
 	}
 	pos = binary.BigEndian.Uint64(ents[offWidth:entWidth])
 	if want == 2 {
@@ -275,12 +277,12 @@ func (i *index) clearTail() {
 func (i *index) Sync() error {
 	if i.mmap == nil {
 		if err := i.file.Sync(); err != nil {
-			return fmt.Errorf("storage: fsync %s: %w", i.path, err)
+			return fmt.Errorf("storage: fsync %s: %w", i.filePath(), err)
 		}
 		return nil
 	}
 	if err := i.mmap.Sync(gommap.MS_SYNC); err != nil {
-		return fmt.Errorf("storage: msync %s: %w", i.path, err)
+		return fmt.Errorf("storage: msync %s: %w", i.filePath(), err)
 	}
 	return nil
 }
@@ -299,11 +301,11 @@ func (i *index) release() error {
 		return nil
 	}
 	if err := i.mmap.UnsafeUnmap(); err != nil {
-		return fmt.Errorf("storage: unmap %s: %w", i.path, err)
+		return fmt.Errorf("storage: unmap %s: %w", i.filePath(), err)
 	}
 	i.mmap = nil
 	if err := i.file.Truncate(int64(i.size.Load())); err != nil {
-		return fmt.Errorf("storage: truncate %s: %w", i.path, err)
+		return fmt.Errorf("storage: truncate %s: %w", i.filePath(), err)
 	}
 	i.dirtyEnd = min(i.dirtyEnd, i.size.Load())
 	return nil
@@ -326,16 +328,19 @@ func (i *index) Close() error {
 	if i.mmap != nil {
 		errs = append(errs, i.Sync())
 		if err := i.mmap.UnsafeUnmap(); err != nil {
-			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", i.path, err))
+			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", i.filePath(), err))
 		}
 		i.mmap = nil
 	}
 	if err := i.file.Truncate(int64(i.size.Load())); err != nil {
-		errs = append(errs, fmt.Errorf("storage: truncate %s: %w", i.path, err))
+		errs = append(errs, fmt.Errorf("storage: truncate %s: %w", i.filePath(), err))
 	}
 	if err := i.file.Sync(); err != nil {
-		errs = append(errs, fmt.Errorf("storage: fsync %s: %w", i.path, err))
+		errs = append(errs, fmt.Errorf("storage: fsync %s: %w", i.filePath(), err))
 	}
 	errs = append(errs, i.file.Close())
 	return errors.Join(errs...)
 }
+
+// filePath is the index file's name.
+func (i *index) filePath() string { return *i.path.Load() }

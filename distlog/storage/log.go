@@ -50,6 +50,17 @@ type Log struct {
 	// segment's files are deleted; an error fails that deletion.
 	removeHook func(base uint64) error
 
+	// sealer makes sealed segments durable off the appender's goroutine
+	// (Config.SyncSealedInBackground; see sealsync.go); nil without it.
+	// Set by NewLog.
+	sealer *sealSyncer
+	// sealSyncs counts the fsyncs of sealed segments made by background
+	// sealing, for tests.
+	sealSyncs atomic.Uint64
+	// sealHook, when set (tests only), is called before background sealing
+	// fsyncs a sealed segment.
+	sealHook func(base uint64)
+
 	// appendMu serialises appends and every change to the segment list
 	// (roll, Truncate, TruncateFrom, Reset, ResetTo, Restore, Close).
 	// Readers never take it.
@@ -125,6 +136,8 @@ type Log struct {
 // changes nothing. A sealed segment was durable before any later record was
 // written (see rollLocked), so no crash leaves it short; cutting it would
 // drop records that were acknowledged, and with them every later segment.
+// Files under pending names (see sealsync.go: segments created after a
+// segment that was not durable yet) are deleted.
 func NewLog(dir string, c Config) (*Log, error) {
 	c, err := c.WithDefaults()
 	if err != nil {
@@ -152,6 +165,9 @@ func NewLog(dir string, c Config) (*Log, error) {
 		if l.spares, err = startSpareFiles(dir, c.Segment.MaxStoreBytes, l.logger); err != nil {
 			return nil, errors.Join(err, l.closeSegments(), lock.Close())
 		}
+	}
+	if c.SyncSealedInBackground {
+		l.sealer = &sealSyncer{log: l}
 	}
 	return l, nil
 }
@@ -189,6 +205,9 @@ func (l *Log) load() error {
 	if err != nil {
 		return fmt.Errorf("storage: read %s: %w", l.dir, err)
 	}
+	if err := removePendingFiles(l.dir, entries, l.logger); err != nil {
+		return err
+	}
 	var bases []uint64
 	for _, e := range entries {
 		if base, ok := parseSegmentFileName(e.Name()); ok && !e.IsDir() {
@@ -222,7 +241,7 @@ func (l *Log) load() error {
 		cut = cut || s.cut
 	}
 	if len(l.segments) == 0 {
-		s, err := createSegment(l.dir, l.config.Segment.InitialOffset, l.config, nil)
+		s, err := createSegment(l.dir, l.config.Segment.InitialOffset, l.config, nil, false)
 		if err != nil {
 			return err
 		}
@@ -382,12 +401,17 @@ func (l *Log) writeFramesLocked(frames []byte, starts []uint64) error {
 // segment's records and lose the old one's unsynced tail, and recovery
 // could not tell that gap from a failed disk. A SyncOnAppend log pays
 // nothing for it (the batch's own fsync would have covered the old
-// segment); any other log pays one fsync per MaxStoreBytes written.
+// segment); any other log pays one fsync per MaxStoreBytes written, on
+// the appender's goroutine unless Config.SyncSealedInBackground moves it
+// to a goroutine of the Log (see sealsync.go, which keeps the invariant).
 // Caller holds appendMu.
 func (l *Log) rollLocked() error {
 	old := l.active
 	if err := old.store.Seal(); err != nil {
 		return err
+	}
+	if l.sealer != nil {
+		return l.rollPendingLocked(old)
 	}
 	if err := old.Sync(); err != nil {
 		return err
@@ -396,18 +420,47 @@ func (l *Log) rollLocked() error {
 	if err := l.syncDirIfDirty(); err != nil {
 		return err
 	}
-	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config, l.spares)
+	s, err := createSegment(l.dir, old.nextOffset.Load(), l.config, l.spares, false)
 	if err != nil {
 		return err
 	}
-	l.dirMu.Lock()
-	l.dirDirty = true
-	l.dirMu.Unlock()
+	l.markDirDirty()
 	l.mu.Lock()
 	l.segments = append(l.segments, s)
 	l.active = s
 	l.releaseIndexesLocked()
 	l.mu.Unlock()
+	return nil
+}
+
+// rollPendingLocked is rollLocked with background sealing (see
+// sealsync.go): old, sealed, is left to the background goroutine to fsync,
+// and the new segment gets pending names until it has. Nothing waits for
+// the disk here. Caller holds appendMu.
+func (l *Log) rollPendingLocked(old *segment) error {
+	if err := l.sealer.failed(); err != nil {
+		return err
+	}
+	var s *segment
+	var err error
+	if spare := l.sealer.takeSpare(); spare != nil {
+		s, err = l.adoptSpare(spare, old.nextOffset.Load())
+		if err != nil {
+			err = errors.Join(err, spare.discard(), removeSpareFiles(spare))
+		}
+	} else {
+		s, err = createSegment(l.dir, old.nextOffset.Load(), l.config, nil, true)
+	}
+	if err != nil {
+		return err
+	}
+	l.mu.Lock()
+	old.unsynced.Store(true)
+	l.segments = append(l.segments, s)
+	l.active = s
+	l.releaseIndexesLocked()
+	l.mu.Unlock()
+	l.sealer.poke()
 	return nil
 }
 
@@ -484,9 +537,13 @@ func (l *Log) removeSegmentLocked(s *segment) error {
 }
 
 // Sync writes buffered records to the files and fsyncs them: the active
-// segment's store and index (sealed segments were fsynced when sealed).
+// segment's store and index (sealed segments were fsynced when sealed, or
+// are fsynced here first with Config.SyncSealedInBackground).
 // When nothing was written since the last Sync, it fsyncs nothing.
 func (l *Log) Sync() error {
+	if err := l.drain(); err != nil {
+		return err
+	}
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
 	target := l.writeSeq.Load()
@@ -577,6 +634,9 @@ func (l *Log) TruncateFrom(offset uint64) error {
 	defer l.removeMu.Unlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
+	if err := l.drainLocked(); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -629,6 +689,9 @@ func (l *Log) ResetTo(next uint64) error {
 	defer l.removeMu.Unlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
+	if err := l.drainLocked(); err != nil {
+		return err
+	}
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
@@ -649,7 +712,7 @@ func (l *Log) resetToLocked(next uint64) error {
 	for _, s := range l.segments {
 		errs = append(errs, l.removeSegmentLocked(s))
 	}
-	s, err := createSegment(l.dir, next, l.config, l.spares)
+	s, err := createSegment(l.dir, next, l.config, l.spares, false)
 	if err != nil {
 		// No segment to append to: the log cannot go on. Close it so that
 		// every call reports ErrClosed. l.active stays (closed) so that
@@ -705,17 +768,24 @@ func (l *Log) stopNotify() {
 // directory. It is idempotent; every other method returns ErrClosed after
 // it (NextOffset keeps returning the last value).
 func (l *Log) Close() error {
+	var haltErr error
+	if l.sealer != nil {
+		haltErr = l.sealer.halt() // it takes removeMu: not held here
+	}
 	l.removeMu.Lock() // a removal in progress ends first
 	defer l.removeMu.Unlock()
 	l.appendMu.Lock()
 	defer l.appendMu.Unlock()
+	// Sealed segments durable and pending ones named, so that the log
+	// reopens with every record (Close fsyncs the rest).
+	drainErr := l.drainLocked()
 	l.mu.Lock()
 	defer l.mu.Unlock()
 	if l.closed {
 		return nil
 	}
 	l.closed = true
-	errs := []error{l.stopSpares()}
+	errs := []error{haltErr, drainErr, l.stopSpares()}
 	for _, s := range l.segments {
 		errs = append(errs, s.Close())
 	}

@@ -163,9 +163,9 @@ func TestLogReopenExisting(t *testing.T) {
 	// Index files are cut to their entries on Close.
 	require.NoError(t, l.Close())
 	for _, s := range l.segments {
-		fi, err := os.Stat(s.index.path)
+		fi, err := os.Stat(s.index.filePath())
 		require.NoError(t, err)
-		require.Equal(t, int64(s.Len()*entWidth), fi.Size(), "size of %s", s.index.path)
+		require.Equal(t, int64(s.Len()*entWidth), fi.Size(), "size of %s", s.index.filePath())
 	}
 }
 

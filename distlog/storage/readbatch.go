@@ -90,7 +90,7 @@ func (s *segment) readBatch(b *batchRead) error {
 		return api.ErrOffsetOutOfRange{Offset: b.next}
 	}
 	corrupt := func(off, at uint64, err error) error {
-		return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.path, Position: at, Err: err}
+		return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.filePath(), Position: at, Err: err}
 	}
 	// The bytes of the wanted records: up to the index entry of the first
 	// record not wanted, or the store's end (which covers every record

@@ -69,7 +69,10 @@ func (l *Log) detachBelow(lowest uint64) ([]*segment, error) {
 	}
 	n := 0
 	for _, s := range l.segments {
-		if s == l.active || s.nextOffset.Load() > lowest {
+		// Nor one that background sealing has not made durable yet, nor
+		// one after it: the segment after it may only get its real name
+		// once it is durable or durably removed (see sealsync.go).
+		if s == l.active || s.nextOffset.Load() > lowest || s.unsynced.Load() || s.pending {
 			break
 		}
 		n++
@@ -118,7 +121,7 @@ func (l *Log) removeSegmentFiles(s *segment) error {
 		}
 	}
 	l.discardSegment(s)
-	for _, path := range []string{s.index.path, s.store.path} {
+	for _, path := range []string{s.index.filePath(), s.store.filePath()} {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			return fmt.Errorf("storage: remove segment %d: %w", s.baseOffset, err)
 		}
@@ -146,7 +149,7 @@ func (s *segment) discard() error {
 	var errs []error
 	if s.index.mmap != nil {
 		if err := s.index.mmap.UnsafeUnmap(); err != nil {
-			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", s.index.path, err))
+			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", s.index.filePath(), err))
 		}
 		s.index.mmap = nil
 	}

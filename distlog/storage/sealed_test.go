@@ -27,7 +27,7 @@ func requireSealedReleased(t *testing.T, l *Log, keep int) {
 		require.False(t, buffered, "sealed segment %d keeps a write buffer", s.baseOffset)
 		require.Equal(t, sealedNewer <= keep, s.index.mapped(), "segment %d (%d newer): index mapped", s.baseOffset, sealedNewer)
 		if !s.index.mapped() {
-			fi, err := os.Stat(s.index.path)
+			fi, err := os.Stat(s.index.filePath())
 			require.NoError(t, err)
 			require.Equal(t, int64(s.Len()*entWidth), fi.Size(), "released index of segment %d: file cut to its entries", s.baseOffset)
 		}

@@ -74,6 +74,12 @@ type segment struct {
 	// discarded is set when the segment's files were closed for removal
 	// (see discard). Used by the remover only.
 	discarded bool
+	// pending is set while the segment's files have their pending names
+	// (see sealsync.go). Guarded by the Log's mu.
+	pending bool
+	// unsynced is set while the segment is sealed but not yet fsynced by
+	// background sealing (see sealsync.go).
+	unsynced atomic.Bool
 }
 
 // openSegment opens (creating when absent) the segment at base in dir and
@@ -87,7 +93,13 @@ type segment struct {
 // only where recovery looks (the last frame, or all of them when the index
 // disagrees with the store).
 func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, error) {
-	s, err := newSegmentStore(dir, base, c)
+	return openSegmentFiles(dir, base, c, sealed, false)
+}
+
+// openSegmentFiles is openSegment of the segment's files under their
+// pending names when pending (see sealsync.go).
+func openSegmentFiles(dir string, base uint64, c Config, sealed, pending bool) (*segment, error) {
+	s, err := newSegmentStore(dir, base, c, pending)
 	if err != nil {
 		return nil, err
 	}
@@ -107,18 +119,29 @@ func openSegment(dir string, base uint64, c Config, sealed bool) (*segment, erro
 // log is the segment's logger.
 func (s *segment) log() *zap.Logger { return s.logger.With(zap.Uint64("segment", s.baseOffset)) }
 
+// segmentFilePath is the path of the segment file of base with ext in dir,
+// under its pending name when pending (see sealsync.go).
+func segmentFilePath(dir string, base uint64, ext string, pending bool) string {
+	path := filepath.Join(dir, segmentFileName(base, ext))
+	if pending {
+		path += pendingSuffix
+	}
+	return path
+}
+
 // newSegmentStore makes the segment at base with its store file open
-// (created when absent); the caller checks or writes the header and opens
-// the index (openIndexFile).
-func newSegmentStore(dir string, base uint64, c Config) (*segment, error) {
+// (created when absent; under its pending name when pending); the caller
+// checks or writes the header and opens the index (openIndexFile).
+func newSegmentStore(dir string, base uint64, c Config, pending bool) (*segment, error) {
 	s := &segment{
 		baseOffset:    base,
 		maxStoreBytes: c.Segment.MaxStoreBytes,
 		maxAge:        max(0, int64(c.Segment.MaxAge)),
 		logger:        c.Logger,
+		pending:       pending,
 	}
 	var err error
-	if s.store, err = openStore(filepath.Join(dir, segmentFileName(base, storeExt))); err != nil {
+	if s.store, err = openStore(segmentFilePath(dir, base, storeExt, pending)); err != nil {
 		return nil, fmt.Errorf("segment %d: %w", base, err)
 	}
 	return s, nil
@@ -128,7 +151,7 @@ func newSegmentStore(dir string, base uint64, c Config) (*segment, error) {
 // store too.
 func (s *segment) openIndexFile(dir string, c Config) error {
 	var err error
-	if s.index, err = openIndex(filepath.Join(dir, segmentFileName(s.baseOffset, indexExt)), c.Segment.MaxIndexBytes); err != nil {
+	if s.index, err = openIndex(segmentFilePath(dir, s.baseOffset, indexExt, s.pending), c.Segment.MaxIndexBytes); err != nil {
 		return errors.Join(fmt.Errorf("segment %d: %w", s.baseOffset, err), s.store.Close())
 	}
 	return nil
@@ -139,14 +162,17 @@ func (s *segment) openIndexFile(dir string, c Config) error {
 // back with stale records), preallocated if c.Segment.Preallocate. When
 // spares is not nil and has a spare store file ready, that file becomes
 // the store (see spare.go); otherwise the store is created (and
-// preallocated with fallocate).
-func createSegment(dir string, base uint64, c Config, spares *spareFiles) (*segment, error) {
+// preallocated with fallocate). When pending, the files get their pending
+// names (see sealsync.go; spares is then nil).
+func createSegment(dir string, base uint64, c Config, spares *spareFiles, pending bool) (*segment, error) {
 	for _, ext := range []string{storeExt, indexExt} {
-		if err := os.Remove(filepath.Join(dir, segmentFileName(base, ext))); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return nil, fmt.Errorf("storage: segment %d: %w", base, err)
+		for _, path := range []string{segmentFilePath(dir, base, ext, false), segmentFilePath(dir, base, ext, true)} {
+			if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
+				return nil, fmt.Errorf("storage: segment %d: %w", base, err)
+			}
 		}
 	}
-	if spares != nil {
+	if spares != nil && !pending {
 		taken, err := spares.take(filepath.Join(dir, segmentFileName(base, storeExt)))
 		switch {
 		case err != nil:
@@ -156,7 +182,7 @@ func createSegment(dir string, base uint64, c Config, spares *spareFiles) (*segm
 			return adoptSpareSegment(dir, base, c)
 		}
 	}
-	s, err := openSegment(dir, base, c, false)
+	s, err := openSegmentFiles(dir, base, c, false, pending)
 	if err != nil {
 		return nil, err
 	}
@@ -173,7 +199,7 @@ func createSegment(dir string, base uint64, c Config, spares *spareFiles) (*segm
 // the header over the first bytes and starts the records after it. No
 // recovery is needed: the file holds nothing else.
 func adoptSpareSegment(dir string, base uint64, c Config) (*segment, error) {
-	s, err := newSegmentStore(dir, base, c)
+	s, err := newSegmentStore(dir, base, c, false)
 	if err != nil {
 		return nil, err
 	}
@@ -223,36 +249,36 @@ func (s *segment) checkHeader(sealed bool) error {
 	size := s.store.Size()
 	got := make([]byte, min(size, uint64(segmentHeaderWidth)))
 	if _, err := s.store.ReadAt(got, 0); err != nil {
-		return fmt.Errorf("storage: read header of %s: %w", s.store.path, err)
+		return fmt.Errorf("storage: read header of %s: %w", s.store.filePath(), err)
 	}
 	switch {
 	case bytes.Equal(got, want):
 		return nil
 	case isFormat1Store(s.store):
-		return fmt.Errorf("%w: %s is format 1", ErrUnsupportedFormat, s.store.path)
+		return fmt.Errorf("%w: %s is format 1", ErrUnsupportedFormat, s.store.filePath())
 	case len(got) >= len(segmentMagic)+2 && string(got[:len(segmentMagic)]) == segmentMagic:
 		if v := binary.BigEndian.Uint16(got[len(segmentMagic):]); v != FormatVersion {
-			return fmt.Errorf("%w: %s is format %d, this release reads format %d", ErrUnsupportedFormat, s.store.path, v, FormatVersion)
+			return fmt.Errorf("%w: %s is format %d, this release reads format %d", ErrUnsupportedFormat, s.store.filePath(), v, FormatVersion)
 		}
 		if len(got) == segmentHeaderWidth {
-			return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
+			return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.filePath(), got, want)
 		}
 	case !slices.ContainsFunc(got, func(b byte) bool { return b != 0 }):
 	case len(got) < len(want) && bytes.HasPrefix(want, got): // torn before the version
 	default:
-		return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
+		return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.filePath(), got, want)
 	}
 	// A short prefix of the header, or zeroes: the segment's creation did
 	// not reach the disk, and no record after it can have.
 	if size > 0 && !bytes.HasPrefix(want, got) && slices.ContainsFunc(got, func(b byte) bool { return b != 0 }) {
-		return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.path, got, want)
+		return fmt.Errorf("%w: %s: header %x, want %x", ErrBadSegmentHeader, s.store.filePath(), got, want)
 	}
 	if sealed {
 		return s.corruptAt(0, s.baseOffset, fmt.Errorf("%w (%d bytes in the file)", errNoHeader, size))
 	}
 	if size > 0 {
 		s.log().Warn("segment header never reached the disk; starting the segment empty",
-			zap.String("path", s.store.path), zap.Uint64("store_bytes", size))
+			zap.String("path", s.store.filePath()), zap.Uint64("store_bytes", size))
 		if err := s.store.Truncate(0); err != nil {
 			return err
 		}
@@ -353,7 +379,7 @@ func (s *segment) scan() (positions []uint64, end uint64, reason, err error) {
 			return positions, pos, reason, nil
 		}
 		if _, err := io.ReadFull(r, header[:]); err != nil {
-			return nil, 0, nil, fmt.Errorf("storage: read %s: %w", s.store.path, err)
+			return nil, 0, nil, fmt.Errorf("storage: read %s: %w", s.store.filePath(), err)
 		}
 		n, _ := parseFrameHeader(header[:])
 		if n > storeSize-pos-frameHeaderWidth {
@@ -365,7 +391,7 @@ func (s *segment) scan() (positions []uint64, end uint64, reason, err error) {
 		}
 		payload = payload[:n]
 		if _, err := io.ReadFull(r, payload); err != nil {
-			return nil, 0, nil, fmt.Errorf("storage: read %s: %w", s.store.path, err)
+			return nil, 0, nil, fmt.Errorf("storage: read %s: %w", s.store.filePath(), err)
 		}
 		if reason = checkFrame(header[:], payload); reason != nil {
 			return positions, pos, reason, nil
@@ -404,7 +430,7 @@ func (s *segment) rebuild(sealed bool) error {
 		return s.corruptAt(pos, s.baseOffset+uint64(len(positions)), reason)
 	case pos < storeSize && !zeroTail:
 		s.log().Warn("truncating store after its last valid record",
-			zap.String("path", s.store.path), zap.Uint64("valid_bytes", pos),
+			zap.String("path", s.store.filePath()), zap.Uint64("valid_bytes", pos),
 			zap.Uint64("store_bytes", storeSize), zap.Int("records", len(positions)), zap.Error(reason))
 		if err := s.store.Truncate(pos); err != nil {
 			return err
@@ -422,7 +448,7 @@ func (s *segment) rebuild(sealed bool) error {
 		if err := s.index.rebuild(positions); err != nil {
 			return err
 		}
-		s.log().Info("rebuilt index from store", zap.String("path", s.index.path), zap.Uint64("records", n))
+		s.log().Info("rebuilt index from store", zap.String("path", s.index.filePath()), zap.Uint64("records", n))
 	}
 	s.nextOffset.Store(s.baseOffset + n)
 	return nil
@@ -431,7 +457,7 @@ func (s *segment) rebuild(sealed bool) error {
 // corruptAt is the error for damage found by recovery at byte pos of the
 // store, where the record of offset off should be.
 func (s *segment) corruptAt(pos, off uint64, reason error) error {
-	return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.path, Position: pos, Err: reason}
+	return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.filePath(), Position: pos, Err: reason}
 }
 
 // Len returns the number of records in the segment.
@@ -527,7 +553,7 @@ func (s *segment) Read(off uint64) (*Record, error) {
 		return nil, api.ErrOffsetOutOfRange{Offset: off}
 	}
 	corrupt := func(err error) error {
-		return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.path, Position: pos, Err: err}
+		return &CorruptionError{Segment: s.baseOffset, Offset: off, Path: s.store.filePath(), Position: pos, Err: err}
 	}
 	var frameLen uint64 // known from the next entry, except for the last record
 	if n == 2 && next > pos {
@@ -595,12 +621,12 @@ func (s *segment) abandon() error {
 	var errs []error
 	if s.index.mmap != nil {
 		if err := s.index.mmap.UnsafeUnmap(); err != nil {
-			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", s.index.path, err))
+			errs = append(errs, fmt.Errorf("storage: unmap %s: %w", s.index.filePath(), err))
 		}
 		s.index.mmap = nil
 	}
 	if err := s.index.file.Truncate(int64(s.index.openedSize)); err != nil {
-		errs = append(errs, fmt.Errorf("storage: truncate %s: %w", s.index.path, err))
+		errs = append(errs, fmt.Errorf("storage: truncate %s: %w", s.index.filePath(), err))
 	}
 	return errors.Join(append(errs, s.index.file.Close(), s.store.file.Close())...)
 }
@@ -608,7 +634,7 @@ func (s *segment) abandon() error {
 // Remove closes the segment and deletes its files.
 func (s *segment) Remove() error {
 	errs := []error{s.Close()}
-	for _, path := range []string{s.index.path, s.store.path} {
+	for _, path := range []string{s.index.filePath(), s.store.filePath()} {
 		if err := os.Remove(path); err != nil && !errors.Is(err, os.ErrNotExist) {
 			errs = append(errs, fmt.Errorf("storage: remove segment %d: %w", s.baseOffset, err))
 		}

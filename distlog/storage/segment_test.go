@@ -27,7 +27,7 @@ func TestSegment(t *testing.T) {
 	c, err := c.WithDefaults()
 	require.NoError(t, err)
 
-	s, err := createSegment(dir, 16, c, nil)
+	s, err := createSegment(dir, 16, c, nil, false)
 	require.NoError(t, err)
 	require.Equal(t, uint64(16), s.nextOffset.Load())
 	require.False(t, s.IsMaxed())
@@ -59,7 +59,7 @@ func TestSegment(t *testing.T) {
 	require.ErrorAs(t, err, new(api.ErrOffsetOutOfRange))
 
 	require.NoError(t, s.Remove())
-	for _, path := range []string{s.store.path, s.index.path} {
+	for _, path := range []string{s.store.filePath(), s.index.filePath()} {
 		_, err := os.Stat(path)
 		require.ErrorIs(t, err, os.ErrNotExist)
 	}

@@ -37,7 +37,10 @@ const writebackBytes = 256 << 10
 // than any record), so recovery finds the logical end where the valid
 // frames stop and the zeroes begin.
 type store struct {
-	path string
+	// path is the file's name; it changes only when a pending segment is
+	// renamed (see sealsync.go), under the Log's mu held exclusively, and
+	// is atomic so that error messages may read it anywhere.
+	path atomic.Pointer[string]
 	file *os.File
 
 	// mu guards buf, out and fileSize, and serialises appends with
@@ -82,7 +85,8 @@ func openStore(path string) (*store, error) {
 	if err != nil {
 		return nil, errors.Join(fmt.Errorf("storage: stat store: %w", err), f.Close())
 	}
-	s := &store{path: path, file: f, fileSize: uint64(fi.Size())}
+	s := &store{file: f, fileSize: uint64(fi.Size())}
+	s.path.Store(&path)
 	s.out = io.NewOffsetWriter(f, fi.Size())
 	s.size.Store(uint64(fi.Size()))
 	s.flushed.Store(uint64(fi.Size()))
@@ -114,7 +118,7 @@ func (s *store) zeroFrom(pos uint64) (bool, error) {
 	for pos < fileSize {
 		chunk := buf[:min(uint64(len(buf)), fileSize-pos)]
 		if _, err := s.file.ReadAt(chunk, int64(pos)); err != nil {
-			return false, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
+			return false, fmt.Errorf("storage: read %s at %d: %w", s.filePath(), pos, err)
 		}
 		if slices.ContainsFunc(chunk, func(b byte) bool { return b != 0 }) {
 			return false, nil
@@ -135,7 +139,7 @@ func (s *store) preallocate(n uint64) error {
 	}
 	ok, err := preallocateFile(s.file, int64(s.fileSize), int64(n-s.fileSize))
 	if err != nil {
-		return fmt.Errorf("storage: preallocate %s to %d bytes: %w", s.path, n, err)
+		return fmt.Errorf("storage: preallocate %s to %d bytes: %w", s.filePath(), n, err)
 	}
 	if ok {
 		s.fileSize = n
@@ -165,12 +169,12 @@ func (s *store) zeroFill(n uint64) error {
 	for off := end; off < n; {
 		chunk := zeroes[:min(uint64(len(zeroes)), n-off)]
 		if _, err := s.file.WriteAt(chunk, int64(off)); err != nil {
-			return fmt.Errorf("storage: zero-fill %s: %w", s.path, err)
+			return fmt.Errorf("storage: zero-fill %s: %w", s.filePath(), err)
 		}
 		off += uint64(len(chunk))
 	}
 	if err := s.file.Sync(); err != nil {
-		return fmt.Errorf("storage: zero-fill %s: fsync: %w", s.path, err)
+		return fmt.Errorf("storage: zero-fill %s: fsync: %w", s.filePath(), err)
 	}
 	s.fileSize = max(s.fileSize, n)
 	return nil
@@ -195,7 +199,7 @@ func (s *store) Append(p []byte) (pos uint64, err error) {
 		s.fileSize = end
 	}
 	if err != nil {
-		return pos, fmt.Errorf("storage: write %s: %w", s.path, err)
+		return pos, fmt.Errorf("storage: write %s: %w", s.filePath(), err)
 	}
 	if s.writeback {
 		// Bytes the buffer has passed on are in the file's pages.
@@ -235,7 +239,7 @@ func (s *store) Read(pos, frameLen uint64) ([]byte, error) {
 	if frameLen >= frameHeaderWidth && frameLen <= size-pos {
 		frame := make([]byte, frameLen)
 		if _, err := s.ReadAt(frame, int64(pos)); err != nil {
-			return nil, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
+			return nil, fmt.Errorf("storage: read %s at %d: %w", s.filePath(), pos, err)
 		}
 		if n, _ := parseFrameHeader(frame); n == frameLen-frameHeaderWidth {
 			if err := checkFrame(frame[:frameHeaderWidth], frame[frameHeaderWidth:]); err != nil {
@@ -248,7 +252,7 @@ func (s *store) Read(pos, frameLen uint64) ([]byte, error) {
 	}
 	var header [frameHeaderWidth]byte
 	if _, err := s.ReadAt(header[:], int64(pos)); err != nil {
-		return nil, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
+		return nil, fmt.Errorf("storage: read %s at %d: %w", s.filePath(), pos, err)
 	}
 	n, _ := parseFrameHeader(header[:])
 	if n > size-pos-frameHeaderWidth {
@@ -256,7 +260,7 @@ func (s *store) Read(pos, frameLen uint64) ([]byte, error) {
 	}
 	payload := make([]byte, n)
 	if _, err := s.ReadAt(payload, int64(pos+frameHeaderWidth)); err != nil {
-		return nil, fmt.Errorf("storage: read %s at %d: %w", s.path, pos, err)
+		return nil, fmt.Errorf("storage: read %s at %d: %w", s.filePath(), pos, err)
 	}
 	if err := checkFrame(header[:], payload); err != nil {
 		return nil, err
@@ -276,7 +280,7 @@ func (s *store) flushLocked() error {
 		return nil // nothing appended since the store was opened, sealed or cut
 	}
 	if err := s.buf.Flush(); err != nil {
-		return fmt.Errorf("storage: flush %s: %w", s.path, err)
+		return fmt.Errorf("storage: flush %s: %w", s.filePath(), err)
 	}
 	s.flushed.Store(s.size.Load())
 	return nil
@@ -292,7 +296,7 @@ func (s *store) Sync() error {
 		return err
 	}
 	if err := datasync(s.file); err != nil {
-		return fmt.Errorf("storage: fsync %s: %w", s.path, err)
+		return fmt.Errorf("storage: fsync %s: %w", s.filePath(), err)
 	}
 	return nil
 }
@@ -317,7 +321,7 @@ func (s *store) Truncate(size uint64) error {
 	// followed (records removed, or a torn tail) must not be found again
 	// by a recovery that scans past the logical end.
 	if err := s.file.Truncate(int64(size)); err != nil {
-		return fmt.Errorf("storage: truncate %s to %d: %w", s.path, size, err)
+		return fmt.Errorf("storage: truncate %s to %d: %w", s.filePath(), size, err)
 	}
 	s.out = io.NewOffsetWriter(s.file, int64(size))
 	s.buf = nil // the next Append makes a new one (a failed flush's error goes with it)
@@ -325,7 +329,7 @@ func (s *store) Truncate(size uint64) error {
 	s.size.Store(size)
 	s.flushed.Store(size)
 	if err := s.file.Sync(); err != nil {
-		return fmt.Errorf("storage: fsync %s: %w", s.path, err)
+		return fmt.Errorf("storage: fsync %s: %w", s.filePath(), err)
 	}
 	return nil
 }
@@ -344,7 +348,7 @@ func (s *store) Seal() error {
 	s.buf = nil
 	if size := s.size.Load(); s.fileSize > size {
 		if err := s.file.Truncate(int64(size)); err != nil {
-			return fmt.Errorf("storage: truncate %s to %d: %w", s.path, size, err)
+			return fmt.Errorf("storage: truncate %s to %d: %w", s.filePath(), size, err)
 		}
 		s.fileSize = size
 	}
@@ -365,3 +369,6 @@ func (s *store) Close() error {
 func (s *store) sectionReader(start, end uint64) io.Reader {
 	return io.NewSectionReader(s.file, int64(start), int64(end-start))
 }
+
+// filePath is the store file's name.
+func (s *store) filePath() string { return *s.path.Load() }

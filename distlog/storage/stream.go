@@ -69,7 +69,7 @@ func (l *Log) Reader() io.Reader {
 		if size <= uint64(segmentHeaderWidth) {
 			continue
 		}
-		f, err := os.Open(s.store.path)
+		f, err := os.Open(s.store.filePath())
 		if err != nil {
 			return r.fail(fmt.Errorf("storage: Reader: %w", err))
 		}
@@ -267,6 +267,9 @@ func (l *Log) Restore(r io.Reader) error {
 	}
 	if expected != next {
 		return fmt.Errorf("%w: stream ends at offset %d, header says %d", ErrBadSnapshot, expected, next)
+	}
+	if err := l.drainLocked(); err != nil {
+		return err
 	}
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()
