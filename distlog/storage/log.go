@@ -205,7 +205,12 @@ func (l *Log) load() error {
 	if err != nil {
 		return fmt.Errorf("storage: read %s: %w", l.dir, err)
 	}
-	if err := removePendingFiles(l.dir, entries, l.logger); err != nil {
+	// Segments under pending names go (see sealsync.go). Their bases get
+	// other files from now on: the epoch changes below, so that a link to
+	// one, made by LinkSegments under the old epoch, is not taken for
+	// what the log holds at that base later.
+	droppedPending, err := removePendingFiles(l.dir, entries, l.logger)
+	if err != nil {
 		return err
 	}
 	var bases []uint64
@@ -216,7 +221,7 @@ func (l *Log) load() error {
 	}
 	slices.Sort(bases)
 	bases = slices.Compact(bases)
-	cut := false // recovery changed a segment's records
+	cut := droppedPending // recovery changed a segment's records
 	for k, base := range bases {
 		if n := len(l.segments); n > 0 && l.segments[n-1].nextOffset.Load() != base {
 			// Records are missing between two segments: the earlier one

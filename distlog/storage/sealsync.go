@@ -53,6 +53,9 @@ import (
 // durable.
 const pendingSuffix = ".pending"
 
+// spareNamePrefix starts the names of spare segment files (see makeSpare).
+const spareNamePrefix = "spare-"
+
 // sealSyncer runs background sealing: a roll pokes it, and it starts a
 // goroutine that drains (see drainLocked) until no roll poked it
 // meanwhile, then ends; an idle log has no goroutine (a node may hold
@@ -129,7 +132,7 @@ func (s *sealSyncer) makeSpare() error {
 	n := s.spares
 	s.mu.Unlock()
 	l := s.log
-	name := filepath.Join(l.dir, fmt.Sprintf("spare-%d", n))
+	name := filepath.Join(l.dir, fmt.Sprintf("%s%d", spareNamePrefix, n))
 	spare := &segment{pending: true}
 	var err error
 	if spare.store, err = openStore(name + storeExt + pendingSuffix); err != nil {
@@ -356,25 +359,29 @@ func isPendingFileName(name string) bool {
 	return strings.HasSuffix(name, pendingSuffix)
 }
 
-// removePendingFiles deletes the pending segment files in dir (see
+// removePendingFiles deletes the files in dir with pending names (see
 // pendingSuffix): segments whose predecessor was not known durable when
-// the log stopped. Their records are not counted durable by anyone (Sync,
-// Capture.Sync and Close finish the renames first); a snapshot that
-// linked one keeps its own link.
-func removePendingFiles(dir string, entries []os.DirEntry, logger *zap.Logger) error {
+// the log stopped, and spares. Their records are not counted durable by
+// anyone (Sync, Capture.Sync and Close finish the renames first); a
+// snapshot that linked one keeps its own link. It reports whether it
+// deleted a segment's file (a spare aside).
+func removePendingFiles(dir string, entries []os.DirEntry, logger *zap.Logger) (segments bool, err error) {
 	removed := 0
 	for _, e := range entries {
 		if !isPendingFileName(e.Name()) {
 			continue
 		}
 		if err := os.Remove(filepath.Join(dir, e.Name())); err != nil && !errors.Is(err, os.ErrNotExist) {
-			return fmt.Errorf("storage: remove %s: %w", e.Name(), err)
+			return false, fmt.Errorf("storage: remove %s: %w", e.Name(), err)
 		}
 		removed++
+		segments = segments || !strings.HasPrefix(e.Name(), spareNamePrefix)
 	}
 	if removed == 0 {
-		return nil
+		return false, nil
 	}
-	logger.Warn("removed segment files a crash left before the segment ahead of them was durable", zap.Int("files", removed))
-	return syncDir(dir)
+	if segments {
+		logger.Warn("removed segment files a crash left before the segment ahead of them was durable", zap.Int("files", removed))
+	}
+	return segments, syncDir(dir)
 }

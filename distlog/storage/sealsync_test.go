@@ -164,6 +164,23 @@ func TestBackgroundSealingCrashBeforeTheSealedSegmentIsDurable(t *testing.T) {
 	l.appendMu.Unlock()
 
 	// Copy the files as they are (the page cache) and tear segment 0.
+	crashed := copyLogFiles(t, dir)
+	store := filepath.Join(crashed, segmentFileName(0, storeExt))
+	fi, err := os.Stat(store)
+	require.NoError(t, err)
+	require.NoError(t, os.Truncate(store, fi.Size()-3))
+
+	recovered := openStorageLog(t, crashed, backgroundSealing)
+	requireStorageRecords(t, recovered, 0, 4) // the last frame of segment 0 was torn
+	require.Empty(t, pendingBases(t, crashed))
+	appendRecords(t, recovered, 4, 8)
+	requireStorageRecords(t, recovered, 0, 12)
+}
+
+// copyLogFiles copies the files of the log in dir (as they are: what the
+// page cache holds) to a new directory, as a crash would leave them.
+func copyLogFiles(t *testing.T, dir string) string {
+	t.Helper()
 	crashed := t.TempDir()
 	entries, err := os.ReadDir(dir)
 	require.NoError(t, err)
@@ -175,16 +192,28 @@ func TestBackgroundSealingCrashBeforeTheSealedSegmentIsDurable(t *testing.T) {
 		require.NoError(t, err)
 		require.NoError(t, os.WriteFile(filepath.Join(crashed, e.Name()), data, 0o644))
 	}
-	store := filepath.Join(crashed, segmentFileName(0, storeExt))
-	fi, err := os.Stat(store)
-	require.NoError(t, err)
-	require.NoError(t, os.Truncate(store, fi.Size()-3))
+	return crashed
+}
+
+// Segments dropped at open (pending names) change the epoch: a link made
+// by LinkSegments to one of them names other bytes than the log will hold
+// at that base.
+func TestBackgroundSealingDroppedSegmentsChangeTheEpoch(t *testing.T) {
+	dir := t.TempDir()
+	l := openStorageLog(t, dir, backgroundSealing)
+	l.sealer.halt()
+	appendRecords(t, l, 0, 12)
+	require.NoError(t, l.Sync()) // 0, 5, 10 durable and named
+	appendRecords(t, l, 12, 5)   // 15 pending
+	l.appendMu.Lock()
+	require.NoError(t, l.active.store.Flush())
+	l.appendMu.Unlock()
+	epoch := l.Epoch()
+	crashed := copyLogFiles(t, dir)
 
 	recovered := openStorageLog(t, crashed, backgroundSealing)
-	requireStorageRecords(t, recovered, 0, 4) // the last frame of segment 0 was torn
-	require.Empty(t, pendingBases(t, crashed))
-	appendRecords(t, recovered, 4, 8)
-	requireStorageRecords(t, recovered, 0, 12)
+	requireStorageRecords(t, recovered, 0, 15)
+	require.Greater(t, recovered.Epoch(), epoch)
 }
 
 func TestBackgroundSealingConfig(t *testing.T) {
