@@ -44,8 +44,10 @@ type Capture struct {
 func (c Capture) Sync() error {
 	// The captured sealed segments: durable, and named, before the
 	// capture is (see sealsync.go).
-	if err := c.log.drain(); err != nil {
-		return err
+	if n := len(c.Segments); n > 0 {
+		if err := c.log.drainThrough(c.Segments[n-1].Base); err != nil {
+			return err
+		}
 	}
 	if !c.log.storeSyncedThrough(c.seq) {
 		f, err := os.Open(c.activeLink)

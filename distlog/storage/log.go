@@ -546,8 +546,17 @@ func (l *Log) removeSegmentLocked(s *segment) error {
 // are fsynced here first with Config.SyncSealedInBackground).
 // When nothing was written since the last Sync, it fsyncs nothing.
 func (l *Log) Sync() error {
-	if err := l.drain(); err != nil {
-		return err
+	if l.sealer != nil {
+		// No roll between the drain and the fsync below: a segment it
+		// sealed would hold records written before this call and be left
+		// to the background.
+		l.removeMu.Lock()
+		defer l.removeMu.Unlock()
+		l.appendMu.Lock()
+		defer l.appendMu.Unlock()
+		if err := l.drainLocked(); err != nil {
+			return err
+		}
 	}
 	l.syncMu.Lock()
 	defer l.syncMu.Unlock()

@@ -3,6 +3,7 @@ package storage
 import (
 	"errors"
 	"fmt"
+	"math"
 	"os"
 	"path/filepath"
 	"strings"
@@ -96,9 +97,7 @@ func (s *sealSyncer) run() {
 	defer s.wg.Done()
 	l := s.log
 	for {
-		l.removeMu.Lock()
-		err := l.drainLocked()
-		l.removeMu.Unlock()
+		err := l.drainSteps()
 		if err != nil {
 			// Reported by the log's next roll, Sync, Capture.Sync and
 			// Close; logged here too, since that may be a while.
@@ -234,15 +233,35 @@ func (s *sealSyncer) fail(err error) error {
 	return s.err
 }
 
-// drain makes every sealed segment durable and every pending one named
-// (see drainLocked).
-func (l *Log) drain() error {
+// drainSteps is drainLocked taking removeMu for one step at a time, so
+// that a Truncate or a Sync need not wait for a log that keeps rolling.
+func (l *Log) drainSteps() error {
+	for {
+		l.removeMu.Lock()
+		renamed, err := l.sealStepLocked(math.MaxUint64)
+		l.removeMu.Unlock()
+		if err != nil || !renamed {
+			return err
+		}
+	}
+}
+
+// drainThrough makes the sealed segments up to the one of base durable,
+// and the pending ones up to it named (see drainLocked): what a capture
+// whose last segment is at base holds. The segments after it, which a
+// log that keeps rolling keeps making, are left to the goroutine.
+func (l *Log) drainThrough(base uint64) error {
 	if l.sealer == nil {
 		return nil
 	}
 	l.removeMu.Lock()
 	defer l.removeMu.Unlock()
-	return l.drainLocked()
+	for {
+		renamed, err := l.sealStepLocked(base)
+		if err != nil || !renamed {
+			return err
+		}
+	}
 }
 
 // drainLocked does what the background goroutine would: it fsyncs every
@@ -254,8 +273,8 @@ func (l *Log) drainLocked() error {
 		return nil
 	}
 	for {
-		more, err := l.sealStepLocked()
-		if err != nil || !more {
+		renamed, err := l.sealStepLocked(math.MaxUint64)
+		if err != nil || !renamed {
 			return err
 		}
 	}
@@ -263,9 +282,10 @@ func (l *Log) drainLocked() error {
 
 // sealStepLocked fsyncs the unsynced segments before the first pending
 // one (all of them when none is pending) and renames that pending one,
-// then fsyncs the directory. It reports whether a segment was renamed
-// (there may be more to do). Caller holds removeMu, and not mu.
-func (l *Log) sealStepLocked() (renamed bool, err error) {
+// then fsyncs the directory; segments with a base above through are left
+// alone. It reports whether a segment was renamed (there may be more to
+// do). Caller holds removeMu, and not mu.
+func (l *Log) sealStepLocked(through uint64) (renamed bool, err error) {
 	if err := l.sealer.failed(); err != nil {
 		return false, err
 	}
@@ -277,6 +297,9 @@ func (l *Log) sealStepLocked() (renamed bool, err error) {
 	var unsynced []*segment
 	var pending *segment
 	for _, s := range l.segments {
+		if s.baseOffset > through {
+			break
+		}
 		if s.pending {
 			pending = s
 			break
