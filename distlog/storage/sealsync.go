@@ -215,6 +215,13 @@ func (s *sealSyncer) halt() error {
 	return nil
 }
 
+// halted reports whether halt was called.
+func (s *sealSyncer) halted() bool {
+	s.mu.Lock()
+	defer s.mu.Unlock()
+	return s.stopped
+}
+
 // failed returns the error that stopped background sealing, if any.
 func (s *sealSyncer) failed() error {
 	s.mu.Lock()
@@ -237,6 +244,9 @@ func (s *sealSyncer) fail(err error) error {
 // that a Truncate or a Sync need not wait for a log that keeps rolling.
 func (l *Log) drainSteps() error {
 	for {
+		if l.sealer.halted() {
+			return nil // Close finishes the work
+		}
 		l.removeMu.Lock()
 		renamed, err := l.sealStepLocked(math.MaxUint64)
 		l.removeMu.Unlock()
