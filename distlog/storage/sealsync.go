@@ -394,11 +394,12 @@ func isPendingFileName(name string) bool {
 
 // removePendingFiles deletes the files in dir with pending names (see
 // pendingSuffix): segments whose predecessor was not known durable when
-// the log stopped, and spares. Their records are not counted durable by
+// the log stopped, and spares (which a roll may have taken for a segment:
+// a spare's name does not tell). Their records are not counted durable by
 // anyone (Sync, Capture.Sync and Close finish the renames first); a
 // snapshot that linked one keeps its own link. It reports whether it
-// deleted a segment's file (a spare aside).
-func removePendingFiles(dir string, entries []os.DirEntry, logger *zap.Logger) (segments bool, err error) {
+// deleted anything.
+func removePendingFiles(dir string, entries []os.DirEntry, logger *zap.Logger) (bool, error) {
 	removed := 0
 	for _, e := range entries {
 		if !isPendingFileName(e.Name()) {
@@ -408,13 +409,10 @@ func removePendingFiles(dir string, entries []os.DirEntry, logger *zap.Logger) (
 			return false, fmt.Errorf("storage: remove %s: %w", e.Name(), err)
 		}
 		removed++
-		segments = segments || !strings.HasPrefix(e.Name(), spareNamePrefix)
 	}
 	if removed == 0 {
 		return false, nil
 	}
-	if segments {
-		logger.Warn("removed segment files a crash left before the segment ahead of them was durable", zap.Int("files", removed))
-	}
-	return segments, syncDir(dir)
+	logger.Warn("removed segment files a crash left before the segment ahead of them was durable", zap.Int("files", removed))
+	return true, syncDir(dir)
 }

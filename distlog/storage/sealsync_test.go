@@ -269,3 +269,43 @@ func TestBackgroundSealingRollTakesTheSpare(t *testing.T) {
 	l = openStorageLog(t, dir, backgroundSealing)
 	requireStorageRecords(t, l, 0, 11)
 }
+
+// A segment made from a spare keeps the spare's name until it is renamed:
+// dropped at open, it changes the epoch as any dropped segment does.
+func TestBackgroundSealingDroppedSpareChangesTheEpoch(t *testing.T) {
+	dir := t.TempDir()
+	l := openStorageLog(t, dir, backgroundSealing)
+	appendRecords(t, l, 0, 6) // a roll: the goroutine then makes a spare
+	require.Eventually(t, func() bool {
+		l.sealer.mu.Lock()
+		defer l.sealer.mu.Unlock()
+		return l.sealer.spare != nil && !l.sealer.running
+	}, removalWait, time.Millisecond, "a spare made ahead")
+	require.NoError(t, l.Sync())
+	epoch := l.Epoch()
+
+	entered := make(chan uint64, 4)
+	gate := make(chan struct{})
+	var once sync.Once
+	release := func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	l.sealHook = func(base uint64) {
+		entered <- base
+		<-gate
+	}
+	appendRecords(t, l, 6, 5) // rolls at 10, into the spare
+	require.Equal(t, uint64(5), receive(t, entered, "background fsync of segment 5"))
+	l.mu.RLock()
+	active := l.active
+	l.mu.RUnlock()
+	require.True(t, strings.HasPrefix(filepath.Base(active.store.filePath()), spareNamePrefix), active.store.filePath())
+	l.appendMu.Lock()
+	require.NoError(t, active.store.Flush())
+	l.appendMu.Unlock()
+	crashed := copyLogFiles(t, dir)
+	release()
+
+	recovered := openStorageLog(t, crashed, backgroundSealing)
+	requireStorageRecords(t, recovered, 0, 10)
+	require.Greater(t, recovered.Epoch(), epoch)
+}
