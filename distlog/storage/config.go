@@ -96,8 +96,10 @@ type Config struct {
 	// it seals to a goroutine of the Log, so that the appender does not
 	// wait for it; the segment the roll creates keeps temporary names
 	// until that fsync is done, so a sealed segment is still whole on disk
-	// before any record after it counts (see sealsync.go). Sync, a
-	// Capture's Sync and Close wait for those fsyncs. For a log whose
+	// before any record after it counts (see sealsync.go): after a crash,
+	// even of the process alone, the log reopens without the records of
+	// segments still under temporary names. Sync, a Capture's Sync and
+	// Close wait for those fsyncs and renames. For a log whose
 	// appends are not fsynced (a topic's log): it cannot be combined with
 	// SyncOnAppend (whose appends' fsync covers the sealed segment at no
 	// extra cost) or Segment.Preallocate. Default false: a roll fsyncs the

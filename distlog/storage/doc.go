@@ -38,7 +38,10 @@
 // and position, and leaves the store files as they are: cutting would drop
 // records that may have been acknowledged. Config.CheckSealedOnOpen makes
 // it check every frame of the sealed segments, not only where recovery
-// looks.
+// looks. With Config.SyncSealedInBackground a roll leaves the fsync to a
+// goroutine and the segments after one not yet durable keep pending names
+// (see sealsync.go), which NewLog deletes: the invariant holds for every
+// segment with a real name.
 //
 // # Durability
 //
@@ -49,7 +52,12 @@
 // fsyncs the active segment; a roll fsyncs the segment it seals).
 // AppendBatch writes a batch with one write and at most one fsync (plus
 // one for each segment it fills), and
-// concurrent appenders with SyncOnAppend share fsyncs.
+// concurrent appenders with SyncOnAppend share fsyncs. A log with
+// Config.SyncSealedInBackground promises less without Sync: the records of
+// segments made since the last Sync (or Capture.Sync) that are still
+// pending do not survive even a crash of the process; Sync, Capture.Sync
+// and Close make them durable. (Meant for a log that can be rebuilt from
+// elsewhere after a crash, as a topic's from the Raft log.)
 //
 // # Concurrency
 //
