@@ -463,8 +463,9 @@ func (l *Log) rollPendingLocked(old *segment) error {
 	old.unsynced.Store(true)
 	l.segments = append(l.segments, s)
 	l.active = s
-	l.releaseIndexesLocked()
 	l.mu.Unlock()
+	// The goroutine releases the older indexes too (an unmap and a cut of
+	// the file, which waits for the journal as a file creation does).
 	l.sealer.poke()
 	return nil
 }

@@ -58,9 +58,10 @@ const pendingSuffix = ".pending"
 const spareNamePrefix = "spare-"
 
 // sealSyncer runs background sealing: a roll pokes it, and it starts a
-// goroutine that drains (see drainLocked) until no roll poked it
-// meanwhile, then ends; an idle log has no goroutine (a node may hold
-// thousands of topics).
+// goroutine that drains (see drainLocked), makes the next spare and
+// releases the older segments' indexes (see releaseIndexesLocked), until
+// no roll poked it meanwhile, then ends; an idle log has no goroutine (a
+// node may hold thousands of topics).
 type sealSyncer struct {
 	log *Log
 
@@ -106,6 +107,11 @@ func (s *sealSyncer) run() {
 			// The next roll creates its segment's files itself.
 			l.logger.Warn("cannot make the next segment's files ahead", zap.Error(err))
 		}
+		l.mu.Lock()
+		if !l.closed {
+			l.releaseIndexesLocked()
+		}
+		l.mu.Unlock()
 		s.mu.Lock()
 		if !s.again || s.stopped {
 			s.running = false

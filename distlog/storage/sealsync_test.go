@@ -309,3 +309,21 @@ func TestBackgroundSealingDroppedSpareChangesTheEpoch(t *testing.T) {
 	requireStorageRecords(t, recovered, 0, 10)
 	require.Greater(t, recovered.Epoch(), epoch)
 }
+
+// With background sealing the goroutine, not the roll, releases the
+// indexes of the older sealed segments.
+func TestBackgroundSealingReleasesIndexes(t *testing.T) {
+	l := openStorageLog(t, t.TempDir(), func(c *Config) {
+		backgroundSealing(c)
+		c.MappedSealedIndexes = 1
+	})
+	appendRecords(t, l, 0, 17) // segments 0, 5, 10, 15
+	require.Eventually(t, func() bool {
+		l.sealer.mu.Lock()
+		defer l.sealer.mu.Unlock()
+		return !l.sealer.running
+	}, removalWait, time.Millisecond, "the goroutine ends")
+	requireSealedReleased(t, l, 1)
+	requireStorageRecords(t, l, 0, 17)
+	requireReadBatchAll(t, l, 0, 17)
+}
