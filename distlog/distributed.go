@@ -147,9 +147,23 @@ func NewDistributedLog(dataDir string, cfg DistributedConfig) (d *DistributedLog
 		Stream:  &advertisedStreamLayer{StreamLayer: cfg.Raft.StreamLayer, addr: tcpAddr(cfg.Raft.AdvertiseAddr)},
 		MaxPool: cfg.Raft.TransportMaxPool,
 		Timeout: cfg.Raft.TransportTimeout,
-		Logger:  raftConfig.Logger.Named("transport"),
+		// One AppendEntries in flight per follower: replication is not
+		// pipelined. Group commit keeps one entry in Raft at a time
+		// (GroupCommitConfig.MaxInFlight), so a pipeline had nothing to
+		// overlap (one write, 64 writers, batches and one stream measured
+		// even or better without it), and hashicorp/raft v1.8's pipelined
+		// path has two faults: its decoder can stop reading while the
+		// transport blocks handing it a response, which stopped
+		// replication to that follower for good and hung Shutdown (a relay
+		// worked around it before), and it logs the follower's address
+		// without the lock under which a Join at a new address changes it
+		// (a data race that failed -race runs of
+		// TestDistributedLogMembership). 1 is the transport's documented
+		// way to skip the pipelined path (raft PR #541).
+		MaxRPCsInFlight: 1,
+		Logger:          raftConfig.Logger.Named("transport"),
 	})
-	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, d.snapshots, relayTransport{d.transport}); err != nil {
+	if d.raft, err = raft.NewRaft(raftConfig, d.fsm, logs, d.stable, d.snapshots, d.transport); err != nil {
 		return nil, errors.Join(fmt.Errorf("distlog: start raft: %w", err), d.transport.Close())
 	}
 	undo = append(undo, func() error { return d.raft.Shutdown().Error() })

@@ -892,3 +892,12 @@ func TestDistributedLogUnreadableRecordIsReplicaUnavailable(t *testing.T) {
 	require.NoError(t, err)
 	require.Equal(t, "first", string(rec.GetValue()))
 }
+
+// TestRaftReplicationIsNotPipelined: the transport refuses a pipeline, so
+// Raft replicates one AppendEntries at a time (see the transport's
+// configuration in NewDistributedLog for why).
+func TestRaftReplicationIsNotPipelined(t *testing.T) {
+	c := newTestCluster(t, 1, nil)
+	_, err := c.nodes[0].log.transport.AppendEntriesPipeline("elsewhere", "127.0.0.1:1")
+	require.ErrorIs(t, err, raft.ErrPipelineReplicationNotSupported)
+}
