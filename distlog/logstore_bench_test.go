@@ -1,7 +1,6 @@
 package distlog
 
 import (
-	"slices"
 	"sync/atomic"
 	"testing"
 	"time"
@@ -9,6 +8,7 @@ import (
 	"github.com/hashicorp/raft"
 	raftwal "github.com/hashicorp/raft-wal"
 	raftbench "github.com/hashicorp/raft/bench"
+	"github.com/proglog/proglog/distlog/internal/latency"
 	"github.com/proglog/proglog/distlog/storage"
 )
 
@@ -153,20 +153,9 @@ func BenchmarkStoreLogsWhileCompacting(b *testing.B) {
 			if err := <-compactorDone; err != nil {
 				b.Fatal(err)
 			}
-			slices.Sort(latencies)
-			at := func(q float64) float64 {
-				return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds())
-			}
-			b.ReportMetric(at(0.50), "p50-µs")
-			b.ReportMetric(at(0.99), "p99-µs")
-			b.ReportMetric(at(0.999), "p99.9-µs")
-			b.ReportMetric(at(1), "max-µs")
+			latency.Report(b, latencies)
 			if len(overlapped) > 0 {
-				var sum time.Duration
-				for _, d := range overlapped {
-					sum += d
-				}
-				b.ReportMetric(float64(sum.Microseconds())/float64(len(overlapped)), "overlap-mean-µs")
+				b.ReportMetric(latency.Mean(overlapped), "overlap-mean-µs")
 			}
 		})
 	}

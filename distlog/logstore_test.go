@@ -294,6 +294,18 @@ func heldCompaction(t *testing.T, s *logStore) (entered <-chan struct{}, release
 	return ch, release
 }
 
+// startHeldCompaction starts DeleteRange(min, max) in a goroutine and
+// returns once it is held inside (see heldCompaction), with the channel its
+// result comes on and the function that lets it go on.
+func startHeldCompaction(t *testing.T, s *logStore, min, max uint64) (deleted <-chan error, release func()) {
+	t.Helper()
+	entered, release := heldCompaction(t, s)
+	result := make(chan error, 1)
+	go func() { result <- s.DeleteRange(min, max) }()
+	within(t, entered, "DeleteRange")
+	return result, release
+}
+
 // within waits for ch for at most compactionWait.
 func within[T any](t *testing.T, ch <-chan T, what string) T {
 	t.Helper()
@@ -314,11 +326,7 @@ func TestLogStoreCompactionDoesNotBlockStoreLogs(t *testing.T) {
 	dir := t.TempDir()
 	s := newTestLogStore(t, dir)
 	require.NoError(t, s.StoreLogs(testEntries(1, 20, 1)))
-	entered, release := heldCompaction(t, s)
-
-	deleted := make(chan error, 1)
-	go func() { deleted <- s.DeleteRange(1, 12) }()
-	within(t, entered, "DeleteRange")
+	deleted, release := startHeldCompaction(t, s, 1, 12)
 
 	stored := make(chan error, 1)
 	go func() { stored <- s.StoreLogs(testEntries(21, 30, 1)) }()
@@ -346,11 +354,7 @@ func TestLogStoreRewriteWaitsForCompaction(t *testing.T) {
 	dir := t.TempDir()
 	s := newTestLogStore(t, dir)
 	require.NoError(t, s.StoreLogs(testEntries(1, 20, 1)))
-	entered, release := heldCompaction(t, s)
-
-	deleted := make(chan error, 1)
-	go func() { deleted <- s.DeleteRange(1, 12) }()
-	within(t, entered, "DeleteRange")
+	deleted, release := startHeldCompaction(t, s, 1, 12)
 
 	rewritten := testEntries(5, 6, 2)
 	stored := make(chan error, 1)

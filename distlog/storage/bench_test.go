@@ -6,6 +6,8 @@ import (
 	"slices"
 	"testing"
 	"time"
+
+	"github.com/proglog/proglog/distlog/internal/latency"
 )
 
 // Storage benchmarks: `make bench` (see README.md, "Storage benchmarks").
@@ -328,19 +330,12 @@ func BenchmarkAppendRoll(b *testing.B) {
 					}
 				}
 				b.StopTimer()
-				mean := func(d []time.Duration) float64 {
-					var sum time.Duration
-					for _, x := range d {
-						sum += x
-					}
-					return float64(sum.Microseconds()) / float64(max(1, len(d)))
-				}
-				b.ReportMetric(mean(rolled), "roll-mean-µs")
+				b.ReportMetric(latency.Mean(rolled), "roll-mean-µs")
 				b.ReportMetric(float64(slices.Max(append(rolled, 0)).Microseconds()), "roll-max-µs")
-				b.ReportMetric(mean(other), "other-mean-µs")
+				b.ReportMetric(latency.Mean(other), "other-mean-µs")
 				all := slices.Concat(rolled, other)
 				slices.Sort(all)
-				b.ReportMetric(float64(all[int(0.999*float64(len(all)-1))].Microseconds()), "p99.9-µs")
+				b.ReportMetric(latency.Quantile(all, 0.999), "p99.9-µs")
 			})
 		}
 	}
@@ -399,14 +394,7 @@ func BenchmarkAppendWhileTruncating(b *testing.B) {
 			if err := <-truncatorDone; err != nil {
 				b.Fatal(err)
 			}
-			slices.Sort(latencies)
-			at := func(q float64) float64 {
-				return float64(latencies[int(q*float64(len(latencies)-1))].Microseconds())
-			}
-			b.ReportMetric(at(0.50), "p50-µs")
-			b.ReportMetric(at(0.99), "p99-µs")
-			b.ReportMetric(at(0.999), "p99.9-µs")
-			b.ReportMetric(at(1), "max-µs")
+			latency.Report(b, latencies)
 		})
 	}
 }

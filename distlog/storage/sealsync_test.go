@@ -60,15 +60,7 @@ func appendRecords(t *testing.T, l *Log, n, k uint64) {
 func TestBackgroundSealingRollDoesNotWait(t *testing.T) {
 	dir := t.TempDir()
 	l := openStorageLog(t, dir, backgroundSealing)
-	entered := make(chan uint64, 16)
-	gate := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(release)
-	l.sealHook = func(base uint64) {
-		entered <- base
-		<-gate
-	}
+	entered, release := holdSealing(t, l, 16)
 
 	appended := make(chan struct{})
 	go func() {
@@ -284,15 +276,7 @@ func TestBackgroundSealingDroppedSpareChangesTheEpoch(t *testing.T) {
 	require.NoError(t, l.Sync())
 	epoch := l.Epoch()
 
-	entered := make(chan uint64, 4)
-	gate := make(chan struct{})
-	var once sync.Once
-	release := func() { once.Do(func() { close(gate) }) }
-	t.Cleanup(release)
-	l.sealHook = func(base uint64) {
-		entered <- base
-		<-gate
-	}
+	entered, release := holdSealing(t, l, 4)
 	appendRecords(t, l, 6, 5) // rolls at 10, into the spare
 	require.Equal(t, uint64(5), receive(t, entered, "background fsync of segment 5"))
 	l.mu.RLock()
@@ -326,4 +310,21 @@ func TestBackgroundSealingReleasesIndexes(t *testing.T) {
 	requireSealedReleased(t, l, 1)
 	requireStorageRecords(t, l, 0, 17)
 	requireReadBatchAll(t, l, 0, 17)
+}
+
+// holdSealing makes l's background sealing stop before each segment's
+// fsync until release is called (at the end of the test at the latest),
+// telling entered (buffer n) the segment's base each time.
+func holdSealing(t *testing.T, l *Log, n int) (entered <-chan uint64, release func()) {
+	t.Helper()
+	ch := make(chan uint64, n)
+	gate := make(chan struct{})
+	var once sync.Once
+	release = func() { once.Do(func() { close(gate) }) }
+	t.Cleanup(release)
+	l.sealHook = func(base uint64) {
+		ch <- base
+		<-gate
+	}
+	return ch, release
 }
