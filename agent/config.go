@@ -159,9 +159,9 @@ type Config struct {
 	// data log and the Raft log. 0 means distlog's defaults.
 	SegmentMaxStoreBytes uint64
 	SegmentMaxIndexBytes uint64
-	// SegmentMaxAge seals a topic's segment once it spans this much time of
-	// records (distlog.TopicSegmentConfig.MaxAge), so that retention by age
-	// reaches quiet topics. 0 means distlog.DefaultTopicSegmentMaxAge (1 h);
+	// SegmentMaxAge seals a segment of a topic with a retention age once it
+	// spans this much time of records (distlog.TopicSegmentConfig.MaxAge),
+	// so that retention by age reaches quiet topics. 0 means distlog.DefaultTopicSegmentMaxAge (1 h);
 	// negative: by size only.
 	SegmentMaxAge time.Duration
 

@@ -66,9 +66,10 @@ const (
 	// 100-byte records) before they reach 8 MiB.
 	DefaultTopicSegmentIndexBytes = 12 * 32768
 	// DefaultTopicSegmentMaxAge is the default TopicSegmentConfig.MaxAge: a
-	// topic's segment is sealed once it spans an hour of records, so that
-	// retention by age deletes records of a quiet topic within about an
-	// hour of their time (Kafka's segment.ms is a week).
+	// segment of a topic with a retention age is sealed once it spans an
+	// hour of records, so that retention deletes records of a quiet topic
+	// within about an hour of their age passing (Kafka's segment.ms is a
+	// week, for every topic).
 	DefaultTopicSegmentMaxAge = time.Hour
 	// DefaultLeaderLeaseTimeout is the default RaftConfig.LeaderLeaseTimeout:
 	// half the heartbeat timeout, raft's own ratio.
@@ -403,10 +404,13 @@ type TopicSegmentConfig struct {
 	// MaxIndexBytes/12 records. Default: Log.Segment.MaxIndexBytes when
 	// that is set, otherwise DefaultTopicSegmentIndexBytes.
 	MaxIndexBytes uint64
-	// MaxAge seals a topic's segment once a record comes MaxAge or more
-	// after the segment's first (by the leader's timestamps, so every
-	// replica cuts the same segments; see storage.Config.Segment.MaxAge).
-	// Default DefaultTopicSegmentMaxAge (1 h); negative: by size only.
+	// MaxAge seals a segment of a topic with a retention age
+	// (TopicConfig.RetentionAge) once a record comes MaxAge or more after
+	// the segment's first (by the leader's timestamps, so every replica
+	// cuts the same segments; see storage.Config.Segment.MaxAge). Topics
+	// without a retention age roll by size only: nothing would delete the
+	// segments an age roll cut, and each holds open files. Default
+	// DefaultTopicSegmentMaxAge (1 h); negative: by size only.
 	MaxAge time.Duration
 }
 

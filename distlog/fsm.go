@@ -10,6 +10,7 @@ import (
 	"strconv"
 	"strings"
 	"sync"
+	"time"
 
 	"github.com/hashicorp/raft"
 	api "github.com/proglog/proglog/api/v1"
@@ -170,8 +171,21 @@ func (f *fsm) topicLogConfig(t topicMeta) storage.Config {
 		c.Segment.MaxStoreBytes = t.config.SegmentBytes
 	}
 	c.Segment.InitialOffset = 0
+	c.Segment.MaxAge = f.segmentMaxAge(t.config)
 	c.Logger = f.logger.With(zap.String("topic", t.name))
 	return c
+}
+
+// segmentMaxAge is how long a segment of a topic with cfg may span: the
+// node's TopicSegments.MaxAge for a topic with a retention age, which only
+// whole sealed segments can meet, and none (size only) for the others,
+// whose segments would otherwise pile up one an hour for as long as a
+// trickle of records comes, each holding two open files.
+func (f *fsm) segmentMaxAge(cfg TopicConfig) time.Duration {
+	if cfg.RetentionAge == 0 {
+		return 0
+	}
+	return f.logConfig.Segment.MaxAge
 }
 
 // maxRecordBytes is the record limit of a topic with cfg on this node.

@@ -73,6 +73,9 @@ func (f *fsm) alterTopicLocked(index uint64, cmd command) applyResult {
 		t.config = old
 		return f.stopLocked(fmt.Errorf("alter topic %q: %w", cmd.topic, err))
 	}
+	if t.log != nil {
+		t.log.SetSegmentMaxAge(f.segmentMaxAge(t.config))
+	}
 	f.logger.Info("topic altered", zap.String("topic", cmd.topic),
 		zap.Uint64("retention_bytes", t.config.RetentionBytes), zap.Duration("retention_age", t.config.RetentionAge))
 	return applyResult{}

@@ -409,9 +409,12 @@ func segmentBases(t *testing.T, node *testNode, topic string) []uint64 {
 	return bases
 }
 
-// TestDistributedTopicSegmentMaxAge: a topic's segment is sealed once its
-// records span TopicSegments.MaxAge, by the leader's timestamps, so every
-// replica cuts its segments at the same offsets.
+// TestDistributedTopicSegmentMaxAge: a segment of a topic with a retention
+// age is sealed once its records span TopicSegments.MaxAge, by the leader's
+// timestamps, so every replica cuts its segments at the same offsets; a
+// topic without one rolls by size only (its segments would otherwise pile
+// up, each holding open files, for no retention to delete), until an
+// AlterTopic gives it a retention age.
 func TestDistributedTopicSegmentMaxAge(t *testing.T) {
 	const maxAge = 150 * time.Millisecond
 	c := newTestCluster(t, 3, func(cfg *DistributedConfig) {
@@ -419,25 +422,42 @@ func TestDistributedTopicSegmentMaxAge(t *testing.T) {
 		// Room for every record the test writes: segments roll by age only.
 		cfg.TopicSegments.MaxStoreBytes, cfg.TopicSegments.MaxIndexBytes = 1<<20, 12*4096
 	})
-	c.createTopic("aging")
-	var values []string
-	add := func() {
-		v := fmt.Sprintf("v%d", len(values))
-		c.appendTopic("aging", v)
-		values = append(values, v)
+	ctx := context.Background()
+	retained := TopicConfig{RetentionAge: time.Hour}
+	require.NoError(t, c.leaderDo(func(l *DistributedLog) error { return l.CreateTopic(ctx, "aging", retained) }))
+	c.createTopic("plain")
+	c.createTopic("later")
+	values := map[string][]string{}
+	add := func(topics ...string) {
+		for _, topic := range topics {
+			v := fmt.Sprintf("v%d", len(values[topic]))
+			c.appendTopic(topic, v)
+			values[topic] = append(values[topic], v)
+		}
 	}
-	add()
+	add("aging", "plain", "later")
 	// Records keep coming until one is an age after the first: the leader
 	// then starts a segment (a few records of 150 ms each fit otherwise).
 	require.Eventually(t, func() bool {
-		add()
+		add("aging", "plain", "later")
 		return len(segmentBases(t, c.waitLeader(), "aging")) >= 3
 	}, waitTimeout, maxAge/3, "the topic's segments never aged")
+	require.Equal(t, []uint64{0}, segmentBases(t, c.waitLeader(), "plain"), "a topic without a retention age rolled by age")
+	require.Equal(t, []uint64{0}, segmentBases(t, c.waitLeader(), "later"))
+
+	require.NoError(t, c.leaderDo(func(l *DistributedLog) error { return l.AlterTopic(ctx, "later", retained) }))
+	require.Eventually(t, func() bool {
+		add("later")
+		return len(segmentBases(t, c.waitLeader(), "later")) >= 2
+	}, waitTimeout, maxAge/3, "a retention age given by AlterTopic did not age the topic's segments")
+
 	leader := c.waitLeader()
-	want := segmentBases(t, leader, "aging")
-	for _, node := range c.nodes {
-		requireTopicHolds(t, node, "aging", values)
-		require.Equal(t, want, segmentBases(t, node, "aging"), "%s cut other segments than the leader %s", node.id, leader.id)
+	for _, topic := range []string{"aging", "plain", "later"} {
+		want := segmentBases(t, leader, topic)
+		for _, node := range c.nodes {
+			requireTopicHolds(t, node, topic, values[topic])
+			require.Equal(t, want, segmentBases(t, node, topic), "%s cut other segments of %q than the leader %s", node.id, topic, leader.id)
+		}
 	}
 }
 

@@ -172,7 +172,7 @@ func agentOptions(hostname string) []option {
 		option{key: keyRaftHeartbeatTimeout, def: distlog.DefaultHeartbeatTimeout, usage: "time without a leader's heartbeat before a follower campaigns: how soon a crashed leader is replaced (raise it on slow or distant networks, on every node)"},
 		option{key: keyRaftElectionTimeout, def: distlog.DefaultElectionTimeout, usage: "time a candidate waits for votes before it campaigns again"},
 		option{key: keyRaftLeaderLeaseTimeout, def: distlog.DefaultLeaderLeaseTimeout, usage: "time a leader keeps leading without hearing from a majority; at most --raft-heartbeat-timeout"},
-		option{key: keySegmentMaxAge, def: distlog.DefaultTopicSegmentMaxAge, usage: "seal a topic's segment once it spans this much time of records, so that retention by age also reaches topics that fill their segments slowly; 0: by size only"},
+		option{key: keySegmentMaxAge, def: distlog.DefaultTopicSegmentMaxAge, usage: "seal a segment of a topic with a retention age once it spans this much time of records, so that retention by age also reaches topics that fill their segments slowly (others roll by size only); 0: by size only"},
 		option{key: keyPprofAddr, def: "", usage: "host:port where the node serves Go's profiles (/debug/pprof/) for 'go tool pprof', over plain HTTP without authentication: bind it to 127.0.0.1; empty: off"},
 		option{key: keyRaftTrailingBytes, def: distlog.DefaultTrailingBytes, usage: "about how many bytes of Raft entries a snapshot leaves in the Raft log (at least 16 entries) and how many new bytes trigger a snapshot, so a follower that was away catches up from the log rather than by a snapshot with every record; -1: exactly 2048 entries"},
 	)

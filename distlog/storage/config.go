@@ -59,7 +59,8 @@ type Config struct {
 		// that fills its segments slowly (Kafka's segment.ms). The roll
 		// happens at the first append past the age, and depends only on the
 		// records' timestamps: replicas given the same records cut the same
-		// segments. Default 0: by size only.
+		// segments. Log.SetSegmentMaxAge changes it on an open log.
+		// Default 0: by size only.
 		MaxAge time.Duration
 		// InitialOffset is the offset of the first record of a log created
 		// empty (by NewLog on an empty directory, or by Reset). Default 0.

@@ -10,6 +10,7 @@ import (
 	"sync"
 	"sync/atomic"
 	"syscall"
+	"time"
 
 	api "github.com/proglog/proglog/api/v1"
 	"go.uber.org/zap"
@@ -65,6 +66,9 @@ type Log struct {
 	// (roll, Truncate, TruncateFrom, Reset, ResetTo, Restore, Close).
 	// Readers never take it.
 	appendMu sync.Mutex
+	// segmentMaxAge is Config.Segment.MaxAge in nanoseconds (0: none), as
+	// SetSegmentMaxAge last set it; guarded by appendMu.
+	segmentMaxAge int64
 	// scratch and starts are the frame-encoding buffers; guarded by
 	// appendMu.
 	scratch []byte
@@ -156,6 +160,8 @@ func NewLog(dir string, c Config) (*Log, error) {
 		logger:  c.Logger.Named("storage").With(zap.String("dir", dir)),
 		lock:    lock,
 		changed: make(chan struct{}),
+
+		segmentMaxAge: max(0, int64(c.Segment.MaxAge)),
 	}
 	l.config.Logger = l.logger
 	if err := l.load(); err != nil {
@@ -375,12 +381,24 @@ func (l *Log) AppendBatch(records []*Record) (uint64, error) {
 	return first, nil
 }
 
+// SetSegmentMaxAge changes Config.Segment.MaxAge from the next append on,
+// for the active segment too (its first record's age counts from that
+// record's timestamp, whenever the setting came); 0 or less rolls by size
+// only. For a log whose owner changes it at the same point of every
+// replica's history (distlog: a topic's retention), so that replicas keep
+// cutting the same segments.
+func (l *Log) SetSegmentMaxAge(d time.Duration) {
+	l.appendMu.Lock()
+	defer l.appendMu.Unlock()
+	l.segmentMaxAge = max(0, int64(d))
+}
+
 // writeFramesLocked writes encoded frames (frame k starts at starts[k] in
 // frames and holds the active segment's next offset plus k) into the active
 // segment, rolling to new segments as they fill. Caller holds appendMu.
 func (l *Log) writeFramesLocked(frames []byte, starts []uint64) error {
 	for i := 0; i < len(starts); {
-		n := l.active.fits(frames, starts[i:])
+		n := l.active.fits(frames, starts[i:], l.segmentMaxAge)
 		if n == 0 {
 			if err := l.rollLocked(); err != nil {
 				return err

@@ -649,11 +649,16 @@ func TestLogMaxAge(t *testing.T) {
 	require.Equal(t, []uint64{0, 4, 7, 10}, bases(l))
 	requireRecordCount(t, l, 11)
 
-	// Without MaxAge, age does not matter.
+	// Without MaxAge, age does not matter, until SetSegmentMaxAge: the
+	// active segment's age then counts from its first record.
 	plain := openStorageLog(t, t.TempDir(), nil)
 	_, err = plain.AppendBatch(stamped(t0, t0+hour, t0+100*hour))
 	require.NoError(t, err)
 	require.Equal(t, []uint64{0}, bases(plain))
+	plain.SetSegmentMaxAge(time.Hour)
+	_, err = plain.Append(stamped(t0 + 100*hour)[0])
+	require.NoError(t, err)
+	require.Equal(t, []uint64{0, 3}, bases(plain))
 }
 
 // requireRecordCount checks that the log holds n records from offset 0,

@@ -194,7 +194,6 @@ func (l *Log) adoptSpare(spare *segment, base uint64) (*segment, error) {
 	s := spare
 	s.baseOffset = base
 	s.maxStoreBytes = l.config.Segment.MaxStoreBytes
-	s.maxAge = max(0, int64(l.config.Segment.MaxAge))
 	s.logger = l.config.Logger
 	s.store.writeback = true
 	// Durable with the segment's fsync, as a created store's header is.

@@ -56,8 +56,6 @@ type segment struct {
 	store         *store
 	index         *index
 	maxStoreBytes uint64
-	// maxAge is Config.Segment.MaxAge in nanoseconds; 0: no roll by age.
-	maxAge int64
 	// firstTimestamp caches the Timestamp of the segment's first record
 	// for the roll by age; 0 until fits first needs it. Only the appender
 	// (under the Log's appendMu) uses it. A segment never loses its first
@@ -136,7 +134,6 @@ func newSegmentStore(dir string, base uint64, c Config, pending bool) (*segment,
 	s := &segment{
 		baseOffset:    base,
 		maxStoreBytes: c.Segment.MaxStoreBytes,
-		maxAge:        max(0, int64(c.Segment.MaxAge)),
 		logger:        c.Logger,
 		pending:       pending,
 	}
@@ -479,26 +476,31 @@ func frameEnd(frames []byte, starts []uint64, k int) uint64 {
 
 // fits returns how many of the frames (frame k starts at starts[k] in
 // frames) the segment takes. An empty segment takes a first frame of any
-// size: a record larger than MaxStoreBytes gets a segment of its own.
-func (s *segment) fits(frames []byte, starts []uint64) int {
+// size: a record larger than MaxStoreBytes gets a segment of its own. With
+// maxAge (nanoseconds; 0: none), it takes no frame stamped maxAge or more
+// after its first record (see Config.Segment.MaxAge).
+func (s *segment) fits(frames []byte, starts []uint64, maxAge int64) int {
 	if len(starts) == 0 {
 		return 0
 	}
 	storeSize := s.store.Size()
 	room := (s.index.limit - min(s.index.limit, s.index.size.Load())) / entWidth
 	empty := storeSize == uint64(segmentHeaderWidth)
-	first := s.firstRecordTimestamp()
+	var first int64
+	if maxAge > 0 {
+		first = s.firstRecordTimestamp()
+	}
 	n := 0
 	for n < len(starts) && uint64(n) < room {
 		chunk := frameEnd(frames, starts, n) - starts[0]
 		if storeSize+chunk > s.maxStoreBytes && !(empty && n == 0) {
 			break
 		}
-		if s.maxAge > 0 {
+		if maxAge > 0 {
 			ts := frameTimestamp(frames, starts[n])
 			if first == 0 {
 				first = ts
-			} else if ts != 0 && ts-first >= s.maxAge && !(empty && n == 0) {
+			} else if ts != 0 && ts-first >= maxAge && !(empty && n == 0) {
 				break
 			}
 		}
@@ -508,11 +510,11 @@ func (s *segment) fits(frames []byte, starts []uint64) int {
 }
 
 // firstRecordTimestamp is the Timestamp of the segment's first record, 0
-// when the segment is empty, rolls by size only, or its first record has
-// none or cannot be read (the segment then rolls by size only, and reads
-// of that record report the damage).
+// when the segment is empty, or its first record has none or cannot be
+// read (the segment then rolls by size only, and reads of that record
+// report the damage).
 func (s *segment) firstRecordTimestamp() int64 {
-	if s.maxAge == 0 || s.firstTimestamp != 0 || s.Len() == 0 {
+	if s.firstTimestamp != 0 || s.Len() == 0 {
 		return s.firstTimestamp
 	}
 	if r, err := s.Read(s.baseOffset); err == nil {

@@ -13,7 +13,7 @@ func appendToSegment(t *testing.T, s *segment, value []byte) uint64 {
 	t.Helper()
 	off := s.nextOffset.Load()
 	frame := appendFrame(nil, &Record{Value: value}, off)
-	require.Equal(t, 1, s.fits(frame, []uint64{0}))
+	require.Equal(t, 1, s.fits(frame, []uint64{0}, 0))
 	require.NoError(t, s.appendFrames(frame, []uint64{0}))
 	return off
 }
@@ -40,7 +40,7 @@ func TestSegment(t *testing.T) {
 	}
 	require.True(t, s.IsMaxed(), "maxed by the index")
 	frame := appendFrame(nil, &Record{Value: []byte("x")}, 19)
-	require.Zero(t, s.fits(frame, []uint64{0}))
+	require.Zero(t, s.fits(frame, []uint64{0}, 0))
 	_, err = s.Read(19)
 	require.ErrorAs(t, err, new(api.ErrOffsetOutOfRange))
 	require.NoError(t, s.Close())
