@@ -560,6 +560,20 @@ func (l *Log) removeSegmentLocked(s *segment) error {
 	return syncDir(l.dir)
 }
 
+// lockDrained takes removeMu and appendMu and finishes the background
+// sealing (drainLocked), for what must see every sealed segment durable
+// and named and no roll meanwhile. unlock releases both; the caller calls
+// it also when err is not nil.
+func (l *Log) lockDrained() (unlock func(), err error) {
+	l.removeMu.Lock()
+	l.appendMu.Lock()
+	unlock = func() {
+		l.appendMu.Unlock()
+		l.removeMu.Unlock()
+	}
+	return unlock, l.drainLocked()
+}
+
 // Sync writes buffered records to the files and fsyncs them: the active
 // segment's store and index (sealed segments were fsynced when sealed, or
 // are fsynced here first with Config.SyncSealedInBackground).
@@ -569,11 +583,9 @@ func (l *Log) Sync() error {
 		// No roll between the drain and the fsync below: a segment it
 		// sealed would hold records written before this call and be left
 		// to the background.
-		l.removeMu.Lock()
-		defer l.removeMu.Unlock()
-		l.appendMu.Lock()
-		defer l.appendMu.Unlock()
-		if err := l.drainLocked(); err != nil {
+		unlock, err := l.lockDrained()
+		defer unlock()
+		if err != nil {
 			return err
 		}
 	}
@@ -663,11 +675,9 @@ func (l *Log) NextOffset() uint64 {
 // uses it to drop a follower's diverged suffix. The cut is durable
 // (fsynced) when TruncateFrom returns.
 func (l *Log) TruncateFrom(offset uint64) error {
-	l.removeMu.Lock()
-	defer l.removeMu.Unlock()
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
-	if err := l.drainLocked(); err != nil {
+	unlock, err := l.lockDrained()
+	defer unlock()
+	if err != nil {
 		return err
 	}
 	l.mu.Lock()
@@ -686,7 +696,6 @@ func (l *Log) TruncateFrom(offset uint64) error {
 	if err := l.bumpEpochLocked(); err != nil {
 		return err
 	}
-	var err error
 	for err == nil {
 		last := l.segments[len(l.segments)-1]
 		if last.baseOffset < offset {
@@ -718,11 +727,9 @@ func (l *Log) Reset() error {
 // calls it after installing a snapshot). Segments are removed oldest first,
 // so a crash part-way leaves a valid suffix of the old log.
 func (l *Log) ResetTo(next uint64) error {
-	l.removeMu.Lock()
-	defer l.removeMu.Unlock()
-	l.appendMu.Lock()
-	defer l.appendMu.Unlock()
-	if err := l.drainLocked(); err != nil {
+	unlock, err := l.lockDrained()
+	defer unlock()
+	if err != nil {
 		return err
 	}
 	l.mu.Lock()
