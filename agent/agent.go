@@ -170,24 +170,10 @@ func (a *Agent) setupLog() error {
 	layer := distlog.NewStreamLayer(raftListener, a.cfg.PeerServerTLSConfig, a.cfg.PeerTLSConfig,
 		distlog.WithHandshakeObserver(a.peerTLS.observe))
 
-	var dc distlog.DistributedConfig
-	dc.Log.MaxRecordBytes = uint64(a.cfg.MaxRecordBytes)
-	dc.Log.Segment.MaxStoreBytes = a.cfg.SegmentMaxStoreBytes
-	dc.Log.Segment.MaxIndexBytes = a.cfg.SegmentMaxIndexBytes
-	dc.TopicSegments.MaxAge = a.cfg.SegmentMaxAge
+	dc := a.cfg.distributedConfig()
 	dc.Raft.LocalID = raft.ServerID(a.cfg.NodeName)
 	dc.Raft.StreamLayer = layer
 	dc.Raft.AdvertiseAddr = a.RPCAddr()
-	dc.Raft.Bootstrap = a.cfg.Bootstrap
-	dc.Raft.HeartbeatTimeout = a.cfg.RaftHeartbeatTimeout
-	dc.Raft.ElectionTimeout = a.cfg.RaftElectionTimeout
-	dc.Raft.LeaderLeaseTimeout = a.cfg.RaftLeaderLeaseTimeout
-	dc.Raft.CommitTimeout = a.cfg.RaftCommitTimeout
-	dc.Raft.SnapshotThreshold = a.cfg.RaftSnapshotThreshold
-	dc.Raft.SnapshotInterval = a.cfg.RaftSnapshotInterval
-	dc.Raft.TrailingLogs = a.cfg.RaftTrailingLogs
-	dc.Raft.TrailingBytes = a.cfg.RaftTrailingBytes
-	dc.RetentionCheckInterval = a.cfg.RetentionCheckInterval
 	dc.Logger = a.cfg.Logger
 
 	l, err := distlog.NewDistributedLog(filepath.Join(a.cfg.DataDir), dc)
@@ -219,6 +205,29 @@ func (a *Agent) setupGRPCServer() error {
 	return nil
 }
 
+// distributedConfig is the log's configuration from c's settings; the
+// node's identity, stream layer, address and logger are added by setupLog.
+func (c Config) distributedConfig() distlog.DistributedConfig {
+	var dc distlog.DistributedConfig
+	dc.Log.MaxRecordBytes = uint64(c.MaxRecordBytes)
+	dc.Log.Segment.MaxStoreBytes = c.SegmentMaxStoreBytes
+	dc.Log.Segment.MaxIndexBytes = c.SegmentMaxIndexBytes
+	dc.TopicSegments.MaxAge = c.SegmentMaxAge
+	dc.Raft.Bootstrap = c.Bootstrap
+	dc.Raft.HeartbeatTimeout = c.RaftHeartbeatTimeout
+	dc.Raft.ElectionTimeout = c.RaftElectionTimeout
+	dc.Raft.LeaderLeaseTimeout = c.RaftLeaderLeaseTimeout
+	dc.Raft.CommitTimeout = c.RaftCommitTimeout
+	dc.Raft.SnapshotThreshold = c.RaftSnapshotThreshold
+	dc.Raft.SnapshotInterval = c.RaftSnapshotInterval
+	dc.Raft.TrailingLogs = c.RaftTrailingLogs
+	dc.Raft.TrailingBytes = c.RaftTrailingBytes
+	dc.RetentionCheckInterval = c.RetentionCheckInterval
+	dc.GroupCommit.MaxInFlight = c.GroupCommitInFlight
+	dc.GroupCommit.Linger = c.GroupCommitLinger
+	return dc
+}
+
 func (a *Agent) serverConfig(authorizer server.Authorizer) *server.Config {
 	return &server.Config{
 		CommitLog:       a.obs.metrics.CountAppends(topicLog{a.log}),
@@ -229,8 +238,11 @@ func (a *Agent) serverConfig(authorizer server.Authorizer) *server.Config {
 		MaxRecordBytes:  a.cfg.MaxRecordBytes,
 		MaxBatchRecords: a.cfg.MaxBatchRecords,
 		MaxConsumeBytes: a.cfg.MaxConsumeBytes,
-		Stopping:        a.stopping,
-		Logger:          a.cfg.Logger,
+		// One ProduceStream's window; the bytes it may hold stay the
+		// server's default.
+		ProduceStreamWindow: a.cfg.ProduceStreamWindow,
+		Stopping:            a.stopping,
+		Logger:              a.cfg.Logger,
 	}
 }
 

@@ -191,6 +191,20 @@ type Config struct {
 	// distlog.DefaultTrailingBytes (32 MiB), negative keeps exactly
 	// RaftTrailingLogs. See distlog.RaftConfig.TrailingBytes.
 	RaftTrailingBytes int64
+	// GroupCommitInFlight is how many coalesced append entries the leader
+	// keeps in Raft at once; 0 means distlog.DefaultGroupCommitInFlight
+	// (1). More can help when the nodes have disks of their own (the
+	// leader's fsync of the next entry overlaps the followers' of the
+	// last); see distlog.GroupCommitConfig.MaxInFlight.
+	GroupCommitInFlight int
+	// GroupCommitLinger is the longest the leader waits for the writers of
+	// the entry that just finished to write again before it proposes the
+	// next one; 0 means distlog.DefaultGroupCommitLinger (500µs), negative
+	// never waits. See distlog.GroupCommitConfig.Linger.
+	GroupCommitLinger time.Duration
+	// ProduceStreamWindow is how many records one ProduceStream keeps in
+	// flight on the server; 0 means server.DefaultProduceStreamWindow.
+	ProduceStreamWindow int
 
 	// GRPCServerOptions are appended to the gRPC server's options, after the
 	// agent's own (TLS credentials, authentication interceptors), e.g.
@@ -316,6 +330,8 @@ func (c Config) validate() error {
 		return fmt.Errorf("agent: HTTPPort %d out of range", c.HTTPPort)
 	case c.MaxRecordBytes < 0 || c.MaxBatchRecords < 0 || c.MaxConsumeBytes < 0:
 		return fmt.Errorf("agent: MaxRecordBytes, MaxBatchRecords and MaxConsumeBytes must not be negative")
+	case c.GroupCommitInFlight < 0 || c.ProduceStreamWindow < 0:
+		return fmt.Errorf("agent: GroupCommitInFlight %d and ProduceStreamWindow %d must not be negative", c.GroupCommitInFlight, c.ProduceStreamWindow)
 	case c.MetricsMaxTopicLabels < 0:
 		return fmt.Errorf("agent: MetricsMaxTopicLabels %d must not be negative", c.MetricsMaxTopicLabels)
 	case c.TraceExporter != "" && c.TraceExporter != telemetry.ExporterNone &&

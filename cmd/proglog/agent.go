@@ -68,6 +68,11 @@ type agentSettings struct {
 	pprofAddr string
 	// segmentMaxAge seals topic segments by age; 0 is off.
 	segmentMaxAge time.Duration
+	// groupCommitInFlight, groupCommitLinger (0: off) and
+	// produceStreamWindow tune the write path.
+	groupCommitInFlight int
+	groupCommitLinger   time.Duration
+	produceStreamWindow int
 }
 
 // readAgentSettings reads and validates the settings of `proglog agent`.
@@ -90,6 +95,9 @@ func readAgentSettings(s *settings) (agentSettings, error) {
 		raftTrailingBytes:      s.Int(keyRaftTrailingBytes),
 		pprofAddr:              s.String(keyPprofAddr),
 		segmentMaxAge:          s.Duration(keySegmentMaxAge),
+		groupCommitInFlight:    s.Int(keyGroupCommitInFlight),
+		groupCommitLinger:      s.Duration(keyGroupCommitLinger),
+		produceStreamWindow:    s.Int(keyProduceStreamWindow),
 		bootstrap:              s.Bool(keyBootstrap),
 		bootstrapNode:          s.String(keyBootstrapNode),
 		aclModelFile:           orDefault(s.String(keyACLModelFile), files.ACLModelFile),
@@ -148,6 +156,12 @@ func (as agentSettings) validate() error {
 			as.raftLeaderLeaseTimeout, as.raftHeartbeatTimeout))
 	case as.segmentMaxAge < 0:
 		return usageError(fmt.Errorf("--segment-max-age %v: want a duration, or 0 to seal segments by size only", as.segmentMaxAge))
+	case as.groupCommitInFlight < 1:
+		return usageError(fmt.Errorf("--group-commit-in-flight %d: want at least 1", as.groupCommitInFlight))
+	case as.groupCommitLinger < 0:
+		return usageError(fmt.Errorf("--group-commit-linger %v: want a duration, or 0 not to wait", as.groupCommitLinger))
+	case as.produceStreamWindow < 1:
+		return usageError(fmt.Errorf("--produce-stream-window %d: want at least 1 record", as.produceStreamWindow))
 	case as.raftTrailingBytes == 0 || as.raftTrailingBytes < -1:
 		return usageError(fmt.Errorf("--raft-trailing-bytes %d: want a positive number of bytes, or -1 to keep a fixed number of entries", as.raftTrailingBytes))
 	case as.maxRecordBytes <= 0:
@@ -233,7 +247,10 @@ func (as agentSettings) config(logger *zap.Logger) (agent.Config, error) {
 		RaftLeaderLeaseTimeout: as.raftLeaderLeaseTimeout,
 		RaftTrailingBytes:      int64(as.raftTrailingBytes),
 		PprofAddr:              as.pprofAddr,
-		SegmentMaxAge:          segmentMaxAge(as.segmentMaxAge),
+		SegmentMaxAge:          zeroMeansOff(as.segmentMaxAge),
+		GroupCommitInFlight:    as.groupCommitInFlight,
+		GroupCommitLinger:      zeroMeansOff(as.groupCommitLinger),
+		ProduceStreamWindow:    as.produceStreamWindow,
 		Bootstrap:              as.bootstraps(),
 		ServerTLSConfig:        serverTLS,
 		PeerTLSConfig:          peerClientTLS,
@@ -389,9 +406,10 @@ func corruptDataHint(err error, as agentSettings) string {
 		"with --start-join-addrs naming a running node)"
 }
 
-// segmentMaxAge is agent.Config.SegmentMaxAge for the --segment-max-age
-// flag, where 0 means "by size only" (the Config's 0 is the default).
-func segmentMaxAge(d time.Duration) time.Duration {
+// zeroMeansOff turns a duration flag whose 0 means "off" (--segment-max-age:
+// by size only; --group-commit-linger: never wait) into the agent.Config
+// field, whose 0 is the default and negative is off.
+func zeroMeansOff(d time.Duration) time.Duration {
 	if d == 0 {
 		return -1
 	}

@@ -6,6 +6,7 @@ import (
 
 	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/loadbalance"
+	"github.com/proglog/proglog/server"
 )
 
 // Setting keys. Each key is, all at once, a command-line flag (--key), a key
@@ -55,8 +56,11 @@ const (
 	keyRaftTrailingBytes      = "raft-trailing-bytes"
 	keyRaftLeaderLeaseTimeout = "raft-leader-lease-timeout"
 	// proglog agent (issue 16).
-	keyPprofAddr     = "pprof-addr"
-	keySegmentMaxAge = "segment-max-age"
+	keyPprofAddr           = "pprof-addr"
+	keySegmentMaxAge       = "segment-max-age"
+	keyGroupCommitInFlight = "group-commit-in-flight"
+	keyGroupCommitLinger   = "group-commit-linger"
+	keyProduceStreamWindow = "produce-stream-window"
 
 	// Client commands: produce, consume, servers, bench.
 	keyAddr           = "addr"
@@ -175,6 +179,9 @@ func agentOptions(hostname string) []option {
 		option{key: keySegmentMaxAge, def: distlog.DefaultTopicSegmentMaxAge, usage: "seal a segment of a topic with a retention age once it spans this much time of records, so that retention by age also reaches topics that fill their segments slowly (others roll by size only); 0: by size only"},
 		option{key: keyPprofAddr, def: "", usage: "host:port where the node serves Go's profiles (/debug/pprof/) for 'go tool pprof', over plain HTTP without authentication: bind it to 127.0.0.1; empty: off"},
 		option{key: keyRaftTrailingBytes, def: distlog.DefaultTrailingBytes, usage: "about how many bytes of Raft entries a snapshot leaves in the Raft log (at least 16 entries) and how many new bytes trigger a snapshot, so a follower that was away catches up from the log rather than by a snapshot with every record; -1: exactly 2048 entries"},
+		option{key: keyGroupCommitInFlight, def: distlog.DefaultGroupCommitInFlight, usage: "how many coalesced append entries the leader keeps in Raft at once; more may help when every node has a disk of its own (the leader's fsync of the next entry overlaps the followers' of the last), and is slower when the nodes share one"},
+		option{key: keyGroupCommitLinger, def: distlog.DefaultGroupCommitLinger, usage: "longest the leader waits, after an entry, for its writers to write again so that their records share the next entry; 0: never wait"},
+		option{key: keyProduceStreamWindow, def: server.DefaultProduceStreamWindow, usage: "most records one ProduceStream has in flight on the server; a client with more outstanding waits (gRPC flow control)"},
 	)
 }
 

@@ -18,6 +18,7 @@ import (
 
 	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/loadbalance"
+	"github.com/proglog/proglog/server"
 	"github.com/proglog/proglog/server/tlsconfig"
 )
 
@@ -181,7 +182,8 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		"--trace-exporter", "otlp", "--otlp-endpoint", "collector:4317", "--otlp-insecure",
 		"--gossip-key-file", "/g/key",
 		"--raft-heartbeat-timeout", "2s", "--raft-election-timeout", "3s", "--raft-leader-lease-timeout", "1s", "--raft-trailing-bytes", "-1",
-		"--pprof-addr", "127.0.0.1:6060", "--segment-max-age", "10m")
+		"--pprof-addr", "127.0.0.1:6060", "--segment-max-age", "10m",
+		"--group-commit-in-flight", "2", "--group-commit-linger", "250us", "--produce-stream-window", "64")
 	require.NoError(t, err)
 	got, err := readAgentSettings(s)
 	require.NoError(t, err)
@@ -197,6 +199,7 @@ func TestAgentFlagsMapToFields(t *testing.T) {
 		gossipKeyFile: "/g/key", gossipKeyFileSet: true,
 		raftHeartbeatTimeout: 2 * time.Second, raftElectionTimeout: 3 * time.Second, raftLeaderLeaseTimeout: time.Second, raftTrailingBytes: -1,
 		pprofAddr: "127.0.0.1:6060", segmentMaxAge: 10 * time.Minute,
+		groupCommitInFlight: 2, groupCommitLinger: 250 * time.Microsecond, produceStreamWindow: 64,
 	}
 	require.Equal(t, want, got)
 }
@@ -237,7 +240,9 @@ func TestAgentDefaults(t *testing.T) {
 		gossipKeyFile:        files.GossipKeyFile,
 		raftHeartbeatTimeout: distlog.DefaultHeartbeatTimeout, raftElectionTimeout: distlog.DefaultElectionTimeout,
 		raftLeaderLeaseTimeout: distlog.DefaultLeaderLeaseTimeout, raftTrailingBytes: distlog.DefaultTrailingBytes,
-		segmentMaxAge: distlog.DefaultTopicSegmentMaxAge,
+		segmentMaxAge:       distlog.DefaultTopicSegmentMaxAge,
+		groupCommitInFlight: distlog.DefaultGroupCommitInFlight, groupCommitLinger: distlog.DefaultGroupCommitLinger,
+		produceStreamWindow: server.DefaultProduceStreamWindow,
 	}
 	require.Equal(t, want, got)
 }
@@ -252,6 +257,9 @@ func TestAgentRefusesBadRaftTimeouts(t *testing.T) {
 		{"--raft-election-timeout", "0s"},
 		{"--raft-trailing-bytes", "0"},
 		{"--raft-trailing-bytes", "-2"},
+		{"--group-commit-in-flight", "0"},
+		{"--group-commit-linger", "-1ms"},
+		{"--produce-stream-window", "0"},
 	} {
 		clearProglogEnv(t)
 		s, err := load(t, agentOptions("host-name"), append([]string{"--data-dir", "/d"}, args...)...)
