@@ -106,7 +106,9 @@ Modes:
            latency is per call, as the caller sees it
   batch    ProduceBatch calls of --batch records; latency is per call
   stream   one ProduceStream per caller, up to --batch records in flight on
-           each; latency is from sending a record to its offset coming back
+           each; it fails over to a new leader and resends what was not
+           acknowledged (once), as the other write modes retry; latency is
+           from sending a record to its offset coming back
   consume  first writes --records records (not timed), then reads each back
            with one Consume call
   consume-stream
@@ -405,19 +407,16 @@ func (b *bench) unaryCaller(ctx context.Context, h *latencyHistogram, per int,
 	}
 }
 
-// streamCaller opens ProduceStreams one after another (a new one when one
-// breaks) until no record is left to claim.
+// streamCaller sends records on one ProduceStream, which fails over by
+// itself, until no record is left to claim.
 func (b *bench) streamCaller(ctx context.Context, h *latencyHistogram) {
-	for ctx.Err() == nil {
-		if !b.remaining() {
-			return
-		}
-		if err := b.runStream(ctx, h); err != nil {
-			// The stream could not even open: count one record lost so a
-			// dead cluster ends the run instead of spinning.
-			if _, n := b.claim(1); n > 0 {
-				b.fail(n, err)
-			}
+	if err := b.runStream(ctx, h); err != nil && ctx.Err() == nil {
+		// The client gave up on the cluster (no answer within --timeout,
+		// leader changes included) or the cluster refused the value for
+		// good: every record left, the same value, would fail alike. Count
+		// them failed and end the run.
+		if _, n := b.claim(b.settings.records); n > 0 {
+			b.fail(n, err)
 		}
 	}
 }
@@ -427,31 +426,33 @@ func (b *bench) remaining() bool {
 	return b.claimed.Load() < int64(b.settings.records)
 }
 
-// runStream sends records on one ProduceStream, at most settings.batch in
-// flight, and times each from Send to its answer. It returns an error only
-// when the stream could not be opened; records lost on a broken stream are
-// counted as failed.
+// runStream sends records on one loadbalance.ProduceStream, at most
+// settings.batch in flight, and times each from Send to its answer. The
+// stream fails over to a new leader and resends what was not acknowledged
+// (once: it is an idempotent producer), so it ends early only when the
+// client gave up on the cluster (no answer within --timeout) or the cluster
+// refused a record for good; runStream then returns why, after counting the
+// records in flight as failed.
 func (b *bench) runStream(ctx context.Context, h *latencyHistogram) error {
-	ctx, cancel := context.WithCancel(ctx)
-	defer cancel() // ends the stream whatever happens
-	stream, err := b.client.LogClient().ProduceStream(ctx)
+	stream, err := b.client.ProduceStream(ctx, loadbalance.WithTopic(b.settings.topic))
 	if err != nil {
 		return err
 	}
+	defer stream.Close()
 	// inFlight holds the send time of each record not yet answered; its
 	// capacity is the window. Answers come back in order.
 	inFlight := make(chan time.Time, b.settings.batch)
 	broken := make(chan struct{}) // closed by the receiver when Recv fails
+	var streamErr error           // why Recv failed; read after wg.Wait
 	var wg sync.WaitGroup
 	wg.Go(func() {
-		failed := false
 		for sentAt := range inFlight {
-			if failed {
+			if streamErr != nil {
 				b.fail(1, errStreamBroken)
 				continue
 			}
 			if _, err := stream.Recv(); err != nil {
-				failed = true
+				streamErr = err
 				close(broken)
 				b.fail(1, err)
 				continue
@@ -461,7 +462,6 @@ func (b *bench) runStream(ctx context.Context, h *latencyHistogram) error {
 		}
 	})
 
-	req := &api.ProduceRequest{Topic: b.settings.topic, Record: &api.Record{Value: b.value}}
 send:
 	for {
 		select {
@@ -478,15 +478,16 @@ send:
 			b.fail(1, errStreamBroken)
 			break send
 		}
-		if err := stream.Send(req); err != nil {
-			// The receiver's Recv reports why; it counts this record.
+		if err := stream.Send(b.value); err != nil {
+			// The stream ended: the receiver's Recv reports why and counts
+			// this record.
 			break
 		}
 	}
-	_ = stream.CloseSend() // the receiver reports any failure
+	_ = stream.CloseSend()
 	close(inFlight)
 	wg.Wait()
-	return nil
+	return streamErr
 }
 
 // errStreamBroken counts the records in flight on a stream that broke.
