@@ -4,6 +4,7 @@ import (
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 )
 
@@ -17,6 +18,8 @@ import (
 //	delete-topic (3):  [uvarint name length][name]
 //	truncate (4):      [uvarint topic length][topic][8-byte topic id][8-byte lowest offset]
 //	alter-topic (7):   [uvarint name length][name][8-byte RetentionBytes][8-byte RetentionAge, ns]
+//	create-topic-age (8): [uvarint name length][name][8-byte MaxRecordBytes][8-byte SegmentBytes][8-byte SegmentAge, ns]
+//	alter-topic-age (9):  [uvarint name length][name][8-byte RetentionBytes][8-byte RetentionAge, ns][8-byte SegmentAge, ns]
 //	commit-offset (5): [uvarint group length][group][uvarint topic length][topic][8-byte offset][1 byte reset]
 //	producer-append (6): [uvarint topic length][topic][8-byte timestamp, Unix ns]
 //	                   [uvarint window][uvarint max producers][8-byte idle expiry, ns]
@@ -29,6 +32,16 @@ import (
 // every replica stores the same bytes. Offsets are not in the command:
 // every node assigns the same ones because it applies the same entries in
 // the same order.
+//
+// Kinds 8 and 9 are kinds 2 and 7 with TopicConfig.SegmentAge added. A
+// field added to a kind takes a new kind: the version byte is the whole
+// command's, and raising it would make a node of the previous release stop
+// at every entry of a newer leader, where a new kind stops it only at the
+// entries that need the new field. Kinds 2 and 7 are still decoded and
+// still written when they say it all (a create with no SegmentAge, the
+// alter that sets the retention of a topic just created): a create-topic
+// entry is a topic with SegmentAge 0, and an alter-topic entry leaves the
+// topic's SegmentAge as it is (the release that wrote it had none).
 //
 // A command this version does not know (another version, or a kind it
 // does not have) stops
@@ -52,13 +65,18 @@ const (
 	// the leader that proposed it travel with it, so every node decides
 	// duplicates and expiry alike.
 	kindProducerAppend byte = 6
-	// kindAlterTopic changes a topic's retention.
+	// kindAlterTopic changes a topic's retention; its SegmentAge stays.
 	kindAlterTopic byte = 7
+	// kindCreateTopicAge is kindCreateTopic with a SegmentAge.
+	kindCreateTopicAge byte = 8
+	// kindAlterTopicAge changes a topic's retention and SegmentAge.
+	kindAlterTopicAge byte = 9
 
 	// commandHeaderBytes is the version and kind.
 	commandHeaderBytes = 2
-	// topicConfigBytes is the encoded TopicConfig.
-	topicConfigBytes = 16
+	// topicConfigBytes bounds the encoded TopicConfig of a create-topic
+	// or alter-topic command.
+	topicConfigBytes = 24
 )
 
 // ErrBadCommand is returned (through the Apply response) for a Raft entry
@@ -82,8 +100,11 @@ type command struct {
 	// append
 	timestamp int64
 	values    [][]byte
-	// create-topic
+	// create-topic and alter-topic
 	config TopicConfig
+	// keepSegmentAge: an alter-topic (7) entry, which leaves the topic's
+	// SegmentAge as it is.
+	keepSegmentAge bool
 	// producer-append: the runs (one per produce call) whose values are
 	// values, in order, and the limits the leader proposed them with.
 	runs   []producerRun
@@ -195,13 +216,25 @@ func encodeTruncate(topic string, id, lowest uint64) []byte {
 	return binary.BigEndian.AppendUint64(buf, lowest)
 }
 
-// encodeAlterTopic encodes an alter-topic command: cfg's retention.
+// encodeAlterTopic encodes an alter-topic command (kind 7): cfg's
+// retention, leaving the topic's SegmentAge as it is.
 func encodeAlterTopic(name string, cfg TopicConfig) []byte {
-	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+16)
+	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+topicConfigBytes)
 	buf = append(buf, commandVersion, kindAlterTopic)
 	buf = appendString(buf, name)
 	buf = binary.BigEndian.AppendUint64(buf, cfg.RetentionBytes)
 	return binary.BigEndian.AppendUint64(buf, uint64(cfg.RetentionAge))
+}
+
+// encodeAlterTopicAge encodes an alter-topic-age command (kind 9): cfg's
+// retention and SegmentAge.
+func encodeAlterTopicAge(name string, cfg TopicConfig) []byte {
+	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+topicConfigBytes)
+	buf = append(buf, commandVersion, kindAlterTopicAge)
+	buf = appendString(buf, name)
+	buf = binary.BigEndian.AppendUint64(buf, cfg.RetentionBytes)
+	buf = binary.BigEndian.AppendUint64(buf, uint64(cfg.RetentionAge))
+	return binary.BigEndian.AppendUint64(buf, uint64(cfg.SegmentAge))
 }
 
 // encodeCommitOffset encodes a commit-offset command.
@@ -218,13 +251,24 @@ func encodeCommitOffset(group, topic string, offset uint64, reset bool) []byte {
 	return append(buf, r)
 }
 
-// encodeCreateTopic encodes a create-topic command.
+// encodeCreateTopic encodes a create-topic command of cfg's fixed fields
+// and SegmentAge (its retention is set by an alter-topic entry after it):
+// kind 2 when SegmentAge is 0, which every release since topics reads,
+// otherwise kind 8.
 func encodeCreateTopic(name string, cfg TopicConfig) []byte {
+	kind := kindCreateTopic
+	if cfg.SegmentAge != 0 {
+		kind = kindCreateTopicAge
+	}
 	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+topicConfigBytes)
-	buf = append(buf, commandVersion, kindCreateTopic)
+	buf = append(buf, commandVersion, kind)
 	buf = appendString(buf, name)
 	buf = binary.BigEndian.AppendUint64(buf, cfg.MaxRecordBytes)
-	return binary.BigEndian.AppendUint64(buf, cfg.SegmentBytes)
+	buf = binary.BigEndian.AppendUint64(buf, cfg.SegmentBytes)
+	if kind == kindCreateTopicAge {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(cfg.SegmentAge))
+	}
+	return buf
 }
 
 // encodeDeleteTopic encodes a delete-topic command.
@@ -321,10 +365,16 @@ func decodeCommand(data []byte) (command, error) {
 		c.topic = d.string("topic")
 		c.topicID = d.uint64("topic id")
 		c.lowest = d.uint64("lowest")
-	case kindAlterTopic:
+	case kindAlterTopic, kindAlterTopicAge:
 		c.topic = d.string("name")
 		c.config.RetentionBytes = d.uint64("RetentionBytes")
+		// Not d.duration: the previous release wrote what it was given.
 		c.config.RetentionAge = time.Duration(d.uint64("RetentionAge"))
+		if c.kind == kindAlterTopicAge {
+			c.config.SegmentAge = d.duration("SegmentAge")
+		} else {
+			c.keepSegmentAge = true
+		}
 	case kindCommitOffset:
 		c.group = d.string("group")
 		c.topic = d.string("topic")
@@ -337,10 +387,13 @@ func decodeCommand(data []byte) (command, error) {
 			c.reset = d.rest[0] == 1
 			d.rest = d.rest[1:]
 		}
-	case kindCreateTopic:
+	case kindCreateTopic, kindCreateTopicAge:
 		c.topic = d.string("name")
 		c.config.MaxRecordBytes = d.uint64("MaxRecordBytes")
 		c.config.SegmentBytes = d.uint64("SegmentBytes")
+		if c.kind == kindCreateTopicAge {
+			c.config.SegmentAge = d.duration("SegmentAge")
+		}
 	case kindDeleteTopic:
 		c.topic = d.string("name")
 	default:
@@ -391,6 +444,17 @@ func (d *decoder) uint64(field string) uint64 {
 	v := binary.BigEndian.Uint64(d.rest)
 	d.rest = d.rest[8:]
 	return v
+}
+
+// duration reads a duration in nanoseconds; a negative one (past
+// math.MaxInt64) is malformed (a field no release wrote so).
+func (d *decoder) duration(field string) time.Duration {
+	v := d.uint64(field)
+	if d.err == nil && v > math.MaxInt64 {
+		d.fail(fmt.Sprintf("%s %d ns overflows a duration", field, v))
+		return 0
+	}
+	return time.Duration(v)
 }
 
 func (d *decoder) bytes(field string) []byte {

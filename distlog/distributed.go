@@ -450,7 +450,9 @@ func (d *DistributedLog) Group(name string) (GroupInfo, error) {
 // CreateTopic creates topic name with cfg through Raft. Creating a topic
 // that exists with the same cfg does nothing (nil); with another cfg it
 // fails with api.TopicExistsError. The topic is usable on this node when it
-// returns.
+// returns. A SegmentAge below MinTopicSegmentAge is ErrInvalidTopicConfig;
+// a topic with a SegmentAge is created by an entry of a kind the release
+// before SegmentAge does not know (upgrade every node first).
 func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg TopicConfig) error {
 	if d.isClosed() {
 		return ErrClosed
@@ -464,6 +466,9 @@ func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg Topic
 	}
 	if cfg.SegmentBytes != 0 && cfg.SegmentBytes < storage.SegmentHeaderBytes+1 {
 		return fmt.Errorf("%w: SegmentBytes = %d is too small", ErrInvalidTopicConfig, cfg.SegmentBytes)
+	}
+	if err := validateSegmentAge(cfg.SegmentAge); err != nil {
+		return err
 	}
 	if t, ok := d.fsm.lookup(name); ok {
 		d.fsm.mu.RLock()
@@ -479,7 +484,8 @@ func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg Topic
 	if cfg.RetentionBytes == 0 && cfg.RetentionAge == 0 {
 		return nil
 	}
-	// Retention is set by an alter entry right after the creation.
+	// Retention is set by an alter entry right after the creation, of the
+	// kind that leaves the SegmentAge the create entry set.
 	_, _, err := d.apply(ctx, encodeAlterTopic(name, cfg))
 	return err
 }
@@ -521,7 +527,7 @@ func (d *DistributedLog) Topic(name string) (TopicInfo, error) {
 	if !ok || t.log == nil {
 		return TopicInfo{}, api.TopicNotFoundError{Topic: name}
 	}
-	return t.info(), nil
+	return d.fsm.infoLocked(t), nil
 }
 
 // raftError translates an error from Raft into the package's errors.

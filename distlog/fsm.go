@@ -177,15 +177,32 @@ func (f *fsm) topicLogConfig(t topicMeta) storage.Config {
 }
 
 // segmentMaxAge is how long a segment of a topic with cfg may span: the
-// node's TopicSegments.MaxAge for a topic with a retention age, which only
-// whole sealed segments can meet, and none (size only) for the others,
-// whose segments would otherwise pile up one an hour for as long as a
-// trickle of records comes, each holding two open files.
+// topic's own SegmentAge when it has one; otherwise the node's
+// TopicSegments.MaxAge for a topic with a retention age, which only whole
+// sealed segments can meet, and none (size only) for the others, whose
+// segments would otherwise pile up one an hour for as long as a trickle of
+// records comes, each holding two open files.
 func (f *fsm) segmentMaxAge(cfg TopicConfig) time.Duration {
-	if cfg.RetentionAge == 0 {
+	switch {
+	case cfg.SegmentAge != 0:
+		return cfg.SegmentAge
+	case cfg.RetentionAge == 0:
 		return 0
+	default:
+		return f.logConfig.Segment.MaxAge
 	}
-	return f.logConfig.Segment.MaxAge
+}
+
+// effectiveConfig is the configuration this node applies to a topic with
+// cfg, its defaults filled in (TopicInfo.Effective).
+func (f *fsm) effectiveConfig(cfg TopicConfig) TopicConfig {
+	e := cfg
+	e.MaxRecordBytes = f.maxRecordBytes(cfg)
+	if e.SegmentBytes == 0 {
+		e.SegmentBytes = f.logConfig.Segment.MaxStoreBytes
+	}
+	e.SegmentAge = f.segmentMaxAge(cfg)
+	return e
 }
 
 // maxRecordBytes is the record limit of a topic with cfg on this node.
@@ -303,16 +320,16 @@ func (f *fsm) topicInfos() []TopicInfo {
 	defer f.mu.RUnlock()
 	infos := make([]TopicInfo, 0, len(f.topics))
 	for _, t := range f.topics {
-		infos = append(infos, t.info())
+		infos = append(infos, f.infoLocked(t))
 	}
 	slices.SortFunc(infos, func(a, b TopicInfo) int { return strings.Compare(a.Name, b.Name) })
 	return infos
 }
 
-// info describes the topic. A closed log (the topic is being deleted)
-// reports zeros.
-func (t *topicState) info() TopicInfo {
-	info := TopicInfo{Name: t.name, Config: t.config, NextOffset: t.log.NextOffset()}
+// infoLocked describes topic t. A closed log (the topic is being deleted)
+// reports zeros. Caller holds mu (read).
+func (f *fsm) infoLocked(t *topicState) TopicInfo {
+	info := TopicInfo{Name: t.name, Config: t.config, Effective: f.effectiveConfig(t.config), NextOffset: t.log.NextOffset()}
 	info.LowestOffset, _ = t.log.LowestOffset()
 	info.LowestOffset = min(max(info.LowestOffset, t.lowest), info.NextOffset)
 	info.Records = info.NextOffset - info.LowestOffset
@@ -448,13 +465,13 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		case kindTruncate:
 			flush()
 			responses[i] = f.truncateLocked(l.Index, cmd)
-		case kindAlterTopic:
+		case kindAlterTopic, kindAlterTopicAge:
 			flush()
 			responses[i] = f.alterTopicLocked(l.Index, cmd)
 		case kindCommitOffset:
 			flush()
 			responses[i] = f.commitOffsetLocked(l.Index, cmd)
-		case kindCreateTopic:
+		case kindCreateTopic, kindCreateTopicAge:
 			flush()
 			responses[i] = f.createTopicLocked(l.Index, cmd.topic, cmd.config)
 		case kindDeleteTopic:
@@ -546,7 +563,8 @@ func (f *fsm) createTopicLocked(index uint64, name string, cfg TopicConfig) appl
 	}
 	if t, ok := f.topics[name]; ok {
 		// Retention is not in the create entry (it is set by an alter
-		// entry after it): compare what creation fixes.
+		// entry after it), and SegmentAge may have been altered since:
+		// compare what creation fixes.
 		if t.config.MaxRecordBytes == cfg.MaxRecordBytes && t.config.SegmentBytes == cfg.SegmentBytes {
 			return applyResult{}
 		}

@@ -373,10 +373,13 @@ func (f *fsm) Restore(rc io.ReadCloser) (err error) {
 		f.logger.Info("restored topic from snapshot", zap.String("topic", tm.name), zap.Uint64("next_offset", st.next))
 	}
 	for _, tm := range state.meta.topics {
-		// Retention: the snapshot's config and lowest offset; segments
-		// wholly below it go here too.
+		// Retention and segment age: the snapshot's config and lowest
+		// offset (an alter entry the snapshot covers may have changed the
+		// age a kept topic's log rolls at); segments wholly below the
+		// lowest offset go here too.
 		t := topics[tm.name]
 		t.config, t.lowest = tm.config, tm.lowest
+		t.log.SetSegmentMaxAge(f.segmentMaxAge(t.config))
 		if err := t.log.Truncate(tm.lowest); err != nil {
 			f.logger.Warn("removing segments below the lowest offset failed", zap.String("topic", tm.name), zap.Error(err))
 		}

@@ -5,6 +5,7 @@ import (
 	"errors"
 	"fmt"
 	"hash/crc32"
+	"math"
 	"slices"
 	"strings"
 	"time"
@@ -17,22 +18,24 @@ import (
 // "metadata" of the data directory (replaced atomically at every change)
 // and at the head of every snapshot:
 //
-//	[7 bytes "PLGMETA"][1 byte version = 4][8-byte applied index][4-byte topic count]
+//	[7 bytes "PLGMETA"][1 byte version = 5][8-byte applied index][4-byte topic count]
 //	count × ([2-byte name length][name][8-byte id][8-byte MaxRecordBytes][8-byte SegmentBytes])
 //	[producer section, see appendProducers]
 //	[consumer offsets section, see appendOffsets]
 //	[retention section: per topic, in order, [8-byte RetentionBytes][8-byte RetentionAge, ns][8-byte lowest offset]]
+//	[segment age section: per topic, in order, [8-byte SegmentAge, ns]]
 //	[4-byte CRC32-C of everything before]
 //
 // Integers are big-endian; topics are sorted by name. Versions 1 (no
-// producer section), 2 (no offsets section) and 3 (no retention section)
-// are still read, as tables without them. A topic's id is the
+// producer section), 2 (no offsets section), 3 (no retention section) and
+// 4 (no segment age section) are still read, as tables without them. A topic's id is the
 // Raft index of the entry that created it (0 for DefaultTopic) and names its
 // directory, so a topic deleted and created again never meets the old one's
 // files.
 const (
 	metaMagic                 = "PLGMETA"
-	metaVersion          byte = 4
+	metaVersion          byte = 5
+	metaVersionRetention byte = 4 // before segment ages
 	metaVersionOffsets   byte = 3 // before retention
 	metaVersionProducers byte = 2 // before consumer offsets
 	metaVersionTopics    byte = 1 // before idempotent producers
@@ -95,6 +98,9 @@ func (m metadata) encode() []byte {
 		buf = binary.BigEndian.AppendUint64(buf, uint64(t.config.RetentionAge))
 		buf = binary.BigEndian.AppendUint64(buf, t.lowest)
 	}
+	for _, t := range topics {
+		buf = binary.BigEndian.AppendUint64(buf, uint64(t.config.SegmentAge))
+	}
 	return binary.BigEndian.AppendUint32(buf, crc32.Checksum(buf, castagnoli))
 }
 
@@ -148,7 +154,7 @@ func decodeMetadata(b []byte) (metadata, error) {
 			return metadata{}, err
 		}
 	}
-	if version >= metaVersion {
+	if version >= metaVersionRetention {
 		if len(rest) < len(m.topics)*24 {
 			return metadata{}, fmt.Errorf("%w: retention section cut short", ErrBadMetadata)
 		}
@@ -157,6 +163,19 @@ func decodeMetadata(b []byte) (metadata, error) {
 			m.topics[i].config.RetentionAge = time.Duration(binary.BigEndian.Uint64(rest[8:]))
 			m.topics[i].lowest = binary.BigEndian.Uint64(rest[16:])
 			rest = rest[24:]
+		}
+	}
+	if version >= metaVersion {
+		if len(rest) < len(m.topics)*8 {
+			return metadata{}, fmt.Errorf("%w: segment age section cut short", ErrBadMetadata)
+		}
+		for i := range m.topics {
+			age := binary.BigEndian.Uint64(rest)
+			if age > math.MaxInt64 {
+				return metadata{}, fmt.Errorf("%w: topic %q: segment age %d ns overflows a duration", ErrBadMetadata, m.topics[i].name, age)
+			}
+			m.topics[i].config.SegmentAge = time.Duration(age)
+			rest = rest[8:]
 		}
 	}
 	if len(rest) != 0 {

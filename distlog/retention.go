@@ -58,7 +58,8 @@ func (f *fsm) truncateLocked(index uint64, cmd command) applyResult {
 }
 
 // alterTopicLocked applies an alter-topic entry at index: the topic's
-// retention becomes cmd's.
+// retention becomes cmd's, and its SegmentAge too unless cmd keeps it (the
+// segment age it rolls at changes at this entry on every replica).
 func (f *fsm) alterTopicLocked(index uint64, cmd command) applyResult {
 	if index <= f.meta.applied {
 		return applyResult{skipped: true}
@@ -69,6 +70,9 @@ func (f *fsm) alterTopicLocked(index uint64, cmd command) applyResult {
 	}
 	old := t.config
 	t.config.RetentionBytes, t.config.RetentionAge = cmd.config.RetentionBytes, cmd.config.RetentionAge
+	if !cmd.keepSegmentAge {
+		t.config.SegmentAge = cmd.config.SegmentAge
+	}
 	if err := f.persistMetaLocked(index); err != nil {
 		t.config = old
 		return f.stopLocked(fmt.Errorf("alter topic %q: %w", cmd.topic, err))
@@ -77,7 +81,8 @@ func (f *fsm) alterTopicLocked(index uint64, cmd command) applyResult {
 		t.log.SetSegmentMaxAge(f.segmentMaxAge(t.config))
 	}
 	f.logger.Info("topic altered", zap.String("topic", cmd.topic),
-		zap.Uint64("retention_bytes", t.config.RetentionBytes), zap.Duration("retention_age", t.config.RetentionAge))
+		zap.Uint64("retention_bytes", t.config.RetentionBytes), zap.Duration("retention_age", t.config.RetentionAge),
+		zap.Duration("segment_age", t.config.SegmentAge))
 	return applyResult{}
 }
 
@@ -185,9 +190,13 @@ func (d *DistributedLog) RetentionDeletedBytes() uint64 {
 	return d.fsm.retentionDeleted
 }
 
-// AlterTopic changes topic name's retention (RetentionBytes and
-// RetentionAge of cfg; its other fields are fixed at creation and ignored)
-// through Raft.
+// AlterTopic sets topic name's changeable configuration to cfg's
+// (RetentionBytes, RetentionAge and SegmentAge, 0 removing it; the other
+// fields are fixed at creation and ignored) through Raft. A SegmentAge
+// below MinTopicSegmentAge is ErrInvalidTopicConfig.
+//
+// Its entry is of a kind the release before SegmentAge does not know:
+// upgrade every node before altering a topic.
 func (d *DistributedLog) AlterTopic(ctx context.Context, name string, cfg TopicConfig) error {
 	if d.isClosed() {
 		return ErrClosed
@@ -196,8 +205,20 @@ func (d *DistributedLog) AlterTopic(ctx context.Context, name string, cfg TopicC
 	if err != nil {
 		return err
 	}
-	_, _, err = d.apply(ctx, encodeAlterTopic(name, cfg))
+	if err := validateSegmentAge(cfg.SegmentAge); err != nil {
+		return err
+	}
+	_, _, err = d.apply(ctx, encodeAlterTopicAge(name, cfg))
 	return err
+}
+
+// validateSegmentAge checks a TopicConfig.SegmentAge asked for.
+func validateSegmentAge(age time.Duration) error {
+	if age < 0 || (age > 0 && age < MinTopicSegmentAge) {
+		return fmt.Errorf("%w: SegmentAge = %v: give 0 (the node's default) or at least %v",
+			ErrInvalidTopicConfig, age, MinTopicSegmentAge)
+	}
+	return nil
 }
 
 // lowestOf returns topic t's lowest offset as retention set it.

@@ -15,8 +15,10 @@ const DefaultTopic = api.DefaultTopic
 // maxTopicNameBytes is the longest topic name.
 const maxTopicNameBytes = api.MaxTopicNameLength
 
-// TopicConfig configures a topic. Zero fields take the cluster's setting
-// (DistributedConfig.Log). It is fixed when the topic is created.
+// TopicConfig configures a topic. Zero fields take the node's setting
+// (DistributedConfig.Log and TopicSegments). MaxRecordBytes and
+// SegmentBytes are fixed when the topic is created; the retention fields
+// and SegmentAge are changeable with AlterTopic.
 type TopicConfig struct {
 	// MaxRecordBytes is the largest record value, in bytes, the topic
 	// takes. Default (0): the node's Log.MaxRecordBytes. At most the
@@ -35,12 +37,33 @@ type TopicConfig struct {
 	// deletes a sealed segment once its last record was appended longer
 	// ago than this. Changeable with AlterTopic.
 	RetentionAge time.Duration
+	// SegmentAge, when not 0, seals the topic's active segment once a
+	// record comes SegmentAge or more after the segment's first (by the
+	// leader's timestamps, so every replica cuts the same segments), like
+	// Kafka's segment.ms, whether or not the topic has a retention age.
+	// Default (0): the node's TopicSegments.MaxAge, which applies only to a
+	// topic with a RetentionAge. At least MinTopicSegmentAge. Changeable
+	// with AlterTopic.
+	SegmentAge time.Duration
 }
+
+// MinTopicSegmentAge is the smallest TopicConfig.SegmentAge: CreateTopic
+// and AlterTopic refuse a smaller one (ErrInvalidTopicConfig) rather than
+// raise it, so a topic never holds a value other than the one asked for.
+// Below it a topic would start a segment, two open files, for nearly every
+// append.
+const MinTopicSegmentAge = time.Second
 
 // TopicInfo describes a topic as this node has applied it.
 type TopicInfo struct {
-	Name   string
+	Name string
+	// Config is the topic's own configuration: 0 where it takes the node's.
 	Config TopicConfig
+	// Effective is the configuration this node applies to the topic, the
+	// node's defaults filled in: MaxRecordBytes and SegmentBytes are never
+	// 0; SegmentAge is the age its segments roll at, 0 when they roll by
+	// size only. The retention fields are Config's (they have no default).
+	Effective TopicConfig
 	// LowestOffset is the offset of the first record held (or of the next
 	// one, when the topic holds none).
 	LowestOffset uint64
