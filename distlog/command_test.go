@@ -3,6 +3,7 @@ package distlog
 import (
 	"bytes"
 	"testing"
+	"time"
 
 	"github.com/stretchr/testify/require"
 )
@@ -62,6 +63,9 @@ func FuzzDecodeCommand(f *testing.F) {
 	f.Add(encodeAppend("t", 5, [][]byte{[]byte("a"), []byte("bc")}))
 	f.Add(encodeCreateTopic("orders", TopicConfig{MaxRecordBytes: 9}))
 	f.Add(encodeDeleteTopic("orders"))
+	f.Add(encodeCreateTopic("orders", TopicConfig{SegmentAge: time.Minute}))
+	f.Add(encodeAlterTopic("orders", TopicConfig{RetentionBytes: 1}))
+	f.Add(encodeAlterTopicAge("orders", TopicConfig{RetentionAge: time.Hour, SegmentAge: time.Minute}))
 	f.Add([]byte{commandVersion, kindAppend, 1, 't', 0, 0, 0, 0, 0, 0, 0, 0, 0xff, 0xff, 0xff, 0xff, 0x0f})
 	f.Fuzz(func(t *testing.T, data []byte) {
 		c, err := decodeCommand(data)
@@ -74,10 +78,24 @@ func FuzzDecodeCommand(f *testing.F) {
 		switch c.kind {
 		case kindAppend:
 			again = encodeAppend(c.topic, c.timestamp, c.values)
-		case kindCreateTopic:
+		case kindCreateTopic, kindCreateTopicAge:
+			// A kind 8 entry with no age encodes again as kind 2.
 			again = encodeCreateTopic(c.topic, c.config)
+			if c.config.SegmentAge == 0 {
+				c.kind = kindCreateTopic
+			}
+		case kindAlterTopic:
+			again = encodeAlterTopic(c.topic, c.config)
+		case kindAlterTopicAge:
+			again = encodeAlterTopicAge(c.topic, c.config)
 		case kindDeleteTopic:
 			again = encodeDeleteTopic(c.topic)
+		case kindTruncate:
+			again = encodeTruncate(c.topic, c.topicID, c.lowest)
+		case kindCommitOffset:
+			again = encodeCommitOffset(c.group, c.topic, c.offset, c.reset)
+		case kindProducerAppend:
+			again = encodeProducerAppend(c.topic, c.timestamp, c.limits, c.runs, c.values)
 		default:
 			t.Fatalf("decoded kind %d", c.kind)
 		}
@@ -85,6 +103,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		require.NoError(t, err)
 		require.Equal(t, c.kind, d.kind)
 		require.Equal(t, c.topic, d.topic)
+		require.Equal(t, c.config, d.config)
 		require.Equal(t, len(c.values), len(d.values))
 		for k := range c.values {
 			require.Equal(t, string(c.values[k]), string(d.values[k]))

@@ -246,7 +246,7 @@ func TestMetadataWithProducersRoundTrip(t *testing.T) {
 	// A version-1 table (no producer section) still reads.
 	v1 := metadata{applied: 3, topics: []topicMeta{{name: DefaultTopic}}}.encode()
 	body := v1[:len(v1)-metaChecksumBytes]
-	body = body[:len(body)-producerSectionHeadBytes-4-24]
+	body = body[:len(body)-producerSectionHeadBytes-4-24-8]
 	body[len(metaMagic)] = metaVersionTopics
 	old := append(bytes.Clone(body), 0, 0, 0, 0)
 	sum := crc32Checksum(body)

@@ -461,6 +461,109 @@ func TestDistributedTopicSegmentMaxAge(t *testing.T) {
 	}
 }
 
+// TestDistributedTopicSegmentAge: a topic's own SegmentAge (Kafka's
+// segment.ms) rolls its segments by age whether or not it has a retention
+// age, and over the node's TopicSegments.MaxAge; every replica cuts the
+// same segments. AlterTopic gives a topic one, and takes it away, at one
+// log position on every replica. TopicInfo.Effective shows the age in
+// effect and the node's defaults.
+func TestDistributedTopicSegmentAge(t *testing.T) {
+	c := newTestCluster(t, 3, func(cfg *DistributedConfig) {
+		// The node's age is never reached here: only the topics' own roll.
+		cfg.TopicSegments.MaxAge = time.Hour
+		cfg.TopicSegments.MaxStoreBytes, cfg.TopicSegments.MaxIndexBytes = 1<<20, 12*4096
+	})
+	ctx := context.Background()
+	create := func(name string, cfg TopicConfig) error {
+		return c.leaderDo(func(l *DistributedLog) error { return l.CreateTopic(ctx, name, cfg) })
+	}
+	alter := func(name string, cfg TopicConfig) error {
+		return c.leaderDo(func(l *DistributedLog) error { return l.AlterTopic(ctx, name, cfg) })
+	}
+	const age = MinTopicSegmentAge
+	require.NoError(t, create("own", TopicConfig{SegmentAge: age}))
+	require.NoError(t, create("own", TopicConfig{SegmentAge: age}), "create is idempotent for the same config")
+	require.ErrorAs(t, create("own", TopicConfig{}), new(api.TopicExistsError))
+	require.NoError(t, create("retained", TopicConfig{RetentionAge: time.Hour, SegmentAge: age}))
+	require.NoError(t, create("node-age", TopicConfig{RetentionAge: time.Hour}))
+	c.createTopic("plain")
+	for _, tiny := range []time.Duration{time.Millisecond, age - 1, -time.Second} {
+		err := create("tiny", TopicConfig{SegmentAge: tiny})
+		require.ErrorIs(t, err, ErrInvalidTopicConfig, "CreateTopic(SegmentAge %v)", tiny)
+		require.ErrorContains(t, err, "at least 1s")
+		require.ErrorIs(t, alter("plain", TopicConfig{SegmentAge: tiny}), ErrInvalidTopicConfig, "AlterTopic(SegmentAge %v)", tiny)
+	}
+
+	leader := c.waitLeader()
+	limit := leader.log.config.Log.MaxRecordBytes
+	wantEffective := map[string]TopicConfig{
+		"own":      {MaxRecordBytes: limit, SegmentBytes: 1 << 20, SegmentAge: age},
+		"retained": {MaxRecordBytes: limit, SegmentBytes: 1 << 20, SegmentAge: age, RetentionAge: time.Hour},
+		"node-age": {MaxRecordBytes: limit, SegmentBytes: 1 << 20, SegmentAge: time.Hour, RetentionAge: time.Hour},
+		"plain":    {MaxRecordBytes: limit, SegmentBytes: 1 << 20},
+	}
+	for _, node := range c.nodes {
+		for name, want := range wantEffective {
+			require.Eventually(t, func() bool {
+				info, err := node.log.Topic(name)
+				return err == nil && info.Effective == want
+			}, waitTimeout, 5*time.Millisecond, "%s: Topic(%q).Effective, want %+v", node.id, name, want)
+		}
+	}
+	info, err := leader.log.Topic("own")
+	require.NoError(t, err)
+	require.Equal(t, TopicConfig{SegmentAge: age}, info.Config, "the topic's own config keeps 0 for the defaults")
+
+	values := map[string][]string{}
+	add := func(topics ...string) {
+		for _, topic := range topics {
+			v := fmt.Sprintf("v%d", len(values[topic]))
+			c.appendTopic(topic, v)
+			values[topic] = append(values[topic], v)
+		}
+	}
+	all := []string{"own", "retained", "node-age", "plain"}
+	add(all...)
+	require.Eventually(t, func() bool {
+		add(all...)
+		leader := c.waitLeader()
+		return len(segmentBases(t, leader, "own")) >= 3 && len(segmentBases(t, leader, "retained")) >= 3
+	}, waitTimeout, age/10, "the topics' own segment age never rolled their segments")
+	require.Equal(t, []uint64{0}, segmentBases(t, c.waitLeader(), "node-age"), "rolled by the node's age, not reached")
+	require.Equal(t, []uint64{0}, segmentBases(t, c.waitLeader(), "plain"), "a topic without an age rolled")
+
+	// "plain" gets an age, "own" loses its own (and, without a retention
+	// age, rolls by size only). Once "plain" has started two segments
+	// after the alter, more than an age has passed with records coming to
+	// "own": it would have rolled by then.
+	require.NoError(t, alter("plain", TopicConfig{SegmentAge: age}))
+	require.NoError(t, alter("own", TopicConfig{}))
+	ownBases := segmentBases(t, c.waitLeader(), "own")
+	plainBefore := len(segmentBases(t, c.waitLeader(), "plain"))
+	require.Eventually(t, func() bool {
+		add("plain", "own")
+		return len(segmentBases(t, c.waitLeader(), "plain")) >= plainBefore+2
+	}, waitTimeout, age/10, "a segment age given by AlterTopic did not roll the topic's segments")
+	require.Equal(t, ownBases, segmentBases(t, c.waitLeader(), "own"), "a segment age taken away by AlterTopic still rolled")
+
+	leader = c.waitLeader()
+	for _, topic := range all {
+		want := segmentBases(t, leader, topic)
+		for _, node := range c.nodes {
+			c.requireTopicMatches(node, topic, values[topic])
+			require.Equal(t, want, segmentBases(t, node, topic), "%s cut other segments of %q than the leader %s", node.id, topic, leader.id)
+		}
+	}
+	for _, node := range c.nodes {
+		info, err := node.log.Topic("own")
+		require.NoError(t, err)
+		require.Zero(t, info.Effective.SegmentAge, "%s: own", node.id)
+		info, err = node.log.Topic("plain")
+		require.NoError(t, err)
+		require.Equal(t, age, info.Effective.SegmentAge, "%s: plain", node.id)
+	}
+}
+
 func TestTopicSegmentConfigDefaults(t *testing.T) {
 	var c DistributedConfig
 	c.Raft.LocalID, c.Raft.StreamLayer = "n", NewStreamLayer(newTestListener(t), nil, nil)
