@@ -4,6 +4,7 @@ import (
 	"context"
 	"errors"
 	"fmt"
+	"math"
 	"time"
 
 	api "github.com/proglog/proglog/api/v1"
@@ -133,20 +134,39 @@ func topicConfig(config *api.TopicConfig) distlog.TopicConfig {
 		MaxRecordBytes: config.GetMaxRecordBytes(),
 		SegmentBytes:   config.GetMaxSegmentBytes(),
 		RetentionBytes: config.GetRetentionBytes(),
-		RetentionAge:   time.Duration(config.GetRetentionAgeMs()) * time.Millisecond,
+		RetentionAge:   msDuration(config.GetRetentionAgeMs()),
+		SegmentAge:     msDuration(config.GetSegmentAgeMs()),
+	}
+}
+
+// msDuration is ms milliseconds, at most the longest time.Duration (about
+// 292 years): a larger value, such as a client's -1 for "forever" sent as
+// an unsigned 2^64-1, would otherwise wrap to a negative age (under which
+// retention deletes every sealed segment).
+func msDuration(ms uint64) time.Duration {
+	if ms > math.MaxInt64/uint64(time.Millisecond) {
+		return math.MaxInt64
+	}
+	return time.Duration(ms) * time.Millisecond
+}
+
+// wireTopicConfig is the wire view of a distlog topic config.
+func wireTopicConfig(c distlog.TopicConfig) *api.TopicConfig {
+	return &api.TopicConfig{
+		MaxSegmentBytes: c.SegmentBytes,
+		MaxRecordBytes:  c.MaxRecordBytes,
+		RetentionBytes:  c.RetentionBytes,
+		RetentionAgeMs:  uint64(c.RetentionAge / time.Millisecond),
+		SegmentAgeMs:    uint64(c.SegmentAge / time.Millisecond),
 	}
 }
 
 // topicInfo is the wire view of a distlog topic.
 func topicInfo(t distlog.TopicInfo) *api.TopicInfo {
 	info := &api.TopicInfo{
-		Name: t.Name,
-		Config: &api.TopicConfig{
-			MaxSegmentBytes: t.Config.SegmentBytes,
-			MaxRecordBytes:  t.Config.MaxRecordBytes,
-			RetentionBytes:  t.Config.RetentionBytes,
-			RetentionAgeMs:  uint64(t.Config.RetentionAge / time.Millisecond),
-		},
+		Name:            t.Name,
+		Config:          wireTopicConfig(t.Config),
+		EffectiveConfig: wireTopicConfig(t.Effective),
 		LowestOffset: t.LowestOffset,
 		NextOffset:   t.NextOffset,
 		Records:      t.Records,

@@ -69,6 +69,21 @@ func TestClusterRetention(t *testing.T) {
 	require.Equal(t, uint64(60000), info.GetConfig().GetRetentionAgeMs())
 	_, err = client.AlterTopic(ctx, "short", &api.TopicConfig{MaxSegmentBytes: 99})
 	require.Equal(t, codes.InvalidArgument, status.Code(err))
+
+	// A segment age of its own: at least 1 s; describe shows it, and the
+	// configuration in effect with the node's defaults filled in.
+	_, err = client.AlterTopic(ctx, "short", &api.TopicConfig{SegmentAgeMs: 999})
+	require.Equal(t, codes.InvalidArgument, status.Code(err))
+	require.Contains(t, status.Convert(err).Message(), "SegmentAge = 999ms")
+	info, err = client.AlterTopic(ctx, "short", &api.TopicConfig{SegmentAgeMs: 120000})
+	require.NoError(t, err)
+	require.Equal(t, uint64(120000), info.GetConfig().GetSegmentAgeMs())
+	require.Zero(t, info.GetConfig().GetMaxRecordBytes(), "the topic's own config: 0 takes the node's")
+	effective := info.GetEffectiveConfig()
+	require.Equal(t, uint64(120000), effective.GetSegmentAgeMs())
+	require.Equal(t, uint64(1<<10), effective.GetMaxSegmentBytes())
+	require.Positive(t, effective.GetMaxRecordBytes(), "the node's limit")
+	require.Zero(t, effective.GetRetentionAgeMs(), "the alter removed the retention age")
 }
 
 // testBatchesAfterRetention: on a follower, over a topic cut by retention

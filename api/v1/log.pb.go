@@ -677,8 +677,9 @@ func (x *Server) GetIsLeader() bool {
 	return false
 }
 
-// TopicConfig is a topic's configuration, fixed when the topic is created.
-// A zero field takes the cluster's default for it.
+// TopicConfig is a topic's configuration. A zero field takes the cluster's
+// default for it. max_segment_bytes and max_record_bytes are fixed when the
+// topic is created; the others are changeable with AlterTopic.
 type TopicConfig struct {
 	state protoimpl.MessageState `protogen:"open.v1"`
 	// max_segment_bytes is the store-file size, in bytes, past which a
@@ -696,8 +697,15 @@ type TopicConfig struct {
 	// milliseconds: a sealed segment is deleted once its last record is older.
 	// Changeable with AlterTopic.
 	RetentionAgeMs uint64 `protobuf:"varint,4,opt,name=retention_age_ms,json=retentionAgeMs,proto3" json:"retention_age_ms,omitempty"`
-	unknownFields  protoimpl.UnknownFields
-	sizeCache      protoimpl.SizeCache
+	// segment_age_ms, when not 0, is how long a segment of the topic may
+	// span, in milliseconds (Kafka's segment.ms): the active segment is
+	// sealed once a record comes this long after its first, whether or not
+	// the topic has a retention age. At least 1000; a smaller value is
+	// INVALID_ARGUMENT. 0: the node's default, which applies only when the
+	// topic has a retention age. Changeable with AlterTopic.
+	SegmentAgeMs  uint64 `protobuf:"varint,5,opt,name=segment_age_ms,json=segmentAgeMs,proto3" json:"segment_age_ms,omitempty"`
+	unknownFields protoimpl.UnknownFields
+	sizeCache     protoimpl.SizeCache
 }
 
 func (x *TopicConfig) Reset() {
@@ -758,6 +766,13 @@ func (x *TopicConfig) GetRetentionAgeMs() uint64 {
 	return 0
 }
 
+func (x *TopicConfig) GetSegmentAgeMs() uint64 {
+	if x != nil {
+		return x.SegmentAgeMs
+	}
+	return 0
+}
+
 // TopicInfo describes a topic as the answering node has applied it (a
 // follower may be a little behind the leader).
 type TopicInfo struct {
@@ -776,9 +791,15 @@ type TopicInfo struct {
 	// bytes is the size on disk of the topic's segments.
 	Bytes uint64 `protobuf:"varint,7,opt,name=bytes,proto3" json:"bytes,omitempty"`
 	// segments is the number of segments the topic's log is made of.
-	Segments      uint64 `protobuf:"varint,8,opt,name=segments,proto3" json:"segments,omitempty"`
-	unknownFields protoimpl.UnknownFields
-	sizeCache     protoimpl.SizeCache
+	Segments uint64 `protobuf:"varint,8,opt,name=segments,proto3" json:"segments,omitempty"`
+	// effective_config is the configuration the answering node applies to the
+	// topic, its defaults filled in: max_segment_bytes and max_record_bytes
+	// are never 0; segment_age_ms is the age its segments roll at, 0 when they
+	// roll by size only; the retention fields are config's. Nodes of the
+	// release before it leave it unset.
+	EffectiveConfig *TopicConfig `protobuf:"bytes,9,opt,name=effective_config,json=effectiveConfig,proto3" json:"effective_config,omitempty"`
+	unknownFields   protoimpl.UnknownFields
+	sizeCache       protoimpl.SizeCache
 }
 
 func (x *TopicInfo) Reset() {
@@ -867,6 +888,13 @@ func (x *TopicInfo) GetSegments() uint64 {
 	return 0
 }
 
+func (x *TopicInfo) GetEffectiveConfig() *TopicConfig {
+	if x != nil {
+		return x.EffectiveConfig
+	}
+	return nil
+}
+
 // CreateTopicRequest names the topic to create and its configuration.
 // Topic names match [A-Za-z0-9._-]{1,249} and are neither "." nor "..".
 type CreateTopicRequest struct {
@@ -923,9 +951,10 @@ func (x *CreateTopicRequest) GetConfig() *TopicConfig {
 
 // CreateTopicResponse describes the topic, new or already there with the
 // same configuration.
-// AlterTopicRequest changes a topic's retention (retention_bytes and
-// retention_age_ms of config; the other fields are fixed at creation and
-// must be 0 or unchanged).
+// AlterTopicRequest sets a topic's changeable configuration to config's
+// (retention_bytes, retention_age_ms and segment_age_ms, a 0 removing the
+// topic's own value; the other fields are fixed at creation and must be 0
+// or unchanged).
 type AlterTopicRequest struct {
 	state         protoimpl.MessageState `protogen:"open.v1"`
 	Name          string                 `protobuf:"bytes,1,opt,name=name,proto3" json:"name,omitempty"`
@@ -1874,12 +1903,13 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"\x06Server\x12\x0e\n" +
 	"\x02id\x18\x01 \x01(\tR\x02id\x12\x19\n" +
 	"\brpc_addr\x18\x02 \x01(\tR\arpcAddr\x12\x1b\n" +
-	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\xb6\x01\n" +
+	"\tis_leader\x18\x03 \x01(\bR\bisLeader\"\xdc\x01\n" +
 	"\vTopicConfig\x12*\n" +
 	"\x11max_segment_bytes\x18\x01 \x01(\x04R\x0fmaxSegmentBytes\x12(\n" +
 	"\x10max_record_bytes\x18\x02 \x01(\x04R\x0emaxRecordBytes\x12'\n" +
 	"\x0fretention_bytes\x18\x03 \x01(\x04R\x0eretentionBytes\x12(\n" +
-	"\x10retention_age_ms\x18\x04 \x01(\x04R\x0eretentionAgeMs\"\x85\x02\n" +
+	"\x10retention_age_ms\x18\x04 \x01(\x04R\x0eretentionAgeMs\x12$\n" +
+	"\x0esegment_age_ms\x18\x05 \x01(\x04R\fsegmentAgeMs\"\xc5\x02\n" +
 	"\tTopicInfo\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\x12#\n" +
@@ -1889,7 +1919,8 @@ const file_api_v1_log_proto_rawDesc = "" +
 	"nextOffset\x12\x18\n" +
 	"\arecords\x18\x06 \x01(\x04R\arecords\x12\x14\n" +
 	"\x05bytes\x18\a \x01(\x04R\x05bytes\x12\x1a\n" +
-	"\bsegments\x18\b \x01(\x04R\bsegments\"U\n" +
+	"\bsegments\x18\b \x01(\x04R\bsegments\x12>\n" +
+	"\x10effective_config\x18\t \x01(\v2\x13.log.v1.TopicConfigR\x0feffectiveConfig\"U\n" +
 	"\x12CreateTopicRequest\x12\x12\n" +
 	"\x04name\x18\x01 \x01(\tR\x04name\x12+\n" +
 	"\x06config\x18\x02 \x01(\v2\x13.log.v1.TopicConfigR\x06config\"T\n" +
@@ -2014,50 +2045,51 @@ var file_api_v1_log_proto_depIdxs = []int32{
 	0,  // 3: log.v1.ProduceBatchRequest.records:type_name -> log.v1.Record
 	9,  // 4: log.v1.GetServersResponse.servers:type_name -> log.v1.Server
 	10, // 5: log.v1.TopicInfo.config:type_name -> log.v1.TopicConfig
-	10, // 6: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
-	10, // 7: log.v1.AlterTopicRequest.config:type_name -> log.v1.TopicConfig
-	11, // 8: log.v1.AlterTopicResponse.topic:type_name -> log.v1.TopicInfo
-	11, // 9: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
-	11, // 10: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
-	11, // 11: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
-	26, // 12: log.v1.GroupInfo.topics:type_name -> log.v1.GroupTopic
-	27, // 13: log.v1.ListGroupsResponse.groups:type_name -> log.v1.GroupInfo
-	27, // 14: log.v1.DescribeGroupResponse.group:type_name -> log.v1.GroupInfo
-	1,  // 15: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
-	3,  // 16: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
-	3,  // 17: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
-	1,  // 18: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
-	5,  // 19: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
-	7,  // 20: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
-	12, // 21: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
-	16, // 22: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
-	18, // 23: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
-	20, // 24: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
-	13, // 25: log.v1.Log.AlterTopic:input_type -> log.v1.AlterTopicRequest
-	22, // 26: log.v1.Log.CommitOffset:input_type -> log.v1.CommitOffsetRequest
-	24, // 27: log.v1.Log.FetchOffset:input_type -> log.v1.FetchOffsetRequest
-	28, // 28: log.v1.Log.ListGroups:input_type -> log.v1.ListGroupsRequest
-	30, // 29: log.v1.Log.DescribeGroup:input_type -> log.v1.DescribeGroupRequest
-	2,  // 30: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
-	4,  // 31: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
-	4,  // 32: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
-	2,  // 33: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
-	6,  // 34: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
-	8,  // 35: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
-	15, // 36: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
-	17, // 37: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
-	19, // 38: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
-	21, // 39: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
-	14, // 40: log.v1.Log.AlterTopic:output_type -> log.v1.AlterTopicResponse
-	23, // 41: log.v1.Log.CommitOffset:output_type -> log.v1.CommitOffsetResponse
-	25, // 42: log.v1.Log.FetchOffset:output_type -> log.v1.FetchOffsetResponse
-	29, // 43: log.v1.Log.ListGroups:output_type -> log.v1.ListGroupsResponse
-	31, // 44: log.v1.Log.DescribeGroup:output_type -> log.v1.DescribeGroupResponse
-	30, // [30:45] is the sub-list for method output_type
-	15, // [15:30] is the sub-list for method input_type
-	15, // [15:15] is the sub-list for extension type_name
-	15, // [15:15] is the sub-list for extension extendee
-	0,  // [0:15] is the sub-list for field type_name
+	10, // 6: log.v1.TopicInfo.effective_config:type_name -> log.v1.TopicConfig
+	10, // 7: log.v1.CreateTopicRequest.config:type_name -> log.v1.TopicConfig
+	10, // 8: log.v1.AlterTopicRequest.config:type_name -> log.v1.TopicConfig
+	11, // 9: log.v1.AlterTopicResponse.topic:type_name -> log.v1.TopicInfo
+	11, // 10: log.v1.CreateTopicResponse.topic:type_name -> log.v1.TopicInfo
+	11, // 11: log.v1.ListTopicsResponse.topics:type_name -> log.v1.TopicInfo
+	11, // 12: log.v1.DescribeTopicResponse.topic:type_name -> log.v1.TopicInfo
+	26, // 13: log.v1.GroupInfo.topics:type_name -> log.v1.GroupTopic
+	27, // 14: log.v1.ListGroupsResponse.groups:type_name -> log.v1.GroupInfo
+	27, // 15: log.v1.DescribeGroupResponse.group:type_name -> log.v1.GroupInfo
+	1,  // 16: log.v1.Log.Produce:input_type -> log.v1.ProduceRequest
+	3,  // 17: log.v1.Log.Consume:input_type -> log.v1.ConsumeRequest
+	3,  // 18: log.v1.Log.ConsumeStream:input_type -> log.v1.ConsumeRequest
+	1,  // 19: log.v1.Log.ProduceStream:input_type -> log.v1.ProduceRequest
+	5,  // 20: log.v1.Log.ProduceBatch:input_type -> log.v1.ProduceBatchRequest
+	7,  // 21: log.v1.Log.GetServers:input_type -> log.v1.GetServersRequest
+	12, // 22: log.v1.Log.CreateTopic:input_type -> log.v1.CreateTopicRequest
+	16, // 23: log.v1.Log.DeleteTopic:input_type -> log.v1.DeleteTopicRequest
+	18, // 24: log.v1.Log.ListTopics:input_type -> log.v1.ListTopicsRequest
+	20, // 25: log.v1.Log.DescribeTopic:input_type -> log.v1.DescribeTopicRequest
+	13, // 26: log.v1.Log.AlterTopic:input_type -> log.v1.AlterTopicRequest
+	22, // 27: log.v1.Log.CommitOffset:input_type -> log.v1.CommitOffsetRequest
+	24, // 28: log.v1.Log.FetchOffset:input_type -> log.v1.FetchOffsetRequest
+	28, // 29: log.v1.Log.ListGroups:input_type -> log.v1.ListGroupsRequest
+	30, // 30: log.v1.Log.DescribeGroup:input_type -> log.v1.DescribeGroupRequest
+	2,  // 31: log.v1.Log.Produce:output_type -> log.v1.ProduceResponse
+	4,  // 32: log.v1.Log.Consume:output_type -> log.v1.ConsumeResponse
+	4,  // 33: log.v1.Log.ConsumeStream:output_type -> log.v1.ConsumeResponse
+	2,  // 34: log.v1.Log.ProduceStream:output_type -> log.v1.ProduceResponse
+	6,  // 35: log.v1.Log.ProduceBatch:output_type -> log.v1.ProduceBatchResponse
+	8,  // 36: log.v1.Log.GetServers:output_type -> log.v1.GetServersResponse
+	15, // 37: log.v1.Log.CreateTopic:output_type -> log.v1.CreateTopicResponse
+	17, // 38: log.v1.Log.DeleteTopic:output_type -> log.v1.DeleteTopicResponse
+	19, // 39: log.v1.Log.ListTopics:output_type -> log.v1.ListTopicsResponse
+	21, // 40: log.v1.Log.DescribeTopic:output_type -> log.v1.DescribeTopicResponse
+	14, // 41: log.v1.Log.AlterTopic:output_type -> log.v1.AlterTopicResponse
+	23, // 42: log.v1.Log.CommitOffset:output_type -> log.v1.CommitOffsetResponse
+	25, // 43: log.v1.Log.FetchOffset:output_type -> log.v1.FetchOffsetResponse
+	29, // 44: log.v1.Log.ListGroups:output_type -> log.v1.ListGroupsResponse
+	31, // 45: log.v1.Log.DescribeGroup:output_type -> log.v1.DescribeGroupResponse
+	31, // [31:46] is the sub-list for method output_type
+	16, // [16:31] is the sub-list for method input_type
+	16, // [16:16] is the sub-list for extension type_name
+	16, // [16:16] is the sub-list for extension extendee
+	0,  // [0:16] is the sub-list for field type_name
 }
 
 func init() { file_api_v1_log_proto_init() }
