@@ -42,7 +42,7 @@ func (l topicLog) StartAppend(ctx context.Context, topic string, batches []api.P
 	return f, nil
 }
 
-// AlterTopic changes topic name's retention through Raft.
+// AlterTopic changes topic name's retention and segment age through Raft.
 func (l topicLog) AlterTopic(ctx context.Context, name string, config *api.TopicConfig) error {
 	return clientError(l.log.AlterTopic(ctx, name, topicConfig(config)))
 }

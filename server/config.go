@@ -62,8 +62,9 @@ type CommitLog interface {
 	// idempotent: creating a topic that exists with the same config
 	// succeeds; with another config it is an api.TopicExistsError.
 	CreateTopic(ctx context.Context, name string, config *api.TopicConfig) error
-	// AlterTopic changes topic name's retention to config's
-	// (retention_bytes, retention_age_ms; the other fields are ignored).
+	// AlterTopic sets topic name's changeable configuration to config's
+	// (retention_bytes, retention_age_ms, segment_age_ms; the other fields
+	// are ignored).
 	AlterTopic(ctx context.Context, name string, config *api.TopicConfig) error
 	// DeleteTopic deletes topic name and its records.
 	DeleteTopic(ctx context.Context, name string) error

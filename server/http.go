@@ -119,16 +119,20 @@ type (
 	topicConfigJSON struct {
 		MaxSegmentBytes uint64 `json:"max_segment_bytes"`
 		MaxRecordBytes  uint64 `json:"max_record_bytes"`
+		SegmentAgeMs    uint64 `json:"segment_age_ms"`
 	}
 	topicJSON struct {
-		Name          string          `json:"name"`
-		Config        topicConfigJSON `json:"config"`
-		LowestOffset  uint64          `json:"lowest_offset"`
-		HighestOffset uint64          `json:"highest_offset"`
-		NextOffset    uint64          `json:"next_offset"`
-		Records       uint64          `json:"records"`
-		Bytes         uint64          `json:"bytes"`
-		Segments      uint64          `json:"segments"`
+		Name   string          `json:"name"`
+		Config topicConfigJSON `json:"config"`
+		// EffectiveConfig is absent when the answering node's release
+		// does not fill it in.
+		EffectiveConfig *topicConfigJSON `json:"effective_config,omitempty"`
+		LowestOffset    uint64           `json:"lowest_offset"`
+		HighestOffset   uint64           `json:"highest_offset"`
+		NextOffset      uint64           `json:"next_offset"`
+		Records         uint64           `json:"records"`
+		Bytes           uint64           `json:"bytes"`
+		Segments        uint64           `json:"segments"`
 	}
 	createTopicRequestJSON struct {
 		Config *topicConfigJSON `json:"config"`
@@ -145,20 +149,32 @@ type (
 	}
 )
 
+// toTopicConfigJSON is the JSON view of a TopicConfig.
+func toTopicConfigJSON(c *api.TopicConfig) topicConfigJSON {
+	return topicConfigJSON{
+		MaxSegmentBytes: c.GetMaxSegmentBytes(),
+		MaxRecordBytes:  c.GetMaxRecordBytes(),
+		SegmentAgeMs:    c.GetSegmentAgeMs(),
+	}
+}
+
 // toTopicJSON is the JSON view of a TopicInfo.
 func toTopicJSON(info *api.TopicInfo) topicJSON {
+	var effective *topicConfigJSON
+	if e := info.GetEffectiveConfig(); e != nil {
+		j := toTopicConfigJSON(e)
+		effective = &j
+	}
 	return topicJSON{
-		Name: info.GetName(),
-		Config: topicConfigJSON{
-			MaxSegmentBytes: info.GetConfig().GetMaxSegmentBytes(),
-			MaxRecordBytes:  info.GetConfig().GetMaxRecordBytes(),
-		},
-		LowestOffset:  info.GetLowestOffset(),
-		HighestOffset: info.GetHighestOffset(),
-		NextOffset:    info.GetNextOffset(),
-		Records:       info.GetRecords(),
-		Bytes:         info.GetBytes(),
-		Segments:      info.GetSegments(),
+		Name:            info.GetName(),
+		Config:          toTopicConfigJSON(info.GetConfig()),
+		EffectiveConfig: effective,
+		LowestOffset:    info.GetLowestOffset(),
+		HighestOffset:   info.GetHighestOffset(),
+		NextOffset:      info.GetNextOffset(),
+		Records:         info.GetRecords(),
+		Bytes:           info.GetBytes(),
+		Segments:        info.GetSegments(),
 	}
 }
 
@@ -254,6 +270,7 @@ func (h *httpHandler) createTopic(w http.ResponseWriter, r *http.Request, name s
 	if req.Config != nil {
 		config.MaxSegmentBytes = req.Config.MaxSegmentBytes
 		config.MaxRecordBytes = req.Config.MaxRecordBytes
+		config.SegmentAgeMs = req.Config.SegmentAgeMs
 	}
 	info, err := createTopic(r.Context(), h.cfg, name, config)
 	if err != nil {

@@ -81,7 +81,7 @@ func deleteTopic(ctx context.Context, cfg Config, name string) error {
 	return cfg.CommitLog.DeleteTopic(ctx, name)
 }
 
-// AlterTopic changes a topic's retention.
+// AlterTopic changes a topic's retention and segment age.
 func (s *logService) AlterTopic(ctx context.Context, req *api.AlterTopicRequest) (*api.AlterTopicResponse, error) {
 	info, err := alterTopic(ctx, s.cfg, req.GetName(), req.GetConfig())
 	if err != nil {
@@ -90,8 +90,8 @@ func (s *logService) AlterTopic(ctx context.Context, req *api.AlterTopicRequest)
 	return &api.AlterTopicResponse{Topic: info}, nil
 }
 
-// alterTopic changes name's retention to config's and describes it; it
-// needs the admin action. The fields fixed at creation must be 0 or
+// alterTopic sets name's retention and segment age to config's and
+// describes it; it needs the admin action. The fields fixed at creation must be 0 or
 // unchanged.
 func alterTopic(ctx context.Context, cfg Config, name string, config *api.TopicConfig) (*api.TopicInfo, error) {
 	if err := adminTopic(ctx, cfg, name, AdminAction); err != nil {
@@ -102,11 +102,11 @@ func alterTopic(ctx context.Context, cfg Config, name string, config *api.TopicC
 		return nil, err
 	}
 	if seg := config.GetMaxSegmentBytes(); seg != 0 && seg != current.GetConfig().GetMaxSegmentBytes() {
-		return nil, fmt.Errorf("%w: max_segment_bytes is fixed at creation (%d); only retention can change",
+		return nil, fmt.Errorf("%w: max_segment_bytes is fixed at creation (%d); only retention and segment_age_ms can change",
 			api.ErrInvalidTopicConfig, current.GetConfig().GetMaxSegmentBytes())
 	}
 	if rec := config.GetMaxRecordBytes(); rec != 0 && rec != current.GetConfig().GetMaxRecordBytes() {
-		return nil, fmt.Errorf("%w: max_record_bytes is fixed at creation (%d); only retention can change",
+		return nil, fmt.Errorf("%w: max_record_bytes is fixed at creation (%d); only retention and segment_age_ms can change",
 			api.ErrInvalidTopicConfig, current.GetConfig().GetMaxRecordBytes())
 	}
 	if err := cfg.CommitLog.AlterTopic(ctx, name, config); err != nil {

@@ -379,10 +379,13 @@ func TestTopicsOverHTTP(t *testing.T) {
 	}{
 		{"produce to a missing topic", http.MethodPost, "/topics/orders", `{"record":{"value":"eA=="}}`, 404, `topic \"orders\" does not exist; create it first (CreateTopic, PUT /topics/orders`},
 		{"create", http.MethodPut, "/topics/orders", ``, 200,
-			`{"topic":{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0},"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":1}}`},
+			`{"topic":{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0},"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":1}}`},
 		{"create again", http.MethodPut, "/topics/orders", `{}`, 200,
-			`{"topic":{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0},"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":1}}`},
+			`{"topic":{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0},"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":1}}`},
 		{"create with another config", http.MethodPut, "/topics/orders", `{"config":{"max_segment_bytes":1024}}`, 409, "already exists"},
+		{"create with a segment age", http.MethodPut, "/topics/aged", `{"config":{"segment_age_ms":60000}}`, 200,
+			`{"topic":{"name":"aged","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":60000},"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":1}}`},
+		{"delete it", http.MethodDelete, "/topics/aged", ``, 200, `{}`},
 		{"create with a bad name", http.MethodPut, "/topics/a..b%20c", ``, 400, "[A-Za-z0-9._-]{1,249}"},
 		{"create with bad JSON", http.MethodPut, "/topics/x", `{"config":`, 400, "malformed JSON"},
 		{"produce", http.MethodPost, "/topics/orders", `{"record":{"value":"eA=="}}`, 200, `{"offset":0}`},
@@ -393,8 +396,8 @@ func TestTopicsOverHTTP(t *testing.T) {
 		{"consume the default topic by name", http.MethodGet, "/topics/default?offset=0", ``, 200, `{"record":{"value":"ZA==","offset":0}}`},
 		{"consume past the end", http.MethodGet, "/topics/orders?offset=2", ``, 404, "offset out of range: 2"},
 		{"list", http.MethodGet, "/topics", ``, 200, `{"topics":[` +
-			`{"name":"default","config":{"max_segment_bytes":0,"max_record_bytes":0},"lowest_offset":0,"highest_offset":0,"next_offset":1,"records":1,"bytes":1,"segments":1},` +
-			`{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0},"lowest_offset":0,"highest_offset":1,"next_offset":2,"records":2,"bytes":2,"segments":1}]}`},
+			`{"name":"default","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0},"lowest_offset":0,"highest_offset":0,"next_offset":1,"records":1,"bytes":1,"segments":1},` +
+			`{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0},"lowest_offset":0,"highest_offset":1,"next_offset":2,"records":2,"bytes":2,"segments":1}]}`},
 		{"POST /topics", http.MethodPost, "/topics", `{}`, 405, "method POST not allowed"},
 		{"delete", http.MethodDelete, "/topics/orders", ``, 200, `{}`},
 		{"delete again", http.MethodDelete, "/topics/orders", ``, 404, "does not exist"},
@@ -412,6 +415,23 @@ func TestTopicsOverHTTP(t *testing.T) {
 		require.NoErrorf(t, json.Unmarshal([]byte(body), &e), "%s: error body %q is not JSON", step.name, body)
 		require.Containsf(t, body, step.wantBody, "%s: error body", step.name)
 	}
+}
+
+// TestTopicJSONEffectiveConfig: a topic document carries the configuration
+// in effect on the answering node when the node gives it, and leaves it out
+// when it does not (a node of the release before it).
+func TestTopicJSONEffectiveConfig(t *testing.T) {
+	info := &api.TopicInfo{Name: "orders", Config: &api.TopicConfig{RetentionAgeMs: 3600000},
+		EffectiveConfig: &api.TopicConfig{MaxSegmentBytes: 8 << 20, MaxRecordBytes: 1 << 20, RetentionAgeMs: 3600000, SegmentAgeMs: 3600000}}
+	got, err := json.Marshal(toTopicJSON(info))
+	require.NoError(t, err)
+	require.JSONEq(t, `{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0},`+
+		`"effective_config":{"max_segment_bytes":8388608,"max_record_bytes":1048576,"segment_age_ms":3600000},`+
+		`"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":0}`, string(got))
+	info.EffectiveConfig = nil
+	got, err = json.Marshal(toTopicJSON(info))
+	require.NoError(t, err)
+	require.NotContains(t, string(got), "effective_config")
 }
 
 // TestTopicsOverHTTPAuthorization: each HTTP topic endpoint asks about its
