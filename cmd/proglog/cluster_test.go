@@ -388,8 +388,21 @@ func testGroupCommands(t *testing.T, c *testCluster) {
 		return r.code == exitError
 	}, "consume below the lowest offset fails")
 	require.Contains(t, r.stderr, "below the lowest offset")
-	r = c.mustRun(t, "", "topic", "alter", "logs", "--retention-age", "1h")
+	r = c.mustRun(t, "", "topic", "alter", "logs", "--retention-age", "1h", "--topic-segment-age", "2h")
 	require.Contains(t, r.stdout, "logs")
+	require.Contains(t, r.stdout, "2h0m0s", "alter prints the topic's new segment age")
+	// A segment age of its own, and what describe shows of it.
+	c.mustRun(t, "", "topic", "create", "metrics", "--topic-segment-age", "10m")
+	untilTrue(t, exitTimeout, func() bool {
+		r := c.run(t, "", "topic", "describe", "metrics", "--json")
+		described = topicJSON{}
+		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &described) == nil
+	}, "describe topic metrics")
+	require.EqualValues(t, 600000, described.Config.SegmentAgeMs)
+	require.NotNil(t, described.EffectiveConfig)
+	require.EqualValues(t, 600000, described.EffectiveConfig.SegmentAgeMs)
+	require.Zero(t, described.Config.MaxSegmentBytes, "the topic's own: the node's")
+	require.Positive(t, described.EffectiveConfig.MaxSegmentBytes, "in effect: the node's value")
 
 	r = c.run(t, "", "groups", "describe", "nobody-here")
 	require.Equal(t, exitError, r.code)
@@ -416,6 +429,7 @@ func untilTrue(t *testing.T, timeout time.Duration, cond func() bool, what strin
 func testTopicCommands(t *testing.T, c *testCluster) {
 	r := c.mustRun(t, "", "topic", "create", "orders")
 	require.Contains(t, r.stdout, "orders", "topic create prints the topic")
+	require.Contains(t, r.stdout, "(node default)", "topic create prints the node's values in effect")
 	c.mustRun(t, "", "topic", "create", "orders") // again, same config: no change
 
 	// A topic's offsets are its own, from 0.

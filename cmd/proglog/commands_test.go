@@ -87,6 +87,8 @@ func TestUsageErrors(t *testing.T) {
 		{name: "topic describe with two names", args: []string{"topic", "describe", "a", "b"}, want: "topic describe: needs one topic NAME, got 2 arguments"},
 		{name: "topic list with an argument", args: []string{"topic", "list", "x"}, want: `takes no arguments, got "x"`},
 		{name: "topic create negative segment", args: []string{"topic", "create", "t", "--topic-segment-bytes", "-1"}, want: "--topic-segment-bytes -1 must not be negative"},
+		{name: "topic create tiny segment age", args: []string{"topic", "create", "t", "--topic-segment-age", "500ms"}, want: "--topic-segment-age 500ms must be 0 (the node's default) or at least 1s"},
+		{name: "topic alter negative segment age", args: []string{"topic", "alter", "t", "--topic-segment-age", "-1m"}, want: "--topic-segment-age -1m0s must be 0 (the node's default) or at least 1s"},
 		{name: "agent without data dir", args: []string{"agent"}, want: "--data-dir is required"},
 		{name: "agent bad port", args: []string{"agent", "--data-dir", "/d", "--rpc-port", "70000"}, want: "--rpc-port 70000"},
 		{name: "agent advertise host with port", args: []string{"agent", "--data-dir", "/d", "--advertise-host", "n1:8401"}, want: `--advertise-host "n1:8401": want a host without a port`},
@@ -233,6 +235,41 @@ func TestWriteServers(t *testing.T) {
 	require.Equal(t, "ID      ADDRESS         LEADER\n"+
 		"node-1  127.0.0.1:8401  yes\n"+
 		"node-2  127.0.0.1:8402  no\n", out.String())
+}
+
+// TestWriteTopics: topic describe shows the configuration in effect: the
+// topic's own values as they are, the node's marked "(node default)", and
+// "default" when the node does not say (a release without
+// effective_config).
+func TestWriteTopics(t *testing.T) {
+	effective := &api.TopicConfig{MaxSegmentBytes: 8388608, MaxRecordBytes: 1048576, RetentionAgeMs: 3600000, SegmentAgeMs: 3600000}
+	topics := []*api.TopicInfo{
+		{Name: "clicks", Records: 2, HighestOffset: 1, NextOffset: 2, Bytes: 40, Segments: 1,
+			Config: &api.TopicConfig{RetentionAgeMs: 3600000}, EffectiveConfig: effective},
+		{Name: "metrics", Segments: 1, Config: &api.TopicConfig{MaxSegmentBytes: 4096, SegmentAgeMs: 600000},
+			EffectiveConfig: &api.TopicConfig{MaxSegmentBytes: 4096, MaxRecordBytes: 1048576, SegmentAgeMs: 600000}},
+		{Name: "plain", Segments: 1, Config: &api.TopicConfig{},
+			EffectiveConfig: &api.TopicConfig{MaxSegmentBytes: 8388608, MaxRecordBytes: 1048576}},
+		{Name: "old", Segments: 1, Config: &api.TopicConfig{}},
+	}
+	var out strings.Builder
+	require.NoError(t, writeTopics(&out, topics, false))
+	require.Equal(t, ""+
+		"NAME     OFFSETS  RECORDS  BYTES  SEGMENTS  SEGMENT BYTES           MAX RECORD BYTES        SEGMENT AGE\n"+
+		"clicks   0-1      2        40     1         8388608 (node default)  1048576 (node default)  1h0m0s (node default)\n"+
+		"metrics  -        0        0      1         4096                    1048576 (node default)  10m0s\n"+
+		"plain    -        0        0      1         8388608 (node default)  1048576 (node default)  none\n"+
+		"old      -        0        0      1         default                 default                 default\n", out.String())
+
+	out.Reset()
+	require.NoError(t, writeTopics(&out, topics[:1], true))
+	require.JSONEq(t, `{"name":"clicks","lowest_offset":0,"highest_offset":1,"next_offset":2,"records":2,"bytes":40,"segments":1,`+
+		`"config":{"max_segment_bytes":0,"max_record_bytes":0,"retention_age_ms":3600000},`+
+		`"effective_config":{"max_segment_bytes":8388608,"max_record_bytes":1048576,"retention_age_ms":3600000,"segment_age_ms":3600000}}`,
+		out.String())
+	out.Reset()
+	require.NoError(t, writeTopics(&out, topics[3:], true))
+	require.NotContains(t, out.String(), "effective_config")
 }
 
 func TestWriteRecord(t *testing.T) {

@@ -79,8 +79,9 @@ const (
 	keyTopicSegmentBytes   = "topic-segment-bytes"
 	keyTopicMaxRecordBytes = "topic-max-record-bytes"
 	// topic create and topic alter.
-	keyRetentionBytes = "retention-bytes"
-	keyRetentionAge   = "retention-age"
+	keyRetentionBytes  = "retention-bytes"
+	keyRetentionAge    = "retention-age"
+	keyTopicSegmentAge = "topic-segment-age"
 
 	// consume.
 	keyFrom   = "from"
@@ -264,6 +265,7 @@ func topicCreateOptions() []option {
 		option{key: keyTopicMaxRecordBytes, def: 0, usage: "largest record value, in bytes, the topic takes (0: the cluster's limit, which is also the most it may be)"},
 		option{key: keyRetentionBytes, def: 0, usage: "delete the oldest sealed segments while the topic holds more bytes than this (0: no limit)"},
 		option{key: keyRetentionAge, def: time.Duration(0), usage: "delete sealed segments whose records are all older than this (0: no limit)"},
+		option{key: keyTopicSegmentAge, def: time.Duration(0), usage: "seal the topic's segment once its records span this long, with or without a retention age; at least 1s (0: the node's --segment-max-age, for a topic with a retention age only)"},
 	)
 }
 
@@ -272,6 +274,7 @@ func topicAlterOptions() []option {
 	return append(clientOptions(),
 		option{key: keyRetentionBytes, def: 0, usage: "the topic's new size limit in bytes (0: none)"},
 		option{key: keyRetentionAge, def: time.Duration(0), usage: "the topic's new age limit (0: none)"},
+		option{key: keyTopicSegmentAge, def: time.Duration(0), usage: "the topic's new segment age, at least 1s (0: the node's default)"},
 	)
 }
 

@@ -4,6 +4,8 @@ import (
 	"encoding/json"
 	"fmt"
 	"io"
+	"math"
+	"strconv"
 	"text/tabwriter"
 	"time"
 
@@ -62,20 +64,31 @@ func readTopicCreateSettings(s *settings) (topicCreateSettings, error) {
 		return ts, usageError(fmt.Errorf("--%s %d must not be negative", keyTopicMaxRecordBytes, recordBytes))
 	}
 	ts.config = &api.TopicConfig{MaxSegmentBytes: uint64(segmentBytes), MaxRecordBytes: uint64(recordBytes),
-		RetentionBytes: retention.GetRetentionBytes(), RetentionAgeMs: retention.GetRetentionAgeMs()}
+		RetentionBytes: retention.GetRetentionBytes(), RetentionAgeMs: retention.GetRetentionAgeMs(),
+		SegmentAgeMs: retention.GetSegmentAgeMs()}
 	return ts, ts.client.validate()
 }
 
-// readRetention reads --retention-bytes and --retention-age.
+// minTopicSegmentAge is distlog.MinTopicSegmentAge, checked here so that
+// the mistake is a usage error, before anything is sent.
+const minTopicSegmentAge = time.Second
+
+// readRetention reads the changeable fields of a topic's configuration:
+// --retention-bytes, --retention-age and --topic-segment-age.
 func readRetention(s *settings) (*api.TopicConfig, error) {
-	bytes, age := s.Int(keyRetentionBytes), s.Duration(keyRetentionAge)
+	bytes, age, segmentAge := s.Int(keyRetentionBytes), s.Duration(keyRetentionAge), s.Duration(keyTopicSegmentAge)
 	if bytes < 0 {
 		return nil, usageError(fmt.Errorf("--%s %d must not be negative", keyRetentionBytes, bytes))
 	}
 	if age < 0 || (age > 0 && age < time.Millisecond) {
 		return nil, usageError(fmt.Errorf("--%s %v must be 0 or at least 1ms", keyRetentionAge, age))
 	}
-	return &api.TopicConfig{RetentionBytes: uint64(bytes), RetentionAgeMs: uint64(age / time.Millisecond)}, nil
+	if segmentAge < 0 || (segmentAge > 0 && segmentAge < minTopicSegmentAge) {
+		return nil, usageError(fmt.Errorf("--%s %v must be 0 (the node's default) or at least %v",
+			keyTopicSegmentAge, segmentAge, minTopicSegmentAge))
+	}
+	return &api.TopicConfig{RetentionBytes: uint64(bytes), RetentionAgeMs: uint64(age / time.Millisecond),
+		SegmentAgeMs: uint64(segmentAge / time.Millisecond)}, nil
 }
 
 // topicAlterSettings are the settings of `proglog topic alter`.
@@ -102,13 +115,15 @@ func readTopicAlterSettings(s *settings) (topicAlterSettings, error) {
 func newTopicAlterCmd() (*cobra.Command, error) {
 	return newCommand(&cobra.Command{
 		Use:   "alter NAME",
-		Short: "Change a topic's retention",
+		Short: "Change a topic's retention and segment age",
 		Long: `Set topic NAME's retention to the limits given: --retention-bytes and
---retention-age (a limit not given is removed). The leader then deletes the
-oldest sealed segments past either limit, on every node; the active segment is
-never deleted. Needs the "admin" action on the topic.`,
+--retention-age, and its --topic-segment-age (a setting not given is removed:
+a limit goes, the segment age becomes the node's default). The leader then
+deletes the oldest sealed segments past either limit, on every node; the
+active segment is never deleted. Every node rolls segments by the new age
+from the same record on. Needs the "admin" action on the topic.`,
 		Example: `  proglog topic alter orders --retention-bytes 1073741824
-  proglog topic alter orders --retention-age 168h`,
+  proglog topic alter orders --retention-age 168h --topic-segment-age 1h`,
 		Args: topicArg,
 		RunE: runTopicAlter,
 	}, topicAlterOptions())
@@ -204,10 +219,14 @@ func newTopicCreateCmd() (*cobra.Command, error) {
 		Use:   "create NAME",
 		Short: "Create a topic",
 		Long: `Create topic NAME and print it. Creating a topic that exists with the same
-configuration does nothing (it succeeds); with another configuration it fails.`,
+configuration does nothing (it succeeds); with another configuration it fails.
+--topic-segment-age rolls the topic's segments by age (Kafka's segment.ms)
+whether or not it has a retention age; without it only a topic with a
+retention age rolls by age, at the node's --segment-max-age.`,
 		Example: `  proglog topic create orders
   proglog topic create audit --topic-segment-bytes 67108864
-  proglog topic create clicks --retention-bytes 10737418240 --retention-age 168h`,
+  proglog topic create clicks --retention-bytes 10737418240 --retention-age 168h
+  proglog topic create metrics --topic-segment-age 10m`,
 		Args: topicArg,
 		RunE: runTopicCreate,
 	}, topicCreateOptions())
@@ -227,9 +246,14 @@ as a follower has applied them (a topic created a moment ago may be missing).`,
 
 func newTopicDescribeCmd() (*cobra.Command, error) {
 	return newCommand(&cobra.Command{
-		Use:     "describe NAME",
-		Short:   "Describe a topic",
-		Long:    `Print topic NAME's offsets, size and configuration.`,
+		Use:   "describe NAME",
+		Short: "Describe a topic",
+		Long: `Print topic NAME's offsets, size and configuration. The configuration shown is
+the one the answering node applies: a setting the topic takes from the node
+reads "(node default)" after the node's value, and SEGMENT AGE is "none" for
+a topic whose segments roll by size only. --json gives the topic's own
+settings as "config" (0: the node's) and the values in effect as
+"effective_config".`,
 		Example: `  proglog topic describe orders`,
 		Args:    topicArg,
 		RunE:    runTopicDescribe,
@@ -338,19 +362,32 @@ func runTopicDelete(cmd *cobra.Command, args []string) error {
 
 // topicJSON is one topic in `--json` output: the fields of the HTTP API.
 type topicJSON struct {
-	Name          string `json:"name"`
-	LowestOffset  uint64 `json:"lowest_offset"`
-	HighestOffset uint64 `json:"highest_offset"`
-	NextOffset    uint64 `json:"next_offset"`
-	Records       uint64 `json:"records"`
-	Bytes         uint64 `json:"bytes"`
-	Segments      uint64 `json:"segments"`
-	Config        struct {
-		MaxSegmentBytes uint64 `json:"max_segment_bytes"`
-		MaxRecordBytes  uint64 `json:"max_record_bytes"`
-		RetentionBytes  uint64 `json:"retention_bytes,omitempty"`
-		RetentionAgeMs  uint64 `json:"retention_age_ms,omitempty"`
-	} `json:"config"`
+	Name          string          `json:"name"`
+	LowestOffset  uint64          `json:"lowest_offset"`
+	HighestOffset uint64          `json:"highest_offset"`
+	NextOffset    uint64          `json:"next_offset"`
+	Records       uint64          `json:"records"`
+	Bytes         uint64          `json:"bytes"`
+	Segments      uint64          `json:"segments"`
+	Config        topicConfigJSON `json:"config"`
+	// EffectiveConfig is the configuration the answering node applies,
+	// its defaults filled in; absent from a node of a release without it.
+	EffectiveConfig *topicConfigJSON `json:"effective_config,omitempty"`
+}
+
+// topicConfigJSON is a topic's configuration in `--json` output.
+type topicConfigJSON struct {
+	MaxSegmentBytes uint64 `json:"max_segment_bytes"`
+	MaxRecordBytes  uint64 `json:"max_record_bytes"`
+	RetentionBytes  uint64 `json:"retention_bytes,omitempty"`
+	RetentionAgeMs  uint64 `json:"retention_age_ms,omitempty"`
+	SegmentAgeMs    uint64 `json:"segment_age_ms,omitempty"`
+}
+
+// toTopicConfigJSON is the `--json` view of c.
+func toTopicConfigJSON(c *api.TopicConfig) topicConfigJSON {
+	return topicConfigJSON{MaxSegmentBytes: c.GetMaxSegmentBytes(), MaxRecordBytes: c.GetMaxRecordBytes(),
+		RetentionBytes: c.GetRetentionBytes(), RetentionAgeMs: c.GetRetentionAgeMs(), SegmentAgeMs: c.GetSegmentAgeMs()}
 }
 
 // writeTopics prints topics as a table, or as JSON lines.
@@ -362,10 +399,11 @@ func writeTopics(w io.Writer, topics []*api.TopicInfo, asJSON bool) error {
 				Name: t.GetName(), LowestOffset: t.GetLowestOffset(), HighestOffset: t.GetHighestOffset(),
 				NextOffset: t.GetNextOffset(), Records: t.GetRecords(), Bytes: t.GetBytes(), Segments: t.GetSegments(),
 			}
-			j.Config.MaxSegmentBytes = t.GetConfig().GetMaxSegmentBytes()
-			j.Config.MaxRecordBytes = t.GetConfig().GetMaxRecordBytes()
-			j.Config.RetentionBytes = t.GetConfig().GetRetentionBytes()
-			j.Config.RetentionAgeMs = t.GetConfig().GetRetentionAgeMs()
+			j.Config = toTopicConfigJSON(t.GetConfig())
+			if e := t.GetEffectiveConfig(); e != nil {
+				effective := toTopicConfigJSON(e)
+				j.EffectiveConfig = &effective
+			}
 			if err := enc.Encode(j); err != nil {
 				return fmt.Errorf("topic: write: %w", err)
 			}
@@ -373,14 +411,17 @@ func writeTopics(w io.Writer, topics []*api.TopicInfo, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOFFSETS\tRECORDS\tBYTES\tSEGMENTS\tSEGMENT BYTES\tMAX RECORD BYTES")
+	fmt.Fprintln(tw, "NAME\tOFFSETS\tRECORDS\tBYTES\tSEGMENTS\tSEGMENT BYTES\tMAX RECORD BYTES\tSEGMENT AGE")
 	for _, t := range topics {
 		offsets := "-" // empty
 		if t.GetRecords() > 0 {
 			offsets = fmt.Sprintf("%d-%d", t.GetLowestOffset(), t.GetHighestOffset())
 		}
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\n", t.GetName(), offsets, t.GetRecords(), t.GetBytes(),
-			t.GetSegments(), orClusterDefault(t.GetConfig().GetMaxSegmentBytes()), orClusterDefault(t.GetConfig().GetMaxRecordBytes()))
+		own, effective := t.GetConfig(), t.GetEffectiveConfig()
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", t.GetName(), offsets, t.GetRecords(), t.GetBytes(), t.GetSegments(),
+			configValue(own.GetMaxSegmentBytes(), effective.GetMaxSegmentBytes(), effective != nil, formatUint),
+			configValue(own.GetMaxRecordBytes(), effective.GetMaxRecordBytes(), effective != nil, formatUint),
+			configValue(own.GetSegmentAgeMs(), effective.GetSegmentAgeMs(), effective != nil, formatAgeMs))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("topic: write: %w", err)
@@ -388,10 +429,34 @@ func writeTopics(w io.Writer, topics []*api.TopicInfo, asJSON bool) error {
 	return nil
 }
 
-// orClusterDefault prints a config value, 0 meaning the cluster's default.
-func orClusterDefault(v uint64) string {
-	if v == 0 {
+// configValue prints a config value: the topic's own when it has one (not
+// 0); otherwise the node's value in effect marked "(node default)" (just
+// the value when it is 0: nothing is in effect), or "default" when the
+// node does not say (known is false: a node of a release without
+// TopicInfo.effective_config).
+func configValue(own, effective uint64, known bool, format func(uint64) string) string {
+	switch {
+	case own != 0:
+		return format(own)
+	case !known:
 		return "default"
+	case effective == 0:
+		return format(0)
+	default:
+		return format(effective) + " (node default)"
 	}
-	return fmt.Sprint(v)
+}
+
+func formatUint(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// formatAgeMs prints an age in milliseconds as a duration; 0 is "none"
+// (segments roll by size only).
+func formatAgeMs(ms uint64) string {
+	if ms == 0 {
+		return "none"
+	}
+	if ms > math.MaxInt64/uint64(time.Millisecond) {
+		return time.Duration(math.MaxInt64).String()
+	}
+	return (time.Duration(ms) * time.Millisecond).String()
 }

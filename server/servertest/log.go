@@ -336,7 +336,8 @@ func (l *Log) CreateTopic(ctx context.Context, name string, config *api.TopicCon
 	return nil
 }
 
-// AlterTopic sets topic name's retention fields to config's.
+// AlterTopic sets topic name's retention fields and segment age to
+// config's.
 func (l *Log) AlterTopic(ctx context.Context, name string, config *api.TopicConfig) error {
 	l.mu.Lock()
 	defer l.mu.Unlock()
@@ -345,6 +346,7 @@ func (l *Log) AlterTopic(ctx context.Context, name string, config *api.TopicConf
 		return err
 	}
 	t.config.RetentionBytes, t.config.RetentionAgeMs = config.GetRetentionBytes(), config.GetRetentionAgeMs()
+	t.config.SegmentAgeMs = config.GetSegmentAgeMs()
 	return nil
 }
 
