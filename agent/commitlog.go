@@ -167,11 +167,11 @@ func topicInfo(t distlog.TopicInfo) *api.TopicInfo {
 		Name:            t.Name,
 		Config:          wireTopicConfig(t.Config),
 		EffectiveConfig: wireTopicConfig(t.Effective),
-		LowestOffset: t.LowestOffset,
-		NextOffset:   t.NextOffset,
-		Records:      t.Records,
-		Bytes:        t.Bytes,
-		Segments:     uint64(t.Segments),
+		LowestOffset:    t.LowestOffset,
+		NextOffset:      t.NextOffset,
+		Records:         t.Records,
+		Bytes:           t.Bytes,
+		Segments:        uint64(t.Segments),
 	}
 	if t.NextOffset > t.LowestOffset {
 		info.HighestOffset = t.NextOffset - 1
