@@ -136,3 +136,30 @@ func TestMetadataSegmentAge(t *testing.T) {
 	_, err = decodeMetadata(cut)
 	require.ErrorIs(t, err, ErrBadMetadata)
 }
+
+// TestFSMRestoreSetsSegmentAgeOfAKeptTopic: a snapshot that carries an
+// alter entry this node missed changes the age its log of the topic rolls
+// at, also when the node keeps that log (it holds the same records).
+func TestFSMRestoreSetsSegmentAgeOfAKeptTopic(t *testing.T) {
+	stamped := func(index uint64, ts time.Duration, value string) *raft.Log {
+		return configEntry(index, encodeAppend("aged", int64(ts), [][]byte{[]byte(value)}))
+	}
+	leader, follower := newTestFSM(t, t.TempDir()), newTestFSM(t, t.TempDir())
+	for _, f := range []*fsm{leader, follower} {
+		requireOK(t, f.Apply(configEntry(1, encodeCreateTopic("aged", TopicConfig{}))))
+		requireResult(t, f.Apply(stamped(2, time.Second, "a")), 0, 1)
+	}
+	requireOK(t, leader.Apply(configEntry(3, encodeAlterTopicAge("aged", TopicConfig{SegmentAge: time.Second}))))
+	snap, err := leader.Snapshot()
+	require.NoError(t, err)
+	require.NoError(t, follower.Restore(io.NopCloser(bytes.NewReader(snapshotBytes(t, snap)))))
+	require.Zero(t, follower.restoreCount(), "the follower rebuilt the topic: it should keep it")
+
+	// Two seconds after the segment's first record: past the age.
+	requireResult(t, follower.Apply(stamped(4, 3*time.Second, "b")), 1, 1)
+	follower.mu.RLock()
+	segments, err := follower.topics["aged"].log.SegmentCount()
+	follower.mu.RUnlock()
+	require.NoError(t, err)
+	require.Equal(t, 2, segments, "the kept log did not roll at the restored segment age")
+}
