@@ -40,6 +40,7 @@ func TestClusterRetention(t *testing.T) {
 		lowest = info.GetLowestOffset()
 		return err == nil && lowest > 0 && info.GetBytes() <= 7<<10
 	}, 15*time.Second, 20*time.Millisecond, "retention never applied")
+	lowest, _ = waitRetentionSettled(t, c, "short")
 
 	_, err = client.Consume(ctx, 0, loadbalance.WithTopic("short"))
 	require.Equal(t, codes.OutOfRange, status.Code(err))
@@ -93,31 +94,7 @@ func TestClusterRetention(t *testing.T) {
 func testBatchesAfterRetention(t *testing.T, c *testCluster, client *loadbalance.Client) {
 	ctx, cancel := context.WithTimeout(context.Background(), 20*time.Second)
 	defer cancel()
-	// Every node has applied the same retention, and no more is coming:
-	// the leader cuts sealed segments while the topic holds more than its
-	// RetentionBytes (4 KiB), so only at or below that is it done (at 7
-	// KiB, as the caller waits for, a later pass could still cut a segment
-	// after this check and a stream from the lowest offset would then wait
-	// for records it can never get).
-	var lowest, next uint64
-	require.Eventually(t, func() bool {
-		leader := c.leaderIndex()
-		if leader < 0 {
-			return false
-		}
-		want, err := c.nodes[leader].agent.Log().Topic("short")
-		if err != nil || want.Bytes > 4<<10 {
-			return false
-		}
-		for _, node := range c.nodes {
-			got, err := node.agent.Log().Topic("short")
-			if err != nil || got.LowestOffset != want.LowestOffset || got.NextOffset != want.NextOffset {
-				return false
-			}
-		}
-		lowest, next = want.LowestOffset, want.NextOffset
-		return true
-	}, 15*time.Second, 20*time.Millisecond, "the nodes never agreed on the topic after retention")
+	lowest, next := waitRetentionSettled(t, c, "short")
 	require.Positive(t, lowest)
 	follower := (c.leaderIndex() + 1) % len(c.nodes)
 	log := c.client(follower)
@@ -181,4 +158,35 @@ func testBatchesAfterRetention(t *testing.T, c *testCluster, client *loadbalance
 	for k, off := range got {
 		require.Equal(t, lowest+uint64(k), off)
 	}
+}
+
+// waitRetentionSettled waits until every node has applied the same
+// retention to topic, and no more is coming, and returns its lowest and
+// next offsets: the leader cuts sealed segments while the topic holds more
+// than its RetentionBytes (4 KiB), so only at or below that is it done (at
+// 7 KiB, as TestClusterRetention first waits for, a later pass could still
+// cut a segment after a check, and a follower may not have applied the last
+// cut yet: a stream from the lowest offset would then start below the
+// leader's or wait for records it can never get).
+func waitRetentionSettled(t *testing.T, c *testCluster, topic string) (lowest, next uint64) {
+	t.Helper()
+	require.Eventually(t, func() bool {
+		leader := c.leaderIndex()
+		if leader < 0 {
+			return false
+		}
+		want, err := c.nodes[leader].agent.Log().Topic(topic)
+		if err != nil || want.Bytes > 4<<10 {
+			return false
+		}
+		for _, node := range c.nodes {
+			got, err := node.agent.Log().Topic(topic)
+			if err != nil || got.LowestOffset != want.LowestOffset || got.NextOffset != want.NextOffset {
+				return false
+			}
+		}
+		lowest, next = want.LowestOffset, want.NextOffset
+		return true
+	}, 15*time.Second, 20*time.Millisecond, "the nodes never agreed on the topic after retention")
+	return lowest, next
 }
