@@ -2,7 +2,8 @@
 # bench-cluster.sh starts a three-node proglog cluster with run-local.sh (mTLS,
 # every Raft batch fsynced on each node, as `make run`), runs the workloads of
 # the README's Performance table with `proglog bench`, prints one line each
-# (records/s, MB/s, p50/p99 latency) and every node's RSS and data size, and
+# (records/s, MB/s, p50/p99 latency; for the write workloads, each node's
+# CPU per record, from /proc) and every node's RSS and data size, and
 # stops the cluster. `make bench-cluster` calls it. Settings, from the
 # environment:
 #   RUN_BIN          the proglog binary                     bin/proglog
@@ -48,14 +49,44 @@ run() {
 	run1 "$name" "$@"
 }
 run1() {
-	local name=$1 out
+	local name=$1 out before cpu=""
 	shift
+	before=$(node_cpu_ticks)
 	if ! out=$("$bin" bench --addr "$addrs" --config-dir "$config_dir" --size "$size" --json "$@" 2>"$dir/bench.err"); then
 		printf '%-46s failed: %s\n' "$name" "$(tail -n 1 "$dir/bench.err")"
 		return 0
 	fi
-	jq -r --arg name "$name" \
-		'"\($name | . + " " * (46 - length)) \(.records_per_sec | floor) records/s  \(.mb_per_sec * 100 | floor / 100) MB/s  p50 \(.latency_ms.p50) ms  p99 \(.latency_ms.p99) ms  errors \(.errors)"' <<<"$out"
+	# The consume modes write their records first, untimed: their CPU
+	# would count that too.
+	if [ -n "$before" ] && ! grep -q -- '--mode consume' <<<"$*"; then
+		cpu=$(cpu_per_record "$before" "$(node_cpu_ticks)" "$(jq -r .records <<<"$out")")
+	fi
+	jq -r --arg name "$name" --arg cpu "$cpu" \
+		'"\($name | . + " " * (46 - length)) \(.records_per_sec | floor) records/s  \(.mb_per_sec * 100 | floor / 100) MB/s  p50 \(.latency_ms.p50) ms  p99 \(.latency_ms.p99) ms  errors \(.errors)\($cpu)"' <<<"$out"
+}
+# node_cpu_ticks prints the CPU time (user + system, in clock ticks) each
+# node has used so far, space-separated, or nothing where /proc is missing.
+node_cpu_ticks() {
+	local pid ticks=""
+	[ -r /proc/self/stat ] || return 0
+	for pid in "${node_pids[@]}"; do
+		ticks="$ticks $(awk '{print $14 + $15}' "/proc/$pid/stat" 2>/dev/null || echo 0)"
+	done
+	echo "$ticks"
+}
+# cpu_per_record BEFORE AFTER RECORDS prints each node's CPU per record, in
+# µs, over one run: where a workload is bound by CPU (this machine has few
+# cores for three nodes and the client) rather than by the disk.
+cpu_per_record() {
+	local hz
+	hz=$(getconf CLK_TCK 2>/dev/null || echo 100)
+	awk -v before="$1" -v after="$2" -v records="$3" -v hz="$hz" 'BEGIN {
+		n = split(before, b, " "); split(after, a, " ")
+		if (records <= 0) exit
+		out = "  cpu/record"
+		for (i = 1; i <= n; i++) out = out sprintf(" %.1f", (a[i] - b[i]) * 1e6 / hz / records)
+		printf "%s µs (node-1..%d)", out, n
+	}'
 }
 # What this binary's bench offers: read once, since `grep -q` in a pipe would
 # end the pipe early and, with pipefail, fail the test at random.
