@@ -66,6 +66,16 @@ func (c *testCluster) appendRetrying(topic, value string) error {
 	}
 }
 
+// appendNumbered appends to each of topics, in turn, the next of its values
+// "v0", "v1", ..., recording them in values.
+func (c *testCluster) appendNumbered(values map[string][]string, topics ...string) {
+	for _, topic := range topics {
+		v := fmt.Sprintf("v%d", len(values[topic]))
+		c.appendTopic(topic, v)
+		values[topic] = append(values[topic], v)
+	}
+}
+
 // appendTopic appends each value to topic through the leader and returns
 // the acknowledged offsets.
 func (c *testCluster) appendTopic(topic string, values ...string) []uint64 {
@@ -428,13 +438,7 @@ func TestDistributedTopicSegmentMaxAge(t *testing.T) {
 	c.createTopic("plain")
 	c.createTopic("later")
 	values := map[string][]string{}
-	add := func(topics ...string) {
-		for _, topic := range topics {
-			v := fmt.Sprintf("v%d", len(values[topic]))
-			c.appendTopic(topic, v)
-			values[topic] = append(values[topic], v)
-		}
-	}
+	add := func(topics ...string) { c.appendNumbered(values, topics...) }
 	add("aging", "plain", "later")
 	// Records keep coming until one is an age after the first: the leader
 	// then starts a segment (a few records of 150 ms each fit otherwise).
@@ -515,13 +519,7 @@ func TestDistributedTopicSegmentAge(t *testing.T) {
 	require.Equal(t, TopicConfig{SegmentAge: age}, info.Config, "the topic's own config keeps 0 for the defaults")
 
 	values := map[string][]string{}
-	add := func(topics ...string) {
-		for _, topic := range topics {
-			v := fmt.Sprintf("v%d", len(values[topic]))
-			c.appendTopic(topic, v)
-			values[topic] = append(values[topic], v)
-		}
-	}
+	add := func(topics ...string) { c.appendNumbered(values, topics...) }
 	all := []string{"own", "retained", "node-age", "plain"}
 	add(all...)
 	require.Eventually(t, func() bool {

@@ -116,67 +116,20 @@ type (
 	consumeResponseJSON struct {
 		Record recordJSON `json:"record"`
 	}
-	topicConfigJSON struct {
-		MaxSegmentBytes uint64 `json:"max_segment_bytes"`
-		MaxRecordBytes  uint64 `json:"max_record_bytes"`
-		SegmentAgeMs    uint64 `json:"segment_age_ms"`
-	}
-	topicJSON struct {
-		Name   string          `json:"name"`
-		Config topicConfigJSON `json:"config"`
-		// EffectiveConfig is absent when the answering node's release
-		// does not fill it in.
-		EffectiveConfig *topicConfigJSON `json:"effective_config,omitempty"`
-		LowestOffset    uint64           `json:"lowest_offset"`
-		HighestOffset   uint64           `json:"highest_offset"`
-		NextOffset      uint64           `json:"next_offset"`
-		Records         uint64           `json:"records"`
-		Bytes           uint64           `json:"bytes"`
-		Segments        uint64           `json:"segments"`
-	}
 	createTopicRequestJSON struct {
-		Config *topicConfigJSON `json:"config"`
+		Config *TopicConfigJSON `json:"config"`
 	}
 	topicResponseJSON struct {
-		Topic topicJSON `json:"topic"`
+		Topic TopicJSON `json:"topic"`
 	}
 	topicsResponseJSON struct {
-		Topics []topicJSON `json:"topics"`
+		Topics []TopicJSON `json:"topics"`
 	}
 	emptyJSON struct{}
 	errorJSON struct {
 		Error string `json:"error"`
 	}
 )
-
-// toTopicConfigJSON is the JSON view of a TopicConfig.
-func toTopicConfigJSON(c *api.TopicConfig) topicConfigJSON {
-	return topicConfigJSON{
-		MaxSegmentBytes: c.GetMaxSegmentBytes(),
-		MaxRecordBytes:  c.GetMaxRecordBytes(),
-		SegmentAgeMs:    c.GetSegmentAgeMs(),
-	}
-}
-
-// toTopicJSON is the JSON view of a TopicInfo.
-func toTopicJSON(info *api.TopicInfo) topicJSON {
-	var effective *topicConfigJSON
-	if e := info.GetEffectiveConfig(); e != nil {
-		j := toTopicConfigJSON(e)
-		effective = &j
-	}
-	return topicJSON{
-		Name:            info.GetName(),
-		Config:          toTopicConfigJSON(info.GetConfig()),
-		EffectiveConfig: effective,
-		LowestOffset:    info.GetLowestOffset(),
-		HighestOffset:   info.GetHighestOffset(),
-		NextOffset:      info.GetNextOffset(),
-		Records:         info.GetRecords(),
-		Bytes:           info.GetBytes(),
-		Segments:        info.GetSegments(),
-	}
-}
 
 // ServeHTTP implements http.Handler.
 func (h *httpHandler) ServeHTTP(w http.ResponseWriter, r *http.Request) {
@@ -229,9 +182,9 @@ func (h *httpHandler) serveTopics(w http.ResponseWriter, r *http.Request) {
 		h.writeError(w, err)
 		return
 	}
-	res := topicsResponseJSON{Topics: make([]topicJSON, 0, len(topics))}
+	res := topicsResponseJSON{Topics: make([]TopicJSON, 0, len(topics))}
 	for _, topic := range topics {
-		res.Topics = append(res.Topics, toTopicJSON(topic))
+		res.Topics = append(res.Topics, NewTopicJSON(topic))
 	}
 	h.writeJSON(w, http.StatusOK, res)
 }
@@ -268,16 +221,14 @@ func (h *httpHandler) createTopic(w http.ResponseWriter, r *http.Request, name s
 	}
 	config := &api.TopicConfig{}
 	if req.Config != nil {
-		config.MaxSegmentBytes = req.Config.MaxSegmentBytes
-		config.MaxRecordBytes = req.Config.MaxRecordBytes
-		config.SegmentAgeMs = req.Config.SegmentAgeMs
+		config = req.Config.proto()
 	}
 	info, err := createTopic(r.Context(), h.cfg, name, config)
 	if err != nil {
 		h.writeError(w, err)
 		return
 	}
-	h.writeJSON(w, http.StatusOK, topicResponseJSON{Topic: toTopicJSON(info)})
+	h.writeJSON(w, http.StatusOK, topicResponseJSON{Topic: NewTopicJSON(info)})
 }
 
 // produce serves POST / (topic "") and POST /topics/{name}.

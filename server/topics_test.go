@@ -386,6 +386,9 @@ func TestTopicsOverHTTP(t *testing.T) {
 		{"create with a segment age", http.MethodPut, "/topics/aged", `{"config":{"segment_age_ms":60000}}`, 200,
 			`{"topic":{"name":"aged","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":60000},"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":1}}`},
 		{"delete it", http.MethodDelete, "/topics/aged", ``, 200, `{}`},
+		{"create with retention", http.MethodPut, "/topics/kept", `{"config":{"retention_bytes":4096,"retention_age_ms":60000}}`, 200,
+			`{"topic":{"name":"kept","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0,"retention_bytes":4096,"retention_age_ms":60000},"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":1}}`},
+		{"delete that", http.MethodDelete, "/topics/kept", ``, 200, `{}`},
 		{"create with a bad name", http.MethodPut, "/topics/a..b%20c", ``, 400, "[A-Za-z0-9._-]{1,249}"},
 		{"create with bad JSON", http.MethodPut, "/topics/x", `{"config":`, 400, "malformed JSON"},
 		{"produce", http.MethodPost, "/topics/orders", `{"record":{"value":"eA=="}}`, 200, `{"offset":0}`},
@@ -417,19 +420,20 @@ func TestTopicsOverHTTP(t *testing.T) {
 	}
 }
 
-// TestTopicJSONEffectiveConfig: a topic document carries the configuration
-// in effect on the answering node when the node gives it, and leaves it out
-// when it does not (a node of the release before it).
+// TestTopicJSONEffectiveConfig: a topic document carries the topic's
+// retention, and the configuration in effect on the answering node when the
+// node gives it, and leaves that out when it does not (a node of the release
+// before it).
 func TestTopicJSONEffectiveConfig(t *testing.T) {
 	info := &api.TopicInfo{Name: "orders", Config: &api.TopicConfig{RetentionAgeMs: 3600000},
 		EffectiveConfig: &api.TopicConfig{MaxSegmentBytes: 8 << 20, MaxRecordBytes: 1 << 20, RetentionAgeMs: 3600000, SegmentAgeMs: 3600000}}
-	got, err := json.Marshal(toTopicJSON(info))
+	got, err := json.Marshal(NewTopicJSON(info))
 	require.NoError(t, err)
-	require.JSONEq(t, `{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0},`+
-		`"effective_config":{"max_segment_bytes":8388608,"max_record_bytes":1048576,"segment_age_ms":3600000},`+
+	require.JSONEq(t, `{"name":"orders","config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0,"retention_age_ms":3600000},`+
+		`"effective_config":{"max_segment_bytes":8388608,"max_record_bytes":1048576,"segment_age_ms":3600000,"retention_age_ms":3600000},`+
 		`"lowest_offset":0,"highest_offset":0,"next_offset":0,"records":0,"bytes":0,"segments":0}`, string(got))
 	info.EffectiveConfig = nil
-	got, err = json.Marshal(toTopicJSON(info))
+	got, err = json.Marshal(NewTopicJSON(info))
 	require.NoError(t, err)
 	require.NotContains(t, string(got), "effective_config")
 }

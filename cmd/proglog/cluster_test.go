@@ -23,6 +23,7 @@ import (
 	reflectionpb "google.golang.org/grpc/reflection/grpc_reflection_v1"
 	"google.golang.org/grpc/status"
 
+	"github.com/proglog/proglog/server"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
 )
@@ -374,10 +375,10 @@ func testGroupCommands(t *testing.T, c *testCluster) {
 	// consume from below its lowest offset says so.
 	c.mustRun(t, "", "topic", "create", "logs", "--topic-segment-bytes", "1024", "--retention-bytes", "4096")
 	c.mustRun(t, strings.Repeat(strings.Repeat("l", 100)+"\n", 100), "produce", "--topic", "logs", "-")
-	var described topicJSON
+	var described server.TopicJSON
 	untilTrue(t, exitTimeout, func() bool {
 		r := c.run(t, "", "topic", "describe", "logs", "--json")
-		described = topicJSON{}
+		described = server.TopicJSON{}
 		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &described) == nil && described.LowestOffset > 0
 	}, "retention on topic logs")
 	require.EqualValues(t, 4096, described.Config.RetentionBytes)
@@ -395,7 +396,7 @@ func testGroupCommands(t *testing.T, c *testCluster) {
 	c.mustRun(t, "", "topic", "create", "metrics", "--topic-segment-age", "10m")
 	untilTrue(t, exitTimeout, func() bool {
 		r := c.run(t, "", "topic", "describe", "metrics", "--json")
-		described = topicJSON{}
+		described = server.TopicJSON{}
 		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &described) == nil
 	}, "describe topic metrics")
 	require.EqualValues(t, 600000, described.Config.SegmentAgeMs)
@@ -450,10 +451,10 @@ func testTopicCommands(t *testing.T, c *testCluster) {
 
 	// describe and list answer from a follower's applied state, which may
 	// be a moment behind the leader's: ask until the last batch shows.
-	var described topicJSON
+	var described server.TopicJSON
 	untilTrue(t, exitTimeout, func() bool {
 		r := c.run(t, "", "topic", "describe", "orders", "--json")
-		described = topicJSON{}
+		described = server.TopicJSON{}
 		return r.code == 0 && json.Unmarshal([]byte(r.stdout), &described) == nil && described.Records == 105
 	}, "topic describe orders")
 	require.Equal(t, "orders", described.Name)

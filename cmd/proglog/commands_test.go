@@ -264,7 +264,7 @@ func TestWriteTopics(t *testing.T) {
 	out.Reset()
 	require.NoError(t, writeTopics(&out, topics[:1], true))
 	require.JSONEq(t, `{"name":"clicks","lowest_offset":0,"highest_offset":1,"next_offset":2,"records":2,"bytes":40,"segments":1,`+
-		`"config":{"max_segment_bytes":0,"max_record_bytes":0,"retention_age_ms":3600000},`+
+		`"config":{"max_segment_bytes":0,"max_record_bytes":0,"segment_age_ms":0,"retention_age_ms":3600000},`+
 		`"effective_config":{"max_segment_bytes":8388608,"max_record_bytes":1048576,"retention_age_ms":3600000,"segment_age_ms":3600000}}`,
 		out.String())
 	out.Reset()

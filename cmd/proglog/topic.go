@@ -12,6 +12,7 @@ import (
 	"github.com/spf13/cobra"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/server"
 )
 
 // readTopic reads --topic: "" is the default topic. A name that cannot be a
@@ -360,50 +361,12 @@ func runTopicDelete(cmd *cobra.Command, args []string) error {
 	return err
 }
 
-// topicJSON is one topic in `--json` output: the fields of the HTTP API.
-type topicJSON struct {
-	Name          string          `json:"name"`
-	LowestOffset  uint64          `json:"lowest_offset"`
-	HighestOffset uint64          `json:"highest_offset"`
-	NextOffset    uint64          `json:"next_offset"`
-	Records       uint64          `json:"records"`
-	Bytes         uint64          `json:"bytes"`
-	Segments      uint64          `json:"segments"`
-	Config        topicConfigJSON `json:"config"`
-	// EffectiveConfig is the configuration the answering node applies,
-	// its defaults filled in; absent from a node of a release without it.
-	EffectiveConfig *topicConfigJSON `json:"effective_config,omitempty"`
-}
-
-// topicConfigJSON is a topic's configuration in `--json` output.
-type topicConfigJSON struct {
-	MaxSegmentBytes uint64 `json:"max_segment_bytes"`
-	MaxRecordBytes  uint64 `json:"max_record_bytes"`
-	RetentionBytes  uint64 `json:"retention_bytes,omitempty"`
-	RetentionAgeMs  uint64 `json:"retention_age_ms,omitempty"`
-	SegmentAgeMs    uint64 `json:"segment_age_ms,omitempty"`
-}
-
-// toTopicConfigJSON is the `--json` view of c.
-func toTopicConfigJSON(c *api.TopicConfig) topicConfigJSON {
-	return topicConfigJSON{MaxSegmentBytes: c.GetMaxSegmentBytes(), MaxRecordBytes: c.GetMaxRecordBytes(),
-		RetentionBytes: c.GetRetentionBytes(), RetentionAgeMs: c.GetRetentionAgeMs(), SegmentAgeMs: c.GetSegmentAgeMs()}
-}
-
 // writeTopics prints topics as a table, or as JSON lines.
 func writeTopics(w io.Writer, topics []*api.TopicInfo, asJSON bool) error {
 	if asJSON {
 		enc := json.NewEncoder(w)
 		for _, t := range topics {
-			j := topicJSON{
-				Name: t.GetName(), LowestOffset: t.GetLowestOffset(), HighestOffset: t.GetHighestOffset(),
-				NextOffset: t.GetNextOffset(), Records: t.GetRecords(), Bytes: t.GetBytes(), Segments: t.GetSegments(),
-			}
-			j.Config = toTopicConfigJSON(t.GetConfig())
-			if e := t.GetEffectiveConfig(); e != nil {
-				effective := toTopicConfigJSON(e)
-				j.EffectiveConfig = &effective
-			}
+			j := server.NewTopicJSON(t) // the HTTP API's topic document
 			if err := enc.Encode(j); err != nil {
 				return fmt.Errorf("topic: write: %w", err)
 			}
