@@ -449,7 +449,8 @@ func (d *DistributedLog) Group(name string) (GroupInfo, error) {
 
 // CreateTopic creates topic name with cfg through Raft. Creating a topic
 // that exists with the same cfg does nothing (nil); with another cfg it
-// fails with api.TopicExistsError. The topic is usable on this node when it
+// fails with api.TopicExistsError (on a follower, with api.ErrNotLeader,
+// like any create there: only the leader's view is current). The topic is usable on this node when it
 // returns. A SegmentAge below MinTopicSegmentAge is ErrInvalidTopicConfig;
 // a topic with a SegmentAge is created by an entry of a kind the release
 // before SegmentAge does not know (upgrade every node first).
@@ -470,7 +471,11 @@ func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg Topic
 	if err := validateSegmentAge(cfg.SegmentAge); err != nil {
 		return err
 	}
-	if t, ok := d.fsm.lookup(name); ok {
+	// Only the leader answers "exists with another configuration" without
+	// a Raft round: a follower may not have applied the entry that set the
+	// rest of the topic's configuration yet (retention comes in a second
+	// entry), so it leaves the answer to the leader (apply: ErrNotLeader).
+	if t, ok := d.fsm.lookup(name); ok && d.raft.State() == raft.Leader {
 		d.fsm.mu.RLock()
 		same := t.config == cfg
 		d.fsm.mu.RUnlock()
