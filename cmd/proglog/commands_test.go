@@ -237,17 +237,17 @@ func TestWriteServers(t *testing.T) {
 		"node-2  127.0.0.1:8402  no\n", out.String())
 }
 
-// TestWriteTopics: topic describe shows the configuration in effect: the
-// topic's own values as they are, the node's marked "(node default)", and
-// "default" when the node does not say (a release without
+// TestWriteTopics: topic describe shows the retention and the configuration
+// in effect: the topic's own values as they are, the node's marked "(node
+// default)", and "default" when the node does not say (a release without
 // effective_config).
 func TestWriteTopics(t *testing.T) {
 	effective := &api.TopicConfig{MaxSegmentBytes: 8388608, MaxRecordBytes: 1048576, RetentionAgeMs: 3600000, SegmentAgeMs: 3600000}
 	topics := []*api.TopicInfo{
 		{Name: "clicks", Records: 2, HighestOffset: 1, NextOffset: 2, Bytes: 40, Segments: 1,
 			Config: &api.TopicConfig{RetentionAgeMs: 3600000}, EffectiveConfig: effective},
-		{Name: "metrics", Segments: 1, Config: &api.TopicConfig{MaxSegmentBytes: 4096, SegmentAgeMs: 600000},
-			EffectiveConfig: &api.TopicConfig{MaxSegmentBytes: 4096, MaxRecordBytes: 1048576, SegmentAgeMs: 600000}},
+		{Name: "metrics", Segments: 1, Config: &api.TopicConfig{MaxSegmentBytes: 4096, SegmentAgeMs: 600000, RetentionBytes: 4096, RetentionAgeMs: 86400000},
+			EffectiveConfig: &api.TopicConfig{MaxSegmentBytes: 4096, MaxRecordBytes: 1048576, SegmentAgeMs: 600000, RetentionBytes: 4096, RetentionAgeMs: 86400000}},
 		{Name: "plain", Segments: 1, Config: &api.TopicConfig{},
 			EffectiveConfig: &api.TopicConfig{MaxSegmentBytes: 8388608, MaxRecordBytes: 1048576}},
 		{Name: "old", Segments: 1, Config: &api.TopicConfig{}},
@@ -255,11 +255,11 @@ func TestWriteTopics(t *testing.T) {
 	var out strings.Builder
 	require.NoError(t, writeTopics(&out, topics, false))
 	require.Equal(t, ""+
-		"NAME     OFFSETS  RECORDS  BYTES  SEGMENTS  SEGMENT BYTES           MAX RECORD BYTES        SEGMENT AGE\n"+
-		"clicks   0-1      2        40     1         8388608 (node default)  1048576 (node default)  1h0m0s (node default)\n"+
-		"metrics  -        0        0      1         4096                    1048576 (node default)  10m0s\n"+
-		"plain    -        0        0      1         8388608 (node default)  1048576 (node default)  none\n"+
-		"old      -        0        0      1         default                 default                 default\n", out.String())
+		"NAME     OFFSETS  RECORDS  BYTES  SEGMENTS  SEGMENT BYTES           MAX RECORD BYTES        SEGMENT AGE            RETENTION\n"+
+		"clicks   0-1      2        40     1         8388608 (node default)  1048576 (node default)  1h0m0s (node default)  1h0m0s\n"+
+		"metrics  -        0        0      1         4096                    1048576 (node default)  10m0s                  4096 bytes, 24h0m0s\n"+
+		"plain    -        0        0      1         8388608 (node default)  1048576 (node default)  none                   none\n"+
+		"old      -        0        0      1         default                 default                 default                none\n", out.String())
 
 	out.Reset()
 	require.NoError(t, writeTopics(&out, topics[:1], true))

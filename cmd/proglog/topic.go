@@ -6,6 +6,7 @@ import (
 	"io"
 	"math"
 	"strconv"
+	"strings"
 	"text/tabwriter"
 	"time"
 
@@ -374,17 +375,18 @@ func writeTopics(w io.Writer, topics []*api.TopicInfo, asJSON bool) error {
 		return nil
 	}
 	tw := tabwriter.NewWriter(w, 0, 4, 2, ' ', 0)
-	fmt.Fprintln(tw, "NAME\tOFFSETS\tRECORDS\tBYTES\tSEGMENTS\tSEGMENT BYTES\tMAX RECORD BYTES\tSEGMENT AGE")
+	fmt.Fprintln(tw, "NAME\tOFFSETS\tRECORDS\tBYTES\tSEGMENTS\tSEGMENT BYTES\tMAX RECORD BYTES\tSEGMENT AGE\tRETENTION")
 	for _, t := range topics {
 		offsets := "-" // empty
 		if t.GetRecords() > 0 {
 			offsets = fmt.Sprintf("%d-%d", t.GetLowestOffset(), t.GetHighestOffset())
 		}
 		own, effective := t.GetConfig(), t.GetEffectiveConfig()
-		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\n", t.GetName(), offsets, t.GetRecords(), t.GetBytes(), t.GetSegments(),
+		fmt.Fprintf(tw, "%s\t%s\t%d\t%d\t%d\t%s\t%s\t%s\t%s\n", t.GetName(), offsets, t.GetRecords(), t.GetBytes(), t.GetSegments(),
 			configValue(own.GetMaxSegmentBytes(), effective.GetMaxSegmentBytes(), effective != nil, formatUint),
 			configValue(own.GetMaxRecordBytes(), effective.GetMaxRecordBytes(), effective != nil, formatUint),
-			configValue(own.GetSegmentAgeMs(), effective.GetSegmentAgeMs(), effective != nil, formatAgeMs))
+			configValue(own.GetSegmentAgeMs(), effective.GetSegmentAgeMs(), effective != nil, formatAgeMs),
+			formatRetention(own))
 	}
 	if err := tw.Flush(); err != nil {
 		return fmt.Errorf("topic: write: %w", err)
@@ -411,6 +413,22 @@ func configValue(own, effective uint64, known bool, format func(uint64) string) 
 }
 
 func formatUint(v uint64) string { return strconv.FormatUint(v, 10) }
+
+// formatRetention prints a topic's retention: its byte bound and its age,
+// whichever it has, or "none" (it keeps every record).
+func formatRetention(c *api.TopicConfig) string {
+	var limits []string
+	if b := c.GetRetentionBytes(); b != 0 {
+		limits = append(limits, formatUint(b)+" bytes")
+	}
+	if ms := c.GetRetentionAgeMs(); ms != 0 {
+		limits = append(limits, formatAgeMs(ms))
+	}
+	if len(limits) == 0 {
+		return "none"
+	}
+	return strings.Join(limits, ", ")
+}
 
 // formatAgeMs prints an age in milliseconds as a duration; 0 is "none"
 // (segments roll by size only).
