@@ -18,7 +18,8 @@ import (
 //	delete-topic (3):  [uvarint name length][name]
 //	truncate (4):      [uvarint topic length][topic][8-byte topic id][8-byte lowest offset]
 //	alter-topic (7):   [uvarint name length][name][8-byte RetentionBytes][8-byte RetentionAge, ns]
-//	create-topic-age (8): [uvarint name length][name][8-byte MaxRecordBytes][8-byte SegmentBytes][8-byte SegmentAge, ns]
+//	create-topic-config (8): [uvarint name length][name][8-byte MaxRecordBytes][8-byte SegmentBytes][8-byte SegmentAge, ns]
+//	                   [8-byte RetentionBytes][8-byte RetentionAge, ns]
 //	alter-topic-age (9):  [uvarint name length][name][8-byte RetentionBytes][8-byte RetentionAge, ns][8-byte SegmentAge, ns]
 //	commit-offset (5): [uvarint group length][group][uvarint topic length][topic][8-byte offset][1 byte reset]
 //	producer-append (6): [uvarint topic length][topic][8-byte timestamp, Unix ns]
@@ -33,15 +34,20 @@ import (
 // every node assigns the same ones because it applies the same entries in
 // the same order.
 //
-// Kinds 8 and 9 are kinds 2 and 7 with TopicConfig.SegmentAge added. A
-// field added to a kind takes a new kind: the version byte is the whole
-// command's, and raising it would make a node of the previous release stop
-// at every entry of a newer leader, where a new kind stops it only at the
-// entries that need the new field. Kinds 2 and 7 are still decoded and
-// still written when they say it all (a create with no SegmentAge, the
-// alter that sets the retention of a topic just created): a create-topic
-// entry is a topic with SegmentAge 0, and an alter-topic entry leaves the
-// topic's SegmentAge as it is (the release that wrote it had none).
+// Kind 8 is kind 2 with the rest of a TopicConfig (SegmentAge and
+// retention), so that a topic is created with all of it in one entry (the
+// release before wrote a create-topic entry and then an alter-topic entry
+// for the retention: a leader that failed between the two left a topic
+// without its retention, and the client's retry then found it "with
+// another configuration"). Kind 9 is kind 7 with SegmentAge. A field added
+// to a kind takes a new kind: the version byte is the whole command's, and
+// raising it would make a node of the previous release stop at every entry
+// of a newer leader, where a new kind stops it only at the entries that
+// need the new fields. Kinds 2 and 7 are still decoded, and kind 2 still
+// written for a topic created with neither (every release since topics
+// reads it): a create-topic entry is a topic with neither, and an
+// alter-topic entry leaves the topic's SegmentAge as it is (the release
+// that wrote it had none).
 //
 // A command this version does not know (another version, or a kind it
 // does not have) stops
@@ -67,8 +73,9 @@ const (
 	kindProducerAppend byte = 6
 	// kindAlterTopic changes a topic's retention; its SegmentAge stays.
 	kindAlterTopic byte = 7
-	// kindCreateTopicAge is kindCreateTopic with a SegmentAge.
-	kindCreateTopicAge byte = 8
+	// kindCreateTopicConfig is kindCreateTopic with the whole TopicConfig:
+	// SegmentAge and retention too.
+	kindCreateTopicConfig byte = 8
 	// kindAlterTopicAge changes a topic's retention and SegmentAge.
 	kindAlterTopicAge byte = 9
 
@@ -76,7 +83,7 @@ const (
 	commandHeaderBytes = 2
 	// topicConfigBytes bounds the encoded TopicConfig of a create-topic
 	// or alter-topic command.
-	topicConfigBytes = 24
+	topicConfigBytes = 40
 )
 
 // ErrBadCommand is returned (through the Apply response) for a Raft entry
@@ -216,16 +223,6 @@ func encodeTruncate(topic string, id, lowest uint64) []byte {
 	return binary.BigEndian.AppendUint64(buf, lowest)
 }
 
-// encodeAlterTopic encodes an alter-topic command (kind 7): cfg's
-// retention, leaving the topic's SegmentAge as it is.
-func encodeAlterTopic(name string, cfg TopicConfig) []byte {
-	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+topicConfigBytes)
-	buf = append(buf, commandVersion, kindAlterTopic)
-	buf = appendString(buf, name)
-	buf = binary.BigEndian.AppendUint64(buf, cfg.RetentionBytes)
-	return binary.BigEndian.AppendUint64(buf, uint64(cfg.RetentionAge))
-}
-
 // encodeAlterTopicAge encodes an alter-topic-age command (kind 9): cfg's
 // retention and SegmentAge.
 func encodeAlterTopicAge(name string, cfg TopicConfig) []byte {
@@ -251,22 +248,23 @@ func encodeCommitOffset(group, topic string, offset uint64, reset bool) []byte {
 	return append(buf, r)
 }
 
-// encodeCreateTopic encodes a create-topic command of cfg's fixed fields
-// and SegmentAge (its retention is set by an alter-topic entry after it):
-// kind 2 when SegmentAge is 0, which every release since topics reads,
-// otherwise kind 8.
+// encodeCreateTopic encodes a create-topic command of cfg: kind 2 (its
+// fixed fields) when cfg has no SegmentAge and no retention, which every
+// release since topics reads, otherwise kind 8 (all of it).
 func encodeCreateTopic(name string, cfg TopicConfig) []byte {
 	kind := kindCreateTopic
-	if cfg.SegmentAge != 0 {
-		kind = kindCreateTopicAge
+	if cfg.SegmentAge != 0 || cfg.RetentionBytes != 0 || cfg.RetentionAge != 0 {
+		kind = kindCreateTopicConfig
 	}
 	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+topicConfigBytes)
 	buf = append(buf, commandVersion, kind)
 	buf = appendString(buf, name)
 	buf = binary.BigEndian.AppendUint64(buf, cfg.MaxRecordBytes)
 	buf = binary.BigEndian.AppendUint64(buf, cfg.SegmentBytes)
-	if kind == kindCreateTopicAge {
+	if kind == kindCreateTopicConfig {
 		buf = binary.BigEndian.AppendUint64(buf, uint64(cfg.SegmentAge))
+		buf = binary.BigEndian.AppendUint64(buf, cfg.RetentionBytes)
+		buf = binary.BigEndian.AppendUint64(buf, uint64(cfg.RetentionAge))
 	}
 	return buf
 }
@@ -387,12 +385,14 @@ func decodeCommand(data []byte) (command, error) {
 			c.reset = d.rest[0] == 1
 			d.rest = d.rest[1:]
 		}
-	case kindCreateTopic, kindCreateTopicAge:
+	case kindCreateTopic, kindCreateTopicConfig:
 		c.topic = d.string("name")
 		c.config.MaxRecordBytes = d.uint64("MaxRecordBytes")
 		c.config.SegmentBytes = d.uint64("SegmentBytes")
-		if c.kind == kindCreateTopicAge {
+		if c.kind == kindCreateTopicConfig {
 			c.config.SegmentAge = d.duration("SegmentAge")
+			c.config.RetentionBytes = d.uint64("RetentionBytes")
+			c.config.RetentionAge = d.duration("RetentionAge")
 		}
 	case kindDeleteTopic:
 		c.topic = d.string("name")

@@ -2,6 +2,7 @@ package distlog
 
 import (
 	"bytes"
+	"encoding/binary"
 	"testing"
 	"time"
 
@@ -78,7 +79,7 @@ func FuzzDecodeCommand(f *testing.F) {
 		switch c.kind {
 		case kindAppend:
 			again = encodeAppend(c.topic, c.timestamp, c.values)
-		case kindCreateTopic, kindCreateTopicAge:
+		case kindCreateTopic, kindCreateTopicConfig:
 			// A kind 8 entry with no age encodes again as kind 2.
 			again = encodeCreateTopic(c.topic, c.config)
 			if c.config.SegmentAge == 0 {
@@ -109,4 +110,15 @@ func FuzzDecodeCommand(f *testing.F) {
 			require.Equal(t, string(c.values[k]), string(d.values[k]))
 		}
 	})
+}
+
+// encodeAlterTopic encodes an alter-topic command (kind 7) as the release
+// before SegmentAge wrote it: cfg's retention, leaving the topic's
+// SegmentAge as it is.
+func encodeAlterTopic(name string, cfg TopicConfig) []byte {
+	buf := make([]byte, 0, commandHeaderBytes+binary.MaxVarintLen64+len(name)+topicConfigBytes)
+	buf = append(buf, commandVersion, kindAlterTopic)
+	buf = appendString(buf, name)
+	buf = binary.BigEndian.AppendUint64(buf, cfg.RetentionBytes)
+	return binary.BigEndian.AppendUint64(buf, uint64(cfg.RetentionAge))
 }

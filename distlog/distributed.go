@@ -452,8 +452,8 @@ func (d *DistributedLog) Group(name string) (GroupInfo, error) {
 // fails with api.TopicExistsError (on a follower, with api.ErrNotLeader,
 // like any create there: only the leader's view is current). The topic is usable on this node when it
 // returns. A SegmentAge below MinTopicSegmentAge is ErrInvalidTopicConfig;
-// a topic with a SegmentAge is created by an entry of a kind the release
-// before SegmentAge does not know (upgrade every node first).
+// a topic with a SegmentAge or retention is created by an entry of a kind
+// the release before does not know (upgrade every node first).
 func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg TopicConfig) error {
 	if d.isClosed() {
 		return ErrClosed
@@ -483,15 +483,8 @@ func (d *DistributedLog) CreateTopic(ctx context.Context, name string, cfg Topic
 			return api.TopicExistsError{Topic: name}
 		}
 	}
-	if _, _, err := d.apply(ctx, encodeCreateTopic(name, cfg)); err != nil {
-		return err
-	}
-	if cfg.RetentionBytes == 0 && cfg.RetentionAge == 0 {
-		return nil
-	}
-	// Retention is set by an alter entry right after the creation, of the
-	// kind that leaves the SegmentAge the create entry set.
-	_, _, err := d.apply(ctx, encodeAlterTopic(name, cfg))
+	// One entry, retention included: a topic never exists without it.
+	_, _, err := d.apply(ctx, encodeCreateTopic(name, cfg))
 	return err
 }
 

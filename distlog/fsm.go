@@ -471,7 +471,7 @@ func (f *fsm) ApplyBatch(logs []*raft.Log) []any {
 		case kindCommitOffset:
 			flush()
 			responses[i] = f.commitOffsetLocked(l.Index, cmd)
-		case kindCreateTopic, kindCreateTopicAge:
+		case kindCreateTopic, kindCreateTopicConfig:
 			flush()
 			responses[i] = f.createTopicLocked(l.Index, cmd.topic, cmd.config)
 		case kindDeleteTopic:
@@ -562,9 +562,9 @@ func (f *fsm) createTopicLocked(index uint64, name string, cfg TopicConfig) appl
 		return applyResult{err: api.InvalidTopicNameError{Topic: name}}
 	}
 	if t, ok := f.topics[name]; ok {
-		// Retention is not in the create entry (it is set by an alter
-		// entry after it), and SegmentAge may have been altered since:
-		// compare what creation fixes.
+		// Retention and SegmentAge may have been altered since (and a
+		// create entry of an earlier release left retention to an alter
+		// entry after it): compare what creation fixes.
 		if t.config.MaxRecordBytes == cfg.MaxRecordBytes && t.config.SegmentBytes == cfg.SegmentBytes {
 			return applyResult{}
 		}

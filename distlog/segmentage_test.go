@@ -16,17 +16,26 @@ import (
 // be is v as 8 big-endian bytes.
 func be(v uint64) []byte { return binary.BigEndian.AppendUint64(nil, v) }
 
-// TestSegmentAgeCommands: a create or alter that needs SegmentAge is of the
-// new kinds (8, 9), which round-trip; the create-topic (2) and alter-topic
-// (7) entries the previous release wrote still decode, the alter one
-// leaving the topic's SegmentAge as it is.
+// TestSegmentAgeCommands: a create with a SegmentAge or retention, and an
+// alter, are of the new kinds (8: the whole config in one entry; 9), which
+// round-trip; the create-topic (2) and alter-topic (7) entries the previous
+// release wrote still decode, the alter one leaving the topic's SegmentAge
+// as it is.
 func TestSegmentAgeCommands(t *testing.T) {
-	cfg := TopicConfig{MaxRecordBytes: 7, SegmentBytes: 1 << 20, SegmentAge: 90 * time.Second}
+	cfg := TopicConfig{MaxRecordBytes: 7, SegmentBytes: 1 << 20, SegmentAge: 90 * time.Second,
+		RetentionBytes: 1 << 30, RetentionAge: 24 * time.Hour}
 	data := encodeCreateTopic("t.1", cfg)
-	require.Equal(t, kindCreateTopicAge, data[1])
+	require.Equal(t, kindCreateTopicConfig, data[1])
 	c, err := decodeCommand(data)
 	require.NoError(t, err)
-	require.Equal(t, command{kind: kindCreateTopicAge, topic: "t.1", config: cfg}, c)
+	require.Equal(t, command{kind: kindCreateTopicConfig, topic: "t.1", config: cfg}, c)
+	for _, one := range []TopicConfig{{SegmentAge: time.Minute}, {RetentionBytes: 1}, {RetentionAge: time.Hour}} {
+		data := encodeCreateTopic("t.1", one)
+		require.Equal(t, kindCreateTopicConfig, data[1], "%+v", one)
+		c, err := decodeCommand(data)
+		require.NoError(t, err)
+		require.Equal(t, one, c.config)
+	}
 
 	alter := TopicConfig{RetentionBytes: 5, RetentionAge: time.Hour, SegmentAge: time.Minute}
 	c, err = decodeCommand(encodeAlterTopicAge("t.1", alter))
@@ -54,8 +63,11 @@ func TestSegmentAgeCommands(t *testing.T) {
 		name string
 		data []byte
 	}{
-		{"create-age cut", data[:len(data)-1]},
-		{"create-age without age", append([]byte{2, kindCreateTopicAge}, oldCreate[2:]...)},
+		{"create-config cut", data[:len(data)-1]},
+		{"create-config without the rest", append([]byte{2, kindCreateTopicConfig}, oldCreate[2:]...)},
+		{"create-config without retention", append(append([]byte{2, kindCreateTopicConfig}, oldCreate[2:]...), be(uint64(time.Minute))...)},
+		{"create-config negative retention age", append(append(append([]byte{2, kindCreateTopicConfig}, oldCreate[2:]...),
+			be(uint64(time.Minute))...), append(be(1), be(math.MaxInt64+1)...)...)},
 		{"create with an age", append(bytes.Clone(oldCreate), be(uint64(time.Minute))...)},
 		{"alter-age without age", append([]byte{2, kindAlterTopicAge}, oldAlter[2:]...)},
 		{"alter-age negative age", append(append([]byte{2, kindAlterTopicAge}, oldAlter[2:]...), be(math.MaxInt64+1)...)},

@@ -163,6 +163,20 @@ func TestDistributedTopicAPI(t *testing.T) {
 
 	require.NoError(t, create("orders", TopicConfig{}))
 	require.NoError(t, create("orders", TopicConfig{}), "create is idempotent for the same config")
+	// A topic with retention is one entry: no node ever has it without.
+	leader := c.waitLeader()
+	before := leader.log.raft.LastIndex()
+	kept := TopicConfig{RetentionBytes: 1 << 20, RetentionAge: time.Hour}
+	require.NoError(t, leader.log.CreateTopic(ctx, "kept", kept))
+	require.Equal(t, before+1, leader.log.raft.LastIndex(), "Raft entries for a create with retention")
+	for _, node := range c.nodes {
+		require.Eventually(t, func() bool {
+			info, err := node.log.Topic("kept")
+			return err == nil && info.Config == kept
+		}, waitTimeout, 5*time.Millisecond, "%s: topic kept with its retention", node.id)
+	}
+	require.NoError(t, leader.log.CreateTopic(ctx, "kept", kept), "and creating it again is idempotent")
+	require.NoError(t, del("kept"))
 	err := create("orders", TopicConfig{SegmentBytes: 4096})
 	require.ErrorAs(t, err, new(api.TopicExistsError))
 	require.ErrorIs(t, err, api.ErrTopicExists)
