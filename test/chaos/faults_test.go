@@ -328,11 +328,15 @@ func (r *runner) corrupt(i int) {
 	flip := newestStoreFile(r.t, filepath.Join(dataDir, "topics", "00000000000000000000"))
 	data, err := os.ReadFile(flip)
 	require.NoError(r.t, err)
-	if len(data) > 16 {
-		pos := len(data) - 5
+	// Only in a record: a segment that holds none yet is its header alone,
+	// and a header is written whole before any record (a flipped byte there
+	// is a failed disk, which the node rightly refuses to start on).
+	if pos := len(data) - 5; pos >= segmentHeaderBytes {
 		data[pos] ^= 0xff
 		require.NoError(r.t, os.WriteFile(flip, data, 0o644))
 		r.logf("flipped byte %d of %s", pos, flip)
+	} else {
+		r.logf("%s holds no record yet: no byte flipped", flip)
 	}
 }
 
