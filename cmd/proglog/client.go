@@ -179,10 +179,24 @@ func (c clientSettings) rpcError(op string, err error) error {
 		return fmt.Errorf("%s: no answer from a cluster at %s within %v (is it running? 'make run' starts one): %s",
 			op, strings.Join(c.addrs, ","), c.timeout, cause)
 	case codes.Unauthenticated, codes.PermissionDenied:
-		return fmt.Errorf("%s: refused for the client certificate %s: %s", op, c.tls.CertFile, st.Message())
+		return fmt.Errorf("%s: refused for the client certificate %s: %s", op, c.tls.CertFile, serverMessage(err, st))
 	default:
-		return fmt.Errorf("%s: %s: %s", op, st.Code(), st.Message())
+		return fmt.Errorf("%s: %s: %s", op, st.Code(), serverMessage(err, st))
 	}
+}
+
+// serverMessage is what the server said: the message of the status err
+// wraps, without the client's wrapping around it ("loadbalance: consume
+// stream at offset 2: rpc error: code = NotFound desc = ..."), which
+// status.FromError folds into st's message.
+func serverMessage(err error, st *status.Status) string {
+	var inner interface{ GRPCStatus() *status.Status }
+	if errors.As(err, &inner) {
+		if msg := inner.GRPCStatus().Message(); msg != "" {
+			return msg
+		}
+	}
+	return st.Message()
 }
 
 // leaderless reports whether a call's Unavailable message says that servers

@@ -1,6 +1,7 @@
 package main
 
 import (
+	"fmt"
 	"strconv"
 	"strings"
 	"testing"
@@ -202,6 +203,19 @@ func TestRPCErrorNamesTheCause(t *testing.T) {
 			require.EqualError(t, err, tt.want)
 		})
 	}
+}
+
+// TestRPCErrorShowsWhatTheServerSaid: an error the client wrapped around a
+// server's status prints the server's message once, not the wrapping's
+// "rpc error: code = ... desc = ...".
+func TestRPCErrorShowsWhatTheServerSaid(t *testing.T) {
+	c := clientSettings{tls: tlsconfig.Config{CertFile: "/cfg/nobody-client.pem"}}
+	notFound := status.Error(codes.NotFound, `topic "x" does not exist`)
+	err := c.rpcError("consume", fmt.Errorf("loadbalance: consume stream at offset 2: %w", notFound))
+	require.EqualError(t, err, `consume: NotFound: topic "x" does not exist`)
+	denied := status.Error(codes.PermissionDenied, "nobody may not produce")
+	err = c.rpcError("produce", fmt.Errorf("loadbalance: produce: %w", denied))
+	require.EqualError(t, err, "produce: refused for the client certificate /cfg/nobody-client.pem: nobody may not produce")
 }
 
 func TestBriefCause(t *testing.T) {
