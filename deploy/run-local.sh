@@ -78,7 +78,7 @@ stopping=""
 # stop stops every node that was started, waits for each, and exits: with
 # status 1 when a node failed or when status is 1.
 stop() {
-	local status=$1 i pid rc
+	local status=$1 i pid rc live
 	[ -z "$stopping" ] || return 0
 	stopping=1
 	# Writing to a closed pipe must not kill the script before it has
@@ -87,7 +87,15 @@ stop() {
 	trap '' PIPE
 	# A second signal while the nodes stop is passed on: they then exit at once.
 	trap 'say "killing the nodes"; kill -INT ${pids[@]+"${pids[@]}"} 2>/dev/null || true' INT TERM
-	[ "${#pids[@]}" -gt 0 ] && say "stopping ${#pids[@]} nodes (Ctrl-C again to kill them)"
+	# Only the nodes still running: those the final wait reaped were
+	# reported when they exited.
+	live=0
+	i=${#pids[@]}
+	while [ "$i" -gt 0 ]; do
+		[ -n "${reaped[$i]:-}" ] || live=$((live + 1))
+		i=$((i - 1))
+	done
+	[ "$live" -gt 0 ] && say "stopping $live nodes (Ctrl-C again to kill them)"
 	# One at a time, the last started first: a node that leaves while the
 	# others still run has its leave acknowledged at once, where nodes leaving
 	# together each wait out Serf's leave timeout.
@@ -109,7 +117,7 @@ stop() {
 		fi
 		i=$((i - 1))
 	done
-	[ "${#pids[@]}" -gt 0 ] && say "every node stopped"
+	[ "$live" -gt 0 ] && say "every node stopped"
 	exit "$status"
 }
 trap 'stop 0' INT TERM

@@ -218,6 +218,8 @@ func TestRunLocalReportsNodesThatDie(t *testing.T) {
 	require.Contains(t, out, "every node exited on its own")
 	require.NotContains(t, out, "not a child", "the script waited again for a node it had reaped")
 	require.NotContains(t, out, "status 127", "the script waited again for a node it had reaped")
+	require.NotContains(t, out, "stopping", "the script announced stopping nodes that had all exited")
+	require.NotContains(t, out, "every node stopped", "the script announced stopping nodes that had all exited")
 }
 
 // TestRunLocalRefusesPortsInUse: a second `make run` on the ports of a
