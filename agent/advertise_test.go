@@ -15,6 +15,7 @@ import (
 	"github.com/proglog/proglog/discovery"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // TestClusterAdvertiseHost runs two nodes that advertise a host name
@@ -102,16 +103,16 @@ func TestStartJoinTimeout(t *testing.T) {
 			RaftLeaderLeaseTimeout: 150 * time.Millisecond, RaftCommitTimeout: 10 * time.Millisecond,
 		}
 	}
-	first := config("node-0", freePorts(t, 3))
+	first := config("node-0", testnet.FreePorts(t, 3))
 	first.Bootstrap = true
 
 	// Without a timeout: one try.
-	alone := config("alone", freePorts(t, 3))
+	alone := config("alone", testnet.FreePorts(t, 3))
 	alone.StartJoinAddrs = []string{first.BindAddr}
 	_, err = agent.New(alone)
 	require.ErrorIs(t, err, discovery.ErrJoin)
 
-	second := config("node-1", freePorts(t, 3))
+	second := config("node-1", testnet.FreePorts(t, 3))
 	second.StartJoinAddrs = []string{first.BindAddr}
 	second.StartJoinTimeout = time.Minute
 	core, logs := observer.New(zap.InfoLevel)

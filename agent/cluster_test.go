@@ -23,6 +23,7 @@ import (
 	"github.com/proglog/proglog/discovery"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // testNode is one agent of a test cluster plus what is needed to restart it
@@ -59,7 +60,7 @@ func newTestCluster(t *testing.T, n int, configure func(*agent.Config)) *testClu
 	require.NoError(t, err)
 
 	for i := 0; i < n; i++ {
-		ports := freePorts(t, 3)
+		ports := testnet.FreePorts(t, 3)
 		cfg := agent.Config{
 			DataDir:              filepath.Join(t.TempDir(), "data"),
 			NodeName:             fmt.Sprintf("node-%d", i),
@@ -117,24 +118,6 @@ func newGossipKey(t *testing.T) []byte {
 	keys, err := discovery.ParseGossipKeys([]byte(encoded))
 	require.NoError(t, err)
 	return keys[0]
-}
-
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, 0, n)
-	var listeners []net.Listener
-	for range n {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		listeners = append(listeners, l)
-		addr, ok := l.Addr().(*net.TCPAddr)
-		require.True(t, ok)
-		ports = append(ports, addr.Port)
-	}
-	for _, l := range listeners {
-		require.NoError(t, l.Close())
-	}
-	return ports
 }
 
 // start (re)starts node i with its config; a restarted node joins node 0's

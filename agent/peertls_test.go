@@ -23,6 +23,7 @@ import (
 	"github.com/proglog/proglog/agent"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // handshakeWarning is the message of the agent's warning about a failed peer
@@ -62,7 +63,7 @@ func TestPeerHandshakeFailureIsReported(t *testing.T) {
 	require.True(t, otherPool.AppendCertsFromPEM(otherPEM))
 
 	cfg := c.nodes[1].cfg
-	ports := freePorts(t, 3)
+	ports := testnet.FreePorts(t, 3)
 	cfg.NodeName = "node-misconfigured"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))

@@ -28,6 +28,7 @@ import (
 	"github.com/proglog/proglog/server/telemetry/telemetrytest"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // msgRefused is the warning verify.go logs once per refused member.
@@ -73,7 +74,7 @@ func (c *testCluster) nodeConfig(name string, certs nodeCerts, gossipKey []byte)
 		CertFile: certs.cert, KeyFile: certs.key, CAFile: certs.ca, Peer: true,
 	})
 	require.NoError(c.t, err)
-	ports := freePorts(c.t, 3)
+	ports := testnet.FreePorts(c.t, 3)
 	cfg := c.nodes[0].cfg
 	cfg.DataDir = filepath.Join(c.t.TempDir(), "data")
 	cfg.NodeName = name

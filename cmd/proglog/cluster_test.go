@@ -26,6 +26,7 @@ import (
 	"github.com/proglog/proglog/server"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // Deadlines of the end-to-end tests.
@@ -125,7 +126,7 @@ func startCluster(t *testing.T, n int, files tlsconfig.FileSet) *testCluster {
 func startClusterWith(t *testing.T, n int, files tlsconfig.FileSet, agentFlags ...string) *testCluster {
 	t.Helper()
 	c := &testCluster{bin: proglogBinary(t), configDir: files.Dir, dir: t.TempDir()}
-	ports := freePorts(t, 3*n)
+	ports := testnet.FreePorts(t, 3*n)
 	t.Cleanup(func() {
 		if t.Failed() {
 			c.dumpLogs(t)

@@ -14,6 +14,7 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // runInProcess runs the command line args as main would and returns the
@@ -129,7 +130,7 @@ func TestMissingCertificates(t *testing.T) {
 func TestUnreachableCluster(t *testing.T) {
 	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
-	addr := "127.0.0.1:" + strconv.Itoa(freePorts(t, 1)[0])
+	addr := "127.0.0.1:" + strconv.Itoa(testnet.FreePorts(t, 1)[0])
 	const timeout = 30 * time.Second
 	common := []string{"--addr", addr, "--config-dir", files.Dir, "--timeout", timeout.String()}
 	for _, args := range [][]string{

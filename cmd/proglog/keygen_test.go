@@ -13,6 +13,7 @@ import (
 
 	"github.com/proglog/proglog/discovery"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 func TestKeygenPrintsAKey(t *testing.T) {
@@ -88,7 +89,7 @@ func TestAgentReloadsGossipKeysOnSIGHUP(t *testing.T) {
 	require.NoError(t, err)
 	require.NoError(t, os.WriteFile(keyFile, []byte(oldKey+"\n"), 0o600))
 
-	ports := freePorts(t, 3)
+	ports := testnet.FreePorts(t, 3)
 	p := startProcess(t, proglogBinary(t), "", "agent",
 		"--node-name", "node-1", "--data-dir", filepath.Join(dir, "data"), "--bootstrap",
 		"--bind-addr", "127.0.0.1:"+strconv.Itoa(ports[0]),

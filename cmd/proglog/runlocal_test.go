@@ -18,6 +18,7 @@ import (
 	"github.com/stretchr/testify/require"
 
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // runLocalScript is `make run`'s script, from this package's directory.
@@ -126,7 +127,7 @@ func TestRunLocal(t *testing.T) {
 	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
 	bin := proglogBinary(t)
-	ports := freePorts(t, 9)
+	ports := testnet.FreePorts(t, 9)
 	dir := t.TempDir()
 	env := runLocalEnv(bin, dir, files.Dir, ports)
 	client := []string{"--addr", joinPorts(ports[0:3]), "--config-dir", files.Dir}
@@ -173,7 +174,7 @@ func TestRunLocalStopsNodesWhenItsOutputIsGone(t *testing.T) {
 	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
 	bin := proglogBinary(t)
-	ports := freePorts(t, 9)
+	ports := testnet.FreePorts(t, 9)
 	rl := startRunLocal(t, runLocalEnv(bin, t.TempDir(), files.Dir, ports))
 	require.Len(t, rl.pids, 3, "node pids in the banner")
 
@@ -198,7 +199,7 @@ func TestRunLocalReportsNodesThatDie(t *testing.T) {
 	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
 	bin := proglogBinary(t)
-	ports := freePorts(t, 9)
+	ports := testnet.FreePorts(t, 9)
 	rl := startRunLocal(t, runLocalEnv(bin, t.TempDir(), files.Dir, ports))
 	require.Len(t, rl.pids, 3, "node pids in the banner")
 
@@ -229,7 +230,7 @@ func TestRunLocalRefusesPortsInUse(t *testing.T) {
 	files := tlsconfigtest.Files(t) // before clearing PROGLOG_CONFIG_DIR
 	clearProglogEnv(t)
 	bin := proglogBinary(t)
-	ports := freePorts(t, 9)
+	ports := testnet.FreePorts(t, 9)
 	first := startRunLocal(t, runLocalEnv(bin, t.TempDir(), files.Dir, ports))
 	require.Len(t, first.pids, 3, "node pids in the banner")
 

@@ -4,7 +4,6 @@ import (
 	"bufio"
 	"context"
 	"fmt"
-	"net"
 	"net/http"
 	"os"
 	"os/exec"
@@ -22,6 +21,7 @@ import (
 
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/test/bookcompat/bookv1"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // Deadlines of the test.
@@ -53,7 +53,7 @@ func startCluster(t *testing.T, n int, files tlsconfig.FileSet) *cluster {
 	require.NoError(t, err, "go build: %s", out)
 
 	c := &cluster{files: files}
-	ports := freePorts(t, 3*n)
+	ports := testnet.FreePorts(t, 3*n)
 	serfAddr := func(i int) string { return "127.0.0.1:" + strconv.Itoa(ports[3*i+2]) }
 	t.Cleanup(func() {
 		if t.Failed() {
@@ -226,24 +226,4 @@ func (c *cluster) dumpLogs(t *testing.T) {
 		lines := strings.Split(strings.TrimSpace(string(data)), "\n")
 		t.Logf("--- the end of %s:\n%s", path, strings.Join(lines[max(0, len(lines)-30):], "\n"))
 	}
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1 a
-// moment ago.
-func freePorts(t *testing.T, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	listeners := make([]net.Listener, n)
-	for i := range listeners {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		listeners[i] = l
-		addr, ok := l.Addr().(*net.TCPAddr)
-		require.True(t, ok)
-		ports[i] = addr.Port
-	}
-	for _, l := range listeners {
-		require.NoError(t, l.Close())
-	}
-	return ports
 }

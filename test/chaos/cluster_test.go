@@ -26,6 +26,7 @@ import (
 	"github.com/proglog/proglog/loadbalance"
 	"github.com/proglog/proglog/server/tlsconfig"
 	"github.com/proglog/proglog/server/tlsconfig/tlsconfigtest"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // Bounds of the harness's own waits.
@@ -96,7 +97,7 @@ func newCluster(t testing.TB, bin, dir string, opts clusterOptions) *cluster {
 	})
 	require.NoError(t, err)
 	c.tls = tlsConfig
-	ports := freePorts(t, 3*opts.nodes)
+	ports := testnet.FreePorts(t, 3*opts.nodes)
 	for i := range opts.nodes {
 		n := &node{
 			index:    i,
@@ -549,23 +550,6 @@ func gossipFlags(t testing.TB, bin, configDir string) []string {
 	require.NoError(t, err, "proglog keygen")
 	require.NoError(t, os.WriteFile(keyFile, out, 0o600))
 	return []string{"--gossip-key-file", keyFile}
-}
-
-// freePorts returns n distinct TCP ports that were free on 127.0.0.1.
-func freePorts(t testing.TB, n int) []int {
-	t.Helper()
-	ports := make([]int, n)
-	listeners := make([]net.Listener, n)
-	for i := range listeners {
-		l, err := net.Listen("tcp", "127.0.0.1:0")
-		require.NoError(t, err)
-		listeners[i] = l
-		ports[i] = l.Addr().(*net.TCPAddr).Port
-	}
-	for _, l := range listeners {
-		require.NoError(t, l.Close())
-	}
-	return ports
 }
 
 // tmpfsSize is the size of a tmpfs data dir before it is shrunk.
