@@ -13,7 +13,6 @@ import (
 	"os/exec"
 	"path/filepath"
 	"regexp"
-	"slices"
 	"sort"
 	"strconv"
 	"strings"
@@ -30,6 +29,7 @@ import (
 	api "github.com/proglog/proglog/api/v1"
 	"github.com/proglog/proglog/loadbalance"
 	"github.com/proglog/proglog/server/tlsconfig"
+	"github.com/proglog/proglog/test/testnet"
 )
 
 // Deadlines of the cluster test.
@@ -89,7 +89,7 @@ func TestChartRunsAsLocalCluster(t *testing.T) {
 	for i := range replicas {
 		ips = append(ips, prefix+strconv.Itoa(i+1))
 	}
-	ports := freePortsOn(t, ips, 3)
+	ports := testnet.FreePortsOn(t, ips, 3)
 	r := release{name: "proglog", namespace: "logs", set: []string{
 		"replicas=" + strconv.Itoa(replicas),
 		"ports.rpc=" + strconv.Itoa(ports[0]), "ports.http=" + strconv.Itoa(ports[1]), "ports.serf=" + strconv.Itoa(ports[2]),
@@ -170,44 +170,6 @@ func TestChartRunsAsLocalCluster(t *testing.T) {
 	want = append(want, "fifth")
 	require.Equal(t, uint64(len(want)-1), off)
 	c.requireRecords(first, want)
-}
-
-// freePortsOn returns n port numbers free for TCP and UDP on every address.
-func freePortsOn(t *testing.T, ips []string, n int) []int {
-	t.Helper()
-	var ports []int
-	for attempt := 0; len(ports) < n && attempt < 200; attempt++ {
-		port := 20000 + rand.IntN(12000) // below Linux's ephemeral ports (32768+)
-		if slices.Contains(ports, port) || !portFree(ips, port) {
-			continue
-		}
-		ports = append(ports, port)
-	}
-	require.Len(t, ports, n, "free ports on %v", ips)
-	return ports
-}
-
-func portFree(ips []string, port int) bool {
-	var closers []func() error
-	defer func() {
-		for _, c := range closers {
-			_ = c()
-		}
-	}()
-	for _, ip := range ips {
-		addr := net.JoinHostPort(ip, strconv.Itoa(port))
-		l, err := net.Listen("tcp", addr)
-		if err != nil {
-			return false
-		}
-		closers = append(closers, l.Close)
-		u, err := net.ListenPacket("udp", addr)
-		if err != nil {
-			return false
-		}
-		closers = append(closers, u.Close)
-	}
-	return true
 }
 
 // kubectlSecret matches the Secret commands `make gencert-kube` prints.

@@ -29,33 +29,60 @@ const minPort = 10000
 // test/chaos's third node).
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
+	if ephemeralPortsFrom()-minPort < 1000 {
+		return kernelFreePorts(t, n)
+	}
+	return FreePortsOn(t, []string{"127.0.0.1"}, n)
+}
+
+// FreePortsOn returns n distinct ports that were free for TCP and UDP on
+// every one of ips a moment ago, picked at random below the kernel's
+// ephemeral range (see FreePorts), or below 32768 where that range cannot
+// be read.
+func FreePortsOn(t testing.TB, ips []string, n int) []int {
+	t.Helper()
 	high := ephemeralPortsFrom()
 	if high-minPort < 1000 {
-		return kernelFreePorts(t, n)
+		high = 32768
 	}
 	seen := map[int]bool{}
 	var ports []int
 	for attempt := 0; len(ports) < n; attempt++ {
-		require.Less(t, attempt, 1000*n, "no %d free ports in [%d, %d)", n, minPort, high)
+		require.Less(t, attempt, 1000*n, "no %d free ports in [%d, %d) on %v", n, minPort, high, ips)
 		port := minPort + rand.IntN(high-minPort)
 		if seen[port] {
 			continue
 		}
 		seen[port] = true
-		addr := net.JoinHostPort("127.0.0.1", strconv.Itoa(port))
-		tcp, err := net.Listen("tcp", addr)
-		if err != nil {
-			continue
+		if portFree(ips, port) {
+			ports = append(ports, port)
 		}
-		udp, err := net.ListenPacket("udp", addr)
-		require.NoError(t, tcp.Close())
-		if err != nil {
-			continue
-		}
-		require.NoError(t, udp.Close())
-		ports = append(ports, port)
 	}
 	return ports
+}
+
+// portFree reports whether port is free for TCP and UDP on every one of ips.
+func portFree(ips []string, port int) bool {
+	var closers []func() error
+	defer func() {
+		for _, c := range closers {
+			_ = c()
+		}
+	}()
+	for _, ip := range ips {
+		addr := net.JoinHostPort(ip, strconv.Itoa(port))
+		l, err := net.Listen("tcp", addr)
+		if err != nil {
+			return false
+		}
+		closers = append(closers, l.Close)
+		u, err := net.ListenPacket("udp", addr)
+		if err != nil {
+			return false
+		}
+		closers = append(closers, u.Close)
+	}
+	return true
 }
 
 // ephemeralPortsFrom is the first port of the kernel's ephemeral range
