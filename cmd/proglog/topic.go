@@ -13,6 +13,7 @@ import (
 	"github.com/spf13/cobra"
 
 	api "github.com/proglog/proglog/api/v1"
+	"github.com/proglog/proglog/distlog"
 	"github.com/proglog/proglog/server"
 )
 
@@ -71,10 +72,6 @@ func readTopicCreateSettings(s *settings) (topicCreateSettings, error) {
 	return ts, ts.client.validate()
 }
 
-// minTopicSegmentAge is distlog.MinTopicSegmentAge, checked here so that
-// the mistake is a usage error, before anything is sent.
-const minTopicSegmentAge = time.Second
-
 // readRetention reads the changeable fields of a topic's configuration:
 // --retention-bytes, --retention-age and --topic-segment-age.
 func readRetention(s *settings) (*api.TopicConfig, error) {
@@ -85,9 +82,11 @@ func readRetention(s *settings) (*api.TopicConfig, error) {
 	if age < 0 || (age > 0 && age < time.Millisecond) {
 		return nil, usageError(fmt.Errorf("--%s %v must be 0 or at least 1ms", keyRetentionAge, age))
 	}
-	if segmentAge < 0 || (segmentAge > 0 && segmentAge < minTopicSegmentAge) {
+	// distlog's bound, checked here too so that the mistake is a usage
+	// error, before anything is sent.
+	if segmentAge < 0 || (segmentAge > 0 && segmentAge < distlog.MinTopicSegmentAge) {
 		return nil, usageError(fmt.Errorf("--%s %v must be 0 (the node's default) or at least %v",
-			keyTopicSegmentAge, segmentAge, minTopicSegmentAge))
+			keyTopicSegmentAge, segmentAge, distlog.MinTopicSegmentAge))
 	}
 	return &api.TopicConfig{RetentionBytes: uint64(bytes), RetentionAgeMs: uint64(age / time.Millisecond),
 		SegmentAgeMs: uint64(segmentAge / time.Millisecond)}, nil
