@@ -103,16 +103,16 @@ func TestStartJoinTimeout(t *testing.T) {
 			RaftLeaderLeaseTimeout: 150 * time.Millisecond, RaftCommitTimeout: 10 * time.Millisecond,
 		}
 	}
-	first := config("node-0", testnet.FreePorts(t, 3))
+	first := config("node-0", testnet.KernelFreePorts(t, 3))
 	first.Bootstrap = true
 
 	// Without a timeout: one try.
-	alone := config("alone", testnet.FreePorts(t, 3))
+	alone := config("alone", testnet.KernelFreePorts(t, 3))
 	alone.StartJoinAddrs = []string{first.BindAddr}
 	_, err = agent.New(alone)
 	require.ErrorIs(t, err, discovery.ErrJoin)
 
-	second := config("node-1", testnet.FreePorts(t, 3))
+	second := config("node-1", testnet.KernelFreePorts(t, 3))
 	second.StartJoinAddrs = []string{first.BindAddr}
 	second.StartJoinTimeout = time.Minute
 	core, logs := observer.New(zap.InfoLevel)

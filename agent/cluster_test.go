@@ -60,7 +60,7 @@ func newTestCluster(t *testing.T, n int, configure func(*agent.Config)) *testClu
 	require.NoError(t, err)
 
 	for i := 0; i < n; i++ {
-		ports := testnet.FreePorts(t, 3)
+		ports := testnet.KernelFreePorts(t, 3)
 		cfg := agent.Config{
 			DataDir:              filepath.Join(t.TempDir(), "data"),
 			NodeName:             fmt.Sprintf("node-%d", i),

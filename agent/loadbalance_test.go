@@ -193,7 +193,7 @@ func TestLoadBalanceRouting(t *testing.T) {
 	leaderAddr := c.nodes[leader].agent.RPCAddr()
 
 	t.Run("resolver lists every server with one leader", func(t *testing.T) {
-		dead := net.JoinHostPort("127.0.0.1", strconv.Itoa(testnet.FreePorts(t, 1)[0]))
+		dead := net.JoinHostPort("127.0.0.1", strconv.Itoa(testnet.KernelFreePorts(t, 1)[0]))
 		tests := []struct {
 			name  string
 			seeds []string

@@ -63,7 +63,7 @@ func TestPeerHandshakeFailureIsReported(t *testing.T) {
 	require.True(t, otherPool.AppendCertsFromPEM(otherPEM))
 
 	cfg := c.nodes[1].cfg
-	ports := testnet.FreePorts(t, 3)
+	ports := testnet.KernelFreePorts(t, 3)
 	cfg.NodeName = "node-misconfigured"
 	cfg.DataDir = filepath.Join(t.TempDir(), "data")
 	cfg.BindAddr = net.JoinHostPort("127.0.0.1", strconv.Itoa(ports[0]))

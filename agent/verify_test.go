@@ -74,7 +74,7 @@ func (c *testCluster) nodeConfig(name string, certs nodeCerts, gossipKey []byte)
 		CertFile: certs.cert, KeyFile: certs.key, CAFile: certs.ca, Peer: true,
 	})
 	require.NoError(c.t, err)
-	ports := testnet.FreePorts(c.t, 3)
+	ports := testnet.KernelFreePorts(c.t, 3)
 	cfg := c.nodes[0].cfg
 	cfg.DataDir = filepath.Join(c.t.TempDir(), "data")
 	cfg.NodeName = name

@@ -30,7 +30,7 @@ const minPort = 10000
 func FreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	if ephemeralPortsFrom()-minPort < 1000 {
-		return kernelFreePorts(t, n)
+		return KernelFreePorts(t, n)
 	}
 	return FreePortsOn(t, []string{"127.0.0.1"}, n)
 }
@@ -104,8 +104,13 @@ func ephemeralPortsFrom() int {
 	return first
 }
 
-// kernelFreePorts returns n ports the kernel picked as free.
-func kernelFreePorts(t testing.TB, n int) []int {
+// KernelFreePorts returns n ports the kernel picked as free (":0"), from
+// its ephemeral range. For servers started in the test's own process right
+// after the pick: the many such ports of the agent tests would otherwise
+// crowd the range below, where the tests that start other processes pick
+// theirs with FreePorts (an agent test's node once took a port a
+// cmd/proglog node was about to bind).
+func KernelFreePorts(t testing.TB, n int) []int {
 	t.Helper()
 	ports := make([]int, n)
 	listeners := make([]net.Listener, n)
