@@ -219,9 +219,16 @@ func TestMembershipHandlerErrorsDoNotStopEventLoop(t *testing.T) {
 	require.NoError(t, members[2].Leave())
 
 	// Every call failed, yet each event after the first was still handled.
-	want := []string{"join n2 " + rpcAddr("n2"), "join n3 " + rpcAddr("n3"), "leave n3"}
+	// n2 and n3 join within a millisecond of each other: n1 may learn of
+	// them in either order (CI once saw n3 first), and of n3's leave after.
+	joins := []string{"join n2 " + rpcAddr("n2"), "join n3 " + rpcAddr("n3")}
 	require.EventuallyWithT(t, func(c *assert.CollectT) {
-		assert.Equal(c, want, failing.Calls())
+		calls := failing.Calls()
+		if !assert.Len(c, calls, 3, "calls: %v", calls) {
+			return
+		}
+		assert.ElementsMatch(c, joins, calls[:2])
+		assert.Equal(c, "leave n3", calls[2])
 	}, waitFor, tick)
 }
 
